@@ -1,0 +1,108 @@
+//! Configuration user space writes before load (globals) and while running (maps).
+
+/// Byte offsets of kernel struct fields, resolved by user space from `/sys/kernel/btf/vmlinux`
+/// and written into the eBPF object as a global before load. This is our CO-RE: the programs
+/// never hard-code a kernel's layout. A field that could not be resolved is [`OFFSET_UNKNOWN`];
+/// programs then skip reading it and flag the record instead of reading garbage.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_group_leader: u32,
+    pub task_start_boottime: u32,
+    pub task_real_cred: u32,
+    pub task_mm: u32,
+    pub task_flags: u32,
+    pub task_exit_code: u32,
+    pub task_signal: u32,
+    pub signal_live: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_suid: u32,
+    pub cred_sgid: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    pub cred_fsuid: u32,
+    pub cred_fsgid: u32,
+    pub _pad: u32,
+}
+
+pub const OFFSET_UNKNOWN: u32 = u32::MAX;
+
+impl KernelOffsets {
+    pub const UNKNOWN: Self = Self {
+        task_pid: OFFSET_UNKNOWN,
+        task_tgid: OFFSET_UNKNOWN,
+        task_real_parent: OFFSET_UNKNOWN,
+        task_group_leader: OFFSET_UNKNOWN,
+        task_start_boottime: OFFSET_UNKNOWN,
+        task_real_cred: OFFSET_UNKNOWN,
+        task_mm: OFFSET_UNKNOWN,
+        task_flags: OFFSET_UNKNOWN,
+        task_exit_code: OFFSET_UNKNOWN,
+        task_signal: OFFSET_UNKNOWN,
+        signal_live: OFFSET_UNKNOWN,
+        mm_arg_start: OFFSET_UNKNOWN,
+        mm_arg_end: OFFSET_UNKNOWN,
+        cred_uid: OFFSET_UNKNOWN,
+        cred_gid: OFFSET_UNKNOWN,
+        cred_suid: OFFSET_UNKNOWN,
+        cred_sgid: OFFSET_UNKNOWN,
+        cred_euid: OFFSET_UNKNOWN,
+        cred_egid: OFFSET_UNKNOWN,
+        cred_fsuid: OFFSET_UNKNOWN,
+        cred_fsgid: OFFSET_UNKNOWN,
+        _pad: 0,
+    };
+}
+
+/// Scalars fixed at load time, written as the global `CONFIG`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// vigil's own tgid: nothing it does is traced.
+    pub self_tgid: u32,
+    pub _pad: u32,
+    /// A partial batch older than this is flushed at its thread's next syscall.
+    pub batch_max_age_ns: u64,
+}
+
+pub const DEFAULT_BATCH_MAX_AGE_NS: u64 = 200_000_000;
+
+/// Names shared by both sides: globals, maps and programs.
+pub mod names {
+    pub const GLOBAL_OFFSETS: &str = "OFFSETS";
+    pub const GLOBAL_CONFIG: &str = "CONFIG";
+
+    pub const MAP_EVENTS: &str = "EVENTS";
+    pub const MAP_SYSCALLS: &str = "SYSCALLS";
+    pub const MAP_COUNTERS: &str = "COUNTERS";
+    /// tgid -> u8: processes whose syscalls are not batched (lifecycle events still flow).
+    pub const MAP_IGNORED_TGIDS: &str = "IGNORED_TGIDS";
+
+    pub const PROG_SYS_ENTER: &str = "vigil_sys_enter";
+    pub const PROG_EXEC: &str = "vigil_sched_exec";
+    pub const PROG_FORK: &str = "vigil_sched_fork";
+    pub const PROG_EXIT: &str = "vigil_sched_exit";
+    pub const PROG_WATCH_ENTER: &str = "vigil_watch_enter";
+    pub const PROG_WATCH_EXIT: &str = "vigil_watch_exit";
+    /// Counts sys_enter and does nothing else: the floor any per-syscall tracer pays, for benches.
+    pub const PROG_EMPTY_SYS_ENTER: &str = "vigil_empty_sys_enter";
+    pub const MAP_EMPTY_COUNTER: &str = "EMPTY_COUNTER";
+}
+
+/// Sizes of the ring buffers (bytes; power of two, multiple of the page size).
+pub const EVENTS_RING_BYTES: u32 = 4 << 20;
+pub const SYSCALLS_RING_BYTES: u32 = 8 << 20;
+/// Concurrent threads with an open syscall batch.
+pub const BATCH_MAP_ENTRIES: u32 = 32768;
+/// Concurrent threads inside a watched syscall.
+pub const PENDING_MAP_ENTRIES: u32 = 16384;
+pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;
+
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 22 * 4);
+const _: () = assert!(core::mem::size_of::<AgentConfig>() == 16);

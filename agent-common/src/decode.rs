@@ -1,0 +1,334 @@
+//! User-space decoding of ring-buffer records. A record that is shorter than its kind requires,
+//! claims a size other than what was delivered, or names an unknown kind is an error the caller
+//! counts; nothing here panics on hostile or truncated input.
+
+use core::mem::size_of;
+
+use crate::*;
+
+// SAFETY: all of these are `#[repr(C)]`, `Copy`, made only of integers and integer arrays, with
+// explicit padding fields, so every bit pattern is a valid value.
+unsafe impl aya::Pod for KernelOffsets {}
+unsafe impl aya::Pod for AgentConfig {}
+unsafe impl aya::Pod for SyscallBatch {}
+
+/// One decoded record.
+#[derive(Clone, Copy, Debug)]
+pub enum Event {
+    Exec(ExecEvent),
+    Fork(ForkEvent),
+    Exit(ExitEvent),
+    SyscallBatch(SyscallBatch),
+    /// connect / accept / bind / listen; the header's kind says which.
+    Net(NetEvent),
+    CredChange(CredChangeEvent),
+    Ptrace(PtraceEvent),
+    Memfd(MemfdEvent),
+    ModuleLoad(ModuleLoadEvent),
+    BpfProgLoad(BpfProgLoadEvent),
+    ProbeError(ProbeErrorEvent),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than the {need}-byte event header")]
+    TruncatedHeader { len: usize, need: usize },
+    #[error("record kind {kind} is not one this agent knows")]
+    UnknownKind { kind: u16 },
+    #[error("{kind:?} record has {len} bytes, header says {header_size}, the type needs {need}")]
+    BadSize {
+        kind: EventKind,
+        len: usize,
+        header_size: u32,
+        need: usize,
+    },
+    #[error("record written for ABI version {got}, this agent speaks {ABI_VERSION}")]
+    AbiVersion { got: u16 },
+}
+
+impl Event {
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            Event::Exec(e) => &e.header,
+            Event::Fork(e) => &e.header,
+            Event::Exit(e) => &e.header,
+            Event::SyscallBatch(e) => &e.header,
+            Event::Net(e) => &e.header,
+            Event::CredChange(e) => &e.header,
+            Event::Ptrace(e) => &e.header,
+            Event::Memfd(e) => &e.header,
+            Event::ModuleLoad(e) => &e.header,
+            Event::BpfProgLoad(e) => &e.header,
+            Event::ProbeError(e) => &e.header,
+        }
+    }
+
+    /// The kind; always valid because decoding checked it.
+    pub fn kind(&self) -> EventKind {
+        EventKind::from_u16(self.header().kind).unwrap_or(EventKind::ProbeError)
+    }
+}
+
+/// Reads the header alone, e.g. to attribute a record that fails full decoding to its kind.
+pub fn decode_header(bytes: &[u8]) -> Result<EventHeader, DecodeError> {
+    if bytes.len() < EventHeader::SIZE {
+        return Err(DecodeError::TruncatedHeader {
+            len: bytes.len(),
+            need: EventHeader::SIZE,
+        });
+    }
+    // SAFETY: length checked above; EventHeader is plain integers, read_unaligned tolerates any
+    // alignment of the ring-buffer slice.
+    Ok(unsafe { bytes.as_ptr().cast::<EventHeader>().read_unaligned() })
+}
+
+fn read<T: Copy>(kind: EventKind, header: &EventHeader, bytes: &[u8]) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need || header.size as usize != bytes.len() {
+        return Err(DecodeError::BadSize {
+            kind,
+            len: bytes.len(),
+            header_size: header.size,
+            need,
+        });
+    }
+    // SAFETY: at least size_of::<T>() bytes are present; every T here is a Pod record for which
+    // any bit pattern is valid.
+    Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let header = decode_header(bytes)?;
+    let kind = EventKind::from_u16(header.kind).ok_or(DecodeError::UnknownKind { kind: header.kind })?;
+    if header.abi_version != ABI_VERSION {
+        return Err(DecodeError::AbiVersion {
+            got: header.abi_version,
+        });
+    }
+    let h = &header;
+    Ok(match kind {
+        EventKind::Exec => Event::Exec(read(kind, h, bytes)?),
+        EventKind::Fork => Event::Fork(read(kind, h, bytes)?),
+        EventKind::Exit => Event::Exit(read(kind, h, bytes)?),
+        EventKind::SyscallBatch => {
+            let b: SyscallBatch = read(kind, h, bytes)?;
+            if b.count as usize > BATCH_LEN {
+                return Err(DecodeError::BadSize {
+                    kind,
+                    len: bytes.len(),
+                    header_size: h.size,
+                    need: size_of::<SyscallBatch>(),
+                });
+            }
+            Event::SyscallBatch(b)
+        }
+        EventKind::Connect | EventKind::Accept | EventKind::Bind | EventKind::Listen => {
+            Event::Net(read(kind, h, bytes)?)
+        }
+        EventKind::CredChange => Event::CredChange(read(kind, h, bytes)?),
+        EventKind::Ptrace => Event::Ptrace(read(kind, h, bytes)?),
+        EventKind::MemfdCreate => Event::Memfd(read(kind, h, bytes)?),
+        EventKind::ModuleLoad => Event::ModuleLoad(read(kind, h, bytes)?),
+        EventKind::BpfProgLoad => Event::BpfProgLoad(read(kind, h, bytes)?),
+        EventKind::ProbeError => Event::ProbeError(read(kind, h, bytes)?),
+    })
+}
+
+impl SyscallBatch {
+    /// The ids actually recorded.
+    pub fn ids(&self) -> &[u16] {
+        &self.ids[..(self.count as usize).min(BATCH_LEN)]
+    }
+}
+
+/// Bytes up to the first NUL (or `len`, whichever comes first), lossily as UTF-8.
+pub fn c_str(bytes: &[u8], len: usize) -> std::string::String {
+    let bytes = &bytes[..len.min(bytes.len())];
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    std::string::String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+impl ExecEvent {
+    pub fn filename(&self) -> std::string::String {
+        c_str(&self.filename, self.filename_len as usize)
+    }
+    pub fn comm(&self) -> std::string::String {
+        c_str(&self.comm, COMM_LEN)
+    }
+    /// argv as separate strings.
+    pub fn argv(&self) -> std::vec::Vec<std::string::String> {
+        let used = &self.args[..(self.args_len as usize).min(ARGS_LEN)];
+        used.split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| std::string::String::from_utf8_lossy(s).into_owned())
+            .collect()
+    }
+}
+
+impl SockAddr {
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self.family {
+            2 => {
+                let a: [u8; 4] = self.addr[..4].try_into().ok()?;
+                Some(std::net::IpAddr::from(a))
+            }
+            10 => Some(std::net::IpAddr::from(self.addr)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    fn header(kind: EventKind, size: usize) -> EventHeader {
+        EventHeader {
+            kind: kind as u16,
+            abi_version: ABI_VERSION,
+            size: size as u32,
+            ktime_ns: 7,
+            pid: 11,
+            tgid: 10,
+            start_ns: 99,
+        }
+    }
+
+    fn bytes_of<T: Copy>(v: &T) -> std::vec::Vec<u8> {
+        // SAFETY: T is a Pod record; viewing it as bytes is sound.
+        unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    fn exit_record() -> ExitEvent {
+        ExitEvent {
+            header: header(EventKind::Exit, size_of::<ExitEvent>()),
+            exit_code: 3 << 8,
+            _pad: 0,
+        }
+    }
+
+    #[test]
+    fn decodes_exit_roundtrip() {
+        let bytes = bytes_of(&exit_record());
+        let Event::Exit(e) = decode(&bytes).unwrap() else {
+            panic!("wrong variant")
+        };
+        assert_eq!(e.exit_code, 3 << 8);
+        assert_eq!(e.header.tgid, 10);
+    }
+
+    #[test]
+    fn decodes_batch_and_exposes_only_used_ids() {
+        let mut b = SyscallBatch {
+            header: header(EventKind::SyscallBatch, size_of::<SyscallBatch>()),
+            first_ns: 1,
+            seq: 0,
+            count: 3,
+            reason: FlushReason::Exit as u16,
+            ids: [0; BATCH_LEN],
+        };
+        b.ids[..3].copy_from_slice(&[0, 1, 60]);
+        let Event::SyscallBatch(d) = decode(&bytes_of(&b)).unwrap() else {
+            panic!("wrong variant")
+        };
+        assert_eq!(d.ids(), &[0, 1, 60]);
+    }
+
+    #[test]
+    fn batch_count_beyond_capacity_is_rejected() {
+        let b = SyscallBatch {
+            header: header(EventKind::SyscallBatch, size_of::<SyscallBatch>()),
+            first_ns: 1,
+            seq: 0,
+            count: BATCH_LEN as u16 + 1,
+            reason: 1,
+            ids: [0; BATCH_LEN],
+        };
+        assert!(matches!(decode(&bytes_of(&b)), Err(DecodeError::BadSize { .. })));
+    }
+
+    #[test]
+    fn truncated_inputs_are_errors_at_every_length() {
+        let bytes = bytes_of(&exit_record());
+        for len in 0..bytes.len() {
+            let err = decode(&bytes[..len]).unwrap_err();
+            if len < EventHeader::SIZE {
+                assert_eq!(err, DecodeError::TruncatedHeader { len, need: 32 });
+            } else {
+                assert!(matches!(err, DecodeError::BadSize { .. }), "len {len}: {err:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn header_size_must_match_delivered_length() {
+        let mut e = exit_record();
+        e.header.size += 8;
+        let mut bytes = bytes_of(&e);
+        assert!(matches!(decode(&bytes), Err(DecodeError::BadSize { .. })));
+        bytes.extend_from_slice(&[0; 8]);
+        assert!(decode(&bytes).is_ok(), "trailing bytes the header accounts for are fine");
+    }
+
+    #[test]
+    fn unknown_kind_and_abi_are_errors() {
+        let mut e = exit_record();
+        e.header.kind = 999;
+        assert_eq!(decode(&bytes_of(&e)).unwrap_err(), DecodeError::UnknownKind { kind: 999 });
+        let mut e = exit_record();
+        e.header.abi_version = ABI_VERSION + 1;
+        assert!(matches!(decode(&bytes_of(&e)), Err(DecodeError::AbiVersion { .. })));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // A cheap deterministic generator: the point is coverage of odd lengths and kinds.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 1200) as usize;
+            let mut buf = std::vec![0u8; len];
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = (x.rotate_left(i as u32 % 64) >> (i % 8)) as u8;
+            }
+            if len >= 4 {
+                buf[0] = (x % 16) as u8; // plausible kinds too
+                buf[1] = 0;
+                buf[2] = ABI_VERSION as u8;
+                buf[3] = 0;
+            }
+            let _ = decode(&buf);
+        }
+    }
+
+    #[test]
+    fn exec_strings_respect_lengths() {
+        let mut e: ExecEvent = unsafe { core::mem::zeroed() };
+        e.header = header(EventKind::Exec, size_of::<ExecEvent>());
+        e.filename[..9].copy_from_slice(b"/bin/true");
+        e.filename[9] = b'X'; // beyond filename_len: must be ignored
+        e.filename_len = 9;
+        e.args[..12].copy_from_slice(b"true\0-a\0bcd\0");
+        e.args_len = 12;
+        let Event::Exec(d) = decode(&bytes_of(&e)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(d.filename(), "/bin/true");
+        assert_eq!(d.argv(), ["true", "-a", "bcd"]);
+    }
+
+    #[test]
+    fn sockaddr_ip() {
+        let mut a = SockAddr { family: 2, port: 80, ..Default::default() };
+        a.addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(a.ip().unwrap().to_string(), "127.0.0.1");
+        let mut a6 = SockAddr { family: 10, ..Default::default() };
+        a6.addr[15] = 1;
+        assert_eq!(a6.ip().unwrap().to_string(), "::1");
+        assert_eq!(SockAddr::default().ip(), None);
+    }
+}

@@ -1,0 +1,362 @@
+//! Event records. Lifecycle and security records travel in the `EVENTS` ring buffer; syscall
+//! batches travel in `SYSCALLS`, so that a syscall flood cannot crowd out exec/exit/connect.
+
+/// Bumped on any layout change; the kernel writes it into every header.
+pub const ABI_VERSION: u16 = 1;
+
+pub const COMM_LEN: usize = 16;
+/// Bytes of the exec'd filename kept (NUL-terminated when shorter).
+pub const PATH_LEN: usize = 256;
+/// Bytes of argv kept, NUL-separated as in `/proc/PID/cmdline`.
+pub const ARGS_LEN: usize = 512;
+/// Syscall ids per batch record.
+pub const BATCH_LEN: usize = 64;
+/// Bytes of a memfd name / bpf program name kept.
+pub const NAME_LEN: usize = 64;
+
+/// What follows the header. Stored as a raw `u16` in the header; decode with
+/// [`EventKind::from_u16`] so an unknown value is an error, not undefined behaviour.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
+pub enum EventKind {
+    Exec = 1,
+    Fork = 2,
+    Exit = 3,
+    SyscallBatch = 4,
+    Connect = 5,
+    Accept = 6,
+    Bind = 7,
+    Listen = 8,
+    CredChange = 9,
+    Ptrace = 10,
+    MemfdCreate = 11,
+    ModuleLoad = 12,
+    BpfProgLoad = 13,
+    /// An error a probe hit, sent in-band so it is visible rather than swallowed.
+    ProbeError = 14,
+}
+
+impl EventKind {
+    /// One past the largest discriminant; sizes per-kind counter arrays.
+    pub const COUNT: usize = 15;
+
+    pub const ALL: [EventKind; 14] = [
+        EventKind::Exec,
+        EventKind::Fork,
+        EventKind::Exit,
+        EventKind::SyscallBatch,
+        EventKind::Connect,
+        EventKind::Accept,
+        EventKind::Bind,
+        EventKind::Listen,
+        EventKind::CredChange,
+        EventKind::Ptrace,
+        EventKind::MemfdCreate,
+        EventKind::ModuleLoad,
+        EventKind::BpfProgLoad,
+        EventKind::ProbeError,
+    ];
+
+    pub const fn from_u16(v: u16) -> Option<Self> {
+        Some(match v {
+            1 => Self::Exec,
+            2 => Self::Fork,
+            3 => Self::Exit,
+            4 => Self::SyscallBatch,
+            5 => Self::Connect,
+            6 => Self::Accept,
+            7 => Self::Bind,
+            8 => Self::Listen,
+            9 => Self::CredChange,
+            10 => Self::Ptrace,
+            11 => Self::MemfdCreate,
+            12 => Self::ModuleLoad,
+            13 => Self::BpfProgLoad,
+            14 => Self::ProbeError,
+            _ => return None,
+        })
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::Fork => "fork",
+            Self::Exit => "exit",
+            Self::SyscallBatch => "syscall_batch",
+            Self::Connect => "connect",
+            Self::Accept => "accept",
+            Self::Bind => "bind",
+            Self::Listen => "listen",
+            Self::CredChange => "cred_change",
+            Self::Ptrace => "ptrace",
+            Self::MemfdCreate => "memfd_create",
+            Self::ModuleLoad => "module_load",
+            Self::BpfProgLoad => "bpf_prog_load",
+            Self::ProbeError => "probe_error",
+        }
+    }
+}
+
+/// Common prefix of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// [`EventKind`] as u16.
+    pub kind: u16,
+    pub abi_version: u16,
+    /// Size of the whole record in bytes, header included.
+    pub size: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the record was written.
+    pub ktime_ns: u64,
+    /// Kernel pid of the thread (what user space calls the tid).
+    pub pid: u32,
+    /// Thread-group id (what user space calls the pid).
+    pub tgid: u32,
+    /// `start_boottime` of the thread-group leader, ns since boot. Together with `tgid` it names a
+    /// process uniquely for the boot, so a recycled pid is never mistaken for its predecessor.
+    /// `/proc/PID/stat` field 22 is the same clock in clock ticks.
+    pub start_ns: u64,
+}
+
+impl EventHeader {
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+}
+
+/// `sched_process_exec`: the task now runs a new image.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// `real_parent->tgid`.
+    pub ppid: u32,
+    /// Tracepoint `old_pid`: differs from `header.pid` when a non-leader thread exec'd.
+    pub old_pid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    /// cgroup v2 id (`bpf_get_current_cgroup_id`).
+    pub cgroup_id: u64,
+    /// Parent's `start_boottime`, to name the parent uniquely too.
+    pub parent_start_ns: u64,
+    /// Bytes of `filename` used (without NUL).
+    pub filename_len: u16,
+    /// Bytes of `args` used.
+    pub args_len: u16,
+    /// `EXEC_FLAG_*`.
+    pub flags: u32,
+    pub comm: [u8; COMM_LEN],
+    pub filename: [u8; PATH_LEN],
+    pub args: [u8; ARGS_LEN],
+}
+
+/// argv was longer than [`ARGS_LEN`].
+pub const EXEC_FLAG_ARGS_TRUNCATED: u32 = 1 << 0;
+/// filename was longer than [`PATH_LEN`].
+pub const EXEC_FLAG_FILENAME_TRUNCATED: u32 = 1 << 1;
+/// argv could not be read (e.g. the kernel offsets were unavailable).
+pub const EXEC_FLAG_ARGS_UNREADABLE: u32 = 1 << 2;
+
+/// `sched_process_fork`; the header names the parent thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub child_pid: u32,
+    pub child_tgid: u32,
+    /// Clone flags as passed to clone/clone3 when the probe saw the call; otherwise the bits it
+    /// could derive from the child (`CLONE_THREAD`, `CLONE_VM`) with [`FORK_FLAG_DERIVED`] set.
+    pub clone_flags: u64,
+    pub child_start_ns: u64,
+    /// `FORK_FLAG_*`.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// `clone_flags` were derived from the child task rather than read from the syscall.
+pub const FORK_FLAG_DERIVED: u32 = 1 << 0;
+
+/// `sched_process_exit` of the last thread of a process (thread exits are not reported).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// `task->exit_code` in wait(2) status form: `(code & 0xff) << 8`, or the signal number.
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// Why a batch was flushed.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushReason {
+    Full = 1,
+    Exec = 2,
+    Exit = 3,
+    Age = 4,
+}
+
+/// Up to [`BATCH_LEN`] syscall ids of one thread, in the order it entered them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallBatch {
+    pub header: EventHeader,
+    /// `bpf_ktime_get_ns()` at the first syscall in the batch.
+    pub first_ns: u64,
+    /// Per-thread batch sequence number: batches of one thread arrive in this order.
+    pub seq: u32,
+    /// Ids used in `ids`.
+    pub count: u16,
+    /// [`FlushReason`] as u16.
+    pub reason: u16,
+    pub ids: [u16; BATCH_LEN],
+}
+
+/// A socket address as the probe read it from user memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockAddr {
+    /// `AF_INET` (2), `AF_INET6` (10), `AF_UNIX` (1), or 0 when unreadable.
+    pub family: u16,
+    /// Port in host byte order.
+    pub port: u16,
+    /// IPv6 scope id (0 for IPv4).
+    pub scope_id: u32,
+    /// IPv4 in the first 4 bytes, or the IPv6 address, network byte order.
+    pub addr: [u8; 16],
+}
+
+/// connect / accept / accept4 / bind / listen, reported at syscall exit with the result.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetEvent {
+    pub header: EventHeader,
+    /// The socket fd the call was made on (listening fd for accept).
+    pub fd: i32,
+    /// Syscall return value (new fd for accept, `-errno` on failure).
+    pub ret: i32,
+    /// listen backlog; 0 otherwise.
+    pub backlog: i32,
+    pub _pad: u32,
+    /// Destination (connect), peer (accept) or local address (bind).
+    pub addr: SockAddr,
+}
+
+/// Real, effective, saved and filesystem ids of a task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub euid: u32,
+    pub suid: u32,
+    pub fsuid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    pub sgid: u32,
+    pub fsgid: u32,
+}
+
+/// setuid family, reported at syscall exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CredChangeEvent {
+    pub header: EventHeader,
+    /// x86-64 syscall number (setuid, setresuid, ...).
+    pub syscall_nr: u32,
+    pub ret: i32,
+    /// The ids the caller asked for, in argument order (unused ones 0).
+    pub requested: [u32; 3],
+    pub _pad: u32,
+    pub before: Creds,
+    pub after: Creds,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PtraceEvent {
+    pub header: EventHeader,
+    pub request: i64,
+    pub target_pid: u32,
+    pub ret: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MemfdEvent {
+    pub header: EventHeader,
+    pub flags: u32,
+    /// The new fd, or `-errno`.
+    pub ret: i32,
+    pub name: [u8; NAME_LEN],
+}
+
+/// init_module / finit_module.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ModuleLoadEvent {
+    pub header: EventHeader,
+    pub syscall_nr: u32,
+    /// finit_module's fd; -1 for init_module.
+    pub fd: i32,
+    /// init_module's image length; 0 for finit_module.
+    pub len: u64,
+    pub ret: i32,
+    pub _pad: u32,
+}
+
+/// bpf(BPF_PROG_LOAD, ...).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BpfProgLoadEvent {
+    pub header: EventHeader,
+    pub prog_type: u32,
+    pub insn_cnt: u32,
+    pub ret: i32,
+    pub _pad: u32,
+    pub prog_name: [u8; 16],
+}
+
+/// Which probe reported a [`ProbeErrorEvent`].
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeId {
+    SysEnter = 1,
+    Exec = 2,
+    Fork = 3,
+    Exit = 4,
+    SyscallWatchEnter = 5,
+    SyscallWatchExit = 6,
+}
+
+/// A probe failed in a way worth telling user space (a helper returned an error).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeErrorEvent {
+    pub header: EventHeader,
+    /// [`ProbeId`] as u16.
+    pub probe: u16,
+    pub _pad: u16,
+    /// Negative errno the failing helper returned.
+    pub code: i32,
+}
+
+// Compile-time layout checks: both sides compile these, so a mismatch cannot ship.
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<EventHeader>() == 32);
+    assert!(size_of::<ExecEvent>() == 32 + 48 + COMM_LEN + PATH_LEN + ARGS_LEN);
+    assert!(size_of::<ForkEvent>() == 32 + 32);
+    assert!(size_of::<ExitEvent>() == 32 + 8);
+    assert!(size_of::<SyscallBatch>() == 32 + 16 + 2 * BATCH_LEN);
+    assert!(size_of::<SockAddr>() == 24);
+    assert!(size_of::<NetEvent>() == 32 + 16 + 24);
+    assert!(size_of::<Creds>() == 32);
+    assert!(size_of::<CredChangeEvent>() == 32 + 24 + 64);
+    assert!(size_of::<PtraceEvent>() == 32 + 16);
+    assert!(size_of::<MemfdEvent>() == 32 + 8 + NAME_LEN);
+    assert!(size_of::<ModuleLoadEvent>() == 32 + 24);
+    assert!(size_of::<BpfProgLoadEvent>() == 32 + 16 + 16);
+    assert!(size_of::<ProbeErrorEvent>() == 32 + 8);
+};

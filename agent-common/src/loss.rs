@@ -1,0 +1,33 @@
+//! Loss accounting: a per-CPU array of `u64` counters that kernel programs bump and user space
+//! sums. Indices below [`EventKind::COUNT`] count failed ring-buffer reservations per kind.
+
+use crate::EventKind;
+
+/// Syscalls inside batches whose ring-buffer reservation failed (the batch count, summed).
+pub const LOSS_SYSCALLS_IN_LOST_BATCHES: u32 = 16;
+/// A thread's batch could not be created because the batch map was full; its syscall was dropped.
+pub const LOSS_BATCH_MAP_FULL: u32 = 17;
+/// A watched syscall's entry could not be remembered (pending map full); its event was dropped.
+pub const LOSS_PENDING_MAP_FULL: u32 = 18;
+/// A watched syscall exited without a remembered entry (e.g. attached mid-call).
+pub const LOSS_PENDING_MISSING: u32 = 19;
+/// Syscalls counted into batches (kept for accounting: generated = emitted + lost).
+pub const COUNT_SYSCALLS_BATCHED: u32 = 20;
+/// Records of each kind successfully submitted live at `EMITTED_BASE + kind`.
+pub const EMITTED_BASE: u32 = 32;
+
+/// Number of counters in the `COUNTERS` map.
+pub const COUNTER_SLOTS: u32 = 64;
+
+/// Counter index for failed reservations of `kind`.
+pub const fn loss_index(kind: EventKind) -> u32 {
+    kind as u32
+}
+
+/// Counter index for successful submissions of `kind`.
+pub const fn emitted_index(kind: EventKind) -> u32 {
+    EMITTED_BASE + kind as u32
+}
+
+const _: () = assert!(EMITTED_BASE as usize + EventKind::COUNT <= COUNTER_SLOTS as usize);
+const _: () = assert!((EventKind::COUNT as u32) <= LOSS_SYSCALLS_IN_LOST_BATCHES);

@@ -1,0 +1,63 @@
+//! x86-64 syscall numbers the probes treat specially. The full name table lives in user space
+//! (the `syscalls` crate); these few are what the kernel side must know.
+
+pub const CONNECT: u32 = 42;
+pub const ACCEPT: u32 = 43;
+pub const BIND: u32 = 49;
+pub const LISTEN: u32 = 50;
+pub const CLONE: u32 = 56;
+pub const FORK: u32 = 57;
+pub const VFORK: u32 = 58;
+pub const EXECVE: u32 = 59;
+pub const PTRACE: u32 = 101;
+pub const SETUID: u32 = 105;
+pub const SETGID: u32 = 106;
+pub const SETREUID: u32 = 113;
+pub const SETREGID: u32 = 114;
+pub const SETRESUID: u32 = 117;
+pub const SETRESGID: u32 = 119;
+pub const SETFSUID: u32 = 122;
+pub const SETFSGID: u32 = 123;
+pub const INIT_MODULE: u32 = 175;
+pub const ACCEPT4: u32 = 288;
+pub const FINIT_MODULE: u32 = 313;
+pub const MEMFD_CREATE: u32 = 319;
+pub const BPF: u32 = 321;
+pub const EXECVEAT: u32 = 322;
+pub const CLONE3: u32 = 435;
+
+/// `BPF_PROG_LOAD` command of bpf(2).
+pub const BPF_PROG_LOAD: u32 = 5;
+
+/// Syscalls whose entry and exit the watch probes attach to, by tracepoint name
+/// (`syscalls:sys_enter_<name>` / `syscalls:sys_exit_<name>`), with their numbers.
+pub const WATCHED: [(&str, u32); 21] = [
+    ("connect", CONNECT),
+    ("accept", ACCEPT),
+    ("accept4", ACCEPT4),
+    ("bind", BIND),
+    ("listen", LISTEN),
+    ("setuid", SETUID),
+    ("setgid", SETGID),
+    ("setreuid", SETREUID),
+    ("setregid", SETREGID),
+    ("setresuid", SETRESUID),
+    ("setresgid", SETRESGID),
+    ("setfsuid", SETFSUID),
+    ("setfsgid", SETFSGID),
+    ("ptrace", PTRACE),
+    ("memfd_create", MEMFD_CREATE),
+    ("init_module", INIT_MODULE),
+    ("finit_module", FINIT_MODULE),
+    ("bpf", BPF),
+    ("clone", CLONE),
+    ("clone3", CLONE3),
+    ("vfork", VFORK),
+];
+
+pub const fn is_cred_change(nr: u32) -> bool {
+    matches!(
+        nr,
+        SETUID | SETGID | SETREUID | SETREGID | SETRESUID | SETRESGID | SETFSUID | SETFSGID
+    )
+}
