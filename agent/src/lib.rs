@@ -1,1 +1,14 @@
+//! vigil: an eBPF endpoint agent. The daemon is a pipeline of stages joined by bounded channels:
+//! sensors (ring-buffer readers) -> process table + behaviour sequences -> outputs.
+//! `main.rs` only parses the command line; everything lives here so tests can drive it.
 
+pub mod cli;
+pub mod control;
+pub mod kernel;
+pub mod loader;
+pub mod logging;
+pub mod output;
+pub mod pipeline;
+pub mod process;
+pub mod sensors;
+pub mod sequence;
