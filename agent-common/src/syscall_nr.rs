@@ -30,8 +30,10 @@ pub const CLONE3: u32 = 435;
 pub const BPF_PROG_LOAD: u32 = 5;
 
 /// Syscalls whose entry and exit the watch probes attach to, by tracepoint name
-/// (`syscalls:sys_enter_<name>` / `syscalls:sys_exit_<name>`), with their numbers.
-pub const WATCHED: [(&str, u32); 21] = [
+/// (`syscalls:sys_enter_<name>` / `syscalls:sys_exit_<name>`), with their numbers. clone and
+/// clone3 are watched only so the fork probe can report the caller's flags; fork and vfork have
+/// fixed flags the fork probe derives.
+pub const WATCHED: [(&str, u32); 20] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
     ("accept4", ACCEPT4),
@@ -52,7 +54,6 @@ pub const WATCHED: [(&str, u32); 21] = [
     ("bpf", BPF),
     ("clone", CLONE),
     ("clone3", CLONE3),
-    ("vfork", VFORK),
 ];
 
 pub const fn is_cred_change(nr: u32) -> bool {

@@ -1,1 +1,78 @@
-fn main(){}
+//! `cargo xtask`: the one entry point for bootstrapping, building, running, testing and
+//! benchmarking vigil. Every external command is printed before it runs.
+
+mod bench_overhead;
+mod build;
+mod cmd;
+mod run;
+mod setup;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use bench_overhead::Mode;
+
+#[derive(Parser)]
+#[command(about = "vigil's build and test tasks", disable_help_subcommand = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing needs (rust-src, bpf-linker, Debian packages) and
+    /// mount tracefs/bpffs. Idempotent.
+    Setup,
+    /// Build the agent and its eBPF object (release unless --debug).
+    Build {
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Setup, build, then run `vigil run --events-json -` in the foreground (root).
+    Run {
+        /// Extra arguments for `vigil run`, e.g. `cargo xtask run -- --config my.toml`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Setup, build, then run every test in the workspace (root for the integration tests).
+    Test,
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+    /// The syscall loop that `bench overhead` times, in its own process.
+    #[command(hide = true)]
+    BenchLoop { iterations: u64 },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Per-syscall cost: bare vs an empty raw_tp probe vs vigil, interleaved in rounds.
+    Overhead {
+        /// getppid calls per measurement.
+        #[arg(long, default_value_t = 5_000_000)]
+        iterations: u64,
+        /// Rounds; each round measures every mode once.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Modes to measure, in round order.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::Bare, Mode::EmptyProbe, Mode::Vigil])]
+        modes: Vec<Mode>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup => setup::setup(),
+        Cmd::Build { debug } => build::build(debug).map(drop),
+        Cmd::Run { args } => run::run(&args),
+        Cmd::Test => test::test(),
+        Cmd::Bench { bench: Bench::Overhead { iterations, rounds, modes } } => {
+            bench_overhead::overhead(&bench_overhead::Opts { iterations, rounds, modes })
+        }
+        Cmd::BenchLoop { iterations } => bench_overhead::bench_loop(iterations),
+    }
+}

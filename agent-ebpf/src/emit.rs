@@ -1,0 +1,71 @@
+//! Counters, headers and the error path shared by all programs.
+
+use agent_common::{
+    ABI_VERSION, EventHeader, EventKind, ProbeErrorEvent, ProbeId, emitted_index, loss_index,
+};
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns};
+
+use crate::maps::{COUNTERS, EVENTS};
+
+/// Adds `n` to a per-CPU counter. Per-CPU, so no atomics on the hot path; user space sums.
+#[inline(always)]
+pub fn bump(index: u32, n: u64) {
+    if let Some(c) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: the pointer is to this CPU's slot of an array map value; preemption is off.
+        unsafe { *c += n };
+    }
+}
+
+#[inline(always)]
+pub fn count_lost(kind: EventKind) {
+    bump(loss_index(kind), 1);
+}
+
+#[inline(always)]
+pub fn count_emitted(kind: EventKind) {
+    bump(emitted_index(kind), 1);
+}
+
+/// The current thread's (pid, tgid).
+#[inline(always)]
+pub fn current_ids() -> (u32, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    (pid_tgid as u32, (pid_tgid >> 32) as u32)
+}
+
+#[inline(always)]
+pub fn header(kind: EventKind, size: usize, pid: u32, tgid: u32, start_ns: u64) -> EventHeader {
+    EventHeader {
+        kind: kind as u16,
+        abi_version: ABI_VERSION,
+        size: size as u32,
+        // SAFETY: helper without preconditions.
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        pid,
+        tgid,
+        start_ns,
+    }
+}
+
+/// Tells user space a probe hit an error, so it is counted there instead of vanishing.
+#[inline(never)]
+pub fn report_error(probe: ProbeId, code: i64, pid: u32, tgid: u32) {
+    let Some(mut entry) = EVENTS.reserve::<ProbeErrorEvent>(0) else {
+        count_lost(EventKind::ProbeError);
+        return;
+    };
+    entry.write(ProbeErrorEvent {
+        header: header(
+            EventKind::ProbeError,
+            core::mem::size_of::<ProbeErrorEvent>(),
+            pid,
+            tgid,
+            0,
+        ),
+        probe: probe as u16,
+        _pad: 0,
+        code: code as i32,
+    });
+    entry.submit(0);
+    count_emitted(EventKind::ProbeError);
+}

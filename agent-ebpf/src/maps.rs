@@ -1,0 +1,56 @@
+//! Every map the programs share. Sizes come from agent-common so user space agrees on them.
+
+use agent_common::{
+    BATCH_MAP_ENTRIES, COUNTER_SLOTS, Creds, EVENTS_RING_BYTES, IGNORED_TGIDS_ENTRIES,
+    PENDING_MAP_ENTRIES, SYSCALLS_RING_BYTES, SyscallBatch,
+};
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+
+/// Lifecycle and security records: kept apart from the bulk syscall stream so a syscall flood
+/// cannot crowd out the events the process table depends on.
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
+
+/// Syscall batches.
+#[map(name = "SYSCALLS")]
+pub static SYSCALLS: RingBuf = RingBuf::with_byte_size(SYSCALLS_RING_BYTES, 0);
+
+/// Loss and emission counters, indexed as described in `agent_common::loss`.
+#[map(name = "COUNTERS")]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// A thread's open batch. `record` is exactly what is sent, so a flush is one copy.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OpenBatch {
+    pub record: SyscallBatch,
+    /// Non-zero when the thread's process is in `IGNORED_TGIDS` (re-checked at every flush).
+    pub ignored: u32,
+    pub _pad: u32,
+}
+
+/// tid -> open batch. Keyed by thread, not CPU, so a migrating thread keeps one ordered stream.
+#[map(name = "BATCHES")]
+pub static BATCHES: HashMap<u32, OpenBatch> = HashMap::with_max_entries(BATCH_MAP_ENTRIES, 0);
+
+/// What a watched syscall's entry left for its exit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Pending {
+    pub nr: u32,
+    pub _pad: u32,
+    pub args: [u64; 5],
+    /// Credentials before a setuid-family call.
+    pub before: Creds,
+}
+
+/// tid -> pending watched syscall.
+#[map(name = "PENDING")]
+pub static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(PENDING_MAP_ENTRIES, 0);
+
+/// tgids whose syscalls are not batched (their lifecycle and security events still flow).
+#[map(name = "IGNORED_TGIDS")]
+pub static IGNORED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(IGNORED_TGIDS_ENTRIES, 0);

@@ -1,0 +1,106 @@
+//! Reading `task_struct`, `cred`, `mm_struct` and `signal_struct` fields at the byte offsets user
+//! space resolved from the running kernel's BTF (our CO-RE). An unknown offset reads as `None`.
+
+use agent_common::{AgentConfig, Creds, DEFAULT_BATCH_MAX_AGE_NS, KernelOffsets, OFFSET_UNKNOWN};
+use aya_ebpf::{
+    Global,
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+};
+
+/// Written by the loader before load; see `agent_common::KernelOffsets`.
+#[unsafe(no_mangle)]
+static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UNKNOWN);
+
+/// Written by the loader before load; see `agent_common::AgentConfig`.
+#[unsafe(no_mangle)]
+static CONFIG: Global<AgentConfig> = Global::new(AgentConfig {
+    self_tgid: 0,
+    _pad: 0,
+    batch_max_age_ns: DEFAULT_BATCH_MAX_AGE_NS,
+});
+
+#[inline(always)]
+pub fn offsets() -> KernelOffsets {
+    OFFSETS.load()
+}
+
+#[inline(always)]
+pub fn config() -> AgentConfig {
+    CONFIG.load()
+}
+
+/// A kernel object we only ever read through `bpf_probe_read_kernel`.
+#[derive(Clone, Copy)]
+pub struct KPtr(*const u8);
+
+impl KPtr {
+    #[inline(always)]
+    pub fn current_task() -> Self {
+        // SAFETY: helper without preconditions.
+        Self(unsafe { bpf_get_current_task() } as *const u8)
+    }
+
+    #[inline(always)]
+    pub fn from_raw(p: *const u8) -> Self {
+        Self(p)
+    }
+
+    #[inline(always)]
+    pub fn is_null(self) -> bool {
+        self.0.is_null()
+    }
+
+    /// Reads a `T` at `offset`; `None` if the offset is unknown, the pointer null, or the read
+    /// faults.
+    #[inline(always)]
+    pub fn read<T: Copy>(self, offset: u32) -> Option<T> {
+        if offset == OFFSET_UNKNOWN || self.0.is_null() {
+            return None;
+        }
+        // SAFETY: bpf_probe_read_kernel tolerates any address and reports faults as errors.
+        unsafe { bpf_probe_read_kernel(self.0.wrapping_add(offset as usize).cast::<T>()).ok() }
+    }
+
+    #[inline(always)]
+    pub fn read_ptr(self, offset: u32) -> Option<KPtr> {
+        self.read::<u64>(offset)
+            .map(|p| KPtr(p as *const u8))
+            .filter(|p| !p.is_null())
+    }
+}
+
+/// `start_boottime` of the task's thread-group leader: half of a process's boot-unique name.
+#[inline(always)]
+pub fn leader_start_ns(o: &KernelOffsets, task: KPtr) -> u64 {
+    task.read_ptr(o.task_group_leader)
+        .and_then(|leader| leader.read::<u64>(o.task_start_boottime))
+        .unwrap_or(0)
+}
+
+/// `real_parent`'s (tgid, leader start) — what `/proc/PID/stat` calls the ppid.
+#[inline(always)]
+pub fn parent_of(o: &KernelOffsets, task: KPtr) -> (u32, u64) {
+    let Some(parent) = task.read_ptr(o.task_real_parent) else {
+        return (0, 0);
+    };
+    let tgid = parent.read::<u32>(o.task_tgid).unwrap_or(0);
+    (tgid, leader_start_ns(o, parent))
+}
+
+/// The task's objective credentials (`real_cred`, what `/proc/PID/status` shows).
+#[inline(always)]
+pub fn creds_of(o: &KernelOffsets, task: KPtr) -> Creds {
+    let Some(cred) = task.read_ptr(o.task_real_cred) else {
+        return Creds::default();
+    };
+    Creds {
+        uid: cred.read(o.cred_uid).unwrap_or(u32::MAX),
+        euid: cred.read(o.cred_euid).unwrap_or(u32::MAX),
+        suid: cred.read(o.cred_suid).unwrap_or(u32::MAX),
+        fsuid: cred.read(o.cred_fsuid).unwrap_or(u32::MAX),
+        gid: cred.read(o.cred_gid).unwrap_or(u32::MAX),
+        egid: cred.read(o.cred_egid).unwrap_or(u32::MAX),
+        sgid: cred.read(o.cred_sgid).unwrap_or(u32::MAX),
+        fsgid: cred.read(o.cred_fsgid).unwrap_or(u32::MAX),
+    }
+}

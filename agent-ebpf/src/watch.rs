@@ -1,0 +1,237 @@
+//! Security-relevant syscalls, seen at entry (arguments, credentials before) and reported at exit
+//! with the result: connect/accept/bind/listen, the setuid family, ptrace, memfd_create,
+//! (f)init_module and bpf(BPF_PROG_LOAD). One program pair serves every watched syscall; the
+//! loader attaches it to each `syscalls:sys_{enter,exit}_<name>` in `agent_common::WATCHED`.
+
+use agent_common::{
+    BpfProgLoadEvent, CredChangeEvent, Creds, EventKind, LOSS_PENDING_MAP_FULL,
+    LOSS_PENDING_MISSING, MemfdEvent, ModuleLoadEvent, NAME_LEN, NetEvent, ProbeId, PtraceEvent,
+    SockAddr, syscall_nr as nr,
+};
+use aya_ebpf::{
+    helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+
+use crate::{
+    emit::{bump, count_emitted, count_lost, current_ids, header, report_error},
+    maps::{EVENTS, PENDING, Pending},
+    task::{KPtr, config, creds_of, leader_start_ns, offsets},
+};
+
+// Syscall tracepoint records: `int __syscall_nr` at 8, then 8-byte args from 16 (enter) or
+// `long ret` at 16 (exit).
+const NR_OFFSET: usize = 8;
+const ARGS_OFFSET: usize = 16;
+const RET_OFFSET: usize = 16;
+
+#[tracepoint]
+pub fn vigil_watch_enter(ctx: TracePointContext) -> u32 {
+    let (pid, tgid) = current_ids();
+    if tgid == config().self_tgid {
+        return 0;
+    }
+    // SAFETY: offsets inside the syscall tracepoint record.
+    let Ok(sys) = (unsafe { ctx.read_at::<i32>(NR_OFFSET) }) else {
+        report_error(ProbeId::SyscallWatchEnter, -14, pid, tgid);
+        return 0;
+    };
+    let mut pending = Pending {
+        nr: sys as u32,
+        _pad: 0,
+        args: [0; 5],
+        before: Creds::default(),
+    };
+    // Unused trailing args read as whatever follows the record; only the ones a syscall has are
+    // interpreted below.
+    for (i, arg) in pending.args.iter_mut().enumerate() {
+        // SAFETY: as above.
+        *arg = unsafe { ctx.read_at::<u64>(ARGS_OFFSET + 8 * i) }.unwrap_or(0);
+    }
+    if nr::is_cred_change(pending.nr) {
+        pending.before = creds_of(&offsets(), KPtr::current_task());
+    }
+    if PENDING.insert(&pid, &pending, 0).is_err() {
+        bump(LOSS_PENDING_MAP_FULL, 1);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn vigil_watch_exit(ctx: TracePointContext) -> u32 {
+    let (pid, tgid) = current_ids();
+    if tgid == config().self_tgid {
+        return 0;
+    }
+    // SAFETY: offsets inside the syscall tracepoint record.
+    let ret: i64 = unsafe { ctx.read_at::<i64>(RET_OFFSET) }.unwrap_or(-1);
+    // SAFETY: read-only lookup; copied out before the entry is removed.
+    let Some(p) = (unsafe { PENDING.get(&pid) }).copied() else {
+        // A new clone child returns from clone without having entered it: not a loss.
+        let sys = unsafe { ctx.read_at::<i32>(NR_OFFSET) }.unwrap_or(-1) as u32;
+        if sys != nr::CLONE && sys != nr::CLONE3 {
+            bump(LOSS_PENDING_MISSING, 1);
+        }
+        return 0;
+    };
+    let _ = PENDING.remove(&pid);
+    let task = KPtr::current_task();
+    let start_ns = leader_start_ns(&offsets(), task);
+    let ids = Ids { pid, tgid, start_ns };
+    match p.nr {
+        nr::CONNECT => net(EventKind::Connect, &p, ret, ids, Some((p.args[1], p.args[2]))),
+        nr::BIND => net(EventKind::Bind, &p, ret, ids, Some((p.args[1], p.args[2]))),
+        // The peer address is only there once accept succeeded.
+        nr::ACCEPT | nr::ACCEPT4 => {
+            let peer = (ret >= 0 && p.args[1] != 0).then_some((p.args[1], p.args[2]));
+            net(EventKind::Accept, &p, ret, ids, peer)
+        }
+        nr::LISTEN => net(EventKind::Listen, &p, ret, ids, None),
+        nr::PTRACE => ptrace(&p, ret, ids),
+        nr::MEMFD_CREATE => memfd(&p, ret, ids),
+        nr::INIT_MODULE | nr::FINIT_MODULE => module_load(&p, ret, ids),
+        nr::BPF if p.args[0] == nr::BPF_PROG_LOAD as u64 => bpf_prog_load(&p, ret, ids),
+        n if nr::is_cred_change(n) => cred_change(&p, ret, ids, task),
+        // clone/clone3 were only remembered for the fork probe.
+        _ => {}
+    }
+    0
+}
+
+#[derive(Clone, Copy)]
+struct Ids {
+    pid: u32,
+    tgid: u32,
+    start_ns: u64,
+}
+
+macro_rules! emit {
+    ($ty:ty, $kind:expr, $ids:expr, |$ev:ident| $fill:block) => {{
+        match EVENTS.reserve::<$ty>(0) {
+            None => count_lost($kind),
+            Some(mut entry) => {
+                // SAFETY: all-zero is a valid value of every ABI record.
+                let mut $ev: $ty = unsafe { core::mem::zeroed() };
+                $ev.header = header($kind, core::mem::size_of::<$ty>(), $ids.pid, $ids.tgid, $ids.start_ns);
+                $fill
+                entry.write($ev);
+                entry.submit(0);
+                count_emitted($kind);
+            }
+        }
+    }};
+}
+
+/// Reads a user `struct sockaddr` of `len` bytes at `ptr`.
+#[inline(always)]
+fn read_sockaddr(ptr: u64, len: u64) -> SockAddr {
+    let mut raw = [0u8; 28];
+    // sockaddr_in6 is 28 bytes, sockaddr_in 16: read no more than the caller said it passed.
+    let n: u32 = if len >= 28 { 28 } else if len >= 16 { 16 } else { 0 };
+    // SAFETY: n <= 28 bytes into a 28-byte local.
+    if n == 0 || unsafe { bpf_probe_read_user(raw.as_mut_ptr().cast(), n, ptr as *const _) } != 0 {
+        return SockAddr::default();
+    }
+    let family = u16::from_ne_bytes([raw[0], raw[1]]);
+    let port = u16::from_be_bytes([raw[2], raw[3]]);
+    let mut addr = SockAddr { family, port, ..Default::default() };
+    match family {
+        2 => addr.addr[..4].copy_from_slice(&raw[4..8]),
+        10 => {
+            addr.addr.copy_from_slice(&raw[8..24]);
+            addr.scope_id = u32::from_ne_bytes([raw[24], raw[25], raw[26], raw[27]]);
+        }
+        _ => {}
+    }
+    addr
+}
+
+#[inline(always)]
+fn net(kind: EventKind, p: &Pending, ret: i64, ids: Ids, sockaddr: Option<(u64, u64)>) {
+    let addr = match sockaddr {
+        Some((ptr, len)) if kind == EventKind::Accept => {
+            // accept's addrlen is a pointer to the length the kernel filled in.
+            let mut l: u32 = 0;
+            // SAFETY: 4 bytes into a local.
+            let rc = unsafe { bpf_probe_read_user((&mut l as *mut u32).cast(), 4, len as *const _) };
+            if rc == 0 { read_sockaddr(ptr, l as u64) } else { SockAddr::default() }
+        }
+        Some((ptr, len)) => read_sockaddr(ptr, len),
+        None => SockAddr::default(),
+    };
+    emit!(NetEvent, kind, ids, |ev| {
+        ev.fd = p.args[0] as i32;
+        ev.ret = ret as i32;
+        ev.backlog = if kind == EventKind::Listen { p.args[1] as i32 } else { 0 };
+        ev.addr = addr;
+    });
+}
+
+#[inline(always)]
+fn cred_change(p: &Pending, ret: i64, ids: Ids, task: KPtr) {
+    let after = creds_of(&offsets(), task);
+    emit!(CredChangeEvent, EventKind::CredChange, ids, |ev| {
+        ev.syscall_nr = p.nr;
+        ev.ret = ret as i32;
+        ev.requested = [p.args[0] as u32, p.args[1] as u32, p.args[2] as u32];
+        ev.before = p.before;
+        ev.after = after;
+    });
+}
+
+#[inline(always)]
+fn ptrace(p: &Pending, ret: i64, ids: Ids) {
+    emit!(PtraceEvent, EventKind::Ptrace, ids, |ev| {
+        ev.request = p.args[0] as i64;
+        ev.target_pid = p.args[1] as u32;
+        ev.ret = ret as i32;
+    });
+}
+
+#[inline(always)]
+fn memfd(p: &Pending, ret: i64, ids: Ids) {
+    let mut name = [0u8; NAME_LEN];
+    // SAFETY: at most NAME_LEN bytes into a NAME_LEN local; a failed read leaves it empty.
+    unsafe {
+        bpf_probe_read_user_str(name.as_mut_ptr().cast(), NAME_LEN as u32, p.args[0] as *const _)
+    };
+    emit!(MemfdEvent, EventKind::MemfdCreate, ids, |ev| {
+        ev.flags = p.args[1] as u32;
+        ev.ret = ret as i32;
+        ev.name = name;
+    });
+}
+
+#[inline(always)]
+fn module_load(p: &Pending, ret: i64, ids: Ids) {
+    emit!(ModuleLoadEvent, EventKind::ModuleLoad, ids, |ev| {
+        ev.syscall_nr = p.nr;
+        if p.nr == nr::FINIT_MODULE {
+            ev.fd = p.args[0] as i32;
+        } else {
+            ev.fd = -1;
+            ev.len = p.args[1];
+        }
+        ev.ret = ret as i32;
+    });
+}
+
+#[inline(always)]
+fn bpf_prog_load(p: &Pending, ret: i64, ids: Ids) {
+    // union bpf_attr for BPF_PROG_LOAD: prog_type @0, insn_cnt @4, prog_name[16] @48.
+    let mut head = [0u32; 2];
+    let mut name = [0u8; 16];
+    let attr = p.args[1];
+    // SAFETY: fixed-size reads into locals; failures leave zeros.
+    unsafe {
+        bpf_probe_read_user(head.as_mut_ptr().cast(), 8, attr as *const _);
+        bpf_probe_read_user(name.as_mut_ptr().cast(), 16, (attr + 48) as *const _);
+    }
+    emit!(BpfProgLoadEvent, EventKind::BpfProgLoad, ids, |ev| {
+        ev.prog_type = head[0];
+        ev.insn_cnt = head[1];
+        ev.ret = ret as i32;
+        ev.prog_name = name;
+    });
+}

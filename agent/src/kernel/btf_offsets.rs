@@ -1,0 +1,209 @@
+//! Byte offsets of the kernel struct fields the eBPF programs read, resolved from the running
+//! kernel's BTF. This is vigil's CO-RE: the offsets are written into the eBPF object as the
+//! `OFFSETS` global before load, so the programs never hard-code one kernel's layout.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use agent_common::config::{KernelOffsets, OFFSET_UNKNOWN};
+use btf_rs::{Btf, Member, Struct, Type};
+use serde::Serialize;
+use thiserror::Error;
+use tracing::{debug, warn};
+
+/// The kernel exposes its own BTF here when built with `CONFIG_DEBUG_INFO_BTF=y`.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, Error)]
+pub enum BtfError {
+    #[error("cannot parse kernel BTF at {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error(
+        "required field {strukt}.{field} not found in kernel BTF; \
+         vigil cannot attribute events to processes without it"
+    )]
+    RequiredFieldMissing { strukt: &'static str, field: &'static str },
+    #[error("{strukt}.{field} is a bitfield at bit {bit_offset}, not byte-aligned; eBPF reads whole bytes")]
+    Unaligned { strukt: &'static str, field: &'static str, bit_offset: u32 },
+    #[error("malformed kernel BTF while resolving {strukt}.{field}: {reason}")]
+    Malformed { strukt: &'static str, field: &'static str, reason: String },
+}
+
+/// A field the kernel's BTF does not have; its offset is [`OFFSET_UNKNOWN`] and the programs
+/// flag records that needed it instead of reading garbage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MissingField {
+    pub strukt: &'static str,
+    pub field: &'static str,
+}
+
+impl fmt::Display for MissingField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.strukt, self.field)
+    }
+}
+
+/// One field to resolve. `names` lists the current name first and older kernels' names after
+/// (`start_boottime` was `real_start_time` before 5.5).
+struct FieldSpec {
+    strukt: &'static str,
+    names: &'static [&'static str],
+    required: bool,
+    slot: fn(&mut KernelOffsets) -> &mut u32,
+}
+
+const fn field(
+    strukt: &'static str,
+    names: &'static [&'static str],
+    required: bool,
+    slot: fn(&mut KernelOffsets) -> &mut u32,
+) -> FieldSpec {
+    FieldSpec { strukt, names, required, slot }
+}
+
+/// Everything `KernelOffsets` holds. `signal_struct.live` is an `atomic_t` and the `kuid_t`/
+/// `kgid_t` fields of `cred` are one-member structs: the member's offset is the counter's/id's.
+static FIELDS: &[FieldSpec] = &[
+    field("task_struct", &["pid"], true, |o| &mut o.task_pid),
+    field("task_struct", &["tgid"], true, |o| &mut o.task_tgid),
+    field("task_struct", &["real_parent"], true, |o| &mut o.task_real_parent),
+    field("task_struct", &["group_leader"], false, |o| &mut o.task_group_leader),
+    field("task_struct", &["start_boottime", "real_start_time"], false, |o| {
+        &mut o.task_start_boottime
+    }),
+    field("task_struct", &["real_cred"], false, |o| &mut o.task_real_cred),
+    field("task_struct", &["mm"], false, |o| &mut o.task_mm),
+    field("task_struct", &["flags"], false, |o| &mut o.task_flags),
+    field("task_struct", &["exit_code"], false, |o| &mut o.task_exit_code),
+    field("task_struct", &["signal"], false, |o| &mut o.task_signal),
+    field("signal_struct", &["live"], false, |o| &mut o.signal_live),
+    field("mm_struct", &["arg_start"], false, |o| &mut o.mm_arg_start),
+    field("mm_struct", &["arg_end"], false, |o| &mut o.mm_arg_end),
+    field("cred", &["uid"], false, |o| &mut o.cred_uid),
+    field("cred", &["gid"], false, |o| &mut o.cred_gid),
+    field("cred", &["suid"], false, |o| &mut o.cred_suid),
+    field("cred", &["sgid"], false, |o| &mut o.cred_sgid),
+    field("cred", &["euid"], false, |o| &mut o.cred_euid),
+    field("cred", &["egid"], false, |o| &mut o.cred_egid),
+    field("cred", &["fsuid"], false, |o| &mut o.cred_fsuid),
+    field("cred", &["fsgid"], false, |o| &mut o.cred_fsgid),
+];
+
+/// Resolves from the running kernel's BTF.
+pub fn resolve_from_sys() -> Result<(KernelOffsets, Vec<MissingField>), BtfError> {
+    resolve_offsets(Path::new(VMLINUX_BTF))
+}
+
+/// Resolves every [`KernelOffsets`] field from a BTF file. Missing optional fields are returned
+/// (and logged) rather than failing: the agent still runs, with less detail in its records.
+pub fn resolve_offsets(vmlinux: &Path) -> Result<(KernelOffsets, Vec<MissingField>), BtfError> {
+    let btf = Btf::from_file(vmlinux).map_err(|e| BtfError::Parse {
+        path: vmlinux.to_path_buf(),
+        reason: format!("{e:#}"),
+    })?;
+    resolve_in(&btf)
+}
+
+pub(crate) fn resolve_in(btf: &Btf) -> Result<(KernelOffsets, Vec<MissingField>), BtfError> {
+    let mut offsets = KernelOffsets::UNKNOWN;
+    let mut missing = Vec::new();
+    for spec in FIELDS {
+        let found = resolve_field(btf, spec)?;
+        match found {
+            Some((name, byte_offset)) => {
+                debug!(field = %format!("{}.{name}", spec.strukt), byte_offset, "resolved kernel offset");
+                *(spec.slot)(&mut offsets) = byte_offset;
+            }
+            None if spec.required => {
+                return Err(BtfError::RequiredFieldMissing { strukt: spec.strukt, field: spec.names[0] });
+            }
+            None => {
+                let field = MissingField { strukt: spec.strukt, field: spec.names[0] };
+                warn!(%field, "kernel BTF lacks field; records needing it will be flagged");
+                *(spec.slot)(&mut offsets) = OFFSET_UNKNOWN;
+                missing.push(field);
+            }
+        }
+    }
+    Ok((offsets, missing))
+}
+
+/// Byte offset of the first of `spec.names` present in `spec.strukt`, with the name found.
+fn resolve_field(btf: &Btf, spec: &FieldSpec) -> Result<Option<(&'static str, u32)>, BtfError> {
+    let Some(strukt) = find_struct(btf, spec.strukt) else {
+        return Ok(None);
+    };
+    for &name in spec.names {
+        let lookup = find_member(btf, &strukt, name, 0).map_err(|reason| BtfError::Malformed {
+            strukt: spec.strukt,
+            field: name,
+            reason,
+        })?;
+        if let Some(bits) = lookup {
+            if bits % 8 != 0 {
+                return Err(BtfError::Unaligned { strukt: spec.strukt, field: name, bit_offset: bits });
+            }
+            return Ok(Some((name, bits / 8)));
+        }
+    }
+    Ok(None)
+}
+
+/// The struct definition named `name` (BTF may also hold forward declarations of it).
+fn find_struct(btf: &Btf, name: &str) -> Option<Struct> {
+    let types = btf.resolve_types_by_name(name).ok()?;
+    types.into_iter().find_map(|t| match t {
+        Type::Struct(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// Anonymous structs/unions nest a few levels at most; the bound guards against cyclic BTF.
+const MAX_ANON_DEPTH: usize = 8;
+
+/// Bit offset of member `name` in `strukt`, looking through anonymous struct/union members
+/// (mm_struct keeps most fields in one; task_struct has several) and adding their offsets.
+fn find_member(btf: &Btf, strukt: &Struct, name: &str, depth: usize) -> Result<Option<u32>, String> {
+    if depth > MAX_ANON_DEPTH {
+        return Err(format!("anonymous members nested deeper than {MAX_ANON_DEPTH}"));
+    }
+    for member in &strukt.members {
+        let member_name = btf.resolve_name(member).map_err(|e| format!("{e:#}"))?;
+        if member_name == name {
+            return Ok(Some(member.bit_offset()));
+        }
+        if member_name.is_empty()
+            && let Some(inner) = anonymous_composite(btf, member)?
+            && let Some(bits) = find_member(btf, &inner, name, depth + 1)?
+        {
+            return member
+                .bit_offset()
+                .checked_add(bits)
+                .map(Some)
+                .ok_or_else(|| "member offset overflows u32".to_string());
+        }
+    }
+    Ok(None)
+}
+
+/// The struct/union an unnamed member stands for, seen through typedefs and qualifiers.
+fn anonymous_composite(btf: &Btf, member: &Member) -> Result<Option<Struct>, String> {
+    let mut ty = btf.resolve_chained_type(member).map_err(|e| format!("{e:#}"))?;
+    for _ in 0..MAX_ANON_DEPTH {
+        let next = match &ty {
+            Type::Struct(s) | Type::Union(s) => return Ok(Some(s.clone())),
+            Type::Typedef(_) | Type::TypeTag(_) | Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) => {
+                match ty.as_btf_type() {
+                    Some(inner) => btf.resolve_chained_type(inner).map_err(|e| format!("{e:#}"))?,
+                    None => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        };
+        ty = next;
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests;

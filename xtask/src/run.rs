@@ -1,0 +1,23 @@
+//! `cargo xtask run`: bootstraps, builds and then becomes `vigil run` in the foreground, so
+//! Ctrl-C and SIGTERM reach the agent directly.
+
+use std::os::unix::process::CommandExt as _;
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::{build, cmd, setup};
+
+pub fn run(extra: &[String]) -> Result<()> {
+    if !cmd::is_root() {
+        bail!("vigil loads eBPF programs and needs root: run `sudo -E cargo xtask run` or as root");
+    }
+    setup::setup()?;
+    let bin = build::build(false)?;
+    let mut vigil = Command::new(&bin);
+    vigil.args(["run", "--events-json", "-"]).args(extra);
+    cmd::announce(&vigil);
+    // exec only returns on failure.
+    let err = vigil.exec();
+    Err(anyhow::Error::new(err).context(format!("failed to exec `{}`", cmd::display(&vigil))))
+}
