@@ -13,9 +13,10 @@ unsafe impl aya::Pod for AgentConfig {}
 unsafe impl aya::Pod for SyscallBatch {}
 
 /// One decoded record.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Event {
-    Exec(ExecEvent),
+    /// Boxed: it is ~900 bytes and would bloat every other variant.
+    Exec(std::boxed::Box<ExecEvent>),
     Fork(ForkEvent),
     Exit(ExitEvent),
     SyscallBatch(SyscallBatch),
@@ -108,7 +109,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     }
     let h = &header;
     Ok(match kind {
-        EventKind::Exec => Event::Exec(read(kind, h, bytes)?),
+        EventKind::Exec => Event::Exec(std::boxed::Box::new(read(kind, h, bytes)?)),
         EventKind::Fork => Event::Fork(read(kind, h, bytes)?),
         EventKind::Exit => Event::Exit(read(kind, h, bytes)?),
         EventKind::SyscallBatch => {

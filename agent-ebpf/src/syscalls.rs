@@ -1,7 +1,7 @@
 //! Every syscall of every process, batched in the kernel.
 //!
 //! The hot path (one run per syscall on the whole host) does: pid/tgid, a compare against our own
-//! tgid, one hash lookup of the thread's open batch, a coarse clock read and a store. A record
+//! tgid, one hash lookup of the thread's open batch, a clock read and a store. A record
 //! leaves only when the batch is full, ages, or the thread execs or exits (see `lifecycle`).
 
 use agent_common::{
@@ -10,7 +10,7 @@ use agent_common::{
 };
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    helpers::bpf_ktime_get_ns,
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
@@ -31,8 +31,9 @@ pub fn vigil_sys_enter(ctx: RawTracePointContext) -> u32 {
     // arg 1 of sys_enter is the syscall number; -1 (no syscall) truncates to 0xffff, which user
     // space maps to its "unknown" token rather than dropping.
     let id: i64 = ctx.arg(1);
-    // SAFETY: helper without preconditions. Coarse is enough for ageing and costs less.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: helper without preconditions. (The cheaper coarse clock is refused to tracing
+    // programs; with the TSC clocksource this is a few ns.)
+    let now = unsafe { bpf_ktime_get_ns() };
 
     let Some(open) = BATCHES.get_ptr_mut(&pid) else {
         open_batch(pid, tgid, id as u16, now);

@@ -1,1 +1,451 @@
-//! TODO
+//! Behaviour sequences: per process, the recent stream of syscall ids and lifecycle/security
+//! events as tokens of one vocabulary, for the scorer. Each process keeps a bounded window;
+//! older tokens are overwritten, which is the window sliding, not events being lost.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+
+use agent_common::EventKind;
+use agent_common::SyscallBatch;
+use agent_common::decode::Event;
+use tracing::debug;
+
+use crate::process::ProcessKey;
+
+pub type Token = u16;
+
+/// The token vocabulary. Changing a value or the size changes what a trained model means, so
+/// it is versioned with [`token::VOCAB_VERSION`].
+pub mod token {
+    use super::Token;
+
+    /// Tokens `0..=SYSCALL_MAX` are x86-64 syscall numbers.
+    pub const SYSCALL_MAX: Token = 511;
+    pub const EXEC: Token = 512;
+    pub const FORK: Token = 513;
+    pub const EXIT: Token = 514;
+    pub const CONNECT: Token = 515;
+    pub const ACCEPT: Token = 516;
+    pub const BIND: Token = 517;
+    pub const LISTEN: Token = 518;
+    pub const CRED_CHANGE: Token = 519;
+    pub const PTRACE: Token = 520;
+    pub const MEMFD_CREATE: Token = 521;
+    pub const MODULE_LOAD: Token = 522;
+    pub const BPF_PROG_LOAD: Token = 523;
+    pub const VOCAB_SIZE: usize = 524;
+    pub const VOCAB_VERSION: u32 = 1;
+
+    /// Event tokens in value order, with names that cannot collide with a syscall's (`fork` is
+    /// also syscall 57).
+    pub(super) const EVENT_NAMES: [&str; VOCAB_SIZE - EXEC as usize] = [
+        "<exec>",
+        "<fork>",
+        "<exit>",
+        "<connect>",
+        "<accept>",
+        "<bind>",
+        "<listen>",
+        "<cred_change>",
+        "<ptrace>",
+        "<memfd_create>",
+        "<module_load>",
+        "<bpf_prog_load>",
+    ];
+}
+
+/// Readable name of a token: the syscall's name, an event name in angle brackets, or a
+/// placeholder for numbers without one.
+pub fn token_name(t: Token) -> Cow<'static, str> {
+    if t <= token::SYSCALL_MAX {
+        return match syscalls::Sysno::new(usize::from(t)) {
+            Some(s) => Cow::Borrowed(s.name()),
+            None => Cow::Owned(format!("<syscall_{t}>")),
+        };
+    }
+    match token::EVENT_NAMES.get(usize::from(t - token::EXEC)) {
+        Some(n) => Cow::Borrowed(n),
+        None => Cow::Owned(format!("<unknown_{t}>")),
+    }
+}
+
+/// The token for a non-batch event; `None` for syscall batches (use
+/// [`BehaviourSequences::push_batch`]), probe errors, and new threads (a thread's `clone` is
+/// already in its batch, and thread pools would otherwise flood the window).
+pub fn event_token(ev: &Event) -> Option<Token> {
+    Some(match ev {
+        Event::Exec(_) => token::EXEC,
+        Event::Fork(f) if f.child_pid == f.child_tgid => token::FORK,
+        Event::Fork(_) => return None,
+        Event::Exit(_) => token::EXIT,
+        Event::SyscallBatch(_) => return None,
+        Event::Net(n) => match EventKind::from_u16(n.header.kind)? {
+            EventKind::Connect => token::CONNECT,
+            EventKind::Accept => token::ACCEPT,
+            EventKind::Bind => token::BIND,
+            EventKind::Listen => token::LISTEN,
+            _ => return None,
+        },
+        Event::CredChange(_) => token::CRED_CHANGE,
+        Event::Ptrace(_) => token::PTRACE,
+        Event::Memfd(_) => token::MEMFD_CREATE,
+        Event::ModuleLoad(_) => token::MODULE_LOAD,
+        Event::BpfProgLoad(_) => token::BPF_PROG_LOAD,
+        Event::ProbeError(_) => return None,
+    })
+}
+
+#[derive(Clone, Debug)]
+pub struct SequenceConfig {
+    /// Tokens kept per process.
+    pub per_process: usize,
+    /// Processes tracked; beyond it the least recently active are dropped.
+    pub max_processes: usize,
+}
+
+impl Default for SequenceConfig {
+    fn default() -> Self {
+        Self {
+            per_process: 4096,
+            max_processes: 65_536,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    /// Grows on demand up to `per_process`, so quiet processes cost little.
+    tokens: VecDeque<Token>,
+    /// Tokens ever pushed.
+    total: u64,
+    /// `total` at the last `take_new`.
+    taken: u64,
+    /// Value of the owner's push clock at the last push; orders processes for eviction.
+    last_push: u64,
+}
+
+#[derive(Debug)]
+pub struct BehaviourSequences {
+    config: SequenceConfig,
+    rings: HashMap<ProcessKey, Ring>,
+    clock: u64,
+    overwritten: u64,
+    untaken_overwritten: u64,
+    out_of_vocab: u64,
+    evicted_processes: u64,
+}
+
+impl BehaviourSequences {
+    pub fn new(config: SequenceConfig) -> Self {
+        let config = SequenceConfig {
+            per_process: config.per_process.max(1),
+            max_processes: config.max_processes.max(1),
+        };
+        Self {
+            config,
+            rings: HashMap::new(),
+            clock: 0,
+            overwritten: 0,
+            untaken_overwritten: 0,
+            out_of_vocab: 0,
+            evicted_processes: 0,
+        }
+    }
+
+    /// Appends a batch's syscall ids in order. Ids outside the syscall range would collide with
+    /// event tokens, so they are dropped and counted in [`Self::out_of_vocab`].
+    pub fn push_batch(&mut self, key: ProcessKey, batch: &SyscallBatch) {
+        for &id in batch.ids() {
+            if id <= token::SYSCALL_MAX {
+                self.push_token(key, id);
+            } else {
+                self.out_of_vocab += 1;
+            }
+        }
+    }
+
+    pub fn push_token(&mut self, key: ProcessKey, t: Token) {
+        if !self.rings.contains_key(&key) && self.rings.len() >= self.config.max_processes {
+            self.evict_least_recent();
+        }
+        self.clock += 1;
+        let cap = self.config.per_process;
+        let ring = self.rings.entry(key).or_default();
+        if ring.tokens.len() >= cap {
+            // Position of the oldest token in the process's whole stream.
+            let oldest = ring.total - ring.tokens.len() as u64;
+            ring.tokens.pop_front();
+            self.overwritten += 1;
+            // Never handed to the scorer: for it, that one is a real gap.
+            if oldest >= ring.taken {
+                self.untaken_overwritten += 1;
+            }
+        }
+        ring.tokens.push_back(t);
+        ring.total += 1;
+        ring.last_push = self.clock;
+    }
+
+    /// The last `n` tokens (fewer if the window holds fewer), oldest first.
+    pub fn recent(&self, key: &ProcessKey, n: usize) -> Vec<Token> {
+        self.rings.get(key).map_or_else(Vec::new, |r| {
+            r.tokens
+                .iter()
+                .skip(r.tokens.len().saturating_sub(n))
+                .copied()
+                .collect()
+        })
+    }
+
+    /// Tokens pushed since the previous call for this process, oldest first; those already
+    /// overwritten are gone (counted in [`Self::untaken_overwritten`]).
+    pub fn take_new(&mut self, key: &ProcessKey) -> Vec<Token> {
+        let Some(r) = self.rings.get_mut(key) else {
+            return Vec::new();
+        };
+        let new = usize::try_from(r.total - r.taken).unwrap_or(usize::MAX);
+        r.taken = r.total;
+        r.tokens
+            .iter()
+            .skip(r.tokens.len().saturating_sub(new))
+            .copied()
+            .collect()
+    }
+
+    /// Tokens ever pushed for the process.
+    pub fn total_tokens(&self, key: &ProcessKey) -> u64 {
+        self.rings.get(key).map_or(0, |r| r.total)
+    }
+
+    /// Forgets the process; returns whether it was tracked.
+    pub fn remove(&mut self, key: &ProcessKey) -> bool {
+        self.rings.remove(key).is_some()
+    }
+
+    /// Keeps only the processes `keep` accepts, e.g. those the process table still knows.
+    pub fn retain(&mut self, mut keep: impl FnMut(&ProcessKey) -> bool) {
+        self.rings.retain(|k, _| keep(k));
+    }
+
+    /// Processes tracked.
+    pub fn len(&self) -> usize {
+        self.rings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rings.is_empty()
+    }
+
+    /// Tokens that slid out of a full window (all processes).
+    pub fn overwritten(&self) -> u64 {
+        self.overwritten
+    }
+
+    /// The part of [`Self::overwritten`] that no `take_new` had returned.
+    pub fn untaken_overwritten(&self) -> u64 {
+        self.untaken_overwritten
+    }
+
+    /// Syscall ids dropped because they fall outside `0..=SYSCALL_MAX`.
+    pub fn out_of_vocab(&self) -> u64 {
+        self.out_of_vocab
+    }
+
+    /// Processes dropped to stay within `max_processes`.
+    pub fn evicted_processes(&self) -> u64 {
+        self.evicted_processes
+    }
+
+    /// Drops the least recently active sixteenth at once, so the O(n) scan is amortised over
+    /// many new processes. Exits normally `remove` their process first; this is the backstop.
+    fn evict_least_recent(&mut self) {
+        let excess = (self.config.max_processes / 16).max(1);
+        let mut by_age: Vec<(u64, ProcessKey)> =
+            self.rings.iter().map(|(k, r)| (r.last_push, *k)).collect();
+        if excess < by_age.len() {
+            by_age.select_nth_unstable(excess);
+            by_age.truncate(excess);
+        }
+        for (_, k) in &by_age {
+            self.rings.remove(k);
+        }
+        self.evicted_processes += by_age.len() as u64;
+        debug!(
+            evicted = by_age.len(),
+            "behaviour sequences full: dropped least recent"
+        );
+    }
+}
+
+impl Default for BehaviourSequences {
+    fn default() -> Self {
+        Self::new(SequenceConfig::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_common::{ABI_VERSION, BATCH_LEN, EventHeader, ForkEvent, NetEvent, ProbeErrorEvent};
+
+    fn key(tgid: u32) -> ProcessKey {
+        ProcessKey::new(tgid, 1_000)
+    }
+
+    fn seqs(per_process: usize, max_processes: usize) -> BehaviourSequences {
+        BehaviourSequences::new(SequenceConfig {
+            per_process,
+            max_processes,
+        })
+    }
+
+    fn batch(ids: &[u16]) -> SyscallBatch {
+        let mut b: SyscallBatch = unsafe { core::mem::zeroed() };
+        b.ids[..ids.len()].copy_from_slice(ids);
+        b.count = ids.len() as u16;
+        b
+    }
+
+    fn header(kind: EventKind) -> EventHeader {
+        EventHeader {
+            kind: kind as u16,
+            abi_version: ABI_VERSION,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn vocabulary_is_contiguous_and_named() {
+        assert_eq!(usize::from(token::BPF_PROG_LOAD) + 1, token::VOCAB_SIZE);
+        assert_eq!(token_name(0), "read");
+        assert_eq!(token_name(59), "execve");
+        assert_eq!(token_name(57), "fork");
+        assert_eq!(token_name(token::FORK), "<fork>");
+        assert_eq!(token_name(token::BPF_PROG_LOAD), "<bpf_prog_load>");
+        assert_eq!(token_name(511), "<syscall_511>");
+        assert_eq!(token_name(9999), "<unknown_9999>");
+        let names: std::collections::HashSet<_> = (0..token::VOCAB_SIZE as Token)
+            .map(token_name)
+            .filter(|n| !n.starts_with("<syscall_"))
+            .collect();
+        assert!(names.len() > 300, "names are distinct");
+    }
+
+    #[test]
+    fn event_tokens() {
+        let mut net: NetEvent = unsafe { core::mem::zeroed() };
+        for (kind, t) in [
+            (EventKind::Connect, token::CONNECT),
+            (EventKind::Accept, token::ACCEPT),
+            (EventKind::Bind, token::BIND),
+            (EventKind::Listen, token::LISTEN),
+        ] {
+            net.header = header(kind);
+            assert_eq!(event_token(&Event::Net(net)), Some(t));
+        }
+        let mut fork: ForkEvent = unsafe { core::mem::zeroed() };
+        fork.header = header(EventKind::Fork);
+        (fork.child_pid, fork.child_tgid) = (5, 5);
+        assert_eq!(event_token(&Event::Fork(fork)), Some(token::FORK));
+        fork.child_tgid = 4;
+        assert_eq!(event_token(&Event::Fork(fork)), None, "a thread");
+        let pe: ProbeErrorEvent = unsafe { core::mem::zeroed() };
+        assert_eq!(event_token(&Event::ProbeError(pe)), None);
+        assert_eq!(event_token(&Event::SyscallBatch(batch(&[1]))), None);
+    }
+
+    #[test]
+    fn keeps_order_across_batches_and_events() {
+        let mut s = seqs(100, 10);
+        s.push_token(key(1), token::EXEC);
+        s.push_batch(key(1), &batch(&[0, 1, 2]));
+        s.push_batch(key(2), &batch(&[9]));
+        s.push_batch(key(1), &batch(&[3]));
+        s.push_token(key(1), token::EXIT);
+        assert_eq!(
+            s.recent(&key(1), 100),
+            [token::EXEC, 0, 1, 2, 3, token::EXIT]
+        );
+        assert_eq!(s.recent(&key(1), 2), [3, token::EXIT]);
+        assert_eq!(s.recent(&key(2), 5), [9]);
+        assert!(s.recent(&key(3), 5).is_empty());
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn out_of_range_syscall_ids_are_dropped_and_counted() {
+        let mut s = seqs(100, 10);
+        s.push_batch(key(1), &batch(&[1, 512, 0xffff, 2]));
+        assert_eq!(s.recent(&key(1), 10), [1, 2]);
+        assert_eq!(s.out_of_vocab(), 2);
+    }
+
+    #[test]
+    fn window_is_bounded_and_overwrites_are_counted() {
+        let mut s = seqs(4, 10);
+        let full: Vec<Token> = (0..BATCH_LEN as u16).collect();
+        s.push_batch(key(1), &batch(&full));
+        assert_eq!(s.recent(&key(1), 100), [60, 61, 62, 63]);
+        assert_eq!(s.total_tokens(&key(1)), 64);
+        assert_eq!(s.overwritten(), 60);
+    }
+
+    #[test]
+    fn take_new_returns_each_token_once() {
+        let mut s = seqs(4, 10);
+        assert!(s.take_new(&key(1)).is_empty());
+        s.push_batch(key(1), &batch(&[1, 2]));
+        assert_eq!(s.take_new(&key(1)), [1, 2]);
+        assert!(s.take_new(&key(1)).is_empty());
+        s.push_token(key(1), 3);
+        assert_eq!(s.take_new(&key(1)), [3]);
+        assert_eq!(s.untaken_overwritten(), 0);
+        // More than the window between takes: only the window's worth is returned.
+        s.push_batch(key(1), &batch(&[4, 5, 6, 7, 8, 9]));
+        assert_eq!(s.take_new(&key(1)), [6, 7, 8, 9]);
+        assert_eq!(s.overwritten(), 5, "1, 2, 3 (taken) and 4, 5 (not)");
+        assert_eq!(s.untaken_overwritten(), 2);
+        assert_eq!(
+            s.recent(&key(1), 10),
+            [6, 7, 8, 9],
+            "take_new leaves the window"
+        );
+    }
+
+    #[test]
+    fn remove_forgets_the_process() {
+        let mut s = seqs(4, 10);
+        s.push_token(key(1), 1);
+        s.push_token(key(2), 2);
+        assert!(s.remove(&key(1)));
+        assert!(!s.remove(&key(1)));
+        assert!(s.recent(&key(1), 4).is_empty());
+        assert_eq!(s.total_tokens(&key(1)), 0);
+        assert_eq!(s.len(), 1);
+        // Same pid, new process: a fresh sequence.
+        s.push_token(ProcessKey::new(2, 5_000), 7);
+        assert_eq!(s.recent(&key(2), 4), [2]);
+        assert_eq!(s.len(), 2);
+        s.retain(|k| k.start_ns == 5_000);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.recent(&ProcessKey::new(2, 5_000), 4), [7]);
+    }
+
+    #[test]
+    fn process_count_is_bounded_dropping_least_recent() {
+        let mut s = seqs(4, 32);
+        for tgid in 0..32 {
+            s.push_token(key(tgid), 1);
+        }
+        s.push_token(key(0), 2); // 0 is now the most recent
+        s.push_token(key(100), 1);
+        assert!(s.len() <= 32);
+        assert_eq!(s.evicted_processes(), 2);
+        assert!(s.recent(&key(1), 1).is_empty() && s.recent(&key(2), 1).is_empty());
+        assert_eq!(s.recent(&key(0), 2), [1, 2]);
+        for tgid in 200..1000 {
+            s.push_token(key(tgid), 1);
+            assert!(s.len() <= 32);
+        }
+    }
+}

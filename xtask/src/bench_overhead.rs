@@ -100,7 +100,10 @@ fn measure(iterations: u64) -> Result<f64> {
     let mut cmd = Command::new(exe);
     cmd.args(["bench-loop", &iterations.to_string()]);
     let out = cmd::stdout_of(&mut cmd)?;
-    let ns: f64 = out.trim().parse().with_context(|| format!("bench-loop printed {out:?}"))?;
+    let ns: f64 = out
+        .trim()
+        .parse()
+        .with_context(|| format!("bench-loop printed {out:?}"))?;
     Ok(ns / iterations as f64)
 }
 
@@ -117,9 +120,15 @@ impl Probe {
         cmd.stdout(Stdio::piped()).stderr(log_file);
         let what = cmd::display(&cmd);
         cmd::announce(&cmd);
-        let mut child = cmd.spawn().with_context(|| format!("failed to start `{what}`"))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("failed to start `{what}`"))?;
         let stdout = child.stdout.take().context("probe stdout was not piped")?;
-        let mut probe = Probe { child, what, log: log.to_path_buf() };
+        let mut probe = Probe {
+            child,
+            what,
+            log: log.to_path_buf(),
+        };
 
         // Read stdout on a thread for the whole life of the process, so it never blocks on a
         // full pipe; the first `ready` line is passed on.
@@ -134,11 +143,22 @@ impl Probe {
         match rx.recv_timeout(READY_TIMEOUT) {
             Ok(()) => Ok(probe),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                bail!("`{}` did not print `ready` within {READY_TIMEOUT:?}; see {}", probe.what, probe.log.display())
+                bail!(
+                    "`{}` did not print `ready` within {READY_TIMEOUT:?}; see {}",
+                    probe.what,
+                    probe.log.display()
+                )
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = probe.child.wait().with_context(|| format!("waiting for `{}`", probe.what))?;
-                bail!("`{}` exited ({status}) before printing `ready`; see {}", probe.what, probe.log.display())
+                let status = probe
+                    .child
+                    .wait()
+                    .with_context(|| format!("waiting for `{}`", probe.what))?;
+                bail!(
+                    "`{}` exited ({status}) before printing `ready`; see {}",
+                    probe.what,
+                    probe.log.display()
+                )
             }
         }
     }
@@ -147,18 +167,30 @@ impl Probe {
         let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
         // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
         if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("SIGTERM to `{}`", self.what));
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("SIGTERM to `{}`", self.what));
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
-            if let Some(status) = self.child.try_wait().with_context(|| format!("waiting for `{}`", self.what))? {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .with_context(|| format!("waiting for `{}`", self.what))?
+            {
                 if !status.success() {
-                    eprintln!("bench: warning: `{}` exited with {status} after SIGTERM; see {}", self.what, self.log.display());
+                    eprintln!(
+                        "bench: warning: `{}` exited with {status} after SIGTERM; see {}",
+                        self.what,
+                        self.log.display()
+                    );
                 }
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("`{}` did not exit within {STOP_TIMEOUT:?} of SIGTERM", self.what);
+                bail!(
+                    "`{}` did not exit within {STOP_TIMEOUT:?} of SIGTERM",
+                    self.what
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -227,7 +259,11 @@ pub fn overhead(opts: &Opts) -> Result<()> {
                 }
                 (_, None) => unreachable!("vigil is built whenever a probe mode is selected"),
             };
-            eprintln!("bench: round {round}/{} {:<11} {ns:8.1} ns/syscall", opts.rounds, mode.name());
+            eprintln!(
+                "bench: round {round}/{} {:<11} {ns:8.1} ns/syscall",
+                opts.rounds,
+                mode.name()
+            );
             samples[i].push(ns);
         }
     }
@@ -235,7 +271,8 @@ pub fn overhead(opts: &Opts) -> Result<()> {
 }
 
 fn report(opts: &Opts, samples: &[Vec<f64>], json_path: &Path) -> Result<()> {
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").context("reading kernel release")?;
+    let kernel =
+        fs::read_to_string("/proc/sys/kernel/osrelease").context("reading kernel release")?;
     let kernel = kernel.trim();
     let nproc = online_cpus();
     let date = utc_now();
@@ -249,15 +286,25 @@ fn report(opts: &Opts, samples: &[Vec<f64>], json_path: &Path) -> Result<()> {
 
     let pinned = loop_cpu().map_or("not pinned".to_string(), |c| format!("pinned to CPU {c}"));
     println!();
-    println!("getppid loop, {} iterations x {} rounds, {pinned}", opts.iterations, opts.rounds);
+    println!(
+        "getppid loop, {} iterations x {} rounds, {pinned}",
+        opts.iterations, opts.rounds
+    );
     println!("machine: kernel {kernel}, {nproc} CPUs; {date}");
-    println!("{:<12} {:>14} {:>14}   per round (ns/syscall)", "mode", "median ns/sc", "added vs bare");
+    println!(
+        "{:<12} {:>14} {:>14}   per round (ns/syscall)",
+        "mode", "median ns/sc", "added vs bare"
+    );
     let mut modes_json = serde_json::Map::new();
     for ((mode, s), med) in opts.modes.iter().zip(samples).zip(&medians) {
         let added = bare.map(|b| med - b);
         let added_txt = added.map_or("-".to_string(), |a| format!("{a:+.1}"));
         let rounds_txt: Vec<String> = s.iter().map(|x| format!("{x:.1}")).collect();
-        println!("{:<12} {med:>14.1} {added_txt:>14}   {}", mode.name(), rounds_txt.join(" "));
+        println!(
+            "{:<12} {med:>14.1} {added_txt:>14}   {}",
+            mode.name(),
+            rounds_txt.join(" ")
+        );
         modes_json.insert(
             mode.name().to_string(),
             json!({ "median_ns": med, "added_ns_vs_bare": added, "samples_ns": s }),
@@ -266,7 +313,9 @@ fn report(opts: &Opts, samples: &[Vec<f64>], json_path: &Path) -> Result<()> {
     match ratio {
         Some(r) => {
             let verdict = if r <= GOAL_RATIO { "met" } else { "NOT met" };
-            println!("ratio (vigil - bare) / (empty - bare) = {r:.2}   goal <= {GOAL_RATIO} ({verdict})");
+            println!(
+                "ratio (vigil - bare) / (empty - bare) = {r:.2}   goal <= {GOAL_RATIO} ({verdict})"
+            );
         }
         None => println!("ratio (vigil - bare) / (empty - bare) = n/a   goal <= {GOAL_RATIO}"),
     }
@@ -285,14 +334,17 @@ fn report(opts: &Opts, samples: &[Vec<f64>], json_path: &Path) -> Result<()> {
         "goal_ratio": GOAL_RATIO,
     });
     let text = serde_json::to_string_pretty(&doc).context("serializing the report")?;
-    fs::write(json_path, text + "\n").with_context(|| format!("writing {}", json_path.display()))?;
+    fs::write(json_path, text + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
     println!("wrote {}", json_path.display());
     Ok(())
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for now, without a date crate.
 fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
@@ -304,12 +356,48 @@ fn utc_now() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use std::process::Command;
+
+    use super::{Probe, median};
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn probe_waits_for_ready_and_stops_on_sigterm() {
+        let log = std::env::temp_dir().join(format!("xtask-probe-{}.log", std::process::id()));
+        let probe = Probe::start(sh("echo starting; echo ready; exec sleep 60"), &log).unwrap();
+        probe.stop().unwrap();
+        let _ = std::fs::remove_file(log);
+    }
+
+    #[test]
+    fn probe_that_exits_early_is_an_error() {
+        let log =
+            std::env::temp_dir().join(format!("xtask-probe-early-{}.log", std::process::id()));
+        let err = Probe::start(sh("echo oops >&2; exit 3"), &log)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("before printing `ready`"),
+            "{err:#}"
+        );
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "oops\n");
+        let _ = std::fs::remove_file(log);
+    }
 
     #[test]
     fn median_odd_and_even() {

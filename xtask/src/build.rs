@@ -24,5 +24,7 @@ pub fn build(debug: bool) -> Result<PathBuf> {
 }
 
 pub fn vigil_path(debug: bool) -> PathBuf {
-    cmd::target_dir().join(if debug { "debug" } else { "release" }).join("vigil")
+    cmd::target_dir()
+        .join(if debug { "debug" } else { "release" })
+        .join("vigil")
 }

@@ -49,8 +49,13 @@ pub fn display(cmd: &Command) -> String {
 fn quote(s: &OsStr) -> String {
     let s = s.to_string_lossy();
     let plain = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:+,@%".contains(c));
-    if plain { s.into_owned() } else { format!("'{}'", s.replace('\'', r"'\''")) }
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:+,@%".contains(c));
+    if plain {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 pub fn announce(cmd: &Command) {
@@ -60,7 +65,9 @@ pub fn announce(cmd: &Command) {
 /// Runs `cmd` with inherited stdio; a non-zero exit is an error.
 pub fn run(cmd: &mut Command) -> Result<()> {
     announce(cmd);
-    let status = cmd.status().with_context(|| format!("failed to start `{}`", display(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start `{}`", display(cmd)))?;
     if !status.success() {
         bail!("`{}` failed: {status}", display(cmd));
     }
@@ -70,13 +77,16 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Runs `cmd` quietly (a probe) and returns its output whatever the exit status; an error only
 /// when it could not be started at all.
 pub fn probe(cmd: &mut Command) -> Result<Output> {
-    cmd.output().with_context(|| format!("failed to start `{}`", display(cmd)))
+    cmd.output()
+        .with_context(|| format!("failed to start `{}`", display(cmd)))
 }
 
 /// Runs `cmd` (printed), capturing stdout, which must be UTF-8; a non-zero exit is an error.
 pub fn stdout_of(cmd: &mut Command) -> Result<String> {
     announce(cmd);
-    let out = cmd.output().with_context(|| format!("failed to start `{}`", display(cmd)))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("failed to start `{}`", display(cmd)))?;
     if !out.status.success() {
         bail!(
             "`{}` failed: {}\n{}",

@@ -8,6 +8,8 @@ mod run;
 mod setup;
 mod test;
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -64,15 +66,36 @@ enum Bench {
     },
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().cmd {
+/// Errors print as their context chain only: with RUST_BACKTRACE set (as under cargo) anyhow's
+/// Debug form would add a backtrace of xtask itself, which never helps.
+fn main() -> ExitCode {
+    match dispatch(Cli::parse().cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
         Cmd::Setup => setup::setup(),
         Cmd::Build { debug } => build::build(debug).map(drop),
         Cmd::Run { args } => run::run(&args),
         Cmd::Test => test::test(),
-        Cmd::Bench { bench: Bench::Overhead { iterations, rounds, modes } } => {
-            bench_overhead::overhead(&bench_overhead::Opts { iterations, rounds, modes })
-        }
+        Cmd::Bench {
+            bench:
+                Bench::Overhead {
+                    iterations,
+                    rounds,
+                    modes,
+                },
+        } => bench_overhead::overhead(&bench_overhead::Opts {
+            iterations,
+            rounds,
+            modes,
+        }),
         Cmd::BenchLoop { iterations } => bench_overhead::bench_loop(iterations),
     }
 }

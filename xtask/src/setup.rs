@@ -51,7 +51,13 @@ fn rust_src() -> Result<()> {
         eprintln!("setup: nightly rust-src present");
         return Ok(());
     }
-    cmd::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    cmd::run(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))
 }
 
 fn bpf_linker_ok() -> bool {
@@ -80,7 +86,12 @@ fn bpf_linker() -> Result<()> {
         cmd::cargo()
             .env("LLVM_PREFIX", &prefix)
             .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
-            .args(["--no-default-features", "--features", &format!("llvm-{LLVM_MAJOR}"), "--force"]),
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{LLVM_MAJOR}"),
+                "--force",
+            ]),
     )?;
     cmd::run(Command::new("bpf-linker").arg("--version"))?;
     if !bpf_linker_ok() {
@@ -101,13 +112,16 @@ fn nightly_llvm_prefix() -> Result<Option<PathBuf>> {
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .find(|name| name.starts_with(&format!("libLLVM.so.{LLVM_MAJOR}.")));
-    let Some(soname) = soname else { return Ok(None) };
+    let Some(soname) = soname else {
+        return Ok(None);
+    };
     let target = lib.join(&soname);
 
     let home = env::var_os("HOME").context("HOME is not set")?;
     let prefix = Path::new(&home).join(format!(".cache/vigil/llvm-{LLVM_MAJOR}"));
     let prefix_lib = prefix.join("lib");
-    fs::create_dir_all(&prefix_lib).with_context(|| format!("creating {}", prefix_lib.display()))?;
+    fs::create_dir_all(&prefix_lib)
+        .with_context(|| format!("creating {}", prefix_lib.display()))?;
     for name in ["libLLVM.so", soname.as_str()] {
         let link = prefix_lib.join(name);
         if fs::read_link(&link).is_ok_and(|t| t == target) {
@@ -136,9 +150,16 @@ fn debian_packages(pkgs: &[&str]) -> Result<()> {
         return Ok(());
     }
     if !is_root() {
-        bail!("missing Debian packages {}; run `cargo xtask setup` as root", missing.join(" "));
+        bail!(
+            "missing Debian packages {}; run `cargo xtask setup` as root",
+            missing.join(" ")
+        );
     }
-    cmd::run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").arg("update"))?;
+    cmd::run(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .arg("update"),
+    )?;
     cmd::run(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")

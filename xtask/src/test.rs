@@ -19,10 +19,14 @@ struct Tally {
 impl Tally {
     /// Adds `test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; ...`.
     fn add_line(&mut self, line: &str) {
-        let Some(rest) = line.trim().strip_prefix("test result: ") else { return };
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
         for part in rest.split(';') {
             let mut words = part.split_whitespace().rev();
-            let (Some(label), Some(n)) = (words.next(), words.next()) else { continue };
+            let (Some(label), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
             let Ok(n) = n.parse::<u64>() else { continue };
             match label {
                 "passed" => self.passed += n,
@@ -44,11 +48,23 @@ pub fn test() -> Result<()> {
     // agent-ebpf only builds for the BPF target; agent/build.rs builds it.
     let mut cargo = cmd::cargo();
     cargo
-        .args(["test", "--release", "--workspace", "--exclude", "agent-ebpf", "--no-fail-fast"])
+        .args([
+            "test",
+            "--release",
+            "--workspace",
+            "--exclude",
+            "agent-ebpf",
+            "--no-fail-fast",
+        ])
         .stdout(Stdio::piped());
     cmd::announce(&cargo);
-    let mut child = cargo.spawn().with_context(|| format!("failed to start `{}`", cmd::display(&cargo)))?;
-    let stdout = child.stdout.take().context("cargo test stdout was not piped")?;
+    let mut child = cargo
+        .spawn()
+        .with_context(|| format!("failed to start `{}`", cmd::display(&cargo)))?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("cargo test stdout was not piped")?;
     let mut tally = Tally::default();
     let mut out = std::io::stdout().lock();
     for line in BufReader::new(stdout).lines() {
@@ -57,9 +73,14 @@ pub fn test() -> Result<()> {
         writeln!(out, "{line}").context("writing to stdout")?;
     }
     drop(out);
-    let status = child.wait().with_context(|| format!("waiting for `{}`", cmd::display(&cargo)))?;
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{}`", cmd::display(&cargo)))?;
 
-    println!("summary: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
+    println!(
+        "summary: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.ignored
+    );
     if !status.success() {
         bail!("`{}` failed: {status}", cmd::display(&cargo));
     }
@@ -79,6 +100,13 @@ mod tests {
         t.add_line("running 4 tests");
         t.add_line("test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s");
         t.add_line("test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s");
-        assert_eq!(t, Tally { passed: 5, failed: 1, ignored: 1 });
+        assert_eq!(
+            t,
+            Tally {
+                passed: 5,
+                failed: 1,
+                ignored: 1
+            }
+        );
     }
 }

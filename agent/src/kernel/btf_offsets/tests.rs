@@ -167,3 +167,49 @@ fn running_kernel_offsets_are_plausible() {
     // would mean the anonymous offset was not added.
     assert!(o.mm_arg_start >= 64);
 }
+
+/// Independent check: bpftool's raw dump of the same BTF, for members that sit directly in
+/// their struct (no anonymous nesting to add up).
+#[test]
+fn running_kernel_offsets_match_bpftool() {
+    let Ok(out) = std::process::Command::new("bpftool")
+        .args(["btf", "dump", "file", VMLINUX_BTF, "format", "raw"])
+        .output()
+    else {
+        println!("skipped: bpftool not installed");
+        return;
+    };
+    if !out.status.success() {
+        println!("skipped: bpftool failed: {}", String::from_utf8_lossy(&out.stderr));
+        return;
+    }
+    let dump = String::from_utf8_lossy(&out.stdout);
+    let (o, _) = resolve_from_sys().expect("resolve");
+    for (strukt, field, ours) in [
+        ("task_struct", "pid", o.task_pid),
+        ("task_struct", "tgid", o.task_tgid),
+        ("task_struct", "real_parent", o.task_real_parent),
+        ("task_struct", "real_cred", o.task_real_cred),
+        ("signal_struct", "live", o.signal_live),
+        ("cred", "euid", o.cred_euid),
+    ] {
+        let bits = bpftool_member_bits(&dump, strukt, field).expect("member in bpftool dump");
+        assert_eq!(bits / 8, ours, "{strukt}.{field}");
+    }
+}
+
+fn bpftool_member_bits(dump: &str, strukt: &str, field: &str) -> Option<u32> {
+    let header = format!("STRUCT '{strukt}' size=");
+    let needle = format!("\t'{field}' type_id=");
+    dump.lines()
+        .skip_while(|l| !l.contains(&header))
+        .skip(1)
+        .take_while(|l| l.starts_with('\t'))
+        .find(|l| l.starts_with(&needle))?
+        .split("bits_offset=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

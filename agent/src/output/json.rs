@@ -1,0 +1,272 @@
+//! The event JSON schema (documented in README.md). Field names are stable: tests and operators'
+//! scripts parse them.
+
+use std::net::IpAddr;
+
+use agent_common::{
+    Creds, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_FILENAME_TRUNCATED,
+    EventKind, FORK_FLAG_DERIVED, FlushReason,
+    decode::{Event, c_str},
+};
+use serde::Serialize;
+
+/// What the process table adds to a kernel record.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Enrichment {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventJson {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// CLOCK_MONOTONIC ns when the kernel wrote the record.
+    pub ktime_ns: u64,
+    /// Process id (kernel tgid).
+    pub pid: u32,
+    /// Thread id (kernel pid).
+    pub tid: u32,
+    /// Process start (boot-time ns); with `pid` a boot-unique process identity.
+    pub start_ns: u64,
+    #[serde(flatten)]
+    pub process: Enrichment,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Body {
+    Exec {
+        filename: String,
+        argv: Vec<String>,
+        comm: String,
+        parent_pid: u32,
+        parent_start_ns: u64,
+        old_tid: u32,
+        uid: u32,
+        euid: u32,
+        gid: u32,
+        egid: u32,
+        cgroup_id: u64,
+        truncated: Vec<&'static str>,
+    },
+    Fork {
+        child_pid: u32,
+        child_start_ns: u64,
+        clone_flags: String,
+        clone_flags_derived: bool,
+    },
+    Exit {
+        /// Raw wait(2) status.
+        exit_status: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signal: Option<u32>,
+    },
+    SyscallBatch {
+        seq: u32,
+        reason: &'static str,
+        first_ns: u64,
+        syscalls: Vec<u16>,
+        names: Vec<&'static str>,
+    },
+    Net {
+        fd: i32,
+        ret: i32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        family: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        addr: Option<IpAddr>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        backlog: Option<i32>,
+    },
+    CredChange {
+        syscall: &'static str,
+        ret: i32,
+        requested: [u32; 3],
+        before: CredsJson,
+        after: CredsJson,
+    },
+    Ptrace {
+        request: i64,
+        target_pid: u32,
+        ret: i32,
+    },
+    Memfd {
+        name: String,
+        flags: u32,
+        ret: i32,
+    },
+    ModuleLoad {
+        syscall: &'static str,
+        fd: i32,
+        len: u64,
+        ret: i32,
+    },
+    BpfProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        prog_name: String,
+        ret: i32,
+    },
+    ProbeError {
+        probe: u16,
+        code: i32,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct CredsJson {
+    pub uid: u32,
+    pub euid: u32,
+    pub suid: u32,
+    pub fsuid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    pub sgid: u32,
+    pub fsgid: u32,
+}
+
+impl From<Creds> for CredsJson {
+    fn from(c: Creds) -> Self {
+        Self {
+            uid: c.uid,
+            euid: c.euid,
+            suid: c.suid,
+            fsuid: c.fsuid,
+            gid: c.gid,
+            egid: c.egid,
+            sgid: c.sgid,
+            fsgid: c.fsgid,
+        }
+    }
+}
+
+pub fn syscall_name(nr: u32) -> &'static str {
+    syscalls::Sysno::new(nr as usize).map_or("unknown", |s| s.name())
+}
+
+fn flush_reason(r: u16) -> &'static str {
+    match r {
+        x if x == FlushReason::Full as u16 => "full",
+        x if x == FlushReason::Exec as u16 => "exec",
+        x if x == FlushReason::Exit as u16 => "exit",
+        x if x == FlushReason::Age as u16 => "age",
+        _ => "unknown",
+    }
+}
+
+impl EventJson {
+    pub fn new(event: &Event, process: Enrichment) -> Self {
+        let h = event.header();
+        let kind = event.kind();
+        let body = match event {
+            Event::Exec(e) => Body::Exec {
+                filename: e.filename(),
+                argv: e.argv(),
+                comm: e.comm(),
+                parent_pid: e.ppid,
+                parent_start_ns: e.parent_start_ns,
+                old_tid: e.old_pid,
+                uid: e.uid,
+                euid: e.euid,
+                gid: e.gid,
+                egid: e.egid,
+                cgroup_id: e.cgroup_id,
+                truncated: [
+                    (EXEC_FLAG_FILENAME_TRUNCATED, "filename"),
+                    (EXEC_FLAG_ARGS_TRUNCATED, "argv"),
+                    (EXEC_FLAG_ARGS_UNREADABLE, "argv_unreadable"),
+                ]
+                .into_iter()
+                .filter(|(bit, _)| e.flags & bit != 0)
+                .map(|(_, name)| name)
+                .collect(),
+            },
+            Event::Fork(e) => Body::Fork {
+                child_pid: e.child_tgid,
+                child_start_ns: e.child_start_ns,
+                clone_flags: format!("{:#x}", e.clone_flags),
+                clone_flags_derived: e.flags & FORK_FLAG_DERIVED != 0,
+            },
+            Event::Exit(e) => {
+                // wait(2) encoding: low 7 bits = terminating signal, else code in bits 8..16.
+                let sig = e.exit_code & 0x7f;
+                Body::Exit {
+                    exit_status: e.exit_code,
+                    exit_code: (sig == 0).then_some((e.exit_code >> 8) & 0xff),
+                    signal: (sig != 0).then_some(sig),
+                }
+            }
+            Event::SyscallBatch(b) => Body::SyscallBatch {
+                seq: b.seq,
+                reason: flush_reason(b.reason),
+                first_ns: b.first_ns,
+                syscalls: b.ids().to_vec(),
+                names: b.ids().iter().map(|&n| syscall_name(n.into())).collect(),
+            },
+            Event::Net(n) => Body::Net {
+                fd: n.fd,
+                ret: n.ret,
+                family: match n.addr.family {
+                    1 => Some("unix"),
+                    2 => Some("inet"),
+                    10 => Some("inet6"),
+                    _ => None,
+                },
+                addr: n.addr.ip(),
+                port: n.addr.ip().map(|_| n.addr.port),
+                backlog: (kind == EventKind::Listen).then_some(n.backlog),
+            },
+            Event::CredChange(c) => Body::CredChange {
+                syscall: syscall_name(c.syscall_nr),
+                ret: c.ret,
+                requested: c.requested,
+                before: c.before.into(),
+                after: c.after.into(),
+            },
+            Event::Ptrace(p) => Body::Ptrace {
+                request: p.request,
+                target_pid: p.target_pid,
+                ret: p.ret,
+            },
+            Event::Memfd(m) => Body::Memfd {
+                name: c_str(&m.name, m.name.len()),
+                flags: m.flags,
+                ret: m.ret,
+            },
+            Event::ModuleLoad(m) => Body::ModuleLoad {
+                syscall: syscall_name(m.syscall_nr),
+                fd: m.fd,
+                len: m.len,
+                ret: m.ret,
+            },
+            Event::BpfProgLoad(b) => Body::BpfProgLoad {
+                prog_type: b.prog_type,
+                insn_cnt: b.insn_cnt,
+                prog_name: c_str(&b.prog_name, b.prog_name.len()),
+                ret: b.ret,
+            },
+            Event::ProbeError(p) => Body::ProbeError {
+                probe: p.probe,
+                code: p.code,
+            },
+        };
+        Self {
+            kind: kind.as_str(),
+            ktime_ns: h.ktime_ns,
+            pid: h.tgid,
+            tid: h.pid,
+            start_ns: h.start_ns,
+            process,
+            body,
+        }
+    }
+}

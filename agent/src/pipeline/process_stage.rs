@@ -1,0 +1,148 @@
+//! The stage that owns the process table and the behaviour sequences. Every decoded record
+//! passes through here once: it updates the table, becomes tokens in its process's sequence, and
+//! (when asked) a JSON line.
+
+use std::{
+    path::PathBuf,
+    time::Instant,
+};
+
+use agent_common::decode::Event;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::hasher::{self, HashDone, HashRequest};
+use crate::{
+    output::{Enrichment, EventJson, JsonSink, OutputError},
+    process::{ProcessKey, ProcessTable},
+    sensors::EventBatch,
+    sequence::{BehaviourSequences, event_token, token},
+};
+
+pub struct ProcessStage {
+    pub table: ProcessTable,
+    pub sequences: BehaviourSequences,
+    sink: Option<JsonSink>,
+    proc_root: PathBuf,
+    hash_tx: mpsc::Sender<HashRequest>,
+    pub hashed: mpsc::Receiver<HashDone>,
+    pub hash_requests_dropped: u64,
+    pub events_handled: u64,
+}
+
+impl ProcessStage {
+    pub fn new(
+        table: ProcessTable,
+        sequences: BehaviourSequences,
+        sink: Option<JsonSink>,
+        proc_root: PathBuf,
+    ) -> Self {
+        let (hash_tx, hashed) = hasher::spawn(proc_root.clone());
+        Self {
+            table,
+            sequences,
+            sink,
+            proc_root,
+            hash_tx,
+            hashed,
+            hash_requests_dropped: 0,
+            events_handled: 0,
+        }
+    }
+
+    pub async fn handle(&mut self, batch: EventBatch) -> Result<(), OutputError> {
+        let now = Instant::now();
+        let mut json = String::new();
+        for event in &batch {
+            self.apply(event, now);
+            if self.sink.is_some() {
+                let line = EventJson::new(event, self.enrichment(event));
+                match serde_json::to_string(&line) {
+                    Ok(s) => {
+                        json.push_str(&s);
+                        json.push('\n');
+                    }
+                    Err(e) => warn!("event not serializable: {e}"),
+                }
+            }
+        }
+        self.events_handled += batch.len() as u64;
+        if let Some(sink) = &self.sink
+            && !json.is_empty()
+        {
+            sink.send(json).await?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: &Event, now: Instant) {
+        let key = ProcessKey::from_event_header(event.header());
+        match event {
+            Event::Exec(e) => {
+                let execs = self.table.on_exec(e, now).execs;
+                self.sequences.push_token(key, token::EXEC);
+                if self.hash_tx.try_send(HashRequest { key, execs }).is_err() {
+                    self.hash_requests_dropped += 1;
+                }
+            }
+            Event::Fork(f) => {
+                self.table.on_fork(f, now);
+                self.sequences.push_token(key, token::FORK);
+            }
+            Event::Exit(x) => {
+                self.table.on_exit(x, now);
+                self.sequences.push_token(key, token::EXIT);
+            }
+            Event::SyscallBatch(b) => {
+                // A process we have no entry for (seeding raced its start) is filled in from /proc.
+                self.table.ensure(key, &self.proc_root, now);
+                self.sequences.push_batch(key, b);
+            }
+            other => {
+                if let Some(t) = event_token(other) {
+                    self.sequences.push_token(key, t);
+                }
+            }
+        }
+    }
+
+    fn enrichment(&self, event: &Event) -> Enrichment {
+        let key = ProcessKey::from_event_header(event.header());
+        match self.table.get_key(&key) {
+            Some(p) => Enrichment {
+                exe: (!p.exe.is_empty()).then(|| p.exe.clone()),
+                ppid: Some(p.ppid),
+            },
+            None => Enrichment::default(),
+        }
+    }
+
+    pub fn apply_hash(&mut self, done: HashDone) {
+        self.table.set_exe_sha256(&done.key, done.execs, &done.sha256);
+    }
+
+    /// Periodic upkeep: bound the table, and forget sequences of processes it forgot.
+    pub fn housekeeping(&mut self) {
+        self.table.evict_expired(Instant::now());
+        let table = &self.table;
+        self.sequences.retain(|key| table.get_key(key).is_some());
+    }
+
+    pub async fn close(self) -> Result<(), OutputError> {
+        match self.sink {
+            Some(sink) => sink.close().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// A one-line summary of the stage, for debug logs.
+pub fn describe(stage: &ProcessStage) -> String {
+    format!(
+        "{} processes ({} running), {} sequences, {} events handled",
+        stage.table.len(),
+        stage.table.running(),
+        stage.sequences.len(),
+        stage.events_handled
+    )
+}

@@ -1,0 +1,328 @@
+//! SHA-256 of executable images, cached by file identity so each distinct image is read once.
+//!
+//! Everything here is blocking file I/O (an image can be hundreds of MiB): the caller runs it on
+//! a blocking pool (`tokio::task::spawn_blocking` or a dedicated thread) and hands the result to
+//! the table with `ProcessTable::set_exe_sha256`. The table never calls this itself.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::error::ProcessError;
+use super::key::ProcessKey;
+use super::proc_seed::parse_stat;
+
+pub const DEFAULT_CAPACITY: usize = 4096;
+const READ_BUF: usize = 64 * 1024;
+
+/// What makes two opens the same file contents, without reading them. A rewrite in place
+/// changes mtime (and usually size); a replaced file has a new inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_ns: i128,
+    pub size: u64,
+}
+
+impl FileIdentity {
+    pub fn of(meta: &Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            size: meta.size(),
+        }
+    }
+}
+
+/// Bounded map from [`FileIdentity`] to hex digest, evicting the oldest insert first.
+#[derive(Debug)]
+pub struct ExeHashCache {
+    capacity: usize,
+    digests: HashMap<FileIdentity, Arc<str>>,
+    order: VecDeque<FileIdentity>,
+    hits: u64,
+    misses: u64,
+}
+
+impl Default for ExeHashCache {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl ExeHashCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            digests: HashMap::new(),
+            order: VecDeque::new(),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.digests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses
+    }
+
+    /// Hex SHA-256 of the file at `path`. Blocking.
+    ///
+    /// The identity comes from the opened descriptor, not the path, so a file swapped between
+    /// stat and open cannot be cached under another file's identity.
+    pub fn hash_file(&mut self, path: &Path) -> Result<Arc<str>, ProcessError> {
+        let file = open_image(path)?;
+        self.hash_open(&file, path)
+    }
+
+    /// Hashes a live process's image through `/proc/PID/exe`, which opens the exact file the
+    /// process runs even if its path has since been replaced or deleted. Blocking.
+    pub fn hash_process_exe(
+        &mut self,
+        proc_root: &Path,
+        pid: u32,
+    ) -> Result<Arc<str>, ProcessError> {
+        self.hash_file(&proc_root.join(pid.to_string()).join("exe"))
+    }
+
+    /// [`Self::hash_process_exe`] for the process `key` names, and only it: a hash request can
+    /// wait in a queue long enough for its pid to be recycled. The image is opened first, then
+    /// `/proc/PID/stat` must still show the key's start time; pids never return to an earlier
+    /// start time, so the descriptor was opened while the pid was the key's process.
+    /// A mismatch is reported as the process having vanished (`is_vanished()`).
+    pub fn hash_key_exe(
+        &mut self,
+        proc_root: &Path,
+        key: &ProcessKey,
+    ) -> Result<Arc<str>, ProcessError> {
+        let dir = proc_root.join(key.tgid.to_string());
+        let exe = dir.join("exe");
+        let file = open_image(&exe)?;
+        let stat_path = dir.join("stat");
+        let stat =
+            std::fs::read_to_string(&stat_path).map_err(|e| ProcessError::io(&stat_path, e))?;
+        let start = parse_stat(&stat).ok_or(ProcessError::Parse {
+            path: stat_path,
+            what: "stat line",
+        })?;
+        if !ProcessKey::from_proc_ticks(key.tgid, start.start_ticks).same_process(key) {
+            return Err(ProcessError::io(
+                exe,
+                io::Error::from_raw_os_error(libc::ESRCH),
+            ));
+        }
+        self.hash_open(&file, &exe)
+    }
+
+    fn hash_open(&mut self, file: &File, path: &Path) -> Result<Arc<str>, ProcessError> {
+        let meta = file.metadata().map_err(|e| ProcessError::io(path, e))?;
+        if !meta.is_file() {
+            return Err(ProcessError::NotRegularFile { path: path.into() });
+        }
+        let id = FileIdentity::of(&meta);
+        if let Some(d) = self.digests.get(&id) {
+            self.hits += 1;
+            return Ok(Arc::clone(d));
+        }
+        self.misses += 1;
+        let digest = sha256_hex(file).map_err(|e| ProcessError::io(path, e))?;
+        let after = file.metadata().map_err(|e| ProcessError::io(path, e))?;
+        if FileIdentity::of(&after) != id {
+            return Err(ProcessError::ChangedWhileHashing { path: path.into() });
+        }
+        let digest: Arc<str> = digest.into();
+        self.insert(id, Arc::clone(&digest));
+        Ok(digest)
+    }
+
+    fn insert(&mut self, id: FileIdentity, digest: Arc<str>) {
+        while self.digests.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.digests.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if self.digests.insert(id, digest).is_none() {
+            self.order.push_back(id);
+        }
+    }
+}
+
+fn open_image(path: &Path) -> Result<File, ProcessError> {
+    OpenOptions::new()
+        .read(true)
+        // Never block opening a FIFO planted where an image was expected.
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| ProcessError::io(path, e))
+}
+
+/// Streaming SHA-256, hex encoded.
+pub fn sha256_hex(mut reader: impl Read) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::{Duration, SystemTime};
+
+    const ABC_SHA256: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    fn write(path: &Path, data: &[u8]) {
+        let mut f = File::create(path).unwrap();
+        f.write_all(data).unwrap();
+    }
+
+    #[test]
+    fn streaming_hash_matches_known_vector_across_buffer_boundaries() {
+        assert_eq!(sha256_hex(&b"abc"[..]).unwrap(), ABC_SHA256);
+        // Larger than one read buffer: the digest of a million 'a's is a published vector.
+        let big = vec![b'a'; 1_000_000];
+        assert_eq!(
+            sha256_hex(&big[..]).unwrap(),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+        );
+    }
+
+    #[test]
+    fn hashes_once_hits_after_and_rehashes_on_mtime_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin");
+        write(&path, b"abc");
+        let mut cache = ExeHashCache::new(8);
+
+        assert_eq!(&*cache.hash_file(&path).unwrap(), ABC_SHA256);
+        assert_eq!((cache.hits(), cache.misses()), (0, 1));
+        assert_eq!(&*cache.hash_file(&path).unwrap(), ABC_SHA256);
+        assert_eq!((cache.hits(), cache.misses()), (1, 1));
+
+        // Same size, new contents, distinct mtime: must not be served from the cache.
+        write(&path, b"xyz");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        let d = cache.hash_file(&path).unwrap();
+        assert_ne!(&*d, ABC_SHA256);
+        assert_eq!(&*d, sha256_hex(&b"xyz"[..]).unwrap());
+        assert_eq!((cache.hits(), cache.misses()), (1, 2));
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = ExeHashCache::new(3);
+        for i in 0..10 {
+            let p = dir.path().join(format!("f{i}"));
+            write(&p, format!("{i}").as_bytes());
+            cache.hash_file(&p).unwrap();
+            assert!(cache.len() <= 3);
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.misses(), 10);
+    }
+
+    #[test]
+    fn errors_for_missing_and_non_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = ExeHashCache::default();
+        let missing = cache.hash_file(&dir.path().join("nope")).unwrap_err();
+        assert!(missing.is_vanished(), "{missing}");
+        assert!(matches!(
+            cache.hash_file(dir.path()),
+            Err(ProcessError::NotRegularFile { .. })
+        ));
+    }
+
+    /// A small live process to hash (the test binary itself is large and slow to hash in a
+    /// debug build). Killed when dropped.
+    struct Sleeper(std::process::Child);
+
+    impl Sleeper {
+        fn spawn() -> Self {
+            Self(
+                std::process::Command::new("sleep")
+                    .arg("60")
+                    .spawn()
+                    .unwrap(),
+            )
+        }
+        fn key(&self) -> ProcessKey {
+            let pid = self.0.id();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            ProcessKey::from_proc_ticks(pid, parse_stat(&stat).unwrap().start_ticks)
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn hashes_a_live_image_through_proc_exe() {
+        let child = Sleeper::spawn();
+        let proc_root = Path::new("/proc");
+        let mut cache = ExeHashCache::default();
+        let via_proc = cache.hash_process_exe(proc_root, child.0.id()).unwrap();
+        let image = std::fs::read_link(format!("/proc/{}/exe", child.0.id())).unwrap();
+        assert_eq!(&*via_proc, sha256_hex(File::open(&image).unwrap()).unwrap());
+        // Same inode through its path: served from the cache.
+        cache.hash_file(&image).unwrap();
+        assert_eq!((cache.hits(), cache.misses()), (1, 1));
+    }
+
+    #[test]
+    fn hash_key_exe_refuses_a_recycled_pid() {
+        let child = Sleeper::spawn();
+        let proc_root = Path::new("/proc");
+        let key = child.key();
+        let mut cache = ExeHashCache::default();
+        assert!(cache.hash_key_exe(proc_root, &key).is_ok());
+        // The same pid with another start time is another process.
+        let other = ProcessKey::new(key.tgid, key.start_ns + 10 * crate::process::ns_per_tick());
+        let err = cache.hash_key_exe(proc_root, &other).unwrap_err();
+        assert!(err.is_vanished(), "{err}");
+    }
+}

@@ -1,0 +1,145 @@
+//! One task per ring buffer: wait for readiness, drain every record, decode, and send the decoded
+//! events downstream as one batch. A record that does not decode is counted by cause and kind —
+//! never a panic, never silently dropped.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+use agent_common::{
+    EventKind,
+    decode::{DecodeError, Event, decode, decode_header},
+};
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tracing::{debug, warn};
+
+use super::SensorError;
+
+/// Decoded events from one drain of one ring buffer.
+pub type EventBatch = Vec<Event>;
+
+/// Most records a single batch carries, so one busy ring cannot starve the stage downstream.
+const MAX_BATCH: usize = 512;
+
+/// What the readers received and what they could not decode, per kind.
+#[derive(Default)]
+pub struct DecodeStats {
+    received: [AtomicU64; EventKind::COUNT],
+    pub truncated: AtomicU64,
+    pub unknown_kind: AtomicU64,
+    pub bad_size: AtomicU64,
+    pub abi_mismatch: AtomicU64,
+    /// Events the downstream stage was gone for (only during shutdown).
+    pub undelivered: AtomicU64,
+}
+
+impl DecodeStats {
+    pub fn received(&self, kind: EventKind) -> u64 {
+        self.received[kind as usize].load(Relaxed)
+    }
+
+    pub fn record_error(&self, err: &DecodeError) {
+        let counter = match err {
+            DecodeError::TruncatedHeader { .. } => &self.truncated,
+            DecodeError::UnknownKind { .. } => &self.unknown_kind,
+            DecodeError::BadSize { .. } => &self.bad_size,
+            DecodeError::AbiVersion { .. } => &self.abi_mismatch,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        [&self.truncated, &self.unknown_kind, &self.bad_size, &self.abi_mismatch]
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .sum()
+    }
+}
+
+/// Starts the reader for `ring`. It runs until `stop` turns true — then drains what is left in
+/// the ring and returns — or until the receiving side closes.
+pub fn spawn_reader(
+    name: &'static str,
+    ring: RingBuf<MapData>,
+    tx: mpsc::Sender<EventBatch>,
+    stats: Arc<DecodeStats>,
+    stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<Result<(), SensorError>>, SensorError> {
+    // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged for as long as it lives,
+    // and the AsyncFd owns the RingBuf.
+    let fd = unsafe { AsyncFd::register(ring) }
+        .map_err(|e| SensorError::Poll { name, source: e.into_parts().1 })?;
+    Ok(tokio::spawn(read_loop(name, fd, tx, stats, stop)))
+}
+
+async fn read_loop(
+    name: &'static str,
+    mut fd: AsyncFd<RingBuf<MapData>>,
+    tx: mpsc::Sender<EventBatch>,
+    stats: Arc<DecodeStats>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), SensorError> {
+    loop {
+        tokio::select! {
+            ready = fd.readable_mut() => {
+                let mut guard = ready.map_err(|source| SensorError::Poll { name, source })?;
+                if !forward_all(name, guard.get_inner_mut(), &tx, &stats).await {
+                    return Ok(());
+                }
+                guard.clear_ready();
+            }
+            // The guard wait_for returns is not Send; drop it inside the future.
+            () = async { drop(stop.wait_for(|s| *s).await) } => {
+                // The programs are detached by now: whatever is in the ring is all there will be.
+                forward_all(name, fd.get_mut(), &tx, &stats).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Drains the ring into the channel; `false` once the receiver is gone.
+async fn forward_all(
+    name: &'static str,
+    ring: &mut RingBuf<MapData>,
+    tx: &mpsc::Sender<EventBatch>,
+    stats: &DecodeStats,
+) -> bool {
+    loop {
+        let batch = drain(ring, stats);
+        if batch.is_empty() {
+            return true;
+        }
+        let n = batch.len() as u64;
+        if tx.send(batch).await.is_err() {
+            stats.undelivered.fetch_add(n, Relaxed);
+            debug!(ring = name, "pipeline closed; reader stops");
+            return false;
+        }
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, stats: &DecodeStats) -> EventBatch {
+    let mut batch = Vec::new();
+    while batch.len() < MAX_BATCH {
+        let Some(item) = ring.next() else { break };
+        match decode(&item) {
+            Ok(event) => {
+                stats.received[event.kind() as usize].fetch_add(1, Relaxed);
+                batch.push(event);
+            }
+            Err(err) => {
+                stats.record_error(&err);
+                let kind = decode_header(&item).map(|h| h.kind).ok();
+                warn!(len = item.len(), ?kind, "undecodable ring-buffer record: {err}");
+            }
+        }
+    }
+    batch
+}

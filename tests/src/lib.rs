@@ -1,0 +1,183 @@
+//! Harness for vigil's integration tests: runs the real `vigil` binary as a daemon with its own
+//! control socket and JSON event file, and reads back what it saw. Tests filter every event on
+//! the pids they created, because the kernel is shared with everything else on the host.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Mutex, MutexGuard, mpsc},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Tests that load programs run one at a time: a flood in one would disturb another's counters.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `false` (with the reason printed) when not root: loading eBPF needs it. CI runs as root.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED {test}: loading eBPF programs needs root (CI runs as root)");
+        return false;
+    }
+    true
+}
+
+/// The vigil binary: `$VIGIL_BIN`, else `target/<profile>/vigil` next to this test's `deps/`.
+pub fn vigil_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("VIGIL_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("vigil");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`cargo xtask build`, which `cargo xtask test` runs), or set VIGIL_BIN",
+        bin.display()
+    );
+    bin
+}
+
+fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-test-{}-{tag}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A running `vigil run`.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub events_path: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts vigil and waits until it prints `ready` (all programs attached).
+    pub fn start(tag: &str, extra: &[&str]) -> Daemon {
+        let dir = scratch_dir(tag);
+        let events_path = dir.join("events.jsonl");
+        let socket = dir.join("control.sock");
+        let log = fs::File::create(dir.join("vigil.log")).expect("log file");
+        let mut child = Command::new(vigil_bin())
+            .arg("run")
+            .arg("--events-json")
+            .arg(&events_path)
+            .arg("--control-socket")
+            .arg(&socket)
+            .args(["--ready-line", "--batch-age-ms", "50"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn vigil");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.trim() == "ready" {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let mut daemon = Daemon { child: Some(child), dir, events_path, socket };
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let status = daemon.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            panic!("vigil did not become ready (exit: {status:?}); log:\n{}", daemon.log());
+        }
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("vigil.log")).unwrap_or_default()
+    }
+
+    /// `vigil status --json` against this daemon.
+    pub fn status(&self) -> Value {
+        let out = Command::new(vigil_bin())
+            .args(["status", "--json", "--control-socket"])
+            .arg(&self.socket)
+            .output()
+            .expect("run vigil status");
+        assert!(out.status.success(), "vigil status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status is JSON")
+    }
+
+    /// Every event written so far (a partially written last line is ignored).
+    pub fn events(&self) -> Vec<Value> {
+        let text = fs::read_to_string(&self.events_path).unwrap_or_default();
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Polls the event file until `pred` matches an event, or panics after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.events().into_iter().find(|e| pred(e)) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; vigil log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, wait for a clean exit, and return every event it wrote.
+    pub fn stop(mut self) -> (ExitStatus, Vec<Value>) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait vigil") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("vigil did not stop within 30s of SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, self.events())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Events of one process (`pid` in vigil's JSON is the process id, i.e. the tgid).
+pub fn of_pid<'a>(events: &'a [Value], pid: u32) -> impl Iterator<Item = &'a Value> + 'a {
+    events.iter().filter(move |e| e["pid"] == pid)
+}
+
+pub fn of_type<'a>(events: impl Iterator<Item = &'a Value> + 'a, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    events.filter(move |e| e["type"] == kind)
+}
+
+/// The syscall ids of `pid`'s batches, thread by thread in batch order, concatenated.
+pub fn syscalls_of(events: &[Value], pid: u32) -> Vec<i64> {
+    let mut batches: Vec<&Value> = of_type(of_pid(events, pid), "syscall_batch").collect();
+    batches.sort_by_key(|b| (b["tid"].as_u64(), b["seq"].as_u64()));
+    batches
+        .iter()
+        .flat_map(|b| b["syscalls"].as_array().into_iter().flatten().filter_map(Value::as_i64))
+        .collect()
+}

@@ -1,0 +1,177 @@
+//! The sensors end to end on the real kernel: vigil's programs observe a scenario process this
+//! test starts, and every assertion is about that process (or about vigil itself).
+
+use std::{
+    net::TcpListener,
+    process::Command,
+    time::Duration,
+};
+
+use serde_json::Value;
+use vigil_tests::{Daemon, of_pid, of_type, require_root, serial, syscalls_of};
+
+const SCENARIO: &str = env!("CARGO_BIN_EXE_vigil-scenario");
+
+/// Must match `MARKER` in src/bin/vigil-scenario.rs.
+const MARKER: [i64; 7] = [
+    libc::SYS_getppid,
+    libc::SYS_getpgrp,
+    libc::SYS_umask,
+    libc::SYS_getuid,
+    libc::SYS_getgid,
+    libc::SYS_sched_yield,
+    libc::SYS_getppid,
+];
+
+fn listener(addr: &str) -> (TcpListener, u16) {
+    let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    let port = l.local_addr().expect("local addr").port();
+    (l, port)
+}
+
+/// A port nothing listens on: bind, note it, close.
+fn closed_port() -> u16 {
+    let (l, port) = listener("127.0.0.1:0");
+    drop(l);
+    port
+}
+
+#[test]
+fn exec_syscalls_connects_and_exit_of_a_child_are_reported() {
+    if !require_root("exec_syscalls_connects_and_exit_of_a_child_are_reported") {
+        return;
+    }
+    let _serial = serial();
+    let daemon = Daemon::start("lifecycle", &[]);
+    let (_l4, p4) = listener("127.0.0.1:0");
+    let (_l6, p6) = listener("[::1]:0");
+    let refused = closed_port();
+
+    let out = Command::new(SCENARIO)
+        .args(["known", &p4.to_string(), &p6.to_string(), &refused.to_string(), "42"])
+        .output()
+        .expect("run scenario");
+    assert_eq!(out.status.code(), Some(42), "scenario failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    // We cannot learn the child's pid from Output; find it through its exec event.
+    let exec = daemon.wait_for("the scenario's exec", Duration::from_secs(20), |e| {
+        e["type"] == "exec" && e["filename"] == SCENARIO && e["parent_pid"] == std::process::id()
+    });
+    let pid = exec["pid"].as_u64().expect("pid") as u32;
+    daemon.wait_for("the scenario's exit", Duration::from_secs(20), |e| e["type"] == "exit" && e["pid"] == pid);
+    let status = daemon.status();
+    let vigil_pid = daemon.pid();
+    let (exit, events) = daemon.stop();
+    assert!(exit.success(), "vigil exited with {exit}");
+
+    // exec: parent, filename, argv, credentials.
+    assert_eq!(exec["argv"][0], SCENARIO);
+    assert_eq!(exec["argv"][1], "known");
+    assert_eq!(exec["uid"], 0);
+    assert_eq!(exec["euid"], 0);
+
+    // fork: this test process created the child.
+    let me = std::process::id();
+    assert!(
+        of_type(of_pid(&events, me), "fork").any(|f| f["child_pid"] == pid),
+        "no fork event from the test ({me}) to the scenario ({pid})"
+    );
+
+    // The marker sequence, in order and contiguous, inside the child's batches.
+    let calls = syscalls_of(&events, pid);
+    assert!(
+        calls.windows(MARKER.len()).any(|w| w == MARKER),
+        "marker sequence {MARKER:?} not found in the scenario's {} syscalls: {calls:?}",
+        calls.len()
+    );
+    // The connects and exit_group are there too, after the marker.
+    let after = calls.iter().skip_while(|&&c| c != libc::SYS_sched_yield);
+    let connects = after.clone().filter(|&&c| c == libc::SYS_connect).count();
+    assert_eq!(connects, 3, "connect syscalls after the marker in {calls:?}");
+    assert_eq!(calls.last(), Some(&libc::SYS_exit_group), "last syscall");
+
+    // connect events: destination, port and result.
+    let net: Vec<&Value> = of_type(of_pid(&events, pid), "connect").collect();
+    let find = |port: u16| net.iter().find(|e| e["port"] == port).copied();
+    let v4 = find(p4).unwrap_or_else(|| panic!("no connect to 127.0.0.1:{p4} in {net:?}"));
+    assert_eq!((v4["family"].as_str(), v4["addr"].as_str(), v4["ret"].as_i64()), (Some("inet"), Some("127.0.0.1"), Some(0)));
+    let v6 = find(p6).unwrap_or_else(|| panic!("no connect to [::1]:{p6} in {net:?}"));
+    assert_eq!((v6["family"].as_str(), v6["addr"].as_str(), v6["ret"].as_i64()), (Some("inet6"), Some("::1"), Some(0)));
+    let r = find(refused).unwrap_or_else(|| panic!("no connect to the closed port {refused} in {net:?}"));
+    assert_eq!(r["ret"].as_i64(), Some(-(libc::ECONNREFUSED as i64)));
+
+    // exit: the code the scenario chose.
+    let exit_ev = of_type(of_pid(&events, pid), "exit").next().expect("exit event");
+    assert_eq!(exit_ev["exit_code"], 42);
+    assert!(exit_ev.get("signal").is_none());
+
+    // Nothing lost, and nothing from vigil itself.
+    let losses = status["losses"].as_object().expect("losses");
+    assert!(losses.values().all(|v| v == 0), "losses: {losses:?}");
+    assert!(of_pid(&events, vigil_pid).next().is_none(), "vigil reported its own activity");
+    let attached = status["programs"].as_array().expect("programs");
+    assert!(!attached.is_empty());
+}
+
+#[test]
+fn a_syscall_flood_is_fully_accounted() {
+    if !require_root("a_syscall_flood_is_fully_accounted") {
+        return;
+    }
+    let _serial = serial();
+    let daemon = Daemon::start("flood", &[]);
+    let before = daemon.status();
+    let out = Command::new(SCENARIO).args(["flood", "3"]).output().expect("run flood");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.split_whitespace();
+    let generated: u64 = parts.next().and_then(|s| s.parse().ok()).expect("call count");
+    let secs: f64 = parts.next().and_then(|s| s.parse().ok()).expect("seconds");
+
+    let exec = daemon.wait_for("the flood's exec", Duration::from_secs(20), |e| {
+        e["type"] == "exec" && e["filename"] == SCENARIO && e["argv"][1] == "flood"
+    });
+    let pid = exec["pid"].as_u64().expect("pid") as u32;
+    daemon.wait_for("the flood's exit", Duration::from_secs(60), |e| e["type"] == "exit" && e["pid"] == pid);
+    let after = daemon.status();
+    let (exit, events) = daemon.stop();
+    assert!(exit.success());
+
+    let received = syscalls_of(&events, pid).iter().filter(|&&c| c == libc::SYS_getppid).count() as u64;
+    let counter = |s: &Value, k: &str| s["losses"][k].as_u64().unwrap_or(0);
+    // Loss counters are host-wide: they bound this process's losses from above.
+    let lost_syscalls = counter(&after, "syscalls_in_lost_batches") - counter(&before, "syscalls_in_lost_batches");
+    let map_full = counter(&after, "batch_map_full") - counter(&before, "batch_map_full");
+    eprintln!(
+        "flood: generated {generated} getppid in {secs:.2}s ({:.2} M/s); received {received}; \
+         kernel-counted lost syscalls {lost_syscalls}, batch-map-full {map_full}",
+        generated as f64 / secs / 1e6
+    );
+    assert!(received <= generated, "received more than generated");
+    let missing = generated - received;
+    assert!(
+        missing <= lost_syscalls + map_full,
+        "{missing} syscalls missing but only {} counted as lost",
+        lost_syscalls + map_full
+    );
+    // Lifecycle events of the flooding process survive the flood.
+    assert!(of_type(of_pid(&events, pid), "exit").next().is_some());
+}
+
+#[test]
+fn a_second_daemon_on_the_same_socket_is_refused() {
+    if !require_root("a_second_daemon_on_the_same_socket_is_refused") {
+        return;
+    }
+    let _serial = serial();
+    let daemon = Daemon::start("second", &[]);
+    let out = Command::new(vigil_tests::vigil_bin())
+        .args(["run", "--control-socket"])
+        .arg(&daemon.socket)
+        .output()
+        .expect("run second vigil");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another vigil is running"), "stderr: {err}");
+    daemon.stop();
+}
