@@ -67,11 +67,16 @@ pub struct AgentConfig {
     /// vigil's own tgid: nothing it does is traced.
     pub self_tgid: u32,
     pub _pad: u32,
-    /// A partial batch older than this is flushed at its thread's next syscall.
-    pub batch_max_age_ns: u64,
+    /// A partial batch older than this many jiffies is flushed at its thread's next syscall.
+    /// Jiffies, not ns: `bpf_jiffies64` is a variable read, while `bpf_ktime_get_ns` costs
+    /// ~100 ns in a VM whose TSC reads are slow — too much for every syscall on the host.
+    pub batch_max_age_jiffies: u64,
 }
 
-pub const DEFAULT_BATCH_MAX_AGE_NS: u64 = 200_000_000;
+/// Default batch age (converted to jiffies by the loader with the kernel's HZ).
+pub const DEFAULT_BATCH_MAX_AGE_MS: u64 = 200;
+/// Used when the kernel's HZ cannot be determined: the largest x86 value, so ages only err long.
+pub const FALLBACK_HZ: u64 = 1000;
 
 /// Names shared by both sides: globals, maps and programs.
 pub mod names {
@@ -88,8 +93,9 @@ pub mod names {
     pub const PROG_EXEC: &str = "vigil_sched_exec";
     pub const PROG_FORK: &str = "vigil_sched_fork";
     pub const PROG_EXIT: &str = "vigil_sched_exit";
-    pub const PROG_WATCH_ENTER: &str = "vigil_watch_enter";
-    pub const PROG_WATCH_EXIT: &str = "vigil_watch_exit";
+    pub const PROG_SYS_EXIT: &str = "vigil_sys_exit";
+    /// raw_tp twin of `PROG_SYS_EXIT` for kernels that refuse tp_btf.
+    pub const PROG_SYS_EXIT_RAW: &str = "vigil_sys_exit_raw";
     /// Counts sys_enter and does nothing else: the floor any per-syscall tracer pays, for benches.
     pub const PROG_EMPTY_SYS_ENTER: &str = "vigil_empty_sys_enter";
     pub const MAP_EMPTY_COUNTER: &str = "EMPTY_COUNTER";
@@ -98,6 +104,11 @@ pub mod names {
 /// Sizes of the ring buffers (bytes; power of two, multiple of the page size).
 pub const EVENTS_RING_BYTES: u32 = 4 << 20;
 pub const SYSCALLS_RING_BYTES: u32 = 8 << 20;
+/// Syscall batches are written without waking the reader (a wakeup is an IPI, i.e. a VM exit)
+/// until this much data waits; the reader also drains on a short timer.
+pub const SYSCALLS_WAKEUP_BYTES: u64 = (SYSCALLS_RING_BYTES / 4) as u64;
+/// How often user space drains the syscall ring without a wakeup.
+pub const SYSCALLS_POLL_MS: u64 = 10;
 /// Concurrent threads with an open syscall batch.
 pub const BATCH_MAP_ENTRIES: u32 = 32768;
 /// Concurrent threads inside a watched syscall.

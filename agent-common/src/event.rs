@@ -326,8 +326,7 @@ pub enum ProbeId {
     Exec = 2,
     Fork = 3,
     Exit = 4,
-    SyscallWatchEnter = 5,
-    SyscallWatchExit = 6,
+    SysExit = 5,
 }
 
 /// A probe failed in a way worth telling user space (a helper returned an error).

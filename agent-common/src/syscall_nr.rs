@@ -29,10 +29,10 @@ pub const CLONE3: u32 = 435;
 /// `BPF_PROG_LOAD` command of bpf(2).
 pub const BPF_PROG_LOAD: u32 = 5;
 
-/// Syscalls whose entry and exit the watch probes attach to, by tracepoint name
-/// (`syscalls:sys_enter_<name>` / `syscalls:sys_exit_<name>`), with their numbers. clone and
-/// clone3 are watched only so the fork probe can report the caller's flags; fork and vfork have
-/// fixed flags the fork probe derives.
+/// Syscalls whose entry and exit vigil inspects beyond batching them, by name and number. The
+/// raw sys_enter/sys_exit programs test membership in [`WATCHED_BITS`] and take a slow path only
+/// for these. clone and clone3 are watched only so the fork probe can report the caller's flags;
+/// fork and vfork have fixed flags the fork probe derives.
 pub const WATCHED: [(&str, u32); 20] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
@@ -56,9 +56,44 @@ pub const WATCHED: [(&str, u32); 20] = [
     ("clone3", CLONE3),
 ];
 
+/// Bitmap of [`WATCHED`] over syscall numbers 0..512.
+pub const WATCHED_BITS: [u64; 8] = {
+    let mut bits = [0u64; 8];
+    let mut i = 0;
+    while i < WATCHED.len() {
+        let nr = WATCHED[i].1 as usize;
+        bits[nr / 64] |= 1 << (nr % 64);
+        i += 1;
+    }
+    bits
+};
+
+/// Whether `nr` is in [`WATCHED`]; one load and a bit test, for the per-syscall hot path.
+#[inline(always)]
+pub fn is_watched(nr: u64) -> bool {
+    match WATCHED_BITS.get((nr / 64) as usize) {
+        Some(word) => word & (1 << (nr % 64)) != 0,
+        None => false,
+    }
+}
+
 pub const fn is_cred_change(nr: u32) -> bool {
     matches!(
         nr,
         SETUID | SETGID | SETREUID | SETREGID | SETRESUID | SETRESGID | SETFSUID | SETFSGID
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmap_matches_the_list() {
+        for nr in 0..600u64 {
+            let listed = WATCHED.iter().any(|(_, n)| u64::from(*n) == nr);
+            assert_eq!(is_watched(nr), listed, "syscall {nr}");
+        }
+        assert!(!is_watched(u64::MAX), "-1 (no syscall) is not watched");
+    }
 }

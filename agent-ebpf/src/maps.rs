@@ -27,6 +27,8 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SL
 #[derive(Clone, Copy)]
 pub struct OpenBatch {
     pub record: SyscallBatch,
+    /// `bpf_jiffies64()` at the first syscall of the batch, for ageing.
+    pub first_jiffies: u64,
     /// Non-zero when the thread's process is in `IGNORED_TGIDS` (re-checked at every flush).
     pub ignored: u32,
     pub _pad: u32,

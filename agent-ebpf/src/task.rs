@@ -1,7 +1,7 @@
 //! Reading `task_struct`, `cred`, `mm_struct` and `signal_struct` fields at the byte offsets user
 //! space resolved from the running kernel's BTF (our CO-RE). An unknown offset reads as `None`.
 
-use agent_common::{AgentConfig, Creds, DEFAULT_BATCH_MAX_AGE_NS, KernelOffsets, OFFSET_UNKNOWN};
+use agent_common::{AgentConfig, Creds, KernelOffsets, OFFSET_UNKNOWN};
 use aya_ebpf::{
     Global,
     helpers::{bpf_get_current_task, bpf_probe_read_kernel},
@@ -16,7 +16,7 @@ static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UNKNOWN);
 static CONFIG: Global<AgentConfig> = Global::new(AgentConfig {
     self_tgid: 0,
     _pad: 0,
-    batch_max_age_ns: DEFAULT_BATCH_MAX_AGE_NS,
+    batch_max_age_jiffies: 0,
 });
 
 #[inline(always)]

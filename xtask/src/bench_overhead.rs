@@ -30,7 +30,7 @@ pub enum Mode {
     Bare,
     /// `vigil debug empty-probe`: a raw_tp sys_enter that only bumps a per-CPU counter.
     EmptyProbe,
-    /// The whole agent: `vigil run --events-json /dev/null`.
+    /// The whole agent as deployed: `vigil run` (no JSON event stream).
     Vigil,
 }
 
@@ -254,7 +254,7 @@ pub fn overhead(opts: &Opts) -> Result<()> {
                 }
                 (Mode::Vigil, Some(bin)) => {
                     let mut c = Command::new(bin);
-                    c.args(["run", "--events-json", "/dev/null", "--ready-line"]);
+                    c.args(["run", "--ready-line"]);
                     measure_under(c, &log, opts.iterations)?
                 }
                 (_, None) => unreachable!("vigil is built whenever a probe mode is selected"),

@@ -2,16 +2,17 @@
 //! attaches programs from the declarative table in [`table`]. What could not be attached is
 //! recorded with its reason, logged, and shown by `vigil status`.
 
+mod jiffies;
 mod table;
-
-use std::{fmt, path::Path};
 
 use agent_common::{AgentConfig, KernelOffsets, names};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Map, MapError},
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    Btf,
+    programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint},
 };
+pub use jiffies::{kernel_hz, to_jiffies};
 pub use table::{ATTACH_TABLE, Hook, ProgramSpec};
 use thiserror::Error;
 use tracing::{info, warn};
@@ -30,6 +31,8 @@ pub enum LoadError {
     Load(#[from] EbpfError),
     #[error("program `{0}` is missing from the eBPF object")]
     MissingProgram(&'static str),
+    #[error("reading kernel BTF for tp_btf programs: {0}")]
+    Btf(String),
     #[error("map `{0}` is missing from the eBPF object")]
     MissingMap(&'static str),
     #[error("required program `{name}` ({hook}) could not be {stage}: {source}")]
@@ -52,8 +55,8 @@ pub enum LoadError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Attached,
+    /// Not used; a fallback took its place. The reason says why.
     Skipped(String),
-    Failed(String),
 }
 
 #[derive(Clone, Debug)]
@@ -61,16 +64,6 @@ pub struct AttachReport {
     pub program: &'static str,
     pub hook: String,
     pub outcome: Outcome,
-}
-
-impl fmt::Display for AttachReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.outcome {
-            Outcome::Attached => write!(f, "{} on {}: attached", self.program, self.hook),
-            Outcome::Skipped(why) => write!(f, "{} on {}: skipped ({why})", self.program, self.hook),
-            Outcome::Failed(why) => write!(f, "{} on {}: FAILED ({why})", self.program, self.hook),
-        }
-    }
 }
 
 /// The loaded object with everything attached. Dropping it detaches every program.
@@ -81,20 +74,16 @@ pub struct Sensors {
 
 impl Sensors {
     /// Loads and attaches vigil's sensors.
-    pub fn load(
-        offsets: &KernelOffsets,
-        config: &AgentConfig,
-        tracefs: &Path,
-    ) -> Result<Self, LoadError> {
+    pub fn load(offsets: &KernelOffsets, config: &AgentConfig) -> Result<Self, LoadError> {
         let mut ebpf = load_object(offsets, config)?;
         let mut report = Vec::new();
         for spec in ATTACH_TABLE {
-            attach_spec(&mut ebpf, spec, tracefs, &mut report)?;
+            attach_spec(&mut ebpf, spec, &mut report)?;
         }
         for r in &report {
-            match r.outcome {
+            match &r.outcome {
                 Outcome::Attached => info!(program = r.program, hook = %r.hook, "attached"),
-                _ => warn!("{r}"),
+                Outcome::Skipped(why) => warn!(program = r.program, hook = %r.hook, "skipped: {why}"),
             }
         }
         Ok(Self { ebpf, report })
@@ -120,45 +109,48 @@ fn load_object(offsets: &KernelOffsets, config: &AgentConfig) -> Result<Ebpf, Lo
         .load(EBPF_OBJECT)?)
 }
 
-fn attach_spec(
-    ebpf: &mut Ebpf,
-    spec: &ProgramSpec,
-    tracefs: &Path,
-    report: &mut Vec<AttachReport>,
-) -> Result<(), LoadError> {
-    let required = |stage, hook: String, source| LoadError::Required { name: spec.program, hook, stage, source };
-    let program = ebpf.program_mut(spec.program).ok_or(LoadError::MissingProgram(spec.program))?;
-    match &spec.hook {
+fn attach_spec(ebpf: &mut Ebpf, spec: &ProgramSpec, report: &mut Vec<AttachReport>) -> Result<(), LoadError> {
+    match (attach_one(ebpf, spec.program, &spec.hook), &spec.fallback) {
+        (Ok(()), _) => {}
+        (Err(e), Some((program, hook))) => {
+            report.push(AttachReport {
+                program: spec.program,
+                hook: spec.hook.to_string(),
+                outcome: Outcome::Skipped(format!("{e}; using {program} on {hook} instead")),
+            });
+            attach_one(ebpf, program, hook)?;
+            report.push(AttachReport { program, hook: hook.to_string(), outcome: Outcome::Attached });
+            return Ok(());
+        }
+        (Err(e), None) => return Err(e),
+    }
+    report.push(AttachReport { program: spec.program, hook: spec.hook.to_string(), outcome: Outcome::Attached });
+    Ok(())
+}
+
+fn attach_one(ebpf: &mut Ebpf, name: &'static str, hook: &Hook) -> Result<(), LoadError> {
+    let hook_name = hook.to_string();
+    let failed = |stage| {
+        let hook = hook_name.clone();
+        move |source| LoadError::Required { name, hook, stage, source }
+    };
+    let program = ebpf.program_mut(name).ok_or(LoadError::MissingProgram(name))?;
+    match hook {
+        Hook::BtfTp(tp) => {
+            let btf = Btf::from_sys_fs().map_err(|e| LoadError::Btf(e.to_string()))?;
+            let p: &mut BtfTracePoint = program.try_into().map_err(failed("loaded"))?;
+            p.load(tp, &btf).map_err(failed("loaded"))?;
+            p.attach().map_err(failed("attached"))?;
+        }
         Hook::RawTp(tp) => {
-            let p: &mut RawTracePoint = program.try_into().map_err(|e| required("loaded", spec.hook.to_string(), e))?;
-            p.load().map_err(|e| required("loaded", spec.hook.to_string(), e))?;
-            p.attach(tp).map_err(|e| required("attached", spec.hook.to_string(), e))?;
-            report.push(AttachReport { program: spec.program, hook: spec.hook.to_string(), outcome: Outcome::Attached });
+            let p: &mut RawTracePoint = program.try_into().map_err(failed("loaded"))?;
+            p.load().map_err(failed("loaded"))?;
+            p.attach(tp).map_err(failed("attached"))?;
         }
-        Hook::Tp(category, name) => {
-            let p: &mut TracePoint = program.try_into().map_err(|e| required("loaded", spec.hook.to_string(), e))?;
-            p.load().map_err(|e| required("loaded", spec.hook.to_string(), e))?;
-            p.attach(category, name).map_err(|e| required("attached", spec.hook.to_string(), e))?;
-            report.push(AttachReport { program: spec.program, hook: spec.hook.to_string(), outcome: Outcome::Attached });
-        }
-        Hook::SyscallTps { prefix } => {
-            let p: &mut TracePoint = program.try_into().map_err(|e| required("loaded", spec.hook.to_string(), e))?;
-            p.load().map_err(|e| required("loaded", spec.hook.to_string(), e))?;
-            // Each watched syscall is its own tracepoint; one missing (e.g. a syscall compiled
-            // out of this kernel) costs only that syscall's events.
-            for (syscall, _) in agent_common::syscall_nr::WATCHED {
-                let name = format!("{prefix}{syscall}");
-                let hook = format!("tracepoint/syscalls/{name}");
-                let outcome = if !tracefs.join("events/syscalls").join(&name).exists() {
-                    Outcome::Skipped("this kernel has no such tracepoint".into())
-                } else {
-                    match p.attach("syscalls", &name) {
-                        Ok(_) => Outcome::Attached,
-                        Err(e) => Outcome::Failed(e.to_string()),
-                    }
-                };
-                report.push(AttachReport { program: spec.program, hook, outcome });
-            }
+        Hook::Tp(category, tp) => {
+            let p: &mut TracePoint = program.try_into().map_err(failed("loaded"))?;
+            p.load().map_err(failed("loaded"))?;
+            p.attach(category, tp).map_err(failed("attached"))?;
         }
     }
     Ok(())
@@ -175,7 +167,8 @@ impl EmptyProbe {
         let mut ebpf = load_object(&KernelOffsets::UNKNOWN, &AgentConfig {
             self_tgid: std::process::id(),
             _pad: 0,
-            batch_max_age_ns: agent_common::DEFAULT_BATCH_MAX_AGE_NS,
+            // The empty probe never reads it.
+            batch_max_age_jiffies: 0,
         })?;
         let name = names::PROG_EMPTY_SYS_ENTER;
         let hook = "raw_tp/sys_enter".to_string();

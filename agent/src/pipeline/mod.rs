@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use crate::{
     control::{self, ControlError, ControlServer},
     kernel::{self, PreflightError},
-    loader::{LoadError, Sensors},
+    loader::{LoadError, Sensors, kernel_hz, to_jiffies},
     output::{JsonSink, OutputError, SinkTarget},
     process::{ProcessError, ProcessTable, TableConfig},
     sensors::{DecodeStats, KernelCounters, SensorError, spawn_reader},
@@ -57,7 +57,7 @@ impl Default for RunConfig {
             events_json: None,
             control_socket: control::DEFAULT_SOCKET_PATH.into(),
             ready_line: false,
-            batch_max_age: Duration::from_nanos(agent_common::DEFAULT_BATCH_MAX_AGE_NS),
+            batch_max_age: Duration::from_millis(agent_common::DEFAULT_BATCH_MAX_AGE_MS),
             ignore_tgids: Vec::new(),
             proc_root: "/proc".into(),
             status_interval: Duration::from_secs(1),
@@ -104,9 +104,9 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let agent_cfg = AgentConfig {
         self_tgid: std::process::id(),
         _pad: 0,
-        batch_max_age_ns: cfg.batch_max_age.as_nanos() as u64,
+        batch_max_age_jiffies: to_jiffies(cfg.batch_max_age, kernel_hz()),
     };
-    let mut sensors = Sensors::load(&kinfo.offsets, &agent_cfg, &kinfo.tracefs)?;
+    let mut sensors = Sensors::load(&kinfo.offsets, &agent_cfg)?;
     set_ignored(&mut sensors, &cfg.ignore_tgids)?;
     let counters = KernelCounters::new(sensors.take_map(names::MAP_COUNTERS)?)?;
 
@@ -121,6 +121,8 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
             events_tx,
             decode_stats.clone(),
             readers_stop.clone(),
+            // Lifecycle records wake the reader at once: response latency depends on them.
+            None,
         )?,
         spawn_reader(
             names::MAP_SYSCALLS,
@@ -128,6 +130,8 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
             syscalls_tx,
             decode_stats.clone(),
             readers_stop,
+            // Batches are written without wakeups until the ring fills up; drain on a timer.
+            Some(Duration::from_millis(agent_common::SYSCALLS_POLL_MS)),
         )?,
     ];
 

@@ -42,7 +42,6 @@ impl StatusBuilder {
                 state: match &r.outcome {
                     Outcome::Attached => ProgramState::Attached,
                     Outcome::Skipped(reason) => ProgramState::Skipped { reason: reason.clone() },
-                    Outcome::Failed(error) => ProgramState::Failed { error: error.clone() },
                 },
             })
             .collect();

@@ -2,9 +2,12 @@
 //! events downstream as one batch. A record that does not decode is counted by cause and kind —
 //! never a panic, never silently dropped.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering::Relaxed},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
 };
 
 use agent_common::{
@@ -16,6 +19,7 @@ use tokio::{
     io::unix::AsyncFd,
     sync::{mpsc, watch},
     task::JoinHandle,
+    time::MissedTickBehavior,
 };
 use tracing::{debug, warn};
 
@@ -63,19 +67,21 @@ impl DecodeStats {
 }
 
 /// Starts the reader for `ring`. It runs until `stop` turns true — then drains what is left in
-/// the ring and returns — or until the receiving side closes.
+/// the ring and returns — or until the receiving side closes. With `poll`, it also drains on that
+/// interval, for rings whose producers skip wakeups.
 pub fn spawn_reader(
     name: &'static str,
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<EventBatch>,
     stats: Arc<DecodeStats>,
     stop: watch::Receiver<bool>,
+    poll: Option<Duration>,
 ) -> Result<JoinHandle<Result<(), SensorError>>, SensorError> {
     // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged for as long as it lives,
     // and the AsyncFd owns the RingBuf.
     let fd = unsafe { AsyncFd::register(ring) }
         .map_err(|e| SensorError::Poll { name, source: e.into_parts().1 })?;
-    Ok(tokio::spawn(read_loop(name, fd, tx, stats, stop)))
+    Ok(tokio::spawn(read_loop(name, fd, tx, stats, stop, poll)))
 }
 
 async fn read_loop(
@@ -84,9 +90,18 @@ async fn read_loop(
     tx: mpsc::Sender<EventBatch>,
     stats: Arc<DecodeStats>,
     mut stop: watch::Receiver<bool>,
+    poll: Option<Duration>,
 ) -> Result<(), SensorError> {
+    // Without `poll` the timer never fires (a year is as good as never for a daemon's tick).
+    let mut tick = tokio::time::interval(poll.unwrap_or(Duration::from_secs(365 * 24 * 3600)));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = tick.tick() => {
+                if !forward_all(name, fd.get_mut(), &tx, &stats).await {
+                    return Ok(());
+                }
+            }
             ready = fd.readable_mut() => {
                 let mut guard = ready.map_err(|source| SensorError::Poll { name, source })?;
                 if !forward_all(name, guard.get_inner_mut(), &tx, &stats).await {
