@@ -175,3 +175,68 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
     assert!(err.contains("another vigil is running"), "stderr: {err}");
     daemon.stop();
 }
+
+#[test]
+fn security_relevant_syscalls_are_reported_with_their_results() {
+    if !require_root("security_relevant_syscalls_are_reported_with_their_results") {
+        return;
+    }
+    let _serial = serial();
+    let daemon = Daemon::start("security", &[]);
+    let out = Command::new(SCENARIO).arg("security").output().expect("run scenario");
+    assert!(out.status.success(), "scenario failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let nums: Vec<u64> = text.split_whitespace().filter_map(|s| s.parse().ok()).collect();
+    let [port, client_port, traced] = nums[..] else { panic!("scenario printed {text:?}") };
+
+    let exec = daemon.wait_for("the scenario's exec", Duration::from_secs(20), |e| {
+        e["type"] == "exec" && e["filename"] == SCENARIO && e["argv"][1] == "security"
+    });
+    let pid = exec["pid"].as_u64().expect("pid") as u32;
+    daemon.wait_for("the scenario's exit", Duration::from_secs(20), |e| e["type"] == "exit" && e["pid"] == pid);
+    let (_, events) = daemon.stop();
+    let mine: Vec<&Value> = of_pid(&events, pid).collect();
+    let one = |kind: &str| -> &Value {
+        mine.iter().copied().find(|e| e["type"] == kind).unwrap_or_else(|| panic!("no {kind} event among {mine:?}"))
+    };
+
+    let bind = one("bind");
+    assert_eq!((bind["addr"].as_str(), bind["port"].as_u64(), bind["ret"].as_i64()), (Some("127.0.0.1"), Some(0), Some(0)));
+    let listen = one("listen");
+    assert_eq!((listen["backlog"].as_i64(), listen["ret"].as_i64()), (Some(8), Some(0)));
+    let connect = one("connect");
+    assert_eq!((connect["port"].as_u64(), connect["ret"].as_i64()), (Some(port), Some(0)));
+    let accept = one("accept");
+    assert!(accept["ret"].as_i64().expect("ret") >= 0, "accept: {accept}");
+    assert_eq!((accept["addr"].as_str(), accept["port"].as_u64()), (Some("127.0.0.1"), Some(client_port)));
+
+    let memfd = one("memfd_create");
+    assert_eq!(memfd["name"], "vigil-memfd");
+    assert!(memfd["ret"].as_i64().expect("ret") >= 0);
+
+    let bpf = one("bpf_prog_load");
+    assert_eq!((bpf["prog_type"].as_u64(), bpf["prog_name"].as_str()), (Some(1), Some("vigil_t")));
+    assert!(bpf["ret"].as_i64().expect("ret") < 0, "the empty program must have been refused: {bpf}");
+
+    let modules: Vec<&Value> = mine.iter().copied().filter(|e| e["type"] == "module_load").collect();
+    let finit = modules.iter().find(|e| e["syscall"] == "finit_module").expect("finit_module event");
+    assert_eq!(finit["fd"], -1);
+    // EBADF, or ENOSYS on kernels built without module support (like this VM's).
+    assert!(finit["ret"].as_i64().expect("ret") < 0, "finit_module: {finit}");
+    let init = modules.iter().find(|e| e["syscall"] == "init_module").expect("init_module event");
+    assert_eq!(init["len"], 16);
+    assert!(init["ret"].as_i64().expect("ret") < 0);
+
+    let ptrace = one("ptrace");
+    assert_eq!(
+        (ptrace["request"].as_i64(), ptrace["target_pid"].as_u64(), ptrace["ret"].as_i64()),
+        (Some(libc::PTRACE_ATTACH as i64), Some(traced), Some(0))
+    );
+
+    let cred = one("cred_change");
+    assert_eq!(cred["syscall"], "setresuid");
+    assert_eq!(cred["requested"], serde_json::json!([65534, 65534, 65534]));
+    assert_eq!((cred["before"]["uid"].as_u64(), cred["before"]["euid"].as_u64()), (Some(0), Some(0)));
+    assert_eq!((cred["after"]["uid"].as_u64(), cred["after"]["euid"].as_u64()), (Some(65534), Some(65534)));
+    assert_eq!(cred["ret"], 0);
+}

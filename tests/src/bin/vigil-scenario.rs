@@ -3,6 +3,7 @@
 //!
 //!   vigil-scenario known V4_PORT V6_PORT REFUSED_PORT EXIT_CODE
 //!   vigil-scenario flood SECONDS      (prints the number of getppid calls made)
+//!   vigil-scenario security           (prints "LISTEN_PORT CLIENT_PORT TRACED_PID")
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
@@ -33,12 +34,13 @@ fn main() {
             let secs = args[2].parse::<f64>().unwrap_or_else(|_| usage());
             flood(Duration::from_secs_f64(secs))
         }
+        Some("security") => security(),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: vigil-scenario known V4 V6 REFUSED CODE | flood SECONDS");
+    eprintln!("usage: vigil-scenario known V4 V6 REFUSED CODE | flood SECONDS | security");
     exit(2)
 }
 
@@ -100,5 +102,85 @@ fn flood(duration: Duration) -> ! {
     }
     let secs = start.elapsed().as_secs_f64();
     println!("{calls} {secs}");
+    exit(0)
+}
+
+fn check(what: &str, rc: i64) -> i64 {
+    if rc < 0 {
+        eprintln!("{what}: {}", std::io::Error::last_os_error());
+        exit(4);
+    }
+    rc
+}
+
+fn sockaddr_v4(port: u16) -> libc::sockaddr_in {
+    // SAFETY: all-zero sockaddr_in is valid.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sa.sin_family = libc::AF_INET as u16;
+    sa.sin_port = port.to_be();
+    sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+    sa
+}
+
+fn local_port(fd: i32) -> u16 {
+    let mut sa = sockaddr_v4(0);
+    let mut len = size_of::<libc::sockaddr_in>() as u32;
+    // SAFETY: sa and len are valid for getsockname to fill.
+    check("getsockname", unsafe { libc::getsockname(fd, (&mut sa as *mut libc::sockaddr_in).cast(), &mut len) }.into());
+    u16::from_be(sa.sin_port)
+}
+
+/// Each security-relevant syscall vigil watches, made harmlessly: loopback sockets, a memfd, a
+/// bpf() and module loads the kernel rejects, a ptrace of our own child, and a uid drop.
+fn security() -> ! {
+    let sl = size_of::<libc::sockaddr_in>() as u32;
+    // SAFETY: plain syscalls on our own fds and stack buffers; the child only pauses.
+    unsafe {
+        let server = check("socket", libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0).into()) as i32;
+        let any = sockaddr_v4(0);
+        check("bind", libc::bind(server, (&any as *const libc::sockaddr_in).cast(), sl).into());
+        check("listen", libc::listen(server, 8).into());
+        let port = local_port(server);
+        let client = check("socket", libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0).into()) as i32;
+        let dst = sockaddr_v4(port);
+        check("connect", libc::connect(client, (&dst as *const libc::sockaddr_in).cast(), sl).into());
+        let client_port = local_port(client);
+        let mut peer = sockaddr_v4(0);
+        let mut peer_len = sl;
+        let conn = check("accept4", libc::accept4(server, (&mut peer as *mut libc::sockaddr_in).cast(), &mut peer_len, 0).into());
+        libc::close(conn as i32);
+        libc::close(client);
+        libc::close(server);
+
+        check("memfd_create", libc::syscall(libc::SYS_memfd_create, c"vigil-memfd".as_ptr(), libc::MFD_CLOEXEC));
+
+        // BPF_PROG_LOAD of a socket filter with no instructions: the kernel refuses it.
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&1u32.to_ne_bytes());
+        attr[48..55].copy_from_slice(b"vigil_t");
+        libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len());
+        // finit_module on a bad fd, init_module of 16 zero bytes: both refused, nothing loads.
+        libc::syscall(libc::SYS_finit_module, -1, c"".as_ptr(), 0);
+        let image = [0u8; 16];
+        libc::syscall(libc::SYS_init_module, image.as_ptr(), image.len(), c"".as_ptr());
+
+        let child = libc::fork();
+        if child == 0 {
+            loop {
+                libc::pause();
+            }
+        }
+        check("ptrace attach", libc::ptrace(libc::PTRACE_ATTACH, child, 0, 0));
+        let mut status = 0;
+        libc::waitpid(child, &mut status, 0);
+        libc::ptrace(libc::PTRACE_DETACH, child, 0, 0);
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, &mut status, 0);
+
+        println!("{port} {client_port} {child}");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        check("setresuid", libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534));
+    }
     exit(0)
 }
