@@ -52,7 +52,7 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     flush_thread(pid, FlushReason::Exec);
     if old_pid != pid {
         flush_thread(old_pid, FlushReason::Exec);
-        let _ = BATCHES.remove(&old_pid);
+        let _ = BATCHES.remove(old_pid);
     }
 
     let o = offsets();
@@ -192,7 +192,7 @@ pub fn vigil_sched_fork(ctx: RawTracePointContext) -> u32 {
 #[inline(always)]
 fn clone_flags(o: &KernelOffsets, pid: u32, parent: KPtr, child: KPtr) -> (u64, u32) {
     // SAFETY: read-only lookup.
-    if let Some(p) = unsafe { PENDING.get(&pid) } {
+    if let Some(p) = unsafe { PENDING.get(pid) } {
         match p.nr {
             syscall_nr::CLONE => return (p.args[0], 0),
             syscall_nr::CLONE3 => {
@@ -233,9 +233,9 @@ pub fn vigil_sched_exit(_ctx: TracePointContext) -> u32 {
     }
     // Whatever this thread did last goes out before its process's exit record.
     flush_thread(pid, FlushReason::Exit);
-    let _ = BATCHES.remove(&pid);
+    let _ = BATCHES.remove(pid);
     // A task killed inside a watched syscall never reaches its sys_exit.
-    let _ = PENDING.remove(&pid);
+    let _ = PENDING.remove(pid);
 
     let o = offsets();
     let task = KPtr::current_task();

@@ -40,7 +40,7 @@ pub fn vigil_sys_enter(ctx: RawTracePointContext) -> u32 {
     // SAFETY: helper without preconditions; a plain read of jiffies_64.
     let now = unsafe { bpf_jiffies64() };
 
-    let Some(open) = BATCHES.get_ptr_mut(&pid) else {
+    let Some(open) = BATCHES.get_ptr_mut(pid) else {
         open_batch(pid, tgid, id as u16, now);
         return 0;
     };
@@ -90,7 +90,7 @@ fn open_batch(pid: u32, tgid: u32, id: u16, now_jiffies: u64) {
     start_batch(&mut batch, now_jiffies);
     batch.record.ids[0] = id;
     batch.record.count = 1;
-    if BATCHES.insert(&pid, &batch, BPF_NOEXIST as u64).is_err() {
+    if BATCHES.insert(pid, batch, BPF_NOEXIST as u64).is_err() {
         // Map full (or a racing insert from a tid reused mid-flight): this syscall is not batched.
         bump(LOSS_BATCH_MAP_FULL, 1);
     }
@@ -99,7 +99,7 @@ fn open_batch(pid: u32, tgid: u32, id: u16, now_jiffies: u64) {
 #[inline(always)]
 fn is_ignored(tgid: u32) -> bool {
     // SAFETY: read-only lookup of a u8 value.
-    unsafe { IGNORED_TGIDS.get(&tgid) }.is_some()
+    unsafe { IGNORED_TGIDS.get(tgid) }.is_some()
 }
 
 /// Sends the open batch (if it holds anything) and starts the next one in place.
@@ -136,7 +136,7 @@ pub fn flush(open: &mut OpenBatch, reason: FlushReason) {
 /// Flushes the batch of thread `pid`, if it has one (exec and exit call this).
 #[inline(always)]
 pub fn flush_thread(pid: u32, reason: FlushReason) {
-    if let Some(open) = BATCHES.get_ptr_mut(&pid) {
+    if let Some(open) = BATCHES.get_ptr_mut(pid) {
         // SAFETY: see vigil_sys_enter; called from the thread itself.
         flush(unsafe { &mut *open }, reason);
     }

@@ -48,7 +48,7 @@ pub fn on_enter(pid: u32, nr: u64, regs: *const pt_regs) {
     if nr::is_cred_change(nr) {
         pending.before = creds_of(&offsets(), KPtr::current_task());
     }
-    if PENDING.insert(&pid, &pending, 0).is_err() {
+    if PENDING.insert(pid, pending, 0).is_err() {
         bump(LOSS_PENDING_MAP_FULL, 1);
     }
 }
@@ -91,14 +91,14 @@ fn exit_watched(sys: u64, ret: i64) {
 #[inline(never)]
 fn on_exit(pid: u32, tgid: u32, sys: u32, ret: i64) {
     // SAFETY: read-only lookup; copied out before the entry is removed.
-    let Some(p) = (unsafe { PENDING.get(&pid) }).copied() else {
+    let Some(p) = (unsafe { PENDING.get(pid) }).copied() else {
         // A new clone child returns from clone without having entered it: not a loss.
         if sys != nr::CLONE && sys != nr::CLONE3 {
             bump(LOSS_PENDING_MISSING, 1);
         }
         return;
     };
-    let _ = PENDING.remove(&pid);
+    let _ = PENDING.remove(pid);
     let task = KPtr::current_task();
     let start_ns = leader_start_ns(&offsets(), task);
     let ids = Ids { pid, tgid, start_ns };

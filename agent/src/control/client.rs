@@ -27,7 +27,9 @@ pub async fn request(path: &Path, req: &Request) -> Result<Response, ControlErro
             _ => ControlError::io(format!("connecting to {}", path.display()), e),
         }
     })?;
-    timeout(REQUEST_TIMEOUT, exchange(stream, req)).await.map_err(|_| ControlError::Timeout(REQUEST_TIMEOUT))?
+    timeout(REQUEST_TIMEOUT, exchange(stream, req))
+        .await
+        .map_err(|_| ControlError::Timeout(REQUEST_TIMEOUT))?
 }
 
 /// The daemon's status, with a refusal turned into an error.
@@ -47,12 +49,12 @@ async fn exchange(stream: UnixStream, req: &Request) -> Result<Response, Control
     match read_line(&mut rd, MAX_RESPONSE_BYTES).await {
         Ok(Line::Complete(bytes)) => serde_json::from_slice(&bytes)
             .map_err(|e| ControlError::Protocol(format!("malformed response: {e}"))),
-        Ok(Line::TooLong) => {
-            Err(ControlError::Protocol(format!("response larger than {MAX_RESPONSE_BYTES} bytes")))
-        }
-        Ok(Line::Eof) => {
-            written.and(Err(ControlError::Protocol("vigil closed the connection without answering".into())))
-        }
+        Ok(Line::TooLong) => Err(ControlError::Protocol(format!(
+            "response larger than {MAX_RESPONSE_BYTES} bytes"
+        ))),
+        Ok(Line::Eof) => written.and(Err(ControlError::Protocol(
+            "vigil closed the connection without answering".into(),
+        ))),
         Err(e) => written.and(Err(ControlError::io("reading from the control socket", e))),
     }
 }

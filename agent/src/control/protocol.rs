@@ -40,8 +40,16 @@ struct WireResponse {
 impl From<Response> for WireResponse {
     fn from(r: Response) -> Self {
         match r {
-            Response::Status(s) => WireResponse { ok: true, status: Some(s), error: None },
-            Response::Error(e) => WireResponse { ok: false, status: None, error: Some(e) },
+            Response::Status(s) => WireResponse {
+                ok: true,
+                status: Some(s),
+                error: None,
+            },
+            Response::Error(e) => WireResponse {
+                ok: false,
+                status: None,
+                error: Some(e),
+            },
         }
     }
 }
@@ -51,9 +59,21 @@ impl TryFrom<WireResponse> for Response {
 
     fn try_from(w: WireResponse) -> Result<Self, String> {
         match w {
-            WireResponse { ok: true, status: Some(s), .. } => Ok(Response::Status(s)),
-            WireResponse { ok: false, error: Some(e), .. } => Ok(Response::Error(e)),
-            WireResponse { ok: false, error: None, .. } => Ok(Response::Error("unspecified error".into())),
+            WireResponse {
+                ok: true,
+                status: Some(s),
+                ..
+            } => Ok(Response::Status(s)),
+            WireResponse {
+                ok: false,
+                error: Some(e),
+                ..
+            } => Ok(Response::Error(e)),
+            WireResponse {
+                ok: false,
+                error: None,
+                ..
+            } => Ok(Response::Error("unspecified error".into())),
             WireResponse { ok: true, .. } => Err("response has ok:true but no payload".into()),
         }
     }
@@ -70,12 +90,19 @@ pub enum Line {
 
 /// Reads up to and excluding `\n`, never buffering more than `max` bytes. A final line without
 /// `\n` at EOF still counts as a line.
-pub async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> std::io::Result<Line> {
+pub async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Line> {
     let mut line = Vec::new();
     loop {
         let buf = reader.fill_buf().await?;
         if buf.is_empty() {
-            return Ok(if line.is_empty() { Line::Eof } else { Line::Complete(line) });
+            return Ok(if line.is_empty() {
+                Line::Eof
+            } else {
+                Line::Complete(line)
+            });
         }
         let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
             Some(i) => (&buf[..i], Some(i + 1)),
@@ -114,11 +141,21 @@ pub async fn skip_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Resu
     }
 }
 
-pub async fn write_message<W: AsyncWrite + Unpin, T: Serialize>(writer: &mut W, msg: &T) -> Result<(), ControlError> {
-    let mut bytes = serde_json::to_vec(msg).map_err(|e| ControlError::Protocol(format!("cannot encode: {e}")))?;
+pub async fn write_message<W: AsyncWrite + Unpin, T: Serialize>(
+    writer: &mut W,
+    msg: &T,
+) -> Result<(), ControlError> {
+    let mut bytes = serde_json::to_vec(msg)
+        .map_err(|e| ControlError::Protocol(format!("cannot encode: {e}")))?;
     bytes.push(b'\n');
-    writer.write_all(&bytes).await.map_err(|e| ControlError::io("writing to the control socket", e))?;
-    writer.flush().await.map_err(|e| ControlError::io("writing to the control socket", e))
+    writer
+        .write_all(&bytes)
+        .await
+        .map_err(|e| ControlError::io("writing to the control socket", e))?;
+    writer
+        .flush()
+        .await
+        .map_err(|e| ControlError::io("writing to the control socket", e))
 }
 
 #[cfg(test)]
@@ -128,7 +165,10 @@ mod tests {
 
     #[test]
     fn request_and_response_json_shapes() {
-        assert_eq!(serde_json::to_string(&Request::Status).expect("ser"), r#"{"cmd":"status"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::Status).expect("ser"),
+            r#"{"cmd":"status"}"#
+        );
         let req: Request = serde_json::from_str(r#"{"cmd":"status"}"#).expect("de");
         assert_eq!(req, Request::Status);
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"reboot"}"#).is_err());
@@ -147,8 +187,13 @@ mod tests {
     async fn read_line_bounds_and_splits() {
         let input: &[u8] = b"abc\ndefgh\nxy";
         let mut r = BufReader::with_capacity(2, input);
-        assert!(matches!(read_line(&mut r, 4).await.expect("io"), Line::Complete(l) if l == b"abc"));
-        assert!(matches!(read_line(&mut r, 4).await.expect("io"), Line::TooLong));
+        assert!(
+            matches!(read_line(&mut r, 4).await.expect("io"), Line::Complete(l) if l == b"abc")
+        );
+        assert!(matches!(
+            read_line(&mut r, 4).await.expect("io"),
+            Line::TooLong
+        ));
         skip_line(&mut r).await.expect("io");
         assert!(matches!(read_line(&mut r, 4).await.expect("io"), Line::Complete(l) if l == b"xy"));
         assert!(matches!(read_line(&mut r, 4).await.expect("io"), Line::Eof));

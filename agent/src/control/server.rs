@@ -20,7 +20,9 @@ use tokio::time::{sleep, timeout};
 use tracing::{debug, info, warn};
 
 use super::ControlError;
-use super::protocol::{Line, MAX_REQUEST_BYTES, Request, Response, read_line, skip_line, write_message};
+use super::protocol::{
+    Line, MAX_REQUEST_BYTES, Request, Response, read_line, skip_line, write_message,
+};
 use super::status::Status;
 
 pub const DEFAULT_SOCKET_PATH: &str = "/run/vigil/control.sock";
@@ -38,7 +40,9 @@ pub struct ControlServer {
 
 /// Binds and serves until the task is dropped.
 pub async fn serve(path: &Path, status: watch::Receiver<Status>) -> Result<(), ControlError> {
-    ControlServer::bind(path)?.run(status, std::future::pending()).await
+    ControlServer::bind(path)?
+        .run(status, std::future::pending())
+        .await
 }
 
 impl ControlServer {
@@ -46,7 +50,10 @@ impl ControlServer {
     /// restricts the socket to root (0600). Fails if another daemon answers on `path`.
     /// Synchronous so it can run before the tokio runtime exists.
     pub fn bind(path: &Path) -> Result<Self, ControlError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        if let Some(parent) = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+        {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -56,7 +63,9 @@ impl ControlServer {
         remove_if_stale(path)?;
         let listener = StdUnixListener::bind(path).map_err(|e| match e.kind() {
             // Lost a race with another daemon starting at the same moment.
-            ErrorKind::AddrInUse => ControlError::AnotherRunning { path: path.to_path_buf() },
+            ErrorKind::AddrInUse => ControlError::AnotherRunning {
+                path: path.to_path_buf(),
+            },
             _ => ControlError::io(format!("binding {}", path.display()), e),
         })?;
         let socket = SocketFile::record(path)?;
@@ -122,14 +131,20 @@ struct SocketFile {
 
 impl SocketFile {
     fn record(path: &Path) -> Result<Self, ControlError> {
-        let meta = fs::symlink_metadata(path).map_err(|e| ControlError::io(format!("inspecting {}", path.display()), e))?;
-        Ok(Self { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino() })
+        let meta = fs::symlink_metadata(path)
+            .map_err(|e| ControlError::io(format!("inspecting {}", path.display()), e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
     }
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let ours = fs::symlink_metadata(&self.path).is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino);
+        let ours = fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino);
         if ours && let Err(e) = fs::remove_file(&self.path) {
             warn!(path = %self.path.display(), error = %e, "cannot remove control socket");
         }
@@ -143,15 +158,25 @@ fn remove_if_stale(path: &Path) -> Result<(), ControlError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(ControlError::io(format!("inspecting {}", path.display()), e)),
+        Err(e) => {
+            return Err(ControlError::io(
+                format!("inspecting {}", path.display()),
+                e,
+            ));
+        }
     };
     if !meta.file_type().is_socket() {
-        return Err(ControlError::NotASocket { path: path.to_path_buf() });
+        return Err(ControlError::NotASocket {
+            path: path.to_path_buf(),
+        });
     }
     if someone_listens(path)? {
-        return Err(ControlError::AnotherRunning { path: path.to_path_buf() });
+        return Err(ControlError::AnotherRunning {
+            path: path.to_path_buf(),
+        });
     }
-    fs::remove_file(path).map_err(|e| ControlError::io(format!("removing stale {}", path.display()), e))?;
+    fs::remove_file(path)
+        .map_err(|e| ControlError::io(format!("removing stale {}", path.display()), e))?;
     info!(path = %path.display(), "removed stale control socket");
     Ok(())
 }
@@ -160,8 +185,13 @@ fn remove_if_stale(path: &Path) -> Result<(), ControlError> {
 /// file refuses. A blocking connect could hang on a wedged daemon's full backlog.
 fn someone_listens(path: &Path) -> Result<bool, ControlError> {
     let probe_err = |e: Errno| ControlError::io(format!("probing {}", path.display()), e.into());
-    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)
-        .map_err(probe_err)?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(probe_err)?;
     let addr = UnixAddr::new(path).map_err(probe_err)?;
     match connect(fd.as_raw_fd(), &addr) {
         Ok(()) | Err(Errno::EAGAIN) => Ok(true),
@@ -176,8 +206,13 @@ async fn handle_connection(stream: UnixStream, status: watch::Receiver<Status>) 
     }
 }
 
-async fn serve_connection(stream: UnixStream, status: watch::Receiver<Status>) -> Result<(), ControlError> {
-    let cred = stream.peer_cred().map_err(|e| ControlError::io("reading the peer's credentials", e))?;
+async fn serve_connection(
+    stream: UnixStream,
+    status: watch::Receiver<Status>,
+) -> Result<(), ControlError> {
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| ControlError::io("reading the peer's credentials", e))?;
     let (rd, mut wr) = stream.into_split();
     // The socket is 0600 in a 0700 directory, so only root should get here; check anyway in
     // case someone loosened the permissions.
@@ -198,7 +233,8 @@ async fn serve_connection(stream: UnixStream, status: watch::Receiver<Status>) -
         match line.map_err(|e| ControlError::io("reading a control request", e))? {
             Line::Eof => return Ok(()),
             Line::TooLong => {
-                let refusal = Response::Error(format!("request larger than {MAX_REQUEST_BYTES} bytes"));
+                let refusal =
+                    Response::Error(format!("request larger than {MAX_REQUEST_BYTES} bytes"));
                 send(&mut wr, &refusal).await?;
                 // Drain the rest so the client finishes writing and reads the refusal.
                 let _ = timeout(IO_TIMEOUT, skip_line(&mut rd)).await;
@@ -222,8 +258,13 @@ fn answer(request: Request, status: &watch::Receiver<Status>) -> Response {
     }
 }
 
-async fn send(wr: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> Result<(), ControlError> {
-    timeout(IO_TIMEOUT, write_message(wr, response)).await.map_err(|_| ControlError::Timeout(IO_TIMEOUT))?
+async fn send(
+    wr: &mut tokio::net::unix::OwnedWriteHalf,
+    response: &Response,
+) -> Result<(), ControlError> {
+    timeout(IO_TIMEOUT, write_message(wr, response))
+        .await
+        .map_err(|_| ControlError::Timeout(IO_TIMEOUT))?
 }
 
 #[cfg(test)]

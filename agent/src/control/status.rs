@@ -41,9 +41,13 @@ pub struct ProgramStatus {
 pub enum ProgramState {
     Attached,
     /// Not attempted: the kernel lacks what the hook needs.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// Attempted and refused.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +82,10 @@ pub fn render_human(status: &Status) -> String {
 }
 
 fn render_programs(out: &mut String, programs: &[ProgramStatus]) {
-    let attached = programs.iter().filter(|p| p.state == ProgramState::Attached).count();
+    let attached = programs
+        .iter()
+        .filter(|p| p.state == ProgramState::Attached)
+        .count();
     let _ = writeln!(out, "\nPrograms: {attached}/{} attached", programs.len());
     let name_w = programs.iter().map(|p| p.name.len()).max().unwrap_or(0);
     let hook_w = programs.iter().map(|p| p.hook.len()).max().unwrap_or(0);
@@ -94,14 +101,24 @@ fn render_programs(out: &mut String, programs: &[ProgramStatus]) {
 
 /// One row per name across the four counter maps, so a kind's loss sits next to its traffic.
 fn render_counters(out: &mut String, status: &Status) {
-    let maps = [&status.events, &status.kernel_emitted, &status.losses, &status.decode_errors];
+    let maps = [
+        &status.events,
+        &status.kernel_emitted,
+        &status.losses,
+        &status.decode_errors,
+    ];
     let names: BTreeSet<&String> = maps.iter().flat_map(|m| m.keys()).collect();
     if names.is_empty() {
         let _ = writeln!(out, "\nCounters: none yet");
         return;
     }
     let headers = ["received", "emitted", "lost", "decode-err"];
-    let name_w = names.iter().map(|n| n.len()).max().unwrap_or(0).max("counter".len());
+    let name_w = names
+        .iter()
+        .map(|n| n.len())
+        .max()
+        .unwrap_or(0)
+        .max("counter".len());
     let _ = write!(out, "\n  {:name_w$}", "counter");
     for h in headers {
         let _ = write!(out, "  {h:>10}");
@@ -119,40 +136,58 @@ fn render_counters(out: &mut String, status: &Status) {
 
 fn format_uptime(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if d > 0 { format!("{d}d {h:02}h {m:02}m") } else { format!("{h:02}:{m:02}:{s:02}") }
+    if d > 0 {
+        format!("{d}d {h:02}h {m:02}m")
+    } else {
+        format!("{h:02}:{m:02}:{s:02}")
+    }
+}
+
+/// A status with every kind of row, shared by the renderer and control socket tests.
+#[cfg(test)]
+pub(crate) fn sample() -> Status {
+    Status {
+        version: "0.1.0".into(),
+        pid: 4242,
+        uptime_secs: 3723,
+        kernel: "6.18.44".into(),
+        programs: vec![
+            ProgramStatus {
+                name: "vigil_sys_enter".into(),
+                hook: "raw_tp/sys_enter".into(),
+                state: ProgramState::Attached,
+            },
+            ProgramStatus {
+                name: "vigil_lsm_exec".into(),
+                hook: "lsm/bprm_check_security".into(),
+                state: ProgramState::Skipped {
+                    reason: "bpf LSM not active".into(),
+                },
+            },
+            ProgramStatus {
+                name: "vigil_kprobe".into(),
+                hook: "kprobe/do_exit".into(),
+                state: ProgramState::Failed {
+                    error: "EPERM".into(),
+                },
+            },
+        ],
+        events: BTreeMap::from([("exec".into(), 10), ("fork".into(), 20)]),
+        kernel_emitted: BTreeMap::from([("exec".into(), 11)]),
+        losses: BTreeMap::from([("exec".into(), 1), ("ringbuf_full".into(), 3)]),
+        decode_errors: BTreeMap::new(),
+        process_table: ProcessTableStatus {
+            entries: 7,
+            running: 5,
+            evicted_total: 2,
+        },
+        sequences: 3,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) fn sample() -> Status {
-        Status {
-            version: "0.1.0".into(),
-            pid: 4242,
-            uptime_secs: 3723,
-            kernel: "6.18.44".into(),
-            programs: vec![
-                ProgramStatus { name: "vigil_sys_enter".into(), hook: "raw_tp/sys_enter".into(), state: ProgramState::Attached },
-                ProgramStatus {
-                    name: "vigil_lsm_exec".into(),
-                    hook: "lsm/bprm_check_security".into(),
-                    state: ProgramState::Skipped { reason: "bpf LSM not active".into() },
-                },
-                ProgramStatus {
-                    name: "vigil_kprobe".into(),
-                    hook: "kprobe/do_exit".into(),
-                    state: ProgramState::Failed { error: "EPERM".into() },
-                },
-            ],
-            events: BTreeMap::from([("exec".into(), 10), ("fork".into(), 20)]),
-            kernel_emitted: BTreeMap::from([("exec".into(), 11)]),
-            losses: BTreeMap::from([("exec".into(), 1), ("ringbuf_full".into(), 3)]),
-            decode_errors: BTreeMap::new(),
-            process_table: ProcessTableStatus { entries: 7, running: 5, evicted_total: 2 },
-            sequences: 3,
-        }
-    }
 
     #[test]
     fn json_roundtrip_and_shape() {
@@ -174,14 +209,21 @@ mod tests {
         assert!(text.contains("Programs: 1/3 attached"));
         assert!(text.contains("skipped: bpf LSM not active"));
         assert!(text.contains("FAILED: EPERM"));
-        let exec = text.lines().find(|l| l.trim_start().starts_with("exec")).expect("exec row");
-        assert_eq!(exec.split_whitespace().collect::<Vec<_>>(), ["exec", "10", "11", "1", "-"]);
-        assert!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["ringbuf_full", "-", "-", "3", "-"]));
+        let exec = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("exec"))
+            .expect("exec row");
+        assert_eq!(
+            exec.split_whitespace().collect::<Vec<_>>(),
+            ["exec", "10", "11", "1", "-"]
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                    == ["ringbuf_full", "-", "-", "3", "-"])
+        );
         assert!(text.contains("Process table: 7 entries (5 running), 2 evicted"));
         assert!(text.contains("Sequences: 3"));
         assert_eq!(format_uptime(90061), "1d 01h 01m");
     }
 }
-
-#[cfg(test)]
-pub(crate) use tests::sample;

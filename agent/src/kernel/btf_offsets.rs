@@ -22,11 +22,24 @@ pub enum BtfError {
         "required field {strukt}.{field} not found in kernel BTF; \
          vigil cannot attribute events to processes without it"
     )]
-    RequiredFieldMissing { strukt: &'static str, field: &'static str },
-    #[error("{strukt}.{field} is a bitfield at bit {bit_offset}, not byte-aligned; eBPF reads whole bytes")]
-    Unaligned { strukt: &'static str, field: &'static str, bit_offset: u32 },
+    RequiredFieldMissing {
+        strukt: &'static str,
+        field: &'static str,
+    },
+    #[error(
+        "{strukt}.{field} is a bitfield at bit {bit_offset}, not byte-aligned; eBPF reads whole bytes"
+    )]
+    Unaligned {
+        strukt: &'static str,
+        field: &'static str,
+        bit_offset: u32,
+    },
     #[error("malformed kernel BTF while resolving {strukt}.{field}: {reason}")]
-    Malformed { strukt: &'static str, field: &'static str, reason: String },
+    Malformed {
+        strukt: &'static str,
+        field: &'static str,
+        reason: String,
+    },
 }
 
 /// A field the kernel's BTF does not have; its offset is [`OFFSET_UNKNOWN`] and the programs
@@ -58,7 +71,12 @@ const fn field(
     required: bool,
     slot: fn(&mut KernelOffsets) -> &mut u32,
 ) -> FieldSpec {
-    FieldSpec { strukt, names, required, slot }
+    FieldSpec {
+        strukt,
+        names,
+        required,
+        slot,
+    }
 }
 
 /// Everything `KernelOffsets` holds. `signal_struct.live` is an `atomic_t` and the `kuid_t`/
@@ -66,15 +84,26 @@ const fn field(
 static FIELDS: &[FieldSpec] = &[
     field("task_struct", &["pid"], true, |o| &mut o.task_pid),
     field("task_struct", &["tgid"], true, |o| &mut o.task_tgid),
-    field("task_struct", &["real_parent"], true, |o| &mut o.task_real_parent),
-    field("task_struct", &["group_leader"], false, |o| &mut o.task_group_leader),
-    field("task_struct", &["start_boottime", "real_start_time"], false, |o| {
-        &mut o.task_start_boottime
+    field("task_struct", &["real_parent"], true, |o| {
+        &mut o.task_real_parent
     }),
-    field("task_struct", &["real_cred"], false, |o| &mut o.task_real_cred),
+    field("task_struct", &["group_leader"], false, |o| {
+        &mut o.task_group_leader
+    }),
+    field(
+        "task_struct",
+        &["start_boottime", "real_start_time"],
+        false,
+        |o| &mut o.task_start_boottime,
+    ),
+    field("task_struct", &["real_cred"], false, |o| {
+        &mut o.task_real_cred
+    }),
     field("task_struct", &["mm"], false, |o| &mut o.task_mm),
     field("task_struct", &["flags"], false, |o| &mut o.task_flags),
-    field("task_struct", &["exit_code"], false, |o| &mut o.task_exit_code),
+    field("task_struct", &["exit_code"], false, |o| {
+        &mut o.task_exit_code
+    }),
     field("task_struct", &["signal"], false, |o| &mut o.task_signal),
     field("signal_struct", &["live"], false, |o| &mut o.signal_live),
     field("mm_struct", &["arg_start"], false, |o| &mut o.mm_arg_start),
@@ -115,10 +144,16 @@ pub(crate) fn resolve_in(btf: &Btf) -> Result<(KernelOffsets, Vec<MissingField>)
                 *(spec.slot)(&mut offsets) = byte_offset;
             }
             None if spec.required => {
-                return Err(BtfError::RequiredFieldMissing { strukt: spec.strukt, field: spec.names[0] });
+                return Err(BtfError::RequiredFieldMissing {
+                    strukt: spec.strukt,
+                    field: spec.names[0],
+                });
             }
             None => {
-                let field = MissingField { strukt: spec.strukt, field: spec.names[0] };
+                let field = MissingField {
+                    strukt: spec.strukt,
+                    field: spec.names[0],
+                };
                 warn!(%field, "kernel BTF lacks field; records needing it will be flagged");
                 *(spec.slot)(&mut offsets) = OFFSET_UNKNOWN;
                 missing.push(field);
@@ -141,7 +176,11 @@ fn resolve_field(btf: &Btf, spec: &FieldSpec) -> Result<Option<(&'static str, u3
         })?;
         if let Some(bits) = lookup {
             if bits % 8 != 0 {
-                return Err(BtfError::Unaligned { strukt: spec.strukt, field: name, bit_offset: bits });
+                return Err(BtfError::Unaligned {
+                    strukt: spec.strukt,
+                    field: name,
+                    bit_offset: bits,
+                });
             }
             return Ok(Some((name, bits / 8)));
         }
@@ -163,9 +202,16 @@ const MAX_ANON_DEPTH: usize = 8;
 
 /// Bit offset of member `name` in `strukt`, looking through anonymous struct/union members
 /// (mm_struct keeps most fields in one; task_struct has several) and adding their offsets.
-fn find_member(btf: &Btf, strukt: &Struct, name: &str, depth: usize) -> Result<Option<u32>, String> {
+fn find_member(
+    btf: &Btf,
+    strukt: &Struct,
+    name: &str,
+    depth: usize,
+) -> Result<Option<u32>, String> {
     if depth > MAX_ANON_DEPTH {
-        return Err(format!("anonymous members nested deeper than {MAX_ANON_DEPTH}"));
+        return Err(format!(
+            "anonymous members nested deeper than {MAX_ANON_DEPTH}"
+        ));
     }
     for member in &strukt.members {
         let member_name = btf.resolve_name(member).map_err(|e| format!("{e:#}"))?;
@@ -188,16 +234,22 @@ fn find_member(btf: &Btf, strukt: &Struct, name: &str, depth: usize) -> Result<O
 
 /// The struct/union an unnamed member stands for, seen through typedefs and qualifiers.
 fn anonymous_composite(btf: &Btf, member: &Member) -> Result<Option<Struct>, String> {
-    let mut ty = btf.resolve_chained_type(member).map_err(|e| format!("{e:#}"))?;
+    let mut ty = btf
+        .resolve_chained_type(member)
+        .map_err(|e| format!("{e:#}"))?;
     for _ in 0..MAX_ANON_DEPTH {
         let next = match &ty {
             Type::Struct(s) | Type::Union(s) => return Ok(Some(s.clone())),
-            Type::Typedef(_) | Type::TypeTag(_) | Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) => {
-                match ty.as_btf_type() {
-                    Some(inner) => btf.resolve_chained_type(inner).map_err(|e| format!("{e:#}"))?,
-                    None => return Ok(None),
-                }
-            }
+            Type::Typedef(_)
+            | Type::TypeTag(_)
+            | Type::Const(_)
+            | Type::Volatile(_)
+            | Type::Restrict(_) => match ty.as_btf_type() {
+                Some(inner) => btf
+                    .resolve_chained_type(inner)
+                    .map_err(|e| format!("{e:#}"))?,
+                None => return Ok(None),
+            },
             _ => return Ok(None),
         };
         ty = next;

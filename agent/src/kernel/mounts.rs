@@ -18,10 +18,23 @@ pub const SECURITYFS_PATH: &str = "/sys/kernel/security";
 
 #[derive(Debug, Error)]
 pub enum MountError {
-    #[error("{fstype} is not mounted at {target} and mounting it failed: {errno} — vigil needs {fstype} {purpose}")]
-    Mount { fstype: &'static str, target: PathBuf, errno: Errno, purpose: &'static str },
-    #[error("mounted {fstype} at {target} but it still does not look like {fstype} — vigil needs {fstype} {purpose}")]
-    NotEffective { fstype: &'static str, target: PathBuf, purpose: &'static str },
+    #[error(
+        "{fstype} is not mounted at {target} and mounting it failed: {errno} — vigil needs {fstype} {purpose}"
+    )]
+    Mount {
+        fstype: &'static str,
+        target: PathBuf,
+        errno: Errno,
+        purpose: &'static str,
+    },
+    #[error(
+        "mounted {fstype} at {target} but it still does not look like {fstype} — vigil needs {fstype} {purpose}"
+    )]
+    NotEffective {
+        fstype: &'static str,
+        target: PathBuf,
+        purpose: &'static str,
+    },
 }
 
 struct PseudoFs {
@@ -31,10 +44,18 @@ struct PseudoFs {
     purpose: &'static str,
 }
 
-const TRACEFS: PseudoFs =
-    PseudoFs { fstype: "tracefs", target: TRACEFS_PATH, magic: TRACEFS_MAGIC, purpose: "for tracepoints" };
-const BPFFS: PseudoFs =
-    PseudoFs { fstype: "bpf", target: BPFFS_PATH, magic: BPF_FS_MAGIC, purpose: "to pin maps and links" };
+const TRACEFS: PseudoFs = PseudoFs {
+    fstype: "tracefs",
+    target: TRACEFS_PATH,
+    magic: TRACEFS_MAGIC,
+    purpose: "for tracepoints",
+};
+const BPFFS: PseudoFs = PseudoFs {
+    fstype: "bpf",
+    target: BPFFS_PATH,
+    magic: BPF_FS_MAGIC,
+    purpose: "to pin maps and links",
+};
 const SECURITYFS: PseudoFs = PseudoFs {
     fstype: "securityfs",
     target: SECURITYFS_PATH,
@@ -75,13 +96,33 @@ fn ensure(fs: &PseudoFs) -> Result<PathBuf, MountError> {
     }
     // Same flags the distributions use for these mounts: nothing here should be executable.
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some(fs.fstype), fs.target, Some(fs.fstype), flags, None::<&str>).map_err(|errno| {
-        MountError::Mount { fstype: fs.fstype, target: target.clone(), errno, purpose: fs.purpose }
+    mount(
+        Some(fs.fstype),
+        fs.target,
+        Some(fs.fstype),
+        flags,
+        None::<&str>,
+    )
+    .map_err(|errno| MountError::Mount {
+        fstype: fs.fstype,
+        target: target.clone(),
+        errno,
+        purpose: fs.purpose,
     })?;
     if !is_mounted(fs) {
-        return Err(MountError::NotEffective { fstype: fs.fstype, target, purpose: fs.purpose });
+        return Err(MountError::NotEffective {
+            fstype: fs.fstype,
+            target,
+            purpose: fs.purpose,
+        });
     }
-    info!(fstype = fs.fstype, path = fs.target, "mounted {} {}", fs.fstype, fs.purpose);
+    info!(
+        fstype = fs.fstype,
+        path = fs.target,
+        "mounted {} {}",
+        fs.fstype,
+        fs.purpose
+    );
     Ok(target)
 }
 
@@ -103,7 +144,10 @@ mod tests {
         assert!(first.join("events").is_dir());
         assert_eq!(ensure_tracefs().expect("tracefs again"), first);
         assert_eq!(ensure_bpffs().expect("bpffs"), PathBuf::from(BPFFS_PATH));
-        assert_eq!(ensure_bpffs().expect("bpffs again"), PathBuf::from(BPFFS_PATH));
+        assert_eq!(
+            ensure_bpffs().expect("bpffs again"),
+            PathBuf::from(BPFFS_PATH)
+        );
         assert!(is_mounted(&BPFFS));
     }
 
@@ -116,7 +160,12 @@ mod tests {
             purpose: "for tracepoints",
         };
         let text = err.to_string();
-        assert!(text.starts_with("tracefs is not mounted at /sys/kernel/tracing and mounting it failed: EPERM"));
-        assert!(text.ends_with("vigil needs tracefs for tracepoints"), "{text}");
+        assert!(text.starts_with(
+            "tracefs is not mounted at /sys/kernel/tracing and mounting it failed: EPERM"
+        ));
+        assert!(
+            text.ends_with("vigil needs tracefs for tracepoints"),
+            "{text}"
+        );
     }
 }

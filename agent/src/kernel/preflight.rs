@@ -76,7 +76,10 @@ pub fn preflight() -> Result<KernelInfo, PreflightError> {
         warn!(error = %e, "lockdown mode and LSM list will be unknown");
     }
     raise_memlock();
-    let release = fs::read_to_string(OSRELEASE).map_err(PreflightError::Release)?.trim().to_owned();
+    let release = fs::read_to_string(OSRELEASE)
+        .map_err(PreflightError::Release)?
+        .trim()
+        .to_owned();
     let lockdown = read_lockdown();
     let (offsets, missing_fields) = btf_offsets::resolve_from_sys()?;
     info!(
@@ -85,7 +88,14 @@ pub fn preflight() -> Result<KernelInfo, PreflightError> {
         missing_fields = missing_fields.len(),
         "kernel preflight passed"
     );
-    Ok(KernelInfo { release, lockdown, offsets, missing_fields, tracefs, bpffs })
+    Ok(KernelInfo {
+        release,
+        lockdown,
+        offsets,
+        missing_fields,
+        tracefs,
+        bpffs,
+    })
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones use memcg and ignore it.
@@ -113,13 +123,21 @@ fn parse_lockdown(text: &str) -> Option<String> {
 /// is mounted, otherwise `lsm_bpf` reads false).
 pub fn probe_features() -> FeatureSet {
     let lsms: Vec<String> = fs::read_to_string(Path::new(SECURITYFS_PATH).join("lsm"))
-        .map(|text| text.trim().split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .map(|text| {
+            text.trim()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     FeatureSet {
         kprobe_pmu: Path::new(KPROBE_PMU).exists(),
         lsm_bpf: lsms.iter().any(|l| l == "bpf"),
         btf: Path::new(VMLINUX_BTF).exists(),
-        cgroup2_path: fs::read_to_string(MOUNTINFO).ok().and_then(|m| parse_cgroup2_mount(&m)),
+        cgroup2_path: fs::read_to_string(MOUNTINFO)
+            .ok()
+            .and_then(|m| parse_cgroup2_mount(&m)),
         lsms,
     }
 }
@@ -141,7 +159,10 @@ fn unescape_octal(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let code = bytes.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
+        let code = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
         match (bytes[i], code) {
             (b'\\', Some(c)) => {
                 out.push(c);
@@ -163,8 +184,14 @@ mod tests {
 
     #[test]
     fn lockdown_mode_is_the_bracketed_word() {
-        assert_eq!(parse_lockdown("none [integrity] confidentiality\n").as_deref(), Some("integrity"));
-        assert_eq!(parse_lockdown("[none] integrity confidentiality").as_deref(), Some("none"));
+        assert_eq!(
+            parse_lockdown("none [integrity] confidentiality\n").as_deref(),
+            Some("integrity")
+        );
+        assert_eq!(
+            parse_lockdown("[none] integrity confidentiality").as_deref(),
+            Some("none")
+        );
         assert_eq!(parse_lockdown(""), None);
     }
 
@@ -175,8 +202,14 @@ mod tests {
 32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime shared:7 - cgroup cgroup rw,cpu
 41 31 0:38 / /sys/fs/cgroup/my\\040unified rw,relatime shared:9 master:2 - cgroup2 cgroup2 rw
 ";
-        assert_eq!(parse_cgroup2_mount(table), Some(PathBuf::from("/sys/fs/cgroup/my unified")));
-        assert_eq!(parse_cgroup2_mount("22 27 0:21 / /proc rw - proc proc rw\n"), None);
+        assert_eq!(
+            parse_cgroup2_mount(table),
+            Some(PathBuf::from("/sys/fs/cgroup/my unified"))
+        );
+        assert_eq!(
+            parse_cgroup2_mount("22 27 0:21 / /proc rw - proc proc rw\n"),
+            None
+        );
     }
 
     #[test]
@@ -190,10 +223,20 @@ mod tests {
             return;
         }
         let info = preflight().expect("preflight");
-        assert_eq!(info.release, fs::read_to_string(OSRELEASE).expect("osrelease").trim());
+        assert_eq!(
+            info.release,
+            fs::read_to_string(OSRELEASE).expect("osrelease").trim()
+        );
         assert_ne!(info.offsets.task_tgid, OFFSET_UNKNOWN);
-        assert!(info.tracefs.join("events/sched/sched_process_exec").is_dir());
-        println!("release {} lockdown {:?} missing {:?}", info.release, info.lockdown, info.missing_fields);
+        assert!(
+            info.tracefs
+                .join("events/sched/sched_process_exec")
+                .is_dir()
+        );
+        println!(
+            "release {} lockdown {:?} missing {:?}",
+            info.release, info.lockdown, info.missing_fields
+        );
 
         let features = probe_features();
         println!("{features:?}");

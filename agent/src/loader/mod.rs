@@ -28,7 +28,7 @@ pub enum LoadError {
     )]
     NoObject,
     #[error("loading the eBPF object failed: {0}")]
-    Load(#[from] EbpfError),
+    Load(#[source] Box<EbpfError>),
     #[error("program `{0}` is missing from the eBPF object")]
     MissingProgram(&'static str),
     #[error("reading kernel BTF for tp_btf programs: {0}")]
@@ -41,7 +41,7 @@ pub enum LoadError {
         hook: String,
         stage: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("map `{name}`: {source}")]
     Map {
@@ -103,10 +103,11 @@ fn load_object(offsets: &KernelOffsets, config: &AgentConfig) -> Result<Ebpf, Lo
     if EBPF_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
-    Ok(EbpfLoader::new()
+    EbpfLoader::new()
         .override_global(names::GLOBAL_OFFSETS, offsets, true)
         .override_global(names::GLOBAL_CONFIG, config, true)
-        .load(EBPF_OBJECT)?)
+        .load(EBPF_OBJECT)
+        .map_err(|e| LoadError::Load(Box::new(e)))
 }
 
 fn attach_spec(ebpf: &mut Ebpf, spec: &ProgramSpec, report: &mut Vec<AttachReport>) -> Result<(), LoadError> {
@@ -132,7 +133,7 @@ fn attach_one(ebpf: &mut Ebpf, name: &'static str, hook: &Hook) -> Result<(), Lo
     let hook_name = hook.to_string();
     let failed = |stage| {
         let hook = hook_name.clone();
-        move |source| LoadError::Required { name, hook, stage, source }
+        move |source| LoadError::Required { name, hook, stage, source: Box::new(source) }
     };
     let program = ebpf.program_mut(name).ok_or(LoadError::MissingProgram(name))?;
     match hook {
@@ -175,9 +176,9 @@ impl EmptyProbe {
         let program = ebpf.program_mut(name).ok_or(LoadError::MissingProgram(name))?;
         let p: &mut RawTracePoint = program
             .try_into()
-            .map_err(|source| LoadError::Required { name, hook: hook.clone(), stage: "loaded", source })?;
-        p.load().map_err(|source| LoadError::Required { name, hook: hook.clone(), stage: "loaded", source })?;
-        p.attach("sys_enter").map_err(|source| LoadError::Required { name, hook, stage: "attached", source })?;
+            .map_err(|source| LoadError::Required { name, hook: hook.clone(), stage: "loaded", source: Box::new(source) })?;
+        p.load().map_err(|source| LoadError::Required { name, hook: hook.clone(), stage: "loaded", source: Box::new(source) })?;
+        p.attach("sys_enter").map_err(|source| LoadError::Required { name, hook, stage: "attached", source: Box::new(source) })?;
         Ok(Self { _ebpf: ebpf })
     }
 }

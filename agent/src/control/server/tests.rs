@@ -20,7 +20,11 @@ fn start(path: &Path, status: watch::Receiver<Status>) -> Running {
     let task = tokio::spawn(server.run(status, async move {
         let _ = stopped.await;
     }));
-    Running { path: path.to_path_buf(), stop, task }
+    Running {
+        path: path.to_path_buf(),
+        stop,
+        task,
+    }
 }
 
 impl Running {
@@ -38,9 +42,15 @@ async fn roundtrip_follows_watch_updates_and_cleans_up() {
     let path = dir.path().join("run/control.sock");
     let (tx, rx) = watch::channel(sample());
     let server = start(&path, rx);
-    let parent_mode = fs::metadata(dir.path().join("run")).expect("dir").permissions().mode();
+    let parent_mode = fs::metadata(dir.path().join("run"))
+        .expect("dir")
+        .permissions()
+        .mode();
     assert_eq!(parent_mode & 0o777, 0o700);
-    assert_eq!(fs::metadata(&path).expect("socket").permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&path).expect("socket").permissions().mode() & 0o777,
+        0o600
+    );
 
     assert_eq!(fetch_status(&path).await.expect("status"), sample());
     tx.send_modify(|s| {
@@ -52,16 +62,32 @@ async fn roundtrip_follows_watch_updates_and_cleans_up() {
     assert_eq!(updated.events.get("exit"), Some(&5));
 
     // Malformed requests get an error answer, and the connection stays usable.
-    let mut conn = StdUnixStream::connect(&path).expect("connect");
-    conn.write_all(b"{\"cmd\":\"bogus\"}\n{\"cmd\":\"status\"}\n").expect("write");
-    let mut lines = StdBufReader::new(conn).lines();
-    let first: Response = serde_json::from_str(&lines.next().expect("line").expect("io")).expect("json");
-    assert!(matches!(first, Response::Error(ref e) if e.starts_with("invalid request")), "{first:?}");
-    let second: Response = serde_json::from_str(&lines.next().expect("line").expect("io")).expect("json");
+    let client_path = path.clone();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut conn = StdUnixStream::connect(client_path).expect("connect");
+        conn.write_all(b"{\"cmd\":\"bogus\"}\n{\"cmd\":\"status\"}\n")
+            .expect("write");
+        StdBufReader::new(conn)
+            .lines()
+            .take(2)
+            .collect::<Result<Vec<_>, _>>()
+            .expect("read")
+    })
+    .await
+    .expect("join");
+    let first: Response = serde_json::from_str(&lines[0]).expect("json");
+    assert!(
+        matches!(first, Response::Error(ref e) if e.starts_with("invalid request")),
+        "{first:?}"
+    );
+    let second: Response = serde_json::from_str(&lines[1]).expect("json");
     assert!(matches!(second, Response::Status(_)));
 
     server.stop().await;
-    assert!(matches!(fetch_status(&path).await, Err(ControlError::NotRunning { .. })));
+    assert!(matches!(
+        fetch_status(&path).await,
+        Err(ControlError::NotRunning { .. })
+    ));
 }
 
 #[tokio::test]
@@ -74,7 +100,8 @@ async fn oversize_request_is_refused() {
         let mut conn = StdUnixStream::connect(client_path).expect("connect");
         let mut big = vec![b'x'; 2 * MAX_REQUEST_BYTES];
         big.push(b'\n');
-        conn.write_all(&big).expect("server drains the oversized line");
+        conn.write_all(&big)
+            .expect("server drains the oversized line");
         let mut line = String::new();
         StdBufReader::new(conn).read_line(&mut line).expect("read");
         line
@@ -82,7 +109,10 @@ async fn oversize_request_is_refused() {
     .await
     .expect("join");
     let reply: Response = serde_json::from_str(&reply).expect("json");
-    assert_eq!(reply, Response::Error(format!("request larger than {MAX_REQUEST_BYTES} bytes")));
+    assert_eq!(
+        reply,
+        Response::Error(format!("request larger than {MAX_REQUEST_BYTES} bytes"))
+    );
     server.stop().await;
 }
 
@@ -93,7 +123,10 @@ async fn stale_socket_is_replaced() {
     // A crashed daemon leaves its socket file behind with nobody listening.
     drop(StdUnixListener::bind(&path).expect("bind"));
     assert!(path.exists());
-    assert!(matches!(request(&path, &Request::Status).await, Err(ControlError::Stale { .. })));
+    assert!(matches!(
+        request(&path, &Request::Status).await,
+        Err(ControlError::Stale { .. })
+    ));
 
     let server = start(&path, watch::channel(sample()).1);
     assert_eq!(fetch_status(&path).await.expect("status"), sample());
@@ -105,7 +138,9 @@ async fn second_server_on_live_socket_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("control.sock");
     let first = start(&path, watch::channel(sample()).1);
-    let err = ControlServer::bind(&path).err().expect("second bind refused");
+    let err = ControlServer::bind(&path)
+        .err()
+        .expect("second bind refused");
     assert!(matches!(err, ControlError::AnotherRunning { .. }), "{err}");
     assert!(err.to_string().contains("another vigil is running"));
     // The refused server left the live socket alone.
@@ -118,7 +153,10 @@ async fn non_socket_file_is_not_replaced() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("control.sock");
     fs::write(&path, b"precious").expect("write");
-    assert!(matches!(ControlServer::bind(&path), Err(ControlError::NotASocket { .. })));
+    assert!(matches!(
+        ControlServer::bind(&path),
+        Err(ControlError::NotASocket { .. })
+    ));
     assert_eq!(fs::read(&path).expect("still there"), b"precious");
 }
 
@@ -137,7 +175,8 @@ async fn non_root_peer_is_refused() {
     fs::set_permissions(dir.path(), Permissions::from_mode(0o755)).expect("chmod dir");
     fs::set_permissions(&path, Permissions::from_mode(0o666)).expect("chmod socket");
     let client_path = path.clone();
-    let reply = std::thread::spawn(move || {
+    // A dedicated thread, not the blocking pool: it must not be reused after dropping root.
+    let nobody = std::thread::spawn(move || {
         // SAFETY: plain syscall with integer arguments; it changes only this thread's creds.
         let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
         assert_eq!(rc, 0, "setresuid");
@@ -146,16 +185,26 @@ async fn non_root_peer_is_refused() {
         let mut line = String::new();
         StdBufReader::new(conn).read_line(&mut line).expect("read");
         line
-    })
-    .join()
-    .expect("join");
+    });
+    // Joined off the runtime thread, which has to keep serving meanwhile.
+    let reply = tokio::task::spawn_blocking(move || nobody.join().expect("client thread"))
+        .await
+        .expect("join");
     let reply: Response = serde_json::from_str(&reply).expect("json");
-    assert!(matches!(&reply, Response::Error(e) if e.contains("root only") && e.contains("65534")), "{reply:?}");
+    assert!(
+        matches!(&reply, Response::Error(e) if e.contains("root only") && e.contains("65534")),
+        "{reply:?}"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn client_reports_missing_daemon_clearly() {
-    let err = fetch_status(Path::new("/nonexistent/vigil/control.sock")).await.expect_err("no daemon");
-    assert_eq!(err.to_string(), "vigil is not running (no control socket at /nonexistent/vigil/control.sock)");
+    let err = fetch_status(Path::new("/nonexistent/vigil/control.sock"))
+        .await
+        .expect_err("no daemon");
+    assert_eq!(
+        err.to_string(),
+        "vigil is not running (no control socket at /nonexistent/vigil/control.sock)"
+    );
 }

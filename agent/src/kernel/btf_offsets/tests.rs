@@ -15,7 +15,11 @@ const KIND_TYPEDEF: u32 = 8;
 
 impl BtfBuilder {
     fn new() -> Self {
-        Self { types: Vec::new(), strings: vec![0], next_id: 1 }
+        Self {
+            types: Vec::new(),
+            strings: vec![0],
+            next_id: 1,
+        }
     }
 
     fn name(&mut self, name: &str) -> u32 {
@@ -47,13 +51,23 @@ impl BtfBuilder {
     }
 
     /// `members`: (name, type id, bit offset, bitfield size or 0).
-    fn composite(&mut self, kind: u32, name: &str, size: u32, members: &[(&str, u32, u32, u32)]) -> u32 {
+    fn composite(
+        &mut self,
+        kind: u32,
+        name: &str,
+        size: u32,
+        members: &[(&str, u32, u32, u32)],
+    ) -> u32 {
         let n = self.name(name);
         let bitfields = members.iter().any(|m| m.3 != 0);
         let info = (kind << 24) | (u32::from(bitfields) << 31) | members.len() as u32;
         let mut words = vec![n, info, size];
         for &(member, ty, bit_offset, bits) in members {
-            let offset = if bitfields { (bits << 24) | bit_offset } else { bit_offset };
+            let offset = if bitfields {
+                (bits << 24) | bit_offset
+            } else {
+                bit_offset
+            };
             words.extend([self.name(member), ty, offset]);
         }
         self.push(&words)
@@ -61,9 +75,15 @@ impl BtfBuilder {
 
     fn build(&self) -> Btf {
         let mut blob = Vec::new();
-        blob.extend_from_slice(&0xeB9Fu16.to_le_bytes());
+        blob.extend_from_slice(&0xEB9F_u16.to_le_bytes());
         blob.extend_from_slice(&[1, 0]);
-        for w in [24u32, 0, self.types.len() as u32, self.types.len() as u32, self.strings.len() as u32] {
+        for w in [
+            24u32,
+            0,
+            self.types.len() as u32,
+            self.types.len() as u32,
+            self.strings.len() as u32,
+        ] {
             blob.extend_from_slice(&w.to_le_bytes());
         }
         blob.extend_from_slice(&self.types);
@@ -83,7 +103,12 @@ fn synthetic(flags_bit_offset: u32, with_tgid: bool) -> Btf {
         ids.push(("tgid", int, 32, 0));
     }
     let anon_ids = b.composite(KIND_STRUCT, "", 8, &ids);
-    let anon_union = b.composite(KIND_UNION, "", 8, &[("", anon_ids, 0, 0), ("both", long, 0, 0)]);
+    let anon_union = b.composite(
+        KIND_UNION,
+        "",
+        8,
+        &[("", anon_ids, 0, 0), ("both", long, 0, 0)],
+    );
     let anon_alias = b.typedef("", anon_union);
     b.composite(
         KIND_STRUCT,
@@ -96,7 +121,12 @@ fn synthetic(flags_bit_offset: u32, with_tgid: bool) -> Btf {
             ("real_start_time", long, 320, 0),
         ],
     );
-    let mm_inner = b.composite(KIND_STRUCT, "", 24, &[("arg_start", long, 64, 0), ("arg_end", long, 128, 0)]);
+    let mm_inner = b.composite(
+        KIND_STRUCT,
+        "",
+        24,
+        &[("arg_start", long, 64, 0), ("arg_end", long, 128, 0)],
+    );
     b.composite(KIND_STRUCT, "mm_struct", 48, &[("", mm_inner, 64, 0)]);
     b.build()
 }
@@ -118,7 +148,10 @@ fn anonymous_members_add_their_offsets() {
     let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
     assert!(names.contains(&"cred.euid".to_string()), "{names:?}");
     assert!(names.contains(&"task_struct.mm".to_string()), "{names:?}");
-    assert!(!names.iter().any(|n| n.starts_with("mm_struct")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("mm_struct")),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -126,7 +159,17 @@ fn byte_aligned_bitfield_resolves_and_unaligned_fails() {
     let (offsets, _) = resolve_in(&synthetic(24, true)).expect("resolves");
     assert_eq!(offsets.task_flags, 3);
     let err = resolve_in(&synthetic(5, true)).expect_err("unaligned");
-    assert!(matches!(err, BtfError::Unaligned { field: "flags", bit_offset: 5, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            BtfError::Unaligned {
+                field: "flags",
+                bit_offset: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -149,17 +192,42 @@ fn running_kernel_offsets_are_plausible() {
     }
     let (o, missing) = resolve_from_sys().expect("resolve");
     println!("{o:#?}\nmissing: {missing:?}");
-    assert!(missing.is_empty(), "a 5.5+ kernel has every field: {missing:?}");
-    assert_eq!(o.task_tgid, o.task_pid + 4, "pid_t pid; pid_t tgid; are adjacent");
+    assert!(
+        missing.is_empty(),
+        "a 5.5+ kernel has every field: {missing:?}"
+    );
+    assert_eq!(
+        o.task_tgid,
+        o.task_pid + 4,
+        "pid_t pid; pid_t tgid; are adjacent"
+    );
     assert_eq!(o.mm_arg_end, o.mm_arg_start + 8);
     assert_eq!(o.cred_gid, o.cred_uid + 4);
-    for cred in [o.cred_uid, o.cred_gid, o.cred_suid, o.cred_sgid, o.cred_euid, o.cred_egid, o.cred_fsuid, o.cred_fsgid] {
+    for cred in [
+        o.cred_uid,
+        o.cred_gid,
+        o.cred_suid,
+        o.cred_sgid,
+        o.cred_euid,
+        o.cred_egid,
+        o.cred_fsuid,
+        o.cred_fsgid,
+    ] {
         assert!(cred < 256, "cred field at {cred}");
     }
     // task_struct is several KiB; flags sits near its start (after thread_info and __state).
     assert!(o.task_flags < 64);
-    for ptr in [o.task_real_parent, o.task_group_leader, o.task_real_cred, o.task_mm, o.task_signal] {
-        assert!(ptr > o.task_flags && ptr < 16384 && ptr % 8 == 0, "pointer at {ptr}");
+    for ptr in [
+        o.task_real_parent,
+        o.task_group_leader,
+        o.task_real_cred,
+        o.task_mm,
+        o.task_signal,
+    ] {
+        assert!(
+            ptr > o.task_flags && ptr < 16384 && ptr % 8 == 0,
+            "pointer at {ptr}"
+        );
     }
     assert!(o.task_start_boottime % 8 == 0);
     assert!(o.signal_live < 64 && o.signal_live % 4 == 0);
@@ -180,7 +248,10 @@ fn running_kernel_offsets_match_bpftool() {
         return;
     };
     if !out.status.success() {
-        println!("skipped: bpftool failed: {}", String::from_utf8_lossy(&out.stderr));
+        println!(
+            "skipped: bpftool failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return;
     }
     let dump = String::from_utf8_lossy(&out.stdout);
