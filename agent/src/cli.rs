@@ -10,7 +10,9 @@ use crate::{
     loader::EmptyProbe,
     logging::{self, LogTarget},
     output::SinkTarget,
+    dataset::{Dataset, Label},
     pipeline::{self, RunConfig},
+    record::{self, RecordConfig},
 };
 
 #[derive(Debug, Parser)]
@@ -32,6 +34,12 @@ pub enum Command {
         #[arg(long, default_value = control::DEFAULT_SOCKET_PATH)]
         control_socket: PathBuf,
     },
+    /// Record the behaviour sequences of a command's process tree (or the whole host) into a
+    /// labelled dataset.
+    Record(RecordArgs),
+    /// Work with recorded datasets.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// Developer and benchmark helpers.
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
@@ -59,6 +67,42 @@ pub struct RunArgs {
     /// Do not batch the syscalls of this process (repeatable); its lifecycle events still flow.
     #[arg(long = "ignore-pid", value_name = "PID")]
     pub ignore_pids: Vec<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// Dataset file to write (`.vds`).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum)]
+    pub label: Label,
+    /// Attack family or benign workload name (held out one at a time in evaluation).
+    #[arg(long)]
+    pub family: String,
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Record the whole host for this many seconds instead of a command.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Kill the command's process group after this many seconds.
+    #[arg(long, default_value_t = 120.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// Tokens kept per process.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_tokens: usize,
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// The command to record, after `--`.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Print a dataset as JSON lines, one recorded process per line.
+    Export { file: PathBuf },
+    /// Summarise a dataset: processes and tokens per label and family.
+    Info { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +142,52 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 Response::Status(status) if json => println!("{}", serde_json::to_string_pretty(&status)?),
                 Response::Status(status) => print!("{}", control::render_human(&status)),
                 Response::Error(e) => anyhow::bail!("vigil refused the request: {e}"),
+            }
+            Ok(())
+        }
+        Command::Record(args) => {
+            logging::init(LogTarget::Stderr, &args.log_level)?;
+            let cfg = RecordConfig {
+                out: args.out,
+                label: args.label,
+                scenario: args.scenario.unwrap_or_else(|| args.family.clone()),
+                family: args.family,
+                command: args.command,
+                duration: args.duration.map(Duration::from_secs_f64),
+                timeout: Duration::from_secs_f64(args.timeout),
+                max_tokens: args.max_tokens,
+                batch_max_age: Duration::from_millis(agent_common::DEFAULT_BATCH_MAX_AGE_MS),
+            };
+            let summary = record::record(cfg).await?;
+            eprintln!(
+                "recorded {} processes, {} tokens{}{}",
+                summary.processes,
+                summary.tokens,
+                summary.command_status.map(|s| format!("; command exited with {s}")).unwrap_or_default(),
+                if summary.timed_out { "; the command timed out and was killed" } else { "" },
+            );
+            if summary.timed_out || summary.command_status.is_some_and(|s| !s.success()) {
+                anyhow::bail!("the recorded command did not finish successfully");
+            }
+            Ok(())
+        }
+        Command::Dataset(DatasetCommand::Export { file }) => {
+            let ds = Dataset::read(&file)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            ds.export_jsonl(&mut out)?;
+            Ok(())
+        }
+        Command::Dataset(DatasetCommand::Info { file }) => {
+            let ds = Dataset::read(&file)?;
+            let mut by: std::collections::BTreeMap<(String, String), (usize, usize)> = Default::default();
+            for p in &ds.processes {
+                let e = by.entry((format!("{:?}", p.label).to_lowercase(), p.family.clone())).or_default();
+                e.0 += 1;
+                e.1 += p.tokens.len();
+            }
+            println!("{}: kernel {}, command {:?}", file.display(), ds.kernel, ds.command);
+            for ((label, family), (n, t)) in by {
+                println!("  {label:<9} {family:<24} {n:>5} processes {t:>9} tokens");
             }
             Ok(())
         }

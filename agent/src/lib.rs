@@ -4,11 +4,14 @@
 
 pub mod cli;
 pub mod control;
+pub mod dataset;
 pub mod kernel;
 pub mod loader;
 pub mod logging;
 pub mod output;
 pub mod pipeline;
 pub mod process;
+pub mod record;
+pub mod reorder;
 pub mod sensors;
 pub mod sequence;

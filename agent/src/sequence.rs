@@ -95,6 +95,20 @@ pub fn event_token(ev: &Event) -> Option<Token> {
     })
 }
 
+/// Every token an event contributes to its process's sequence, in order: a batch's syscall ids
+/// (ids beyond the vocabulary are skipped), or the event's own token.
+pub fn tokens_of(ev: &Event) -> impl Iterator<Item = Token> + '_ {
+    let batch: &[u16] = match ev {
+        Event::SyscallBatch(b) => b.ids(),
+        _ => &[],
+    };
+    batch
+        .iter()
+        .copied()
+        .filter(|&t| t <= token::SYSCALL_MAX)
+        .chain(event_token(ev))
+}
+
 #[derive(Clone, Debug)]
 pub struct SequenceConfig {
     /// Tokens kept per process.

@@ -9,32 +9,33 @@
 //! Each stage owns its state; the process stage prefers lifecycle events over syscall batches so a
 //! syscall flood delays batches, never exec/exit.
 
+mod feed;
 mod hasher;
 mod notify;
 mod process_stage;
 mod status;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
-use agent_common::{AgentConfig, names};
-use aya::maps::{HashMap as BpfHashMap, MapData, MapError, RingBuf};
+use aya::maps::MapError;
 use thiserror::Error;
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::{mpsc, watch},
+    sync::watch,
     time::MissedTickBehavior,
 };
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::{
     control::{self, ControlError, ControlServer},
-    kernel::{self, PreflightError},
-    loader::{LoadError, Sensors, kernel_hz, to_jiffies},
+    kernel::PreflightError,
+    loader::LoadError,
     output::{JsonSink, OutputError, SinkTarget},
     process::{ProcessError, ProcessTable, TableConfig},
-    sensors::{DecodeStats, KernelCounters, SensorError, spawn_reader},
+    sensors::SensorError,
     sequence::{BehaviourSequences, SequenceConfig},
 };
+pub use feed::SensorFeed;
 use process_stage::ProcessStage;
 use status::StatusBuilder;
 
@@ -87,53 +88,15 @@ pub enum DaemonError {
     },
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("the kernel counters were already handed out")]
+    CountersTaken,
 }
-
-/// Bounded queues between readers and the process stage, in batches of records.
-const READER_QUEUE: usize = 256;
 
 pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let started = std::time::Instant::now();
-    let kinfo = kernel::preflight()?;
-    for missing in &kinfo.missing_fields {
-        warn!("kernel BTF lacks {missing:?}; the fields that depend on it are reported as unknown");
-    }
     // Bind before loading so a second instance fails fast without touching the kernel.
     let server = ControlServer::bind(&cfg.control_socket)?;
-
-    let agent_cfg = AgentConfig {
-        self_tgid: std::process::id(),
-        _pad: 0,
-        batch_max_age_jiffies: to_jiffies(cfg.batch_max_age, kernel_hz()),
-    };
-    let mut sensors = Sensors::load(&kinfo.offsets, &agent_cfg)?;
-    set_ignored(&mut sensors, &cfg.ignore_tgids)?;
-    let counters = KernelCounters::new(sensors.take_map(names::MAP_COUNTERS)?)?;
-
-    let decode_stats = Arc::new(DecodeStats::default());
-    let (stop_readers, readers_stop) = watch::channel(false);
-    let (events_tx, events_rx) = mpsc::channel(READER_QUEUE);
-    let (syscalls_tx, syscalls_rx) = mpsc::channel(READER_QUEUE);
-    let readers = [
-        spawn_reader(
-            names::MAP_EVENTS,
-            ring(&mut sensors, names::MAP_EVENTS)?,
-            events_tx,
-            decode_stats.clone(),
-            readers_stop.clone(),
-            // Lifecycle records wake the reader at once: response latency depends on them.
-            None,
-        )?,
-        spawn_reader(
-            names::MAP_SYSCALLS,
-            ring(&mut sensors, names::MAP_SYSCALLS)?,
-            syscalls_tx,
-            decode_stats.clone(),
-            readers_stop,
-            // Batches are written without wakeups until the ring fills up; drain on a timer.
-            Some(Duration::from_millis(agent_common::SYSCALLS_POLL_MS)),
-        )?,
-    ];
+    let mut feed = SensorFeed::start(cfg.batch_max_age, &cfg.ignore_tgids)?;
 
     // Seed after attaching: a process born in between is seen by both, never by neither.
     let mut table = ProcessTable::new(TableConfig::default());
@@ -144,7 +107,8 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         Some(target) => Some(JsonSink::open(target).await?),
         None => None,
     };
-    let mut status = StatusBuilder::new(&kinfo.release, &sensors.report, counters, decode_stats, started);
+    let counters = feed.take_counters().ok_or(DaemonError::CountersTaken)?;
+    let mut status = StatusBuilder::new(&feed.kernel.release, &feed.report, counters, feed.decode.clone(), started);
     let (status_tx, status_rx) = watch::channel(status.build_initial());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let control_task = tokio::spawn(server.run(status_rx, wait_true(shutdown_rx)));
@@ -166,16 +130,22 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
 
     let mut tick = tokio::time::interval(cfg.status_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let (mut events_rx, mut syscalls_rx) = (events_rx, syscalls_rx);
     loop {
         tokio::select! {
             biased;
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            Some(batch) = events_rx.recv() => stage.handle(batch).await?,
+            Some(batch) = feed.next() => {
+                stage.handle(batch).await?;
+                if let Some(watermark) = feed.watermark() {
+                    stage.release(watermark);
+                }
+            }
             Some(done) = stage.hashed.recv() => stage.apply_hash(done),
-            Some(batch) = syscalls_rx.recv() => stage.handle(batch).await?,
             _ = tick.tick() => {
+                if let Some(watermark) = feed.watermark() {
+                    stage.release(watermark);
+                }
                 stage.housekeeping();
                 status_tx.send_replace(status.build(&stage));
             }
@@ -184,43 +154,18 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
 
     info!("shutting down");
     notify::stopping();
-    // Detach first so the rings stop filling, then let the readers empty them: records already
-    // written are handled, not discarded. The loop ends when both readers have closed.
-    drop(sensors);
-    let _ = stop_readers.send(true);
-    loop {
-        tokio::select! {
-            Some(batch) = events_rx.recv() => stage.handle(batch).await?,
-            Some(batch) = syscalls_rx.recv() => stage.handle(batch).await?,
-            else => break,
-        }
+    // Records already in the rings are handled, not discarded.
+    feed.detach();
+    while let Some(batch) = feed.next().await {
+        stage.handle(batch).await?;
     }
-    for reader in readers {
-        match reader.await {
-            Ok(Err(e)) => warn!("ring reader: {e}"),
-            Err(e) => warn!("ring reader task: {e}"),
-            Ok(Ok(())) => {}
-        }
-    }
+    stage.release(u64::MAX);
+    feed.join().await;
     let final_status = status.build(&stage);
     status.log_losses(&final_status);
     let _ = shutdown_tx.send(true);
     let _ = control_task.await;
     stage.close().await?;
-    Ok(())
-}
-
-fn ring(sensors: &mut Sensors, name: &'static str) -> Result<RingBuf<MapData>, DaemonError> {
-    RingBuf::try_from(sensors.take_map(name)?).map_err(|source| DaemonError::Map { name, source })
-}
-
-fn set_ignored(sensors: &mut Sensors, tgids: &[u32]) -> Result<(), DaemonError> {
-    let name = names::MAP_IGNORED_TGIDS;
-    let mut map: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(sensors.map_mut(name)?)
-        .map_err(|source| DaemonError::Map { name, source })?;
-    for &tgid in tgids {
-        map.insert(tgid, 1, 0).map_err(|source| DaemonError::Map { name, source })?;
-    }
     Ok(())
 }
 

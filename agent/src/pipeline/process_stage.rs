@@ -16,12 +16,14 @@ use crate::{
     output::{Enrichment, EventJson, JsonSink, OutputError},
     process::{ProcessKey, ProcessTable},
     sensors::EventBatch,
-    sequence::{BehaviourSequences, event_token, token},
+    reorder::TimeOrder,
+    sequence::{BehaviourSequences, tokens_of},
 };
 
 pub struct ProcessStage {
     pub table: ProcessTable,
     pub sequences: BehaviourSequences,
+    order: TimeOrder,
     sink: Option<JsonSink>,
     proc_root: PathBuf,
     hash_tx: mpsc::Sender<HashRequest>,
@@ -41,6 +43,7 @@ impl ProcessStage {
         Self {
             table,
             sequences,
+            order: TimeOrder::default(),
             sink,
             proc_root,
             hash_tx,
@@ -80,30 +83,34 @@ impl ProcessStage {
         match event {
             Event::Exec(e) => {
                 let execs = self.table.on_exec(e, now).execs;
-                self.sequences.push_token(key, token::EXEC);
                 if self.hash_tx.try_send(HashRequest { key, execs }).is_err() {
                     self.hash_requests_dropped += 1;
                 }
             }
             Event::Fork(f) => {
                 self.table.on_fork(f, now);
-                self.sequences.push_token(key, token::FORK);
             }
             Event::Exit(x) => {
                 self.table.on_exit(x, now);
-                self.sequences.push_token(key, token::EXIT);
             }
-            Event::SyscallBatch(b) => {
+            Event::SyscallBatch(_) => {
                 // A process we have no entry for (seeding raced its start) is filled in from /proc.
                 self.table.ensure(key, &self.proc_root, now);
-                self.sequences.push_batch(key, b);
             }
-            other => {
-                if let Some(t) = event_token(other) {
-                    self.sequences.push_token(key, t);
-                }
-            }
+            _ => {}
         }
+        // Tokens wait in kernel-time order until both rings have been read past them.
+        self.order.push(key, event.header().ktime_ns, tokens_of(event));
+    }
+
+    /// Moves every token the feed has delivered up to `watermark` into the sequences.
+    pub fn release(&mut self, watermark: u64) {
+        let sequences = &mut self.sequences;
+        self.order.release(watermark, |key, tokens| {
+            for &t in tokens {
+                sequences.push_token(key, t);
+            }
+        });
     }
 
     fn enrichment(&self, event: &Event) -> Enrichment {

@@ -25,6 +25,23 @@ use tracing::{debug, warn};
 
 use super::SensorError;
 
+/// Kernel time (CLOCK_MONOTONIC ns) up to which a reader has delivered everything: set to the
+/// time a drain started once that drain found the ring empty.
+#[derive(Clone, Debug, Default)]
+pub struct DrainedUntil(Arc<AtomicU64>);
+
+impl DrainedUntil {
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    // CLOCK_MONOTONIC is the clock bpf_ktime_get_ns reads.
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+}
+
 /// Decoded events from one drain of one ring buffer.
 pub type EventBatch = Vec<Event>;
 
@@ -67,21 +84,22 @@ impl DecodeStats {
 }
 
 /// Starts the reader for `ring`. It runs until `stop` turns true — then drains what is left in
-/// the ring and returns — or until the receiving side closes. With `poll`, it also drains on that
-/// interval, for rings whose producers skip wakeups.
+/// the ring and returns — or until the receiving side closes. It drains on wakeups and every
+/// `poll`: producers may skip wakeups, and `drained` must advance even when nothing arrives.
 pub fn spawn_reader(
     name: &'static str,
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<EventBatch>,
     stats: Arc<DecodeStats>,
     stop: watch::Receiver<bool>,
-    poll: Option<Duration>,
+    poll: Duration,
+    drained: DrainedUntil,
 ) -> Result<JoinHandle<Result<(), SensorError>>, SensorError> {
     // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged for as long as it lives,
     // and the AsyncFd owns the RingBuf.
     let fd = unsafe { AsyncFd::register(ring) }
         .map_err(|e| SensorError::Poll { name, source: e.into_parts().1 })?;
-    Ok(tokio::spawn(read_loop(name, fd, tx, stats, stop, poll)))
+    Ok(tokio::spawn(read_loop(name, fd, tx, stats, stop, poll, drained)))
 }
 
 async fn read_loop(
@@ -90,21 +108,21 @@ async fn read_loop(
     tx: mpsc::Sender<EventBatch>,
     stats: Arc<DecodeStats>,
     mut stop: watch::Receiver<bool>,
-    poll: Option<Duration>,
+    poll: Duration,
+    drained: DrainedUntil,
 ) -> Result<(), SensorError> {
-    // Without `poll` the timer never fires (a year is as good as never for a daemon's tick).
-    let mut tick = tokio::time::interval(poll.unwrap_or(Duration::from_secs(365 * 24 * 3600)));
+    let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if !forward_all(name, fd.get_mut(), &tx, &stats).await {
+                if !forward_all(name, fd.get_mut(), &tx, &stats, &drained).await {
                     return Ok(());
                 }
             }
             ready = fd.readable_mut() => {
                 let mut guard = ready.map_err(|source| SensorError::Poll { name, source })?;
-                if !forward_all(name, guard.get_inner_mut(), &tx, &stats).await {
+                if !forward_all(name, guard.get_inner_mut(), &tx, &stats, &drained).await {
                     return Ok(());
                 }
                 guard.clear_ready();
@@ -112,7 +130,8 @@ async fn read_loop(
             // The guard wait_for returns is not Send; drop it inside the future.
             () = async { drop(stop.wait_for(|s| *s).await) } => {
                 // The programs are detached by now: whatever is in the ring is all there will be.
-                forward_all(name, fd.get_mut(), &tx, &stats).await;
+                forward_all(name, fd.get_mut(), &tx, &stats, &drained).await;
+                drained.0.store(u64::MAX, Relaxed);
                 return Ok(());
             }
         }
@@ -125,10 +144,13 @@ async fn forward_all(
     ring: &mut RingBuf<MapData>,
     tx: &mpsc::Sender<EventBatch>,
     stats: &DecodeStats,
+    drained: &DrainedUntil,
 ) -> bool {
+    let started = monotonic_ns();
     loop {
         let batch = drain(ring, stats);
         if batch.is_empty() {
+            drained.0.fetch_max(started, Relaxed);
             return true;
         }
         let n = batch.len() as u64;
