@@ -5,12 +5,15 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod score;
+
 use crate::{
     control::{self, Request, Response},
     loader::EmptyProbe,
     logging::{self, LogTarget},
     output::SinkTarget,
     dataset::{Dataset, Label},
+    model,
     pipeline::{self, RunConfig},
     record::{self, RecordConfig},
 };
@@ -37,6 +40,8 @@ pub enum Command {
     /// Record the behaviour sequences of a command's process tree (or the whole host) into a
     /// labelled dataset.
     Record(RecordArgs),
+    /// Score recorded datasets offline with the model, per process.
+    Score(ScoreArgs),
     /// Work with recorded datasets.
     #[command(subcommand)]
     Dataset(DatasetCommand),
@@ -67,6 +72,12 @@ pub struct RunArgs {
     /// Do not batch the syscalls of this process (repeatable); its lifecycle events still flow.
     #[arg(long = "ignore-pid", value_name = "PID")]
     pub ignore_pids: Vec<u32>,
+    /// The behaviour model (ONNX, models/FEATURES.md contract).
+    #[arg(long, default_value = model::DEFAULT_MODEL_PATH, conflicts_with = "no_model")]
+    pub model: PathBuf,
+    /// Run the sensors without scoring.
+    #[arg(long)]
+    pub no_model: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +106,18 @@ pub struct RecordArgs {
     /// The command to record, after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScoreArgs {
+    /// Dataset files (`.vds`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long, default_value = model::DEFAULT_MODEL_PATH)]
+    pub model: PathBuf,
+    /// One JSON object per process instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +155,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 ready_line: args.ready_line,
                 batch_max_age: Duration::from_millis(args.batch_age_ms),
                 ignore_tgids: args.ignore_pids,
+                model: (!args.no_model).then_some(args.model),
                 ..RunConfig::default()
             };
             pipeline::run(cfg).await.context("vigil run")
@@ -171,6 +195,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Score(args) => score::run(&args.files, &args.model, args.json),
         Command::Dataset(DatasetCommand::Export { file }) => {
             let ds = Dataset::read(&file)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());

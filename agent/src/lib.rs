@@ -7,6 +7,7 @@ pub mod control;
 pub mod dataset;
 pub mod kernel;
 pub mod loader;
+pub mod model;
 pub mod logging;
 pub mod output;
 pub mod pipeline;

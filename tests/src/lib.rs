@@ -61,7 +61,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts vigil and waits until it prints `ready` (all programs attached).
+    /// Starts vigil and waits until it prints `ready` (all programs attached). Without a
+    /// `--model` among `extra`, it runs with `--no-model` (sensors only).
     pub fn start(tag: &str, extra: &[&str]) -> Daemon {
         let dir = scratch_dir(tag);
         let events_path = dir.join("events.jsonl");
@@ -75,6 +76,7 @@ impl Daemon {
             .arg(&socket)
             .args(["--ready-line", "--batch-age-ms", "50"])
             .args(extra)
+            .args(if extra.contains(&"--model") { &[][..] } else { &["--no-model"][..] })
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

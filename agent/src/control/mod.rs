@@ -16,7 +16,7 @@ use thiserror::Error;
 pub use client::{fetch_status, request};
 pub use protocol::{Request, Response};
 pub use server::{ControlServer, DEFAULT_SOCKET_PATH, serve};
-pub use status::{ProcessTableStatus, ProgramState, ProgramStatus, Status, render_human};
+pub use status::{ProcessTableStatus, ProgramState, ProgramStatus, ScorerStatus, Status, render_human};
 
 #[derive(Debug, Error)]
 pub enum ControlError {

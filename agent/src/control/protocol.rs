@@ -20,7 +20,7 @@ pub enum Request {
 }
 
 /// `{"ok":true,"status":{...}}` or `{"ok":false,"error":"..."}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "WireResponse", into = "WireResponse")]
 pub enum Response {
     Status(Box<Status>),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub version: String,
     pub pid: u32,
@@ -24,6 +24,20 @@ pub struct Status {
     pub process_table: ProcessTableStatus,
     /// Behaviour sequences currently tracked.
     pub sequences: usize,
+    /// The behaviour model and its scorer; absent when running without a model.
+    #[serde(default)]
+    pub scorer: Option<ScorerStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScorerStatus {
+    pub model: String,
+    pub windows_scored: u64,
+    /// Mean scorer time per window (features + inference), microseconds.
+    pub mean_us_per_window: f64,
+    /// Chunks of tokens the scorer could not take (its queue was full): those windows went unscored.
+    pub work_dropped: u64,
+    pub errors: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +92,18 @@ pub fn render_human(status: &Status) -> String {
         table.entries, table.running, table.evicted_total
     );
     let _ = writeln!(out, "Sequences: {}", status.sequences);
+    match &status.scorer {
+        Some(sc) => {
+            let _ = writeln!(
+                out,
+                "Scorer: {} — {} windows, {:.1} µs/window, {} chunks dropped, {} errors",
+                sc.model, sc.windows_scored, sc.mean_us_per_window, sc.work_dropped, sc.errors
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Scorer: off (no model)");
+        }
+    }
     out
 }
 
@@ -182,6 +208,7 @@ pub(crate) fn sample() -> Status {
             evicted_total: 2,
         },
         sequences: 3,
+        scorer: None,
     }
 }
 

@@ -13,6 +13,7 @@ mod feed;
 mod hasher;
 mod notify;
 mod process_stage;
+pub mod scorer;
 mod status;
 
 use std::{path::PathBuf, time::Duration};
@@ -24,11 +25,12 @@ use tokio::{
     sync::watch,
     time::MissedTickBehavior,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{
     control::{self, ControlError, ControlServer},
     kernel::PreflightError,
+    model::Model,
     loader::LoadError,
     output::{JsonSink, OutputError, SinkTarget},
     process::{ProcessError, ProcessTable, TableConfig},
@@ -50,6 +52,8 @@ pub struct RunConfig {
     pub ignore_tgids: Vec<u32>,
     pub proc_root: PathBuf,
     pub status_interval: Duration,
+    /// The behaviour model; `None` runs the sensors without scoring.
+    pub model: Option<PathBuf>,
 }
 
 impl Default for RunConfig {
@@ -62,6 +66,7 @@ impl Default for RunConfig {
             ignore_tgids: Vec::new(),
             proc_root: "/proc".into(),
             status_interval: Duration::from_secs(1),
+            model: Some(crate::model::DEFAULT_MODEL_PATH.into()),
         }
     }
 }
@@ -90,12 +95,26 @@ pub enum DaemonError {
     Signals(#[source] std::io::Error),
     #[error("the kernel counters were already handed out")]
     CountersTaken,
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
 }
 
 pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let started = std::time::Instant::now();
     // Bind before loading so a second instance fails fast without touching the kernel.
     let server = ControlServer::bind(&cfg.control_socket)?;
+    // A missing, corrupt or mismatched model stops the start with an error naming it.
+    let model = match &cfg.model {
+        Some(path) => {
+            let model = Model::load(path)?;
+            info!(path = %path.display(), thresholds = ?model.thresholds, "behaviour model loaded");
+            Some(model)
+        }
+        None => {
+            warn!("no behaviour model (--no-model): processes are not scored");
+            None
+        }
+    };
     let mut feed = SensorFeed::start(cfg.batch_max_age, &cfg.ignore_tgids)?;
 
     // Seed after attaching: a process born in between is seen by both, never by neither.
@@ -113,11 +132,17 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let control_task = tokio::spawn(server.run(status_rx, wait_true(shutdown_rx)));
 
+    let (scorer, mut score_updates) = match model.map(scorer::spawn) {
+        Some((handle, updates)) => (Some(handle), Some(updates)),
+        None => (None, None),
+    };
+    status.set_model(cfg.model.clone(), scorer.as_ref().map(|s| s.stats.clone()));
     let mut stage = ProcessStage::new(
         table,
         BehaviourSequences::new(SequenceConfig::default()),
         sink,
         cfg.proc_root.clone(),
+        scorer,
     );
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -142,6 +167,9 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 }
             }
             Some(done) = stage.hashed.recv() => stage.apply_hash(done),
+            Some(update) = async { match score_updates.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
+                stage.report_score(update).await?;
+            }
             _ = tick.tick() => {
                 if let Some(watermark) = feed.watermark() {
                     stage.release(watermark);

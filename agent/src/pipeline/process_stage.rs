@@ -11,7 +11,10 @@ use agent_common::decode::Event;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::hasher::{self, HashDone, HashRequest};
+use super::{
+    hasher::{self, HashDone, HashRequest},
+    scorer::{ScoreUpdate, ScoreWork, ScorerHandle},
+};
 use crate::{
     output::{Enrichment, EventJson, JsonSink, OutputError},
     process::{ProcessKey, ProcessTable},
@@ -30,6 +33,7 @@ pub struct ProcessStage {
     pub hashed: mpsc::Receiver<HashDone>,
     pub hash_requests_dropped: u64,
     pub events_handled: u64,
+    scorer: Option<ScorerHandle>,
 }
 
 impl ProcessStage {
@@ -38,6 +42,7 @@ impl ProcessStage {
         sequences: BehaviourSequences,
         sink: Option<JsonSink>,
         proc_root: PathBuf,
+        scorer: Option<ScorerHandle>,
     ) -> Self {
         let (hash_tx, hashed) = hasher::spawn(proc_root.clone());
         Self {
@@ -50,6 +55,7 @@ impl ProcessStage {
             hashed,
             hash_requests_dropped: 0,
             events_handled: 0,
+            scorer,
         }
     }
 
@@ -103,14 +109,43 @@ impl ProcessStage {
         self.order.push(key, event.header().ktime_ns, tokens_of(event));
     }
 
-    /// Moves every token the feed has delivered up to `watermark` into the sequences.
+    /// Moves every token the feed has delivered up to `watermark` into the sequences, and on
+    /// to the scorer.
     pub fn release(&mut self, watermark: u64) {
         let sequences = &mut self.sequences;
+        let mut work: Vec<ScoreWork> = Vec::new();
+        let scoring = self.scorer.is_some();
         self.order.release(watermark, |key, tokens| {
             for &t in tokens {
                 sequences.push_token(key, t);
             }
+            if scoring {
+                match work.last_mut() {
+                    Some(w) if w.key == key => w.tokens.extend_from_slice(tokens),
+                    _ => work.push(ScoreWork { key, tokens: tokens.to_vec() }),
+                }
+            }
         });
+        if let Some(scorer) = &self.scorer {
+            scorer.submit(work);
+        }
+    }
+
+    /// A process whose verdict rose: into the event stream, with what the table knows of it.
+    pub async fn report_score(&mut self, update: ScoreUpdate) -> Result<(), OutputError> {
+        let Some(sink) = &self.sink else { return Ok(()) };
+        let key = ProcessKey::new(update.pid, update.start_ns);
+        let exe = self.table.get_key(&key).map(|p| p.exe.clone()).unwrap_or_default();
+        let line = serde_json::json!({
+            "type": "score",
+            "pid": update.pid,
+            "start_ns": update.start_ns,
+            "exe": exe,
+            "score": update.score,
+            "windows": update.windows,
+            "verdict": update.verdict,
+        });
+        sink.send(format!("{line}\n")).await
     }
 
     fn enrichment(&self, event: &Event) -> Enrichment {

@@ -9,9 +9,12 @@ use std::{
 use agent_common::EventKind;
 use tracing::{error, info, warn};
 
-use super::process_stage::{ProcessStage, describe};
+use super::{
+    process_stage::{ProcessStage, describe},
+    scorer::ScorerStats,
+};
 use crate::{
-    control::{ProcessTableStatus, ProgramState, ProgramStatus, Status},
+    control::{ProcessTableStatus, ProgramState, ProgramStatus, ScorerStatus, Status},
     loader::{AttachReport, Outcome},
     sensors::{CounterSnapshot, DecodeStats, KernelCounters},
 };
@@ -24,6 +27,7 @@ pub struct StatusBuilder {
     started: Instant,
     last: CounterSnapshot,
     last_decode_errors: u64,
+    model: Option<(String, Arc<ScorerStats>)>,
 }
 
 impl StatusBuilder {
@@ -53,7 +57,12 @@ impl StatusBuilder {
             started,
             last: CounterSnapshot::default(),
             last_decode_errors: 0,
+            model: None,
         }
+    }
+
+    pub fn set_model(&mut self, path: Option<std::path::PathBuf>, stats: Option<Arc<ScorerStats>>) {
+        self.model = path.zip(stats).map(|(p, s)| (p.display().to_string(), s));
     }
 
     fn base(&self) -> Status {
@@ -69,6 +78,16 @@ impl StatusBuilder {
             decode_errors: BTreeMap::new(),
             process_table: ProcessTableStatus { entries: 0, running: 0, evicted_total: 0 },
             sequences: 0,
+            scorer: self.model.as_ref().map(|(path, st)| {
+                let windows = st.windows.load(Relaxed);
+                ScorerStatus {
+                    model: path.clone(),
+                    windows_scored: windows,
+                    mean_us_per_window: st.busy_ns.load(Relaxed) as f64 / 1e3 / windows.max(1) as f64,
+                    work_dropped: st.work_dropped.load(Relaxed),
+                    errors: st.errors.load(Relaxed),
+                }
+            }),
         }
     }
 
@@ -93,6 +112,9 @@ impl StatusBuilder {
         s.kernel_emitted.insert("syscalls_batched".into(), counters.syscalls_batched);
         s.losses = counters.losses();
         s.losses.insert("exe_hash_requests_dropped".into(), stage.hash_requests_dropped);
+        if let Some(sc) = &s.scorer {
+            s.losses.insert("score_work_dropped".into(), sc.work_dropped);
+        }
         s.decode_errors = BTreeMap::from([
             ("truncated".into(), self.decode.truncated.load(Relaxed)),
             ("unknown_kind".into(), self.decode.unknown_kind.load(Relaxed)),

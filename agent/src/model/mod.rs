@@ -1,0 +1,13 @@
+//! The behaviour model: the scoring contract of `models/FEATURES.md` (windows, hashed n-gram
+//! features, process score) and the ONNX model that scores windows, run by tract.
+
+mod contract;
+mod onnx;
+mod process_score;
+
+pub use contract::{DIM, STRIDE, WINDOW, window_features, window_starts, windows};
+pub use onnx::{Model, ModelError, Thresholds};
+pub use process_score::{ProcessScore, Verdict, score_sequence};
+
+/// Where `cargo xtask install` puts the shipped model.
+pub const DEFAULT_MODEL_PATH: &str = "/usr/lib/vigil/vigil.onnx";

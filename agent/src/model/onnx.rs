@@ -1,0 +1,292 @@
+//! Loading `vigil.onnx` with tract: its metadata must match the contract this build implements,
+//! and the graph is optimised once for the fixed input shape `[1, DIM]`.
+
+use std::{collections::HashMap, path::{Path, PathBuf}, sync::Arc};
+
+use thiserror::Error;
+use tract_onnx::prelude::*;
+
+use super::{DIM, STRIDE, WINDOW, process_score::Verdict};
+use crate::sequence::token::VOCAB_VERSION;
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error("model {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("model {path}: not a loadable ONNX model: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("model {path}: metadata `{key}` is {found}, this vigil needs {expected}")]
+    Metadata {
+        path: PathBuf,
+        key: &'static str,
+        found: String,
+        expected: String,
+    },
+    #[error("model {path}: running it failed: {reason}")]
+    Run { path: PathBuf, reason: String },
+}
+
+/// Process-score thresholds from the model's metadata, increasing.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Thresholds {
+    pub alert: f32,
+    pub quarantine: f32,
+    pub kill: f32,
+}
+
+impl Thresholds {
+    pub fn verdict(&self, score: f32) -> Verdict {
+        if score >= self.kill {
+            Verdict::Kill
+        } else if score >= self.quarantine {
+            Verdict::Quarantine
+        } else if score >= self.alert {
+            Verdict::Alert
+        } else {
+            Verdict::Normal
+        }
+    }
+}
+
+pub struct Model {
+    path: PathBuf,
+    plan: Arc<TypedRunnableModel>,
+    pub thresholds: Thresholds,
+    pub trained_on: String,
+}
+
+/// Contract values the file must carry exactly.
+fn required() -> [(&'static str, String); 7] {
+    [
+        ("vigil.contract", "1".into()),
+        ("vigil.vocab_version", VOCAB_VERSION.to_string()),
+        ("vigil.features", "hashed-ngram-v1".into()),
+        ("vigil.dim", DIM.to_string()),
+        ("vigil.window", WINDOW.to_string()),
+        ("vigil.stride", STRIDE.to_string()),
+        ("vigil.aggregate_k", "3".into()),
+    ]
+}
+
+impl Model {
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.into(), source })?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, ModelError> {
+        let parse = |reason: String| ModelError::Parse { path: path.into(), reason };
+        let onnx = tract_onnx::onnx();
+        let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| parse(format!("{e:#}")))?;
+        let meta: HashMap<&str, &str> =
+            proto.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+        let mismatch = |key: &'static str, found: Option<&str>, expected: String| ModelError::Metadata {
+            path: path.into(),
+            key,
+            found: found.map_or("missing".into(), |v| format!("{v:?}")),
+            expected,
+        };
+        for (key, expected) in required() {
+            match meta.get(key) {
+                Some(v) if *v == expected => {}
+                other => return Err(mismatch(key, other.copied(), format!("{expected:?}"))),
+            }
+        }
+        let threshold = |key: &'static str| -> Result<f32, ModelError> {
+            let v = meta.get(key).copied();
+            v.and_then(|s| s.parse::<f32>().ok())
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| mismatch(key, v, "a finite number".into()))
+        };
+        let thresholds = Thresholds {
+            alert: threshold("vigil.threshold.alert")?,
+            quarantine: threshold("vigil.threshold.quarantine")?,
+            kill: threshold("vigil.threshold.kill")?,
+        };
+        if !(thresholds.alert <= thresholds.quarantine && thresholds.quarantine <= thresholds.kill) {
+            return Err(mismatch(
+                "vigil.threshold.*",
+                Some(&format!("{thresholds:?}")),
+                "alert <= quarantine <= kill".into(),
+            ));
+        }
+        let plan = onnx
+            .model_for_proto_model(&proto)
+            .and_then(|m| m.with_input_fact(0, f32::fact([1, DIM]).into()))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| parse(format!("{e:#}")))?;
+        let model = Self {
+            path: path.into(),
+            plan,
+            thresholds,
+            trained_on: meta.get("vigil.trained_on").unwrap_or(&"").to_string(),
+        };
+        // A model that loads but cannot run is as useless as one that does not load.
+        model.score(&vec![0.0; DIM])?;
+        Ok(model)
+    }
+
+    /// Scores one window's features (length [`DIM`]).
+    pub fn score(&self, features: &[f32]) -> Result<f32, ModelError> {
+        let run = |reason: String| ModelError::Run { path: self.path.clone(), reason };
+        let input = Tensor::from_shape(&[1, DIM], features).map_err(|e| run(format!("{e:#}")))?;
+        let out = self.plan.run(tvec!(input.into())).map_err(|e| run(format!("{e:#}")))?;
+        let view = out[0].to_plain_array_view::<f32>().map_err(|e| run(format!("{e:#}")))?;
+        let s = view.iter().next().copied().ok_or_else(|| run("empty output".into()))?;
+        if !s.is_finite() {
+            return Err(run(format!("non-finite score {s}")));
+        }
+        Ok(s)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Small ONNX models built in Rust, so the loader's checks are tested without a trainer.
+#[cfg(test)]
+pub(crate) mod test_models {
+    use prost::Message as _;
+    use tract_onnx::pb::{
+        GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+        TensorShapeProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
+    };
+
+    use super::DIM;
+
+    const FLOAT: i32 = 1;
+
+    fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
+        let dim = dims
+            .iter()
+            .map(|d| tensor_shape_proto::Dimension {
+                value: Some(tensor_shape_proto::dimension::Value::DimValue(*d)),
+                ..Default::default()
+            })
+            .collect();
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: FLOAT,
+                    shape: Some(TensorShapeProto { dim }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            ..Default::default()
+        }
+    }
+
+    /// `sigmoid(features · w + b)` with the contract's metadata, overridden by `meta`.
+    pub fn logistic(w: &[f32], b: f32, meta: &[(&str, &str)]) -> Vec<u8> {
+        assert_eq!(w.len(), DIM);
+        let mut props: Vec<(String, String)> = [
+            ("vigil.contract", "1"),
+            ("vigil.vocab_version", "1"),
+            ("vigil.features", "hashed-ngram-v1"),
+            ("vigil.dim", "4096"),
+            ("vigil.window", "64"),
+            ("vigil.stride", "32"),
+            ("vigil.aggregate_k", "3"),
+            ("vigil.threshold.alert", "0.5"),
+            ("vigil.threshold.quarantine", "0.8"),
+            ("vigil.threshold.kill", "0.95"),
+            ("vigil.trained_on", "unit test"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in meta {
+            props.retain(|(pk, _)| pk != k);
+            if !v.is_empty() {
+                props.push((k.to_string(), v.to_string()));
+            }
+        }
+        let graph = GraphProto {
+            name: "test".into(),
+            node: vec![node("MatMul", &["features", "w"], "z"), node("Add", &["z", "b"], "zb"), node("Sigmoid", &["zb"], "score")],
+            initializer: vec![
+                TensorProto { name: "w".into(), dims: vec![DIM as i64, 1], data_type: FLOAT, float_data: w.to_vec(), ..Default::default() },
+                TensorProto { name: "b".into(), dims: vec![1], data_type: FLOAT, float_data: vec![b], ..Default::default() },
+            ],
+            input: vec![value_info("features", &[1, DIM as i64])],
+            output: vec![value_info("score", &[1, 1])],
+            ..Default::default()
+        };
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+            graph: Some(graph),
+            metadata_props: props.into_iter().map(|(key, value)| StringStringEntryProto { key, value }).collect(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{test_models::logistic, *};
+    use crate::model::{score_sequence, window_features};
+
+    fn weights() -> Vec<f32> {
+        (0..DIM).map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.5).collect()
+    }
+
+    #[test]
+    fn scores_match_the_closed_form() {
+        let w = weights();
+        let m = Model::from_bytes(Path::new("t.onnx"), &logistic(&w, 0.25, &[])).expect("load");
+        assert_eq!(m.thresholds, Thresholds { alert: 0.5, quarantine: 0.8, kill: 0.95 });
+        let tokens: Vec<u16> = (0..150).map(|i| (i * 37 % 300) as u16).collect();
+        let (windows, process) = score_sequence(&m, &tokens).expect("score");
+        assert_eq!(windows.len(), 4, "0, 32, 64 and the tail at 86");
+        let mut f = vec![0.0; DIM];
+        window_features(&tokens[..64], &mut f);
+        let z: f32 = f.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + 0.25;
+        assert!((windows[0] - 1.0 / (1.0 + (-z).exp())).abs() < 1e-5);
+        assert!(process >= windows.iter().copied().fold(f32::MAX, f32::min));
+    }
+
+    #[test]
+    fn refuses_garbage_and_mismatched_metadata_naming_the_key() {
+        let p = Path::new("bad.onnx");
+        let err = Model::from_bytes(p, b"definitely not protobuf").err().expect("garbage refused");
+        assert!(matches!(err, ModelError::Parse { .. }), "{err}");
+        let w = weights();
+        for (key, value, needle) in [
+            ("vigil.window", "128", "vigil.window"),
+            ("vigil.vocab_version", "", "vigil.vocab_version"),
+            ("vigil.threshold.kill", "abc", "vigil.threshold.kill"),
+            ("vigil.threshold.alert", "0.99", "vigil.threshold.*"),
+        ] {
+            let err = Model::from_bytes(p, &logistic(&w, 0.0, &[(key, value)])).err().expect("refused");
+            let msg = err.to_string();
+            assert!(msg.contains(needle) && msg.contains("bad.onnx"), "{key}={value:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_model_file_is_refused() {
+        let bytes = logistic(&weights(), 0.0, &[]);
+        let err = Model::from_bytes(Path::new("cut.onnx"), &bytes[..bytes.len() / 2]).err().expect("refused");
+        assert!(matches!(err, ModelError::Parse { .. } | ModelError::Metadata { .. }), "{err}");
+    }
+}
