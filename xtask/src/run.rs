@@ -15,7 +15,7 @@ pub fn run(extra: &[String]) -> Result<()> {
     setup::setup()?;
     let bin = build::build(false)?;
     // The shipped model, from the work tree (`cargo xtask install` puts it in /usr/lib/vigil).
-    let model = cmd::workspace_root()?.join("models/vigil.onnx");
+    let model = cmd::workspace_root().join("models/vigil.onnx");
     let mut vigil = Command::new(&bin);
     vigil.args(["run", "--events-json", "-", "--model"]).arg(&model).args(extra);
     cmd::announce(&vigil);
