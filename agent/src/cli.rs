@@ -78,6 +78,9 @@ pub struct RunArgs {
     /// Run the sensors without scoring.
     #[arg(long)]
     pub no_model: bool,
+    /// Seconds each executable's n-gram profile learns (from first sight) before it scores.
+    #[arg(long, default_value_t = 600)]
+    pub profile_learn_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,6 +136,14 @@ pub enum DebugCommand {
     /// Attach only an empty raw_tp sys_enter counter (the floor of any per-syscall tracer) until
     /// SIGTERM; prints `ready` once attached. Used by `cargo xtask bench overhead`.
     EmptyProbe,
+    /// Time feature extraction and inference per window on this thread; prints JSON. Used by
+    /// `cargo xtask bench model`.
+    BenchModel {
+        #[arg(long, default_value = model::DEFAULT_MODEL_PATH)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        windows: usize,
+    },
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -156,6 +167,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 batch_max_age: Duration::from_millis(args.batch_age_ms),
                 ignore_tgids: args.ignore_pids,
                 model: (!args.no_model).then_some(args.model),
+                profile_learn: Duration::from_secs(args.profile_learn_secs),
                 ..RunConfig::default()
             };
             pipeline::run(cfg).await.context("vigil run")
@@ -216,6 +228,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Debug(DebugCommand::BenchModel { model, windows }) => bench_model(&model, windows),
         Command::Debug(DebugCommand::EmptyProbe) => {
             logging::init(LogTarget::Stderr, "info")?;
             crate::kernel::preflight().context("preflight")?;
@@ -229,4 +242,49 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn bench_model(path: &std::path::Path, windows: usize) -> anyhow::Result<()> {
+    use std::time::Instant;
+
+    use crate::model::{DIM, Model, STRIDE, WINDOW, window_features};
+
+    let model = Model::load(path)?;
+    // Deterministic token windows drawn from the syscall range, so runs are comparable.
+    let mut x: u32 = 0x2545_f491;
+    let tokens: Vec<u16> = (0..windows + WINDOW)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x % 335) as u16
+        })
+        .collect();
+    let mut features = vec![0.0f32; DIM];
+    let mut checksum = 0.0f32;
+    let t0 = Instant::now();
+    for i in 0..windows {
+        window_features(&tokens[i..i + WINDOW], &mut features);
+        checksum += features[i % DIM];
+    }
+    let features_ns = t0.elapsed().as_nanos() as f64 / windows as f64;
+    let t1 = Instant::now();
+    for _ in 0..windows {
+        checksum += model.score(&features)?;
+    }
+    let infer_ns = t1.elapsed().as_nanos() as f64 / windows as f64;
+    let total_us = (features_ns + infer_ns) / 1e3;
+    println!(
+        "{}",
+        serde_json::json!({
+            "windows": windows,
+            "features_us_per_window": features_ns / 1e3,
+            "inference_us_per_window": infer_ns / 1e3,
+            "us_per_window": total_us,
+            // Each syscall token opens one window in STRIDE.
+            "us_per_syscall": total_us / STRIDE as f64,
+            "checksum": checksum,
+        })
+    );
+    Ok(())
 }

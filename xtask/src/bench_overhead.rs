@@ -108,14 +108,14 @@ fn measure(iterations: u64) -> Result<f64> {
 }
 
 /// A process that has attached its programs (it printed `ready`), stopped with SIGTERM.
-struct Probe {
+pub(crate) struct Probe {
     child: Child,
     what: String,
     log: PathBuf,
 }
 
 impl Probe {
-    fn start(mut cmd: Command, log: &Path) -> Result<Self> {
+    pub(crate) fn start(mut cmd: Command, log: &Path) -> Result<Self> {
         let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         cmd.stdout(Stdio::piped()).stderr(log_file);
         let what = cmd::display(&cmd);
@@ -163,7 +163,11 @@ impl Probe {
         }
     }
 
-    fn stop(mut self) -> Result<()> {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn stop(mut self) -> Result<()> {
         let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
         // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
         if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
@@ -214,7 +218,7 @@ fn measure_under(cmd: Command, log: &Path, iterations: u64) -> Result<f64> {
     Ok(ns)
 }
 
-fn median(samples: &[f64]) -> f64 {
+pub(crate) fn median(samples: &[f64]) -> f64 {
     let mut s = samples.to_vec();
     s.sort_by(f64::total_cmp);
     match s.len() {
@@ -341,7 +345,7 @@ fn report(opts: &Opts, samples: &[Vec<f64>], json_path: &Path) -> Result<()> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for now, without a date crate.
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

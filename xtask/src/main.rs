@@ -1,12 +1,14 @@
 //! `cargo xtask`: the one entry point for bootstrapping, building, running, testing and
 //! benchmarking vigil. Every external command is printed before it runs.
 
+mod bench_model;
 mod bench_overhead;
 mod build;
 mod cmd;
 mod run;
 mod setup;
 mod test;
+mod train;
 
 use std::process::ExitCode;
 
@@ -40,6 +42,8 @@ enum Cmd {
     },
     /// Setup, build, then run every test in the workspace (root for the integration tests).
     Test,
+    /// Train and evaluate the behaviour model (Python venv in models/.venv; never run by CI).
+    Train(train::Args),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -48,6 +52,9 @@ enum Cmd {
     /// The syscall loop that `bench overhead` times, in its own process.
     #[command(hide = true)]
     BenchLoop { iterations: u64 },
+    /// getppid at a steady rate, for `bench model`.
+    #[command(hide = true)]
+    BenchPaced { rate: u64, seconds: u64 },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +70,20 @@ enum Bench {
         /// Modes to measure, in round order.
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::Bare, Mode::EmptyProbe, Mode::Vigil])]
         modes: Vec<Mode>,
+    },
+    /// Scoring cost: µs per window on one core, and the daemon's scoring CPU at a steady
+    /// syscall rate (with vs without the model, in rounds).
+    Model {
+        /// The model (default: models/vigil.onnx).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        /// Syscalls per second the paced workload makes.
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
     },
 }
 
@@ -84,6 +105,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Build { debug } => build::build(debug).map(drop),
         Cmd::Run { args } => run::run(&args),
         Cmd::Test => test::test(),
+        Cmd::Train(args) => train::train(&args),
         Cmd::Bench {
             bench:
                 Bench::Overhead {
@@ -96,6 +118,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             rounds,
             modes,
         }),
+        Cmd::Bench { bench: Bench::Model { model, rate, seconds, rounds } } => {
+            bench_model::model(&bench_model::Opts { model, rate, seconds, rounds })
+        }
         Cmd::BenchLoop { iterations } => bench_overhead::bench_loop(iterations),
+        Cmd::BenchPaced { rate, seconds } => bench_model::paced(rate, seconds),
     }
 }

@@ -4,10 +4,12 @@
 mod contract;
 mod onnx;
 mod process_score;
+mod profile;
 
 pub use contract::{DIM, STRIDE, WINDOW, window_features, window_starts, windows};
 pub use onnx::{Model, ModelError, Thresholds};
 pub use process_score::{ProcessScore, Verdict, score_sequence};
+pub use profile::NgramProfile;
 
 /// Where `cargo xtask install` puts the shipped model.
 pub const DEFAULT_MODEL_PATH: &str = "/usr/lib/vigil/vigil.onnx";

@@ -54,6 +54,8 @@ pub struct RunConfig {
     pub status_interval: Duration,
     /// The behaviour model; `None` runs the sensors without scoring.
     pub model: Option<PathBuf>,
+    /// How long each executable's n-gram profile learns before it scores.
+    pub profile_learn: Duration,
 }
 
 impl Default for RunConfig {
@@ -67,6 +69,7 @@ impl Default for RunConfig {
             proc_root: "/proc".into(),
             status_interval: Duration::from_secs(1),
             model: Some(crate::model::DEFAULT_MODEL_PATH.into()),
+            profile_learn: Duration::from_secs(600),
         }
     }
 }
@@ -132,7 +135,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let control_task = tokio::spawn(server.run(status_rx, wait_true(shutdown_rx)));
 
-    let (scorer, mut score_updates) = match model.map(scorer::spawn) {
+    let (scorer, mut score_updates) = match model.map(|m| scorer::spawn(m, cfg.profile_learn)) {
         Some((handle, updates)) => (Some(handle), Some(updates)),
         None => (None, None),
     };

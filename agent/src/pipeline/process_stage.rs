@@ -4,6 +4,7 @@
 
 use std::{
     path::PathBuf,
+    sync::Arc,
     time::Instant,
 };
 
@@ -113,6 +114,7 @@ impl ProcessStage {
     /// to the scorer.
     pub fn release(&mut self, watermark: u64) {
         let sequences = &mut self.sequences;
+        let table = &self.table;
         let mut work: Vec<ScoreWork> = Vec::new();
         let scoring = self.scorer.is_some();
         self.order.release(watermark, |key, tokens| {
@@ -122,7 +124,10 @@ impl ProcessStage {
             if scoring {
                 match work.last_mut() {
                     Some(w) if w.key == key => w.tokens.extend_from_slice(tokens),
-                    _ => work.push(ScoreWork { key, tokens: tokens.to_vec() }),
+                    _ => {
+                        let exe: Arc<str> = table.get_key(&key).map_or("", |p| p.exe.as_str()).into();
+                        work.push(ScoreWork { key, exe, tokens: tokens.to_vec() });
+                    }
                 }
             }
         });
@@ -144,6 +149,7 @@ impl ProcessStage {
             "score": update.score,
             "windows": update.windows,
             "verdict": update.verdict,
+            "novelty": update.novelty,
         });
         sink.send(format!("{line}\n")).await
     }

@@ -8,14 +8,14 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering::Relaxed},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use crate::{
-    model::{DIM, Model, ProcessScore, STRIDE, Verdict, WINDOW, window_features},
+    model::{DIM, Model, NgramProfile, ProcessScore, STRIDE, Verdict, WINDOW, window_features},
     process::ProcessKey,
     sequence::{Token, token},
 };
@@ -23,6 +23,8 @@ use crate::{
 /// New tokens of one process, in order.
 pub struct ScoreWork {
     pub key: ProcessKey,
+    /// The executable the per-executable profile is keyed by.
+    pub exe: Arc<str>,
     pub tokens: Vec<Token>,
 }
 
@@ -34,6 +36,8 @@ pub struct ScoreUpdate {
     pub score: f32,
     pub windows: usize,
     pub verdict: Verdict,
+    /// Novelty against the executable's learned profile (None while it is still learning).
+    pub novelty: Option<f32>,
 }
 
 /// Counters the status reports.
@@ -58,7 +62,38 @@ struct Live {
     next_start: usize,
     total: usize,
     score: ProcessScore,
+    novelty: ProcessScore,
     verdict: Option<Verdict>,
+}
+
+/// An executable's n-gram profile: learning until `learn_until`, then scoring.
+struct ExeProfile {
+    profile: NgramProfile,
+    learn_until: Instant,
+}
+
+struct Profiles {
+    by_exe: HashMap<Arc<str>, ExeProfile>,
+    learn_for: Duration,
+}
+
+impl Profiles {
+    /// Learns the window while the executable is in its learn period; afterwards returns its
+    /// novelty.
+    fn observe(&mut self, exe: &Arc<str>, window: &[Token]) -> Option<f32> {
+        let now = Instant::now();
+        let learn_for = self.learn_for;
+        let p = self
+            .by_exe
+            .entry(exe.clone())
+            .or_insert_with(|| ExeProfile { profile: NgramProfile::default(), learn_until: now + learn_for });
+        if now < p.learn_until {
+            p.profile.learn(window);
+            None
+        } else {
+            Some(p.profile.window_novelty(window))
+        }
+    }
 }
 
 pub struct ScorerHandle {
@@ -79,18 +114,19 @@ impl ScorerHandle {
 }
 
 /// Starts the scorer; returns its work queue and the stream of verdict rises.
-pub fn spawn(model: Model) -> (ScorerHandle, mpsc::Receiver<ScoreUpdate>) {
+pub fn spawn(model: Model, learn_for: Duration) -> (ScorerHandle, mpsc::Receiver<ScoreUpdate>) {
     let (tx, mut rx) = mpsc::channel::<Vec<ScoreWork>>(QUEUE);
     let (up_tx, updates) = mpsc::channel(QUEUE);
     let stats = Arc::new(ScorerStats::default());
     let st = stats.clone();
     tokio::task::spawn_blocking(move || {
         let mut live: HashMap<ProcessKey, Live> = HashMap::new();
+        let mut profiles = Profiles { by_exe: HashMap::new(), learn_for };
         let mut features = vec![0.0f32; DIM];
         while let Some(chunk) = rx.blocking_recv() {
             let t0 = Instant::now();
             for work in chunk {
-                if let Some(update) = feed(&model, &mut live, &mut features, work, &st) {
+                if let Some(update) = feed(&model, &mut profiles, &mut live, &mut features, work, &st) {
                     if up_tx.try_send(update).is_err() {
                         st.work_dropped.fetch_add(1, Relaxed);
                     }
@@ -102,7 +138,25 @@ pub fn spawn(model: Model) -> (ScorerHandle, mpsc::Receiver<ScoreUpdate>) {
     (ScorerHandle { tx, stats }, updates)
 }
 
-fn score_window(model: &Model, window: &[Token], features: &mut [f32], st: &ScorerStats) -> Option<f32> {
+/// Scores one window with the model, and with the executable's profile once it has learned.
+fn score_window(
+    model: &Model,
+    profiles: &mut Profiles,
+    p: &mut Live,
+    exe: &Arc<str>,
+    window: &[Token],
+    features: &mut [f32],
+    st: &ScorerStats,
+) {
+    if let Some(novelty) = profiles.observe(exe, window) {
+        p.novelty.push(novelty);
+    }
+    if let Some(s) = model_score(model, window, features, st) {
+        p.score.push(s);
+    }
+}
+
+fn model_score(model: &Model, window: &[Token], features: &mut [f32], st: &ScorerStats) -> Option<f32> {
     window_features(window, features);
     st.windows.fetch_add(1, Relaxed);
     match model.score(features) {
@@ -119,6 +173,7 @@ fn score_window(model: &Model, window: &[Token], features: &mut [f32], st: &Scor
 /// returns an update when the process's verdict rises.
 fn feed(
     model: &Model,
+    profiles: &mut Profiles,
     live: &mut HashMap<ProcessKey, Live>,
     features: &mut [f32],
     work: ScoreWork,
@@ -129,9 +184,8 @@ fn feed(
     p.total += work.tokens.len();
     p.buf.extend_from_slice(&work.tokens);
     while p.buf.len() >= WINDOW {
-        if let Some(s) = score_window(model, &p.buf[..WINDOW], features, st) {
-            p.score.push(s);
-        }
+        let window: Vec<Token> = p.buf[..WINDOW].to_vec();
+        score_window(model, profiles, p, &work.exe, &window, features, st);
         p.drained.clear();
         p.drained.extend(p.buf.drain(..STRIDE));
         p.next_start += STRIDE;
@@ -148,16 +202,21 @@ fn feed(
                 let keep = WINDOW.saturating_sub(p.buf.len()).min(p.drained.len());
                 p.drained[p.drained.len() - keep..].iter().chain(&p.buf).copied().collect()
             };
-            if let Some(s) = score_window(model, &tail, features, st) {
-                p.score.push(s);
-            }
+            score_window(model, profiles, p, &work.exe, &tail, features, st);
         }
     }
     let value = p.score.value();
     let verdict = model.thresholds.verdict(value);
     let update = (p.score.windows() > 0 && Some(verdict) > p.verdict && verdict > Verdict::Normal).then(|| {
         warn!(pid = work.key.tgid, score = value, windows = p.score.windows(), ?verdict, "behaviour score crossed a threshold");
-        ScoreUpdate { pid: work.key.tgid, start_ns: work.key.start_ns, score: value, windows: p.score.windows(), verdict }
+        ScoreUpdate {
+            pid: work.key.tgid,
+            start_ns: work.key.start_ns,
+            score: value,
+            windows: p.score.windows(),
+            verdict,
+            novelty: (p.novelty.windows() > 0).then(|| p.novelty.value()),
+        }
     });
     if update.is_some() {
         p.verdict = Some(verdict);

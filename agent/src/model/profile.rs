@@ -1,0 +1,95 @@
+//! The unsupervised layer (models/FEATURES.md, "Profile"): the set of n-grams (n = 1..6) an
+//! executable showed while learning, and how much of a window falls outside it. Cheap, needs no
+//! labels, explains itself (the novel n-grams) and is nearly silent on stable daemons.
+
+use std::collections::HashSet;
+
+use super::{ProcessScore, windows};
+use crate::sequence::Token;
+
+const MAX_N: usize = 6;
+/// Tokens are < 1024, so six fit in 60 bits; n goes in the top bits: the encoding is exact.
+const TOKEN_BITS: u32 = 10;
+
+fn key(gram: &[Token]) -> u64 {
+    let mut k = (gram.len() as u64) << 60;
+    for (i, &t) in gram.iter().enumerate() {
+        k |= u64::from(t & 0x3ff) << (TOKEN_BITS * i as u32);
+    }
+    k
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NgramProfile {
+    grams: HashSet<u64>,
+    learned_sequences: usize,
+}
+
+impl NgramProfile {
+    /// Adds every n-gram of `seq` (whole sequence, n = 1..6).
+    pub fn learn(&mut self, seq: &[Token]) {
+        for n in 1..=MAX_N {
+            self.grams.extend(seq.windows(n).map(key));
+        }
+        self.learned_sequences += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.grams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.grams.is_empty()
+    }
+
+    /// Mean over n of the fraction of the window's n-grams not in the profile; 1 for an empty
+    /// profile.
+    pub fn window_novelty(&self, w: &[Token]) -> f32 {
+        if self.learned_sequences == 0 {
+            return 1.0;
+        }
+        let mut sum = 0.0f32;
+        let mut orders = 0;
+        for n in 1..=MAX_N.min(w.len()) {
+            let grams = w.len() - n + 1;
+            let novel = w.windows(n).filter(|g| !self.grams.contains(&key(g))).count();
+            sum += novel as f32 / grams as f32;
+            orders += 1;
+        }
+        if orders == 0 { 0.0 } else { sum / orders as f32 }
+    }
+
+    /// The process-score rule over the window novelties of a whole sequence.
+    pub fn score_sequence(&self, seq: &[Token]) -> f32 {
+        let mut agg = ProcessScore::default();
+        for w in windows(seq) {
+            agg.push(self.window_novelty(w));
+        }
+        agg.value()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_is_exact() {
+        assert_ne!(key(&[1, 2]), key(&[2, 1]));
+        assert_ne!(key(&[0]), key(&[0, 0]));
+        assert_ne!(key(&[523, 523, 523, 523, 523, 523]), key(&[523, 523, 523, 523, 523]));
+    }
+
+    #[test]
+    fn novelty_follows_the_contract() {
+        let mut p = NgramProfile::default();
+        assert_eq!(p.window_novelty(&[1, 2, 3]), 1.0, "empty profile");
+        p.learn(&[1, 2, 3, 4]);
+        assert_eq!(p.window_novelty(&[1, 2, 3, 4]), 0.0);
+        // [1, 2, 9]: n=1: 1/3 novel; n=2: (1,2) seen, (2,9) not: 1/2; n=3: 1/1.
+        let expected = (1.0 / 3.0 + 0.5 + 1.0) / 3.0;
+        assert!((p.window_novelty(&[1, 2, 9]) - expected).abs() < 1e-6);
+        assert_eq!(p.score_sequence(&[]), 0.0);
+        assert_eq!(p.score_sequence(&[4, 3, 2, 1, 2, 3]) > 0.0, true);
+    }
+}
