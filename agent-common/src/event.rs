@@ -247,6 +247,7 @@ pub struct NetEvent {
 /// Real, effective, saved and filesystem ids of a task.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct Creds {
     pub uid: u32,
     pub euid: u32,

@@ -8,20 +8,9 @@ use std::{
 };
 
 use serde_json::Value;
-use vigil_tests::{Daemon, of_pid, of_type, require_root, serial, syscalls_of};
+use vigil_tests::{Daemon, MARKER, of_pid, of_type, require_root, serial, syscalls_of};
 
 const SCENARIO: &str = env!("CARGO_BIN_EXE_vigil-scenario");
-
-/// Must match `MARKER` in src/bin/vigil-scenario.rs.
-const MARKER: [i64; 7] = [
-    libc::SYS_getppid,
-    libc::SYS_getpgrp,
-    libc::SYS_umask,
-    libc::SYS_getuid,
-    libc::SYS_getgid,
-    libc::SYS_sched_yield,
-    libc::SYS_getppid,
-];
 
 fn listener(addr: &str) -> (TcpListener, u16) {
     let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));

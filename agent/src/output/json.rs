@@ -91,8 +91,8 @@ pub enum Body {
         syscall: &'static str,
         ret: i32,
         requested: [u32; 3],
-        before: CredsJson,
-        after: CredsJson,
+        before: Creds,
+        after: Creds,
     },
     Ptrace {
         request: i64,
@@ -120,33 +120,6 @@ pub enum Body {
         probe: u16,
         code: i32,
     },
-}
-
-#[derive(Debug, Serialize)]
-pub struct CredsJson {
-    pub uid: u32,
-    pub euid: u32,
-    pub suid: u32,
-    pub fsuid: u32,
-    pub gid: u32,
-    pub egid: u32,
-    pub sgid: u32,
-    pub fsgid: u32,
-}
-
-impl From<Creds> for CredsJson {
-    fn from(c: Creds) -> Self {
-        Self {
-            uid: c.uid,
-            euid: c.euid,
-            suid: c.suid,
-            fsuid: c.fsuid,
-            gid: c.gid,
-            egid: c.egid,
-            sgid: c.sgid,
-            fsgid: c.fsgid,
-        }
-    }
 }
 
 pub fn syscall_name(nr: u32) -> &'static str {
@@ -229,8 +202,8 @@ impl EventJson {
                 syscall: syscall_name(c.syscall_nr),
                 ret: c.ret,
                 requested: c.requested,
-                before: c.before.into(),
-                after: c.after.into(),
+                before: c.before,
+                after: c.after,
             },
             Event::Ptrace(p) => Body::Ptrace {
                 request: p.request,

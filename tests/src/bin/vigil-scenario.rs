@@ -11,16 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The marker sequence `known` makes, in order; the test looks for it verbatim.
-pub const MARKER: [i64; 7] = [
-    libc::SYS_getppid,
-    libc::SYS_getpgrp,
-    libc::SYS_umask,
-    libc::SYS_getuid,
-    libc::SYS_getgid,
-    libc::SYS_sched_yield,
-    libc::SYS_getppid,
-];
+use vigil_tests::MARKER;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
