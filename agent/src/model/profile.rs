@@ -90,6 +90,6 @@ mod tests {
         let expected = (1.0 / 3.0 + 0.5 + 1.0) / 3.0;
         assert!((p.window_novelty(&[1, 2, 9]) - expected).abs() < 1e-6);
         assert_eq!(p.score_sequence(&[]), 0.0);
-        assert_eq!(p.score_sequence(&[4, 3, 2, 1, 2, 3]) > 0.0, true);
+        assert!(p.score_sequence(&[4, 3, 2, 1, 2, 3]) > 0.0);
     }
 }

@@ -126,10 +126,10 @@ pub fn spawn(model: Model, learn_for: Duration) -> (ScorerHandle, mpsc::Receiver
         while let Some(chunk) = rx.blocking_recv() {
             let t0 = Instant::now();
             for work in chunk {
-                if let Some(update) = feed(&model, &mut profiles, &mut live, &mut features, work, &st) {
-                    if up_tx.try_send(update).is_err() {
-                        st.work_dropped.fetch_add(1, Relaxed);
-                    }
+                if let Some(update) = feed(&model, &mut profiles, &mut live, &mut features, work, &st)
+                    && up_tx.try_send(update).is_err()
+                {
+                    st.work_dropped.fetch_add(1, Relaxed);
                 }
             }
             st.busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);

@@ -21,7 +21,7 @@ use tokio::{
     task::JoinHandle,
     time::MissedTickBehavior,
 };
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::SensorError;
 
@@ -173,8 +173,10 @@ fn drain(ring: &mut RingBuf<MapData>, stats: &DecodeStats) -> EventBatch {
             }
             Err(err) => {
                 stats.record_error(&err);
+                // Counted above and reported (rate-limited) by the status stage; per record only
+                // at debug, so corrupt input cannot flood the logs.
                 let kind = decode_header(&item).map(|h| h.kind).ok();
-                warn!(len = item.len(), ?kind, "undecodable ring-buffer record: {err}");
+                debug!(len = item.len(), ?kind, "undecodable ring-buffer record: {err}");
             }
         }
     }
