@@ -49,22 +49,39 @@ fn fnv1a(n: usize, gram: &[Token]) -> u32 {
     h
 }
 
+/// Most buckets one window can touch: its 1-, 2- and 3-grams.
+const MAX_TOUCHED: usize = 3 * WINDOW;
+
 /// The feature vector of one window into `out` (length [`DIM`]).
+///
+/// Only the buckets the window's n-grams touch (at most 192 of 4096) are non-zero, so the log and
+/// the norm are taken over those alone; the result is the contract's, ~10x cheaper.
 pub fn window_features(window: &[Token], out: &mut [f32]) {
     out.fill(0.0);
+    let mut touched = [0u16; MAX_TOUCHED];
+    let mut len = 0;
     for n in 1..=MAX_N {
         for gram in window.windows(n) {
-            out[fnv1a(n, gram) as usize % DIM] += 1.0;
+            let b = fnv1a(n, gram) as usize % DIM;
+            if out[b] == 0.0 && len < MAX_TOUCHED {
+                touched[len] = b as u16;
+                len += 1;
+            }
+            out[b] += 1.0;
         }
     }
+    let touched = &touched[..len];
     let mut norm = 0.0f32;
-    for x in out.iter_mut() {
+    for &b in touched {
+        let x = &mut out[usize::from(b)];
         *x = x.ln_1p();
         norm += *x * *x;
     }
     if norm > 0.0 {
         let inv = norm.sqrt().recip();
-        out.iter_mut().for_each(|x| *x *= inv);
+        for &b in touched {
+            out[usize::from(b)] *= inv;
+        }
     }
 }
 
@@ -88,6 +105,40 @@ mod tests {
         // FNV-1a 32 of the bytes "a" is 0xe40c292c; here the first byte is n, so check the
         // algorithm on a one-byte input the same way: n=97 ('a') and no tokens.
         assert_eq!(fnv1a(97, &[]), 0xe40c_292c);
+    }
+
+    /// The dense definition, straight from the contract.
+    fn reference(window: &[Token]) -> Vec<f32> {
+        let mut out = vec![0.0f32; DIM];
+        for n in 1..=MAX_N {
+            for gram in window.windows(n) {
+                out[fnv1a(n, gram) as usize % DIM] += 1.0;
+            }
+        }
+        out.iter_mut().for_each(|x| *x = x.ln_1p());
+        let norm = out.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            out.iter_mut().for_each(|x| *x /= norm);
+        }
+        out
+    }
+
+    #[test]
+    fn sparse_features_equal_the_dense_definition() {
+        let mut x: u32 = 7;
+        let mut got = vec![0.0; DIM];
+        for len in [0usize, 1, 5, 63, 64] {
+            let w: Vec<Token> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    ((x >> 16) % 40) as Token
+                })
+                .collect();
+            window_features(&w, &mut got);
+            for (g, r) in got.iter().zip(reference(&w)) {
+                assert!((g - r).abs() < 1e-6, "len {len}: {g} vs {r}");
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! executable showed while learning, and how much of a window falls outside it. Cheap, needs no
 //! labels, explains itself (the novel n-grams) and is nearly silent on stable daemons.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    hash::{BuildHasherDefault, Hasher},
+};
 
 use super::{ProcessScore, windows};
 use crate::sequence::Token;
@@ -19,9 +22,28 @@ fn key(gram: &[Token]) -> u64 {
     k
 }
 
+/// A multiplicative mix for the already well-spread n-gram keys; SipHash costs several times
+/// more per lookup, and a window takes up to 360 of them.
+#[derive(Default)]
+struct MixHasher(u64);
+
+impl Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0 ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct NgramProfile {
-    grams: HashSet<u64>,
+    grams: HashSet<u64, BuildHasherDefault<MixHasher>>,
     learned_sequences: usize,
 }
 
