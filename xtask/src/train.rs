@@ -1,0 +1,112 @@
+//! `cargo xtask train`: trains and evaluates the behaviour model with the Python code in
+//! `models/train/` and writes `models/vigil.onnx`, `golden.json`, `eval.json` and `README.md`.
+//! Reproducible (pinned requirements, fixed seed) and deliberately out of CI's path: CI only
+//! checks the committed model against its golden scores.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cmd;
+
+/// The seed `python -m train.main` uses unless told otherwise; changing it changes the model.
+const SEED: u64 = 1234;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// ADFA-LD directory (ADFA-LD.zip and i386_to_x86_64.tsv) [default: ../shared/datasets/adfa-ld]
+    #[arg(long)]
+    adfa: Option<PathBuf>,
+    /// Directory of own datasets exported as *.jsonl [default: models/data]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Random seed for splits and training.
+    #[arg(long, default_value_t = SEED)]
+    seed: u64,
+    /// Run the trainer's unit tests instead of training.
+    #[arg(long)]
+    test: bool,
+}
+
+pub fn train(args: &Args) -> Result<()> {
+    let root = cmd::workspace_root();
+    let models = root.join("models");
+    let python = venv(&models)?;
+
+    if args.test {
+        let mut py = Command::new(&python);
+        py.args(["-m", "unittest", "discover", "-s", "train/tests", "-t", "."])
+            .current_dir(&models);
+        return cmd::run(&mut py);
+    }
+
+    let adfa = resolve(args.adfa.as_deref(), || {
+        root.join("..")
+            .join("shared")
+            .join("datasets")
+            .join("adfa-ld")
+    })?;
+    let data = resolve(args.data.as_deref(), || models.join("data"))?;
+    if !adfa.join("ADFA-LD.zip").is_file() {
+        bail!("{} has no ADFA-LD.zip; pass --adfa DIR", adfa.display());
+    }
+    let mut py = Command::new(&python);
+    py.args(["-m", "train.main", "--adfa"])
+        .arg(&adfa)
+        .arg("--data")
+        .arg(&data)
+        .args(["--seed", &args.seed.to_string()])
+        .current_dir(&models)
+        // Same numbers on every run: no hash randomisation, one BLAS thread order.
+        .env("PYTHONHASHSEED", "0")
+        .env("OMP_NUM_THREADS", "1");
+    cmd::run(&mut py)?;
+    eprintln!(
+        "train: wrote {} (and golden.json, eval.json, README.md)",
+        models.join("vigil.onnx").display()
+    );
+    Ok(())
+}
+
+/// A user-given path is taken relative to where `cargo xtask` was run; defaults are absolute.
+fn resolve(given: Option<&Path>, default: impl FnOnce() -> PathBuf) -> Result<PathBuf> {
+    let path = match given {
+        Some(p) => std::path::absolute(p).with_context(|| format!("bad path {}", p.display()))?,
+        None => default(),
+    };
+    Ok(fs::canonicalize(&path).unwrap_or(path))
+}
+
+/// `models/.venv` with `models/train/requirements.txt` installed; returns its python. pip
+/// runs only when the requirements differ from what was last installed into this venv.
+fn venv(models: &Path) -> Result<PathBuf> {
+    let dir = models.join(".venv");
+    let python = dir.join("bin").join("python");
+    if !python.is_file() {
+        cmd::run(
+            Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&dir)
+                .current_dir(models),
+        )
+        .context("creating the venv needs python3 with the venv module (Debian: python3-venv)")?;
+    }
+    let requirements = models.join("train").join("requirements.txt");
+    let wanted = fs::read_to_string(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp = dir.join("vigil-requirements.txt");
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        eprintln!("train: {} up to date", dir.display());
+        return Ok(python);
+    }
+    cmd::run(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "-r"])
+            .arg(&requirements)
+            .current_dir(models),
+    )?;
+    fs::write(&stamp, wanted).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(python)
+}
