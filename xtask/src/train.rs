@@ -49,6 +49,7 @@ pub fn train(args: &Args) -> Result<()> {
             .join("adfa-ld")
     })?;
     let data = resolve(args.data.as_deref(), || models.join("data"))?;
+    export_datasets(&data)?;
     if !adfa.join("ADFA-LD.zip").is_file() {
         bail!("{} has no ADFA-LD.zip; pass --adfa DIR", adfa.display());
     }
@@ -67,6 +68,30 @@ pub fn train(args: &Args) -> Result<()> {
         "train: wrote {} (and golden.json, eval.json, README.md)",
         models.join("vigil.onnx").display()
     );
+    Ok(())
+}
+
+/// The recorded datasets are committed as `raw/*.vds`; the trainer reads them as JSON lines,
+/// written next to `raw/` by `vigil dataset export` (and not committed).
+fn export_datasets(data: &Path) -> Result<()> {
+    let raw = data.join("raw");
+    let Ok(entries) = fs::read_dir(&raw) else {
+        eprintln!("train: no {}; training on ADFA-LD only", raw.display());
+        return Ok(());
+    };
+    let vigil = crate::build::build(false)?;
+    for entry in entries {
+        let path = entry.with_context(|| format!("listing {}", raw.display()))?.path();
+        if path.extension().is_none_or(|e| e != "vds") {
+            continue;
+        }
+        let stem = path.file_stem().context("dataset file name")?;
+        let out = data.join(stem).with_extension("jsonl");
+        let mut export = Command::new(&vigil);
+        export.args(["dataset", "export"]).arg(&path);
+        let jsonl = cmd::stdout_of(&mut export)?;
+        fs::write(&out, jsonl).with_context(|| format!("writing {}", out.display()))?;
+    }
     Ok(())
 }
 
