@@ -38,6 +38,11 @@ pub struct ScorerStatus {
     /// Chunks of tokens the scorer could not take (its queue was full): those windows went unscored.
     pub work_dropped: u64,
     pub errors: u64,
+    /// n-grams held by the per-executable profiles, and windows not learned for lack of budget.
+    #[serde(default)]
+    pub profile_grams: u64,
+    #[serde(default)]
+    pub profile_windows_unlearned: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,8 +101,14 @@ pub fn render_human(status: &Status) -> String {
         Some(sc) => {
             let _ = writeln!(
                 out,
-                "Scorer: {} — {} windows, {:.1} µs/window, {} chunks dropped, {} errors",
-                sc.model, sc.windows_scored, sc.mean_us_per_window, sc.work_dropped, sc.errors
+                "Scorer: {} — {} windows, {:.1} µs/window, {} chunks dropped, {} errors; profiles hold {} n-grams ({} windows unlearned: budget spent)",
+                sc.model,
+                sc.windows_scored,
+                sc.mean_us_per_window,
+                sc.work_dropped,
+                sc.errors,
+                sc.profile_grams,
+                sc.profile_windows_unlearned
             );
         }
         None => {

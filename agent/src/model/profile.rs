@@ -48,12 +48,14 @@ pub struct NgramProfile {
 }
 
 impl NgramProfile {
-    /// Adds every n-gram of `seq` (whole sequence, n = 1..6).
-    pub fn learn(&mut self, seq: &[Token]) {
+    /// Adds every n-gram of `seq` (whole sequence, n = 1..6); returns how many were new.
+    pub fn learn(&mut self, seq: &[Token]) -> usize {
+        let before = self.grams.len();
         for n in 1..=MAX_N {
             self.grams.extend(seq.windows(n).map(key));
         }
         self.learned_sequences += 1;
+        self.grams.len() - before
     }
 
     pub fn len(&self) -> usize {

@@ -47,6 +47,10 @@ pub struct ScorerStats {
     pub busy_ns: AtomicU64,
     pub work_dropped: AtomicU64,
     pub errors: AtomicU64,
+    /// n-grams held by all executables' profiles.
+    pub profile_grams: AtomicU64,
+    /// Windows not learned because the profiles' memory budget was spent.
+    pub profile_windows_unlearned: AtomicU64,
 }
 
 /// Queue between the process stage and the scorer, in chunks.
@@ -75,7 +79,14 @@ struct ExeProfile {
 struct Profiles {
     by_exe: HashMap<Arc<str>, ExeProfile>,
     learn_for: Duration,
+    /// n-grams held across all profiles; learning stops at [`PROFILE_BUDGET`].
+    grams: usize,
+    /// Windows not learned because the budget was spent.
+    saturated: u64,
 }
+
+/// n-grams all profiles together may hold (8 bytes each plus table overhead: ~40 MB at most).
+const PROFILE_BUDGET: usize = 2_000_000;
 
 impl Profiles {
     /// Learns the window while the executable is in its learn period; afterwards returns its
@@ -88,7 +99,11 @@ impl Profiles {
             .entry(exe.clone())
             .or_insert_with(|| ExeProfile { profile: NgramProfile::default(), learn_until: now + learn_for });
         if now < p.learn_until {
-            p.profile.learn(window);
+            if self.grams < PROFILE_BUDGET {
+                self.grams += p.profile.learn(window);
+            } else {
+                self.saturated += 1;
+            }
             None
         } else {
             Some(p.profile.window_novelty(window))
@@ -121,7 +136,7 @@ pub fn spawn(model: Model, learn_for: Duration) -> (ScorerHandle, mpsc::Receiver
     let st = stats.clone();
     tokio::task::spawn_blocking(move || {
         let mut live: HashMap<ProcessKey, Live> = HashMap::new();
-        let mut profiles = Profiles { by_exe: HashMap::new(), learn_for };
+        let mut profiles = Profiles { by_exe: HashMap::new(), learn_for, grams: 0, saturated: 0 };
         let mut features = vec![0.0f32; DIM];
         while let Some(chunk) = rx.blocking_recv() {
             let t0 = Instant::now();
@@ -133,6 +148,8 @@ pub fn spawn(model: Model, learn_for: Duration) -> (ScorerHandle, mpsc::Receiver
                 }
             }
             st.busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
+            st.profile_grams.store(profiles.grams as u64, Relaxed);
+            st.profile_windows_unlearned.store(profiles.saturated, Relaxed);
         }
     });
     (ScorerHandle { tx, stats }, updates)

@@ -86,6 +86,8 @@ impl StatusBuilder {
                     mean_us_per_window: st.busy_ns.load(Relaxed) as f64 / 1e3 / windows.max(1) as f64,
                     work_dropped: st.work_dropped.load(Relaxed),
                     errors: st.errors.load(Relaxed),
+                    profile_grams: st.profile_grams.load(Relaxed),
+                    profile_windows_unlearned: st.profile_windows_unlearned.load(Relaxed),
                 }
             }),
         }
