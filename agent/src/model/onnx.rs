@@ -39,12 +39,14 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
+    /// A process is over a threshold only when its score is strictly greater (FEATURES.md): the
+    /// trainer sets each threshold at or above the highest benign score it calibrated on.
     pub fn verdict(&self, score: f32) -> Verdict {
-        if score >= self.kill {
+        if score > self.kill {
             Verdict::Kill
-        } else if score >= self.quarantine {
+        } else if score > self.quarantine {
             Verdict::Quarantine
-        } else if score >= self.alert {
+        } else if score > self.alert {
             Verdict::Alert
         } else {
             Verdict::Normal

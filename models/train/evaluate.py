@@ -1,0 +1,308 @@
+"""Evaluation, counted per process (the decision the daemon takes), never per window.
+
+- ADFA-LD standard split for the unsupervised profile: learn on the 833 training traces, test
+  on the 4,372 validation normals and the 746 attacks; with and without vDSO calls.
+- ADFA-LD leave-one-family-out for the supervised model: train on the training normals and
+  five families, test on the validation normals and the sixth; with and without vDSO.
+- Own data: leave-one-family-out detection at the shipped threshold rule and false positives on
+  held-out benign workloads (a workload is wholly in train, calibration or test).
+- Thresholds come from held-out benign processes only (`choose_thresholds`); a test split never
+  influences a threshold, an order n or a hyper-parameter. Numbers labelled post hoc were
+  computed after the choices were fixed and did not change them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from . import adfa as adfa_mod
+from . import contract, supervised, unsupervised
+
+# Headroom fractions above the highest held-out benign process score m:
+# threshold = m + f * (1 - m). Fixed a priori; see choose_thresholds.
+THRESHOLD_HEADROOM = {"alert": 0.1, "quarantine": 0.4, "kill": 0.7}
+FPRS = (0.01, 0.05, 0.10)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --- metrics ------------------------------------------------------------------------------------
+def auc(benign: Sequence[float], malicious: Sequence[float]) -> float:
+    y = np.r_[np.zeros(len(benign)), np.ones(len(malicious))]
+    return float(roc_auc_score(y, np.r_[benign, malicious]))
+
+
+def detection_at_fpr(benign: np.ndarray, malicious: np.ndarray, fpr: float) -> float:
+    """Fraction of malicious processes strictly above the lowest threshold that keeps the
+    fraction of benign processes strictly above it at most `fpr` (read off the test ROC: a
+    description of the curve, not an operating point anyone could have chosen in advance)."""
+    b = np.sort(np.asarray(benign))[::-1]
+    allowed = int(np.floor(fpr * len(b)))
+    t = b[allowed] if allowed < len(b) else -np.inf
+    return float(np.mean(np.asarray(malicious) > t))
+
+
+def choose_thresholds(benign_scores: Sequence[float]) -> dict:
+    """The shipped rule, applied to held-out benign (calibration) process scores only.
+
+    m = the highest calibration score; each threshold = m + f * (1 - m) with f = 0.1 (alert),
+    0.4 (quarantine), 0.7 (kill). So no calibration process reaches even the alert threshold,
+    the three increase strictly, stay below 1, and a process must beat the worst benign process
+    seen by a fixed share of the remaining headroom to be quarantined or killed.
+    """
+    s = np.asarray(benign_scores, dtype=np.float64)
+    if len(s) == 0:
+        raise ValueError("no calibration processes to choose thresholds on")
+    m = float(s.max())
+    out = {k: m + f * (1.0 - m) for k, f in THRESHOLD_HEADROOM.items()}
+    out.update(max_benign=m, calibration_processes=int(len(s)), saturated=bool(1.0 - m < 1e-3))
+    return out
+
+
+def over(scores: Sequence[float], thresholds: dict) -> dict:
+    """Processes strictly over each threshold: count and fraction."""
+    s = np.asarray(scores)
+    n = len(s)
+    out = {"processes": int(n)}
+    for k in ("alert", "quarantine", "kill"):
+        c = int((s > thresholds[k]).sum())
+        out[k] = {"count": c, "rate": (c / n) if n else None}
+    return out
+
+
+def thresholds_public(t: dict) -> dict:
+    return {k: t[k] for k in ("alert", "quarantine", "kill", "max_benign", "calibration_processes", "saturated")}
+
+
+# --- ADFA as a pool of processes, features computed once per variant -------------------------------
+class AdfaPool:
+    """Every ADFA trace (train, validation, attack in that order) as a supervised.Pool."""
+
+    def __init__(self, d: adfa_mod.Adfa):
+        self.d = d
+        traces = d.train + d.validation + d.attack
+        self.pool = supervised.Pool.build(
+            [t.tokens for t in traces],
+            [1 if t.label == "malicious" else 0 for t in traces],
+            [t.family if t.label == "malicious" else "" for t in traces],
+            [t.name for t in traces],  # no workload labels in ADFA: each trace is its own group
+            ["adfa"] * len(traces),
+        )
+        n_tr, n_val = len(d.train), len(d.validation)
+        self.idx_train = np.arange(n_tr)
+        self.idx_val = np.arange(n_tr, n_tr + n_val)
+        self.idx_attack = np.arange(n_tr + n_val, len(traces))
+
+    def family_idx(self, fam: str) -> np.ndarray:
+        return self.idx_attack[self.pool.family[self.idx_attack] == fam]
+
+
+def validation_halves(n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of the validation normals (by trace) into a calibration and a test half."""
+    perm = np.random.default_rng(seed).permutation(n_val)
+    return np.sort(perm[: n_val // 2]), np.sort(perm[n_val // 2 :])
+
+
+# --- (a) unsupervised, ADFA standard split ----------------------------------------------------------
+POSTHOC_MAX_N = 10
+
+
+def unsupervised_standard(d: adfa_mod.Adfa) -> dict:
+    """AUC of the FEATURES.md profile on the standard split, plus the post-hoc order table."""
+    prof = unsupervised.Profile(range(1, POSTHOC_MAX_N + 1)).fit(t.tokens for t in d.train)
+    tests = d.validation + d.attack
+    fracs = [prof.window_fractions(t.tokens) for t in tests]
+    is_mal = np.array([t.label == "malicious" for t in tests])
+    fam = np.array([t.family for t in tests])
+
+    def scores_for(orders: Sequence[int], k: int) -> np.ndarray:
+        rows = [n - 1 for n in orders]
+        out = np.zeros(len(tests))
+        for i, f in enumerate(fracs):
+            if f.shape[1]:
+                sub = f[rows]
+                # A window shorter than every order in `orders` has no n-gram: novelty 0.
+                nov = np.where(np.isnan(sub).all(axis=0), 0.0, unsupervised.nanmean_rows(np.where(np.isnan(sub).all(axis=0), 0.0, sub)))
+                out[i] = contract.process_score(nov, k)
+        return out
+
+    chosen = scores_for(unsupervised.ORDERS, contract.AGGREGATE_K)
+    # The shipped implementation must give the same numbers as this table's machinery.
+    check = unsupervised.Profile().fit(t.tokens for t in d.train)
+    for i in range(0, len(tests), 97):
+        assert abs(check.score(tests[i].tokens) - chosen[i]) < 1e-12
+    b, m = chosen[~is_mal], chosen[is_mal]
+    res = {
+        "protocol": "learn on the 833 training normals; test on 4372 validation normals (benign) + 746 attacks",
+        "profile": {"orders": list(unsupervised.ORDERS), "aggregate_k": contract.AGGREGATE_K, "ngrams_learned": {str(k): v for k, v in check.size().items()}},
+        "benign_processes": int(len(b)),
+        "malicious_processes": int(len(m)),
+        "auc": auc(b, m),
+        "auc_per_family": {f: auc(b, chosen[fam == f]) for f in adfa_mod.FAMILIES},
+        "detection_at_test_fpr": {str(p): detection_at_fpr(b, m, p) for p in FPRS},
+    }
+    ph = {"single_order_k3": {}, "orders_1_to_N_k3": {}, "orders_1_to_6_k1": None}
+    for n in range(1, POSTHOC_MAX_N + 1):
+        s = scores_for([n], 3)
+        ph["single_order_k3"][str(n)] = auc(s[~is_mal], s[is_mal])
+    for big_n in range(1, POSTHOC_MAX_N + 1):
+        s = scores_for(range(1, big_n + 1), 3)
+        ph["orders_1_to_N_k3"][str(big_n)] = auc(s[~is_mal], s[is_mal])
+    s = scores_for(unsupervised.ORDERS, 1)
+    ph["orders_1_to_6_k1"] = auc(s[~is_mal], s[is_mal])
+    res["post_hoc"] = {"note": "computed after the choice was fixed; not used to choose anything", **ph}
+    return res
+
+
+# --- (b) supervised, ADFA leave-one-family-out -------------------------------------------------------
+def supervised_lofo(ap: AdfaPool, seed: int, select: bool = True) -> dict:
+    """Per held-out family f: train on the 833 training normals + the other five families; AUC
+    of f's attacks against all validation normals, per process.
+
+    The reported procedure is the shipped one: `supervised.select_config` picks the config by an
+    inner leave-one-family-out over the five training families (and a fifth of the training
+    normals), then that config is refit on the whole fold. Every candidate is also refit and
+    tested on the fold: that table is post hoc (nothing was chosen with it). As an operating
+    point, the selected model's thresholds come from the shipped rule on one seeded half of the
+    validation normals; detection is counted on f and false positives on the other half.
+    """
+    pool = ap.pool
+    cal_half, test_half = validation_halves(len(ap.idx_val), seed)
+    per, table = {}, {c: {} for c in supervised.CONFIGS}
+    for fam in adfa_mod.FAMILIES:
+        t0 = time.time()
+        train = np.r_[ap.idx_train, ap.idx_attack[pool.family[ap.idx_attack] != fam]]
+        held = ap.family_idx(fam)
+        chosen, inner = supervised.select_config(pool, train, seed) if select else (supervised.APRIORI, {})
+        scores = {}
+        for c in supervised.CONFIGS:
+            clf = pool.fit(c, train, seed)
+            scores[c] = (pool.scores(clf, ap.idx_val), pool.scores(clf, held))
+            table[c][fam] = auc(*scores[c])
+        val, mal = scores[chosen]
+        thr = choose_thresholds(val[cal_half])
+        per[fam] = {
+            "selected_config": chosen,
+            "auc": table[chosen][fam],
+            "attack_processes": int(len(held)),
+            "inner_selection": inner,
+            "thresholds_from_validation_half": thresholds_public(thr),
+            "detected_at_thresholds": over(mal, thr),
+            "benign_over_thresholds_other_half": over(val[test_half], thr),
+        }
+        log(f"  LOFO {fam}: selected {chosen}, AUC {per[fam]['auc']:.4f}; " + ", ".join(f"{c} {table[c][fam]:.4f}" for c in table) + f" ({time.time() - t0:.0f}s)")
+    return {
+        "protocol": "train: 833 training normals + 5 attack families (config chosen by inner LOFO inside that); test: 4372 validation normals + the held-out family; per process",
+        "per_family": per,
+        "mean_auc": float(np.mean([v["auc"] for v in per.values()])),
+        "post_hoc_fixed_configs": {
+            "note": "each candidate refit on every fold and tested; computed for the record, not used to choose anything",
+            **{c: {"mean_auc": float(np.mean(list(v.values()))), "per_family": v} for c, v in table.items()},
+        },
+    }
+
+
+def trace_level_features(seqs) -> sp.csr_matrix:
+    """hashed-ngram-v1 features of each whole sequence as one window (reference baseline only:
+    the daemon cannot score whole processes before they end)."""
+    rows = []
+    for s in seqs:
+        counts = np.zeros(contract.DIM)
+        for n in contract.NGRAM_ORDERS:
+            b = (contract.ngram_hashes(np.asarray(s), n) % np.uint32(contract.DIM)).astype(np.int64)
+            counts += np.bincount(b, minlength=contract.DIM)
+        x = np.log1p(counts)
+        norm = np.linalg.norm(x)
+        rows.append(sp.csr_matrix(x / norm if norm > 0 else x))
+    return sp.vstack(rows, format="csr")
+
+
+def trace_level_baseline(d: adfa_mod.Adfa, seed: int) -> dict:
+    """The published kind of baseline (logistic regression on n-gram counts of whole traces,
+    leave-one-family-out), to locate where AUC is lost: mapping, vDSO, or windowing."""
+    traces = d.train + d.validation + d.attack
+    X = trace_level_features(t.tokens for t in traces)
+    fam = np.array([t.family for t in traces])
+    n_tr, n_val = len(d.train), len(d.validation)
+    per = {}
+    for f in adfa_mod.FAMILIES:
+        tr = np.r_[np.arange(n_tr), np.flatnonzero((fam != f) & (fam != "normal"))]
+        y = np.r_[np.zeros(n_tr), np.ones(len(tr) - n_tr)]
+        clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000, random_state=seed).fit(X[tr], y)
+        s = clf.decision_function(X)
+        per[f] = auc(s[n_tr : n_tr + n_val], s[fam == f])
+    return {"mean_auc": float(np.mean(list(per.values()))), "per_family": per}
+
+
+def stide_baseline(d: adfa_mod.Adfa, n: int = 6) -> float:
+    """stide (Forrest et al.): share of a whole trace's n-grams unseen in the training normals."""
+    prof = unsupervised.Profile([n]).fit(t.tokens for t in d.train)
+    tests = d.validation + d.attack
+    s = [float(prof.novel_mask(t.tokens, n).mean()) if len(t.tokens) >= n else 0.0 for t in tests]
+    return auc(s[: len(d.validation)], s[len(d.validation) :])
+
+
+# --- (c) own data ------------------------------------------------------------------------------------
+def own_data_lofo(pool: supervised.Pool, role: np.ndarray, config: str, shipped_thresholds: dict, seed: int) -> dict:
+    """Per own malicious family f: refit `config` on every training process except f's;
+    thresholds by the shipped rule on the calibration workloads; the share of f's processes over
+    them (and over the shipped thresholds), and false positives on the benign test workloads.
+
+    The config is the one selected once for the shipped model (an inner selection per fold would
+    cost a dozen times more); that selection saw f as training data, never its outer scores."""
+    train_all = np.flatnonzero(role == "train")
+    cal = np.flatnonzero(role == "calibration")
+    test_b = np.flatnonzero(role == "test")
+    own_mal = np.flatnonzero((pool.source == "own") & (pool.label == 1))
+    out = {}
+    for fam in sorted(set(pool.family[own_mal])):
+        t0 = time.time()
+        held = own_mal[pool.family[own_mal] == fam]
+        clf = pool.fit(config, np.setdiff1d(train_all, held), seed)
+        thr = choose_thresholds(pool.scores(clf, cal))
+        h = pool.scores(clf, held)
+        b = pool.scores(clf, test_b)
+        out[fam] = {
+            "processes": int(len(held)),
+            "detected_at_fold_thresholds": over(h, thr),
+            "detected_at_shipped_thresholds": over(h, shipped_thresholds),
+            "fold_thresholds": thresholds_public(thr),
+            "benign_test_over_fold_thresholds": over(b, thr),
+            "auc_vs_test_benign": auc(b, h) if len(b) else None,
+        }
+        log(f"  own LOFO {fam}: {out[fam]['detected_at_fold_thresholds']['alert']['count']}/{len(held)} over alert ({time.time() - t0:.0f}s)")
+    rates = [v["detected_at_fold_thresholds"]["alert"]["rate"] for v in out.values()]
+    return {
+        "protocol": "per own family: train on benign train workloads + every other family (own and ADFA); thresholds by the shipped rule on the calibration workloads; counted per process",
+        "config": config,
+        "per_family": out,
+        "mean_detection_rate_alert": float(np.mean(rates)) if rates else None,
+    }
+
+
+def own_data_unsupervised(pool_seqs: list, pool: supervised.Pool, role: np.ndarray) -> dict:
+    """A single global profile (the daemon keeps one per executable) learned on the own benign
+    train workloads: AUC of each own family against the own benign test workloads. A lower bound
+    on what per-executable profiles do."""
+    own = pool.source == "own"
+    learn = np.flatnonzero(own & (role == "train") & (pool.label == 0))
+    test_b = np.flatnonzero(own & (role == "test"))
+    prof = unsupervised.Profile().fit(pool_seqs[i] for i in learn)
+    b = prof.scores(pool_seqs[i] for i in test_b)
+    mal = np.flatnonzero(own & (pool.label == 1))
+    res = {}
+    for f in sorted(set(pool.family[mal])):
+        m = prof.scores(pool_seqs[i] for i in mal[pool.family[mal] == f])
+        res[f] = auc(b, m) if len(b) else None
+    return {
+        "protocol": "one global profile learned on own benign train workloads; own benign test workloads vs each own family; per process",
+        "auc_per_family": res,
+    }

@@ -1,0 +1,42 @@
+"""The profile of FEATURES.md "## Profile (unsupervised)": hand-worked cases and the
+vectorised implementation against the plain reference."""
+
+import unittest
+
+import numpy as np
+
+from train import unsupervised as u
+
+
+class Profile(unittest.TestCase):
+    def test_learned_sequence_has_no_novelty(self):
+        seq = list(range(100)) + list(range(50))
+        p = u.Profile().fit([seq])
+        self.assertTrue(np.all(p.window_novelty(seq) == 0))
+        self.assertEqual(p.score(seq), 0.0)
+
+    def test_by_hand(self):
+        p = u.Profile().fit([[1, 2, 3, 4, 5, 6, 7]])
+        # [1, 2, 9]: n=1: 9 unseen -> 1/3; n=2: (1,2) seen, (2,9) not -> 1/2; n=3: (1,2,9) -> 1/1.
+        # n=4..6 undefined for a 3-token window: novelty = (1/3 + 1/2 + 1) / 3.
+        self.assertAlmostEqual(p.score([1, 2, 9]), (1 / 3 + 1 / 2 + 1) / 3)
+
+    def test_empty_profile_and_sequence(self):
+        p = u.Profile()
+        self.assertEqual(p.window_novelty([]).shape, (0,))
+        self.assertEqual(p.score([]), 0.0)
+        self.assertEqual(p.score([1, 2, 3]), 1.0)
+
+    def test_matches_reference(self):
+        rng = np.random.default_rng(5)
+        learn = [rng.integers(0, 12, size=rng.integers(0, 200)).tolist() for _ in range(10)]
+        p = u.Profile().fit(learn)
+        ref = u.fit_ref(learn)
+        for n in (0, 1, 2, 5, 6, 7, 63, 64, 65, 96, 97, 250):
+            s = rng.integers(0, 14, size=n).tolist()
+            np.testing.assert_allclose(p.window_novelty(s), u.window_novelty_ref(ref, s), atol=1e-12)
+            self.assertAlmostEqual(p.score(s), u.score_ref(ref, s), places=12)
+
+
+if __name__ == "__main__":
+    unittest.main()
