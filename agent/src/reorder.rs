@@ -43,8 +43,11 @@ impl TimeOrder {
 
     /// Hands out, in time order, every token at or before `watermark` (kernel CLOCK_MONOTONIC ns).
     pub fn release(&mut self, watermark: u64, mut out: impl FnMut(ProcessKey, &[Token])) {
+        // Only real watermarks define lateness; a forced release (memory cap, shutdown) does not.
+        if watermark != u64::MAX {
+            self.last_watermark = self.last_watermark.max(watermark);
+        }
         let watermark = if self.pending_tokens > MAX_PENDING_TOKENS { u64::MAX } else { watermark };
-        self.last_watermark = self.last_watermark.max(watermark);
         self.pending.retain(|key, chunks| {
             let later = match watermark.checked_add(1) {
                 Some(next) => chunks.split_off(&(next, 0)),
@@ -101,6 +104,16 @@ mod tests {
         o.push(p, 7, [3]);
         assert_eq!(o.late, 1);
         assert_eq!(collect(&mut o, 10), vec![(1, vec![3])]);
+    }
+
+    #[test]
+    fn a_forced_release_does_not_make_later_records_late() {
+        let p = ProcessKey::new(1, 1);
+        let mut o = TimeOrder::default();
+        o.push(p, 5, [1]);
+        o.release_all(|_, _| {});
+        o.push(p, 6, [2]);
+        assert_eq!(o.late, 0);
     }
 
     #[test]
