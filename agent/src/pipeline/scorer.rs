@@ -155,21 +155,27 @@ pub fn spawn(model: Model, learn_for: Duration) -> (ScorerHandle, mpsc::Receiver
     (ScorerHandle { tx, stats }, updates)
 }
 
+/// The running scores of one process.
+struct Scores<'a> {
+    model: &'a mut ProcessScore,
+    novelty: &'a mut ProcessScore,
+}
+
 /// Scores one window with the model, and with the executable's profile once it has learned.
 fn score_window(
     model: &Model,
     profiles: &mut Profiles,
-    p: &mut Live,
+    scores: Scores<'_>,
     exe: &Arc<str>,
     window: &[Token],
     features: &mut [f32],
     st: &ScorerStats,
 ) {
     if let Some(novelty) = profiles.observe(exe, window) {
-        p.novelty.push(novelty);
+        scores.novelty.push(novelty);
     }
     if let Some(s) = model_score(model, window, features, st) {
-        p.score.push(s);
+        scores.model.push(s);
     }
 }
 
@@ -201,8 +207,8 @@ fn feed(
     p.total += work.tokens.len();
     p.buf.extend_from_slice(&work.tokens);
     while p.buf.len() >= WINDOW {
-        let window: Vec<Token> = p.buf[..WINDOW].to_vec();
-        score_window(model, profiles, p, &work.exe, &window, features, st);
+        let scores = Scores { model: &mut p.score, novelty: &mut p.novelty };
+        score_window(model, profiles, scores, &work.exe, &p.buf[..WINDOW], features, st);
         p.drained.clear();
         p.drained.extend(p.buf.drain(..STRIDE));
         p.next_start += STRIDE;
@@ -219,7 +225,8 @@ fn feed(
                 let keep = WINDOW.saturating_sub(p.buf.len()).min(p.drained.len());
                 p.drained[p.drained.len() - keep..].iter().chain(&p.buf).copied().collect()
             };
-            score_window(model, profiles, p, &work.exe, &tail, features, st);
+            let scores = Scores { model: &mut p.score, novelty: &mut p.novelty };
+            score_window(model, profiles, scores, &work.exe, &tail, features, st);
         }
     }
     let value = p.score.value();
