@@ -28,6 +28,13 @@ pub struct KernelOffsets {
     pub cred_egid: u32,
     pub cred_fsuid: u32,
     pub cred_fsgid: u32,
+    /// `task->files->fdt->fd[i]->f_inode->i_mode`: the file type of the new image's stdio at exec
+    /// (a shell whose stdin is a socket is the classic reverse shell).
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub file_inode: u32,
+    pub inode_mode: u32,
     pub _pad: u32,
 }
 
@@ -56,6 +63,11 @@ impl KernelOffsets {
         cred_egid: OFFSET_UNKNOWN,
         cred_fsuid: OFFSET_UNKNOWN,
         cred_fsgid: OFFSET_UNKNOWN,
+        task_files: OFFSET_UNKNOWN,
+        files_fdt: OFFSET_UNKNOWN,
+        fdt_fd: OFFSET_UNKNOWN,
+        file_inode: OFFSET_UNKNOWN,
+        inode_mode: OFFSET_UNKNOWN,
         _pad: 0,
     };
 }
@@ -99,7 +111,39 @@ pub mod names {
     /// Counts sys_enter and does nothing else: the floor any per-syscall tracer pays, for benches.
     pub const PROG_EMPTY_SYS_ENTER: &str = "vigil_empty_sys_enter";
     pub const MAP_EMPTY_COUNTER: &str = "EMPTY_COUNTER";
+
+    /// Response: `RESPONSE_MODE[0]` is [`super::RESPONSE_ENFORCE`] or [`super::RESPONSE_MONITOR`].
+    pub const MAP_RESPONSE_MODE: &str = "RESPONSE_MODE";
+    /// tgid -> u8: never signalled by the kernel programs (pid 1, vigil, journald, sshd ...).
+    pub const MAP_PROTECTED_TGIDS: &str = "PROTECTED_TGIDS";
+    /// LPM trie of exec'd paths -> rule index: exact paths include their NUL, prefixes do not.
+    pub const MAP_DENY_EXEC: &str = "DENY_EXEC";
+    /// comm ([u8; 16], NUL-padded) -> u8: basenames of protected programs, spared at exec.
+    pub const MAP_PROTECTED_COMMS: &str = "PROTECTED_COMMS";
+    /// cgroup id -> u8: quarantined cgroups, whose connect()/sendmsg() are refused.
+    pub const MAP_QUARANTINED: &str = "QUARANTINED";
+    /// LPM tries of (port, address) -> rule index for outbound deny lists; port 0 = any.
+    pub const MAP_DENY_NET4: &str = "DENY_NET4";
+    pub const MAP_DENY_NET6: &str = "DENY_NET6";
+
+    pub const PROG_CONNECT4: &str = "vigil_connect4";
+    pub const PROG_CONNECT6: &str = "vigil_connect6";
+    pub const PROG_SENDMSG4: &str = "vigil_sendmsg4";
+    pub const PROG_SENDMSG6: &str = "vigil_sendmsg6";
 }
+
+/// Values of `RESPONSE_MODE[0]`: monitor never acts in the kernel.
+pub const RESPONSE_MONITOR: u32 = 0;
+pub const RESPONSE_ENFORCE: u32 = 1;
+pub const PROTECTED_TGIDS_ENTRIES: u32 = 4096;
+pub const DENY_EXEC_ENTRIES: u32 = 1024;
+pub const QUARANTINED_ENTRIES: u32 = 1024;
+pub const DENY_NET_ENTRIES: u32 = 4096;
+
+/// Key data of `DENY_NET4`: big-endian port, then the IPv4 address (network order).
+pub const NET4_KEY_LEN: usize = 6;
+/// Key data of `DENY_NET6`: big-endian port, then the IPv6 address.
+pub const NET6_KEY_LEN: usize = 18;
 
 /// Sizes of the ring buffers (bytes; power of two, multiple of the page size).
 pub const EVENTS_RING_BYTES: u32 = 4 << 20;
@@ -115,5 +159,5 @@ pub const BATCH_MAP_ENTRIES: u32 = 32768;
 pub const PENDING_MAP_ENTRIES: u32 = 16384;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 22 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 27 * 4);
 const _: () = assert!(core::mem::size_of::<AgentConfig>() == 16);

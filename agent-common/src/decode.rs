@@ -101,7 +101,8 @@ fn read<T: Copy>(kind: EventKind, header: &EventHeader, bytes: &[u8]) -> Result<
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let header = decode_header(bytes)?;
-    let kind = EventKind::from_u16(header.kind).ok_or(DecodeError::UnknownKind { kind: header.kind })?;
+    let kind =
+        EventKind::from_u16(header.kind).ok_or(DecodeError::UnknownKind { kind: header.kind })?;
     if header.abi_version != ABI_VERSION {
         return Err(DecodeError::AbiVersion {
             got: header.abi_version,
@@ -157,6 +158,17 @@ impl ExecEvent {
     pub fn comm(&self) -> std::string::String {
         c_str(&self.comm, COMM_LEN)
     }
+    /// stdin or stdout of the new image is a socket (fd 2 alone is not: daemons log to sockets).
+    pub fn stdio_socket(&self) -> bool {
+        self.stdio_modes[..2]
+            .iter()
+            .any(|&m| m & crate::S_IFMT == crate::S_IFSOCK)
+    }
+    /// 0-based index of the kernel deny rule that killed this exec.
+    pub fn denied_by(&self) -> Option<u32> {
+        (self.flags & crate::EXEC_FLAG_DENIED != 0 && self.deny_rule > 0)
+            .then(|| self.deny_rule - 1)
+    }
     /// argv as separate strings.
     pub fn argv(&self) -> std::vec::Vec<std::string::String> {
         let used = &self.args[..(self.args_len as usize).min(ARGS_LEN)];
@@ -199,7 +211,8 @@ mod tests {
 
     fn bytes_of<T: Copy>(v: &T) -> std::vec::Vec<u8> {
         // SAFETY: T is a Pod record; viewing it as bytes is sound.
-        unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+        unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
     }
 
     fn exit_record() -> ExitEvent {
@@ -247,7 +260,10 @@ mod tests {
             reason: 1,
             ids: [0; BATCH_LEN],
         };
-        assert!(matches!(decode(&bytes_of(&b)), Err(DecodeError::BadSize { .. })));
+        assert!(matches!(
+            decode(&bytes_of(&b)),
+            Err(DecodeError::BadSize { .. })
+        ));
     }
 
     #[test]
@@ -258,7 +274,10 @@ mod tests {
             if len < EventHeader::SIZE {
                 assert_eq!(err, DecodeError::TruncatedHeader { len, need: 32 });
             } else {
-                assert!(matches!(err, DecodeError::BadSize { .. }), "len {len}: {err:?}");
+                assert!(
+                    matches!(err, DecodeError::BadSize { .. }),
+                    "len {len}: {err:?}"
+                );
             }
         }
     }
@@ -270,17 +289,26 @@ mod tests {
         let mut bytes = bytes_of(&e);
         assert!(matches!(decode(&bytes), Err(DecodeError::BadSize { .. })));
         bytes.extend_from_slice(&[0; 8]);
-        assert!(decode(&bytes).is_ok(), "trailing bytes the header accounts for are fine");
+        assert!(
+            decode(&bytes).is_ok(),
+            "trailing bytes the header accounts for are fine"
+        );
     }
 
     #[test]
     fn unknown_kind_and_abi_are_errors() {
         let mut e = exit_record();
         e.header.kind = 999;
-        assert_eq!(decode(&bytes_of(&e)).unwrap_err(), DecodeError::UnknownKind { kind: 999 });
+        assert_eq!(
+            decode(&bytes_of(&e)).unwrap_err(),
+            DecodeError::UnknownKind { kind: 999 }
+        );
         let mut e = exit_record();
         e.header.abi_version = ABI_VERSION + 1;
-        assert!(matches!(decode(&bytes_of(&e)), Err(DecodeError::AbiVersion { .. })));
+        assert!(matches!(
+            decode(&bytes_of(&e)),
+            Err(DecodeError::AbiVersion { .. })
+        ));
     }
 
     #[test]
@@ -324,10 +352,17 @@ mod tests {
 
     #[test]
     fn sockaddr_ip() {
-        let mut a = SockAddr { family: 2, port: 80, ..Default::default() };
+        let mut a = SockAddr {
+            family: 2,
+            port: 80,
+            ..Default::default()
+        };
         a.addr[..4].copy_from_slice(&[127, 0, 0, 1]);
         assert_eq!(a.ip().unwrap().to_string(), "127.0.0.1");
-        let mut a6 = SockAddr { family: 10, ..Default::default() };
+        let mut a6 = SockAddr {
+            family: 10,
+            ..Default::default()
+        };
         a6.addr[15] = 1;
         assert_eq!(a6.ip().unwrap().to_string(), "::1");
         assert_eq!(SockAddr::default().ip(), None);

@@ -2,7 +2,7 @@
 //! batches travel in `SYSCALLS`, so that a syscall flood cannot crowd out exec/exit/connect.
 
 /// Bumped on any layout change; the kernel writes it into every header.
-pub const ABI_VERSION: u16 = 1;
+pub const ABI_VERSION: u16 = 2;
 
 pub const COMM_LEN: usize = 16;
 /// Bytes of the exec'd filename kept (NUL-terminated when shorter).
@@ -147,6 +147,12 @@ pub struct ExecEvent {
     pub args_len: u16,
     /// `EXEC_FLAG_*`.
     pub flags: u32,
+    /// File type bits (`i_mode & S_IFMT`) of the new image's fds 0, 1 and 2; 0 when closed or
+    /// unreadable. The fourth slot is padding.
+    pub stdio_modes: [u16; 4],
+    /// 1 + index of the policy rule under which the kernel killed this exec; 0 when none.
+    pub deny_rule: u32,
+    pub _pad: u32,
     pub comm: [u8; COMM_LEN],
     pub filename: [u8; PATH_LEN],
     pub args: [u8; ARGS_LEN],
@@ -158,6 +164,14 @@ pub const EXEC_FLAG_ARGS_TRUNCATED: u32 = 1 << 0;
 pub const EXEC_FLAG_FILENAME_TRUNCATED: u32 = 1 << 1;
 /// argv could not be read (e.g. the kernel offsets were unavailable).
 pub const EXEC_FLAG_ARGS_UNREADABLE: u32 = 1 << 2;
+/// The kernel sent SIGKILL at exec under a deny rule: the image never ran an instruction.
+pub const EXEC_FLAG_DENIED: u32 = 1 << 3;
+/// A deny rule matched but the process is protected (or the mode is monitor): not killed.
+pub const EXEC_FLAG_DENY_SPARED: u32 = 1 << 4;
+
+/// `S_IFSOCK`, as in `stdio_modes`.
+pub const S_IFSOCK: u16 = 0o140000;
+pub const S_IFMT: u16 = 0o170000;
 
 /// `sched_process_fork`; the header names the parent thread.
 #[repr(C)]
@@ -346,7 +360,7 @@ pub struct ProbeErrorEvent {
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<EventHeader>() == 32);
-    assert!(size_of::<ExecEvent>() == 32 + 48 + COMM_LEN + PATH_LEN + ARGS_LEN);
+    assert!(size_of::<ExecEvent>() == 32 + 64 + COMM_LEN + PATH_LEN + ARGS_LEN);
     assert!(size_of::<ForkEvent>() == 32 + 32);
     assert!(size_of::<ExitEvent>() == 32 + 8);
     assert!(size_of::<SyscallBatch>() == 32 + 16 + 2 * BATCH_LEN);

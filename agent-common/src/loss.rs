@@ -13,6 +13,14 @@ pub const LOSS_PENDING_MAP_FULL: u32 = 18;
 pub const LOSS_PENDING_MISSING: u32 = 19;
 /// Syscalls counted into batches (kept for accounting: generated = emitted + lost).
 pub const COUNT_SYSCALLS_BATCHED: u32 = 20;
+/// Execs killed by a kernel deny rule.
+pub const COUNT_EXEC_DENIED: u32 = 21;
+/// connect()/sendmsg() refused because the caller's cgroup is quarantined.
+pub const COUNT_NET_DENIED_QUARANTINE: u32 = 22;
+/// connect()/sendmsg() refused by an outbound deny list.
+pub const COUNT_NET_DENIED_RULE: u32 = 23;
+/// `bpf_send_signal` failed for a denied exec (the process may have run).
+pub const COUNT_EXEC_DENY_SIGNAL_FAILED: u32 = 24;
 /// Records of each kind successfully submitted live at `EMITTED_BASE + kind`.
 pub const EMITTED_BASE: u32 = 32;
 

@@ -1,9 +1,9 @@
 //! Process lifecycle: exec, fork (new processes only), exit (last thread of a process).
 
 use agent_common::{
-    ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_FILENAME_TRUNCATED,
-    EventKind, ExecEvent, ExitEvent, FORK_FLAG_DERIVED, FlushReason, ForkEvent, KernelOffsets,
-    PATH_LEN, ProbeId, syscall_nr,
+    ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_DENIED,
+    EXEC_FLAG_DENY_SPARED, EXEC_FLAG_FILENAME_TRUNCATED, EventKind, ExecEvent, ExitEvent,
+    FORK_FLAG_DERIVED, FlushReason, ForkEvent, KernelOffsets, PATH_LEN, ProbeId, syscall_nr,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -18,8 +18,9 @@ use aya_ebpf::{
 use crate::{
     emit::{count_emitted, count_lost, current_ids, header, report_error},
     maps::{BATCHES, EVENTS, PENDING},
+    response::{ExecVerdict, check_exec},
     syscalls::flush_thread,
-    task::{KPtr, config, creds_of, leader_start_ns, offsets, parent_of},
+    task::{KPtr, config, creds_of, leader_start_ns, offsets, parent_of, stdio_modes},
 };
 
 // Clone flags we report for calls whose flags are fixed or that we did not see.
@@ -99,6 +100,22 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         }
         (*ev).filename_len = used;
 
+        // Deny-exec rules act here, before the new image returns to user space.
+        (*ev).deny_rule = 0;
+        match check_exec(src, tgid) {
+            ExecVerdict::Allowed => {}
+            ExecVerdict::Killed(rule) => {
+                flags |= EXEC_FLAG_DENIED;
+                (*ev).deny_rule = rule + 1;
+            }
+            ExecVerdict::Spared(rule) => {
+                flags |= EXEC_FLAG_DENY_SPARED;
+                (*ev).deny_rule = rule + 1;
+            }
+        }
+        (*ev).stdio_modes = stdio_modes(&o, task);
+        (*ev)._pad = 0;
+
         let (args_len, args_flags) = read_args(&o, task, (*ev).args.as_mut_ptr());
         (*ev).args_len = args_len;
         (*ev).flags = flags | args_flags;
@@ -152,9 +169,10 @@ pub fn vigil_sched_fork(ctx: RawTracePointContext) -> u32 {
     let o = offsets();
     let parent = KPtr::from_raw(ctx.arg::<*const u8>(0));
     let child = KPtr::from_raw(ctx.arg::<*const u8>(1));
-    let (Some(child_pid), Some(child_tgid)) =
-        (child.read::<u32>(o.task_pid), child.read::<u32>(o.task_tgid))
-    else {
+    let (Some(child_pid), Some(child_tgid)) = (
+        child.read::<u32>(o.task_pid),
+        child.read::<u32>(o.task_tgid),
+    ) else {
         report_error(ProbeId::Fork, -14, pid, tgid);
         return 0;
     };
@@ -200,11 +218,7 @@ fn clone_flags(o: &KernelOffsets, pid: u32, parent: KPtr, child: KPtr) -> (u64, 
                 let mut flags = 0u64;
                 // SAFETY: reads 8 bytes of user memory into a local.
                 let rc = unsafe {
-                    bpf_probe_read_user(
-                        (&mut flags as *mut u64).cast(),
-                        8,
-                        p.args[0] as *const _,
-                    )
+                    bpf_probe_read_user((&mut flags as *mut u64).cast(), 8, p.args[0] as *const _)
                 };
                 if rc == 0 {
                     return (flags, 0);

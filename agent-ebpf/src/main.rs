@@ -10,6 +10,7 @@ mod bench;
 mod emit;
 mod lifecycle;
 mod maps;
+mod response;
 mod syscalls;
 mod task;
 mod watch;

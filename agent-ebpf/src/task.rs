@@ -104,3 +104,28 @@ pub fn creds_of(o: &KernelOffsets, task: KPtr) -> Creds {
         fsgid: cred.read(o.cred_fsgid).unwrap_or(u32::MAX),
     }
 }
+
+/// File type bits of the task's fds 0..3 (`files->fdt->fd[i]->f_inode->i_mode & S_IFMT`);
+/// 0 for a closed fd or an unreadable chain.
+#[inline(always)]
+pub fn stdio_modes(o: &KernelOffsets, task: KPtr) -> [u16; 4] {
+    let mut modes = [0u16; 4];
+    let Some(fds) = task
+        .read_ptr(o.task_files)
+        .and_then(|files| files.read_ptr(o.files_fdt))
+        .and_then(|fdt| fdt.read_ptr(o.fdt_fd))
+    else {
+        return modes;
+    };
+    // fdt->fd always has at least NR_OPEN_DEFAULT (64) slots, so 0..3 are in bounds.
+    for (i, slot) in modes.iter_mut().take(3).enumerate() {
+        if let Some(mode) = fds
+            .read_ptr((i * 8) as u32)
+            .and_then(|file| file.read_ptr(o.file_inode))
+            .and_then(|inode| inode.read::<u16>(o.inode_mode))
+        {
+            *slot = mode & agent_common::S_IFMT;
+        }
+    }
+    modes
+}

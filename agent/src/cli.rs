@@ -5,21 +5,26 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod operate;
 mod score;
 
 use crate::{
     control::{self, Request, Response},
+    dataset::{Dataset, Label},
     loader::EmptyProbe,
     logging::{self, LogTarget},
-    output::SinkTarget,
-    dataset::{Dataset, Label},
     model,
+    output::SinkTarget,
     pipeline::{self, RunConfig},
     record::{self, RecordConfig},
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "vigil", version, about = "eBPF endpoint agent: sensors, process table, behaviour sequences")]
+#[command(
+    name = "vigil",
+    version,
+    about = "eBPF endpoint agent: sensors, process table, behaviour sequences"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -42,6 +47,12 @@ pub enum Command {
     Record(RecordArgs),
     /// Score recorded datasets offline with the model, per process.
     Score(ScoreArgs),
+    /// Validate, push and show policy.
+    #[command(subcommand)]
+    Policy(operate::PolicyCommand),
+    /// List, inspect, release or kill quarantined processes.
+    #[command(subcommand)]
+    Quarantine(operate::QuarantineCommand),
     /// Work with recorded datasets.
     #[command(subcommand)]
     Dataset(DatasetCommand),
@@ -81,6 +92,18 @@ pub struct RunArgs {
     /// Seconds each executable's n-gram profile learns (from first sight) before it scores.
     #[arg(long, default_value_t = 600)]
     pub profile_learn_secs: u64,
+    /// The shipped default policy, loaded before policy.d.
+    #[arg(long, default_value = crate::response::DEFAULT_POLICY_PATH)]
+    pub policy: PathBuf,
+    /// The operator's policy files (*.toml, lexical order), watched for changes.
+    #[arg(long, default_value = crate::response::DEFAULT_POLICY_DIR)]
+    pub policy_dir: PathBuf,
+    /// Action log and quarantine vault.
+    #[arg(long, default_value = crate::response::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Detection only: no policy, no actions, no journald incidents.
+    #[arg(long, conflicts_with_all = ["policy", "policy_dir"])]
+    pub no_response: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -168,16 +191,28 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 ignore_tgids: args.ignore_pids,
                 model: (!args.no_model).then_some(args.model),
                 profile_learn: Duration::from_secs(args.profile_learn_secs),
+                response: (!args.no_response).then_some(crate::response::ResponseConfig {
+                    default_policy: args.policy,
+                    policy_dir: args.policy_dir,
+                    state_dir: args.state_dir,
+                    journal_socket: None,
+                }),
                 ..RunConfig::default()
             };
             pipeline::run(cfg).await.context("vigil run")
         }
-        Command::Status { json, control_socket } => {
+        Command::Status {
+            json,
+            control_socket,
+        } => {
             let response = control::request(&control_socket, &Request::Status).await?;
             match response {
-                Response::Status(status) if json => println!("{}", serde_json::to_string_pretty(&status)?),
+                Response::Status(status) if json => {
+                    println!("{}", serde_json::to_string_pretty(&status)?)
+                }
                 Response::Status(status) => print!("{}", control::render_human(&status)),
                 Response::Error(e) => anyhow::bail!("vigil refused the request: {e}"),
+                Response::Result(v) => println!("{v}"),
             }
             Ok(())
         }
@@ -199,8 +234,15 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 "recorded {} processes, {} tokens{}{}",
                 summary.processes,
                 summary.tokens,
-                summary.command_status.map(|s| format!("; command exited with {s}")).unwrap_or_default(),
-                if summary.timed_out { "; the command timed out and was killed" } else { "" },
+                summary
+                    .command_status
+                    .map(|s| format!("; command exited with {s}"))
+                    .unwrap_or_default(),
+                if summary.timed_out {
+                    "; the command timed out and was killed"
+                } else {
+                    ""
+                },
             );
             if summary.timed_out || summary.command_status.is_some_and(|s| !s.success()) {
                 anyhow::bail!("the recorded command did not finish successfully");
@@ -208,6 +250,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Score(args) => score::run(&args.files, &args.model, args.json),
+        Command::Policy(cmd) => operate::policy(cmd).await,
+        Command::Quarantine(cmd) => operate::quarantine(cmd).await,
         Command::Dataset(DatasetCommand::Export { file }) => {
             let ds = Dataset::read(&file)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -216,13 +260,21 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Dataset(DatasetCommand::Info { file }) => {
             let ds = Dataset::read(&file)?;
-            let mut by: std::collections::BTreeMap<(String, String), (usize, usize)> = Default::default();
+            let mut by: std::collections::BTreeMap<(String, String), (usize, usize)> =
+                Default::default();
             for p in &ds.processes {
-                let e = by.entry((format!("{:?}", p.label).to_lowercase(), p.family.clone())).or_default();
+                let e = by
+                    .entry((format!("{:?}", p.label).to_lowercase(), p.family.clone()))
+                    .or_default();
                 e.0 += 1;
                 e.1 += p.tokens.len();
             }
-            println!("{}: kernel {}, command {:?}", file.display(), ds.kernel, ds.command);
+            println!(
+                "{}: kernel {}, command {:?}",
+                file.display(),
+                ds.kernel,
+                ds.command
+            );
             for ((label, family), (n, t)) in by {
                 println!("  {label:<9} {family:<24} {n:>5} processes {t:>9} tokens");
             }
@@ -234,7 +286,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             crate::kernel::preflight().context("preflight")?;
             let _probe = EmptyProbe::load()?;
             println!("ready");
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}

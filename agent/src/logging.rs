@@ -1,7 +1,10 @@
 //! Logging through `tracing`, to stderr or journald.
 
 use clap::ValueEnum;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+use tracing_subscriber::{
+    EnvFilter, Layer as _, filter::filter_fn, layer::SubscriberExt as _,
+    util::SubscriberInitExt as _,
+};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogTarget {
@@ -28,14 +31,23 @@ pub fn init(target: LogTarget, default_filter: &str) -> Result<(), LoggingError>
         Ok(f) if !f.is_empty() => f,
         _ => default_filter.to_string(),
     };
-    let filter = EnvFilter::try_new(&filter).map_err(|source| LoggingError::Filter { filter, source })?;
+    let filter =
+        EnvFilter::try_new(&filter).map_err(|source| LoggingError::Filter { filter, source })?;
     let registry = tracing_subscriber::registry().with(filter);
     match target {
         LogTarget::Stderr => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
             .init(),
         LogTarget::Journald => registry
-            .with(tracing_journald::layer().map_err(LoggingError::Journald)?.with_syslog_identifier("vigil".into()))
+            .with(
+                tracing_journald::layer()
+                    .map_err(LoggingError::Journald)?
+                    .with_syslog_identifier("vigil".into())
+                    // Incidents reach the journal as their own structured entries already.
+                    .with_filter(filter_fn(|meta| {
+                        meta.target() != crate::incident::TRACING_TARGET
+                    })),
+            )
             .init(),
     }
     Ok(())

@@ -2,6 +2,8 @@
 //! control socket and JSON event file, and reads back what it saw. Tests filter every event on
 //! the pids they created, because the kernel is shared with everything else on the host.
 
+pub mod journal;
+
 use std::{
     fs,
     io::{BufRead, BufReader},
@@ -46,7 +48,10 @@ pub fn vigil_bin() -> PathBuf {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
     let bin = profile_dir.join("vigil");
     assert!(
         bin.exists(),
@@ -61,6 +66,26 @@ fn scratch_dir(tag: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("create scratch dir");
     dir
+}
+
+/// The repository root (this crate lives in `tests/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `vigil ARGS` against a daemon's control socket and returns (exit success, stdout, stderr).
+pub fn vigil_cli(socket: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(vigil_bin())
+        .args(args)
+        .arg("--control-socket")
+        .arg(socket)
+        .output()
+        .expect("run vigil");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A running `vigil run`.
@@ -79,6 +104,32 @@ impl Daemon {
         let events_path = dir.join("events.jsonl");
         let socket = dir.join("control.sock");
         let log = fs::File::create(dir.join("vigil.log")).expect("log file");
+        // The shipped default policy, with this test's own policy.d and state (action log,
+        // quarantine vault) unless the test names its own.
+        let mut response: Vec<String> = Vec::new();
+        if !extra.contains(&"--no-response") {
+            if !extra.contains(&"--policy") {
+                response.extend([
+                    "--policy".into(),
+                    repo_root()
+                        .join("packaging/policy.toml")
+                        .display()
+                        .to_string(),
+                ]);
+            }
+            if !extra.contains(&"--policy-dir") {
+                response.extend([
+                    "--policy-dir".into(),
+                    dir.join("policy.d").display().to_string(),
+                ]);
+            }
+            if !extra.contains(&"--state-dir") {
+                response.extend([
+                    "--state-dir".into(),
+                    dir.join("state").display().to_string(),
+                ]);
+            }
+        }
         let mut child = Command::new(vigil_bin())
             .arg("run")
             .arg("--events-json")
@@ -87,7 +138,12 @@ impl Daemon {
             .arg(&socket)
             .args(["--ready-line", "--batch-age-ms", "50"])
             .args(extra)
-            .args(if extra.contains(&"--model") { &[][..] } else { &["--no-model"][..] })
+            .args(&response)
+            .args(if extra.contains(&"--model") {
+                &[][..]
+            } else {
+                &["--no-model"][..]
+            })
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -102,10 +158,21 @@ impl Daemon {
                 }
             }
         });
-        let mut daemon = Daemon { child: Some(child), dir, events_path, socket };
+        let mut daemon = Daemon {
+            child: Some(child),
+            dir,
+            events_path,
+            socket,
+        };
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            let status = daemon.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            panic!("vigil did not become ready (exit: {status:?}); log:\n{}", daemon.log());
+            let status = daemon
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            panic!(
+                "vigil did not become ready (exit: {status:?}); log:\n{}",
+                daemon.log()
+            );
         }
         daemon
     }
@@ -125,14 +192,20 @@ impl Daemon {
             .arg(&self.socket)
             .output()
             .expect("run vigil status");
-        assert!(out.status.success(), "vigil status failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "vigil status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("status is JSON")
     }
 
     /// Every event written so far (a partially written last line is ignored).
     pub fn events(&self) -> Vec<Value> {
         let text = fs::read_to_string(&self.events_path).unwrap_or_default();
-        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Polls the event file until `pred` matches an event, or panics after `timeout`.
@@ -142,7 +215,11 @@ impl Daemon {
             if let Some(v) = self.events().into_iter().find(|e| pred(e)) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; vigil log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; vigil log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -159,7 +236,10 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("vigil did not stop within 30s of SIGTERM; log:\n{}", self.log());
+                panic!(
+                    "vigil did not stop within 30s of SIGTERM; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -181,7 +261,10 @@ pub fn of_pid<'a>(events: &'a [Value], pid: u32) -> impl Iterator<Item = &'a Val
     events.iter().filter(move |e| e["pid"] == pid)
 }
 
-pub fn of_type<'a>(events: impl Iterator<Item = &'a Value> + 'a, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+pub fn of_type<'a>(
+    events: impl Iterator<Item = &'a Value> + 'a,
+    kind: &'a str,
+) -> impl Iterator<Item = &'a Value> + 'a {
     events.filter(move |e| e["type"] == kind)
 }
 
@@ -191,6 +274,12 @@ pub fn syscalls_of(events: &[Value], pid: u32) -> Vec<i64> {
     batches.sort_by_key(|b| (b["tid"].as_u64(), b["seq"].as_u64()));
     batches
         .iter()
-        .flat_map(|b| b["syscalls"].as_array().into_iter().flatten().filter_map(Value::as_i64))
+        .flat_map(|b| {
+            b["syscalls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_i64)
+        })
         .collect()
 }

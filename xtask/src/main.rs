@@ -5,6 +5,7 @@ mod bench_model;
 mod bench_overhead;
 mod build;
 mod cmd;
+mod install;
 mod run;
 mod setup;
 mod test;
@@ -42,6 +43,15 @@ enum Cmd {
     },
     /// Setup, build, then run every test in the workspace (root for the integration tests).
     Test,
+    /// Setup, build the release agent, then install it, the model, the default policy and the
+    /// systemd unit under PREFIX (root for /). Idempotent.
+    Install {
+        #[arg(long, default_value = "/")]
+        prefix: std::path::PathBuf,
+        /// Install this file as the default policy instead of packaging/policy.toml.
+        #[arg(long)]
+        policy: Option<std::path::PathBuf>,
+    },
     /// Train and evaluate the behaviour model (Python venv in models/.venv; never run by CI).
     Train(train::Args),
     /// Benchmarks.
@@ -105,6 +115,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Build { debug } => build::build(debug).map(drop),
         Cmd::Run { args } => run::run(&args),
         Cmd::Test => test::test(),
+        Cmd::Install { prefix, policy } => install::install(&install::Opts { prefix, policy }),
         Cmd::Train(args) => train::train(&args),
         Cmd::Bench {
             bench:
@@ -118,9 +129,20 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             rounds,
             modes,
         }),
-        Cmd::Bench { bench: Bench::Model { model, rate, seconds, rounds } } => {
-            bench_model::model(&bench_model::Opts { model, rate, seconds, rounds })
-        }
+        Cmd::Bench {
+            bench:
+                Bench::Model {
+                    model,
+                    rate,
+                    seconds,
+                    rounds,
+                },
+        } => bench_model::model(&bench_model::Opts {
+            model,
+            rate,
+            seconds,
+            rounds,
+        }),
         Cmd::BenchLoop { iterations } => bench_overhead::bench_loop(iterations),
         Cmd::BenchPaced { rate, seconds } => bench_model::paced(rate, seconds),
     }

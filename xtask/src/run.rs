@@ -14,10 +14,24 @@ pub fn run(extra: &[String]) -> Result<()> {
     }
     setup::setup()?;
     let bin = build::build(false)?;
-    // The shipped model, from the work tree (`cargo xtask install` puts it in /usr/lib/vigil).
+    // The shipped model and policy, from the work tree (`cargo xtask install` puts them in
+    // /usr/lib/vigil).
     let model = cmd::workspace_root().join("models/vigil.onnx");
     let mut vigil = Command::new(&bin);
-    vigil.args(["run", "--events-json", "-", "--model"]).arg(&model).args(extra);
+    vigil
+        .args(["run", "--events-json", "-", "--model"])
+        .arg(&model);
+    // The shipped default policy, from the work tree; operator files still come from
+    // /etc/vigil/policy.d, as on an installed host.
+    if !extra
+        .iter()
+        .any(|a| a == "--policy" || a == "--no-response")
+    {
+        vigil
+            .arg("--policy")
+            .arg(cmd::workspace_root().join("packaging/policy.toml"));
+    }
+    vigil.args(extra);
     cmd::announce(&vigil);
     // exec only returns on failure.
     let err = vigil.exec();

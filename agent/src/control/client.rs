@@ -37,6 +37,16 @@ pub async fn fetch_status(path: &Path) -> Result<Status, ControlError> {
     match request(path, &Request::Status).await? {
         Response::Status(status) => Ok(*status),
         Response::Error(e) => Err(ControlError::Remote(e)),
+        Response::Result(_) => Err(ControlError::Protocol("expected a status".into())),
+    }
+}
+
+/// Any command other than `status`: its JSON answer, with a refusal turned into an error.
+pub async fn command(path: &Path, req: &Request) -> Result<serde_json::Value, ControlError> {
+    match request(path, req).await? {
+        Response::Result(v) => Ok(v),
+        Response::Error(e) => Err(ControlError::Remote(e)),
+        Response::Status(_) => Err(ControlError::Protocol("unexpected status answer".into())),
     }
 }
 

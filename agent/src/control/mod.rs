@@ -13,10 +13,13 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use client::{fetch_status, request};
+pub use client::{command, fetch_status, request};
 pub use protocol::{Request, Response};
-pub use server::{ControlServer, DEFAULT_SOCKET_PATH, serve};
-pub use status::{ProcessTableStatus, ProgramState, ProgramStatus, ScorerStatus, Status, render_human};
+pub use server::{COMMAND_QUEUE, Command, ControlServer, DEFAULT_SOCKET_PATH, serve};
+pub use status::{
+    ProcessTableStatus, ProgramState, ProgramStatus, ResponseStatus, ScorerStatus, Status,
+    render_human,
+};
 
 #[derive(Debug, Error)]
 pub enum ControlError {

@@ -17,6 +17,23 @@ pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Status,
+    /// The active merged policy with its version.
+    PolicyShow,
+    /// Validate `content` as policy file `name`, write it atomically into policy.d and apply it.
+    PolicyPush {
+        name: String,
+        content: String,
+    },
+    QuarantineList,
+    QuarantineShow {
+        id: String,
+    },
+    QuarantineRelease {
+        id: String,
+    },
+    QuarantineKill {
+        id: String,
+    },
 }
 
 /// `{"ok":true,"status":{...}}` or `{"ok":false,"error":"..."}`.
@@ -24,6 +41,8 @@ pub enum Request {
 #[serde(try_from = "WireResponse", into = "WireResponse")]
 pub enum Response {
     Status(Box<Status>),
+    /// Any other command's answer.
+    Result(serde_json::Value),
     Error(String),
 }
 
@@ -34,6 +53,8 @@ struct WireResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<Box<Status>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
@@ -43,11 +64,19 @@ impl From<Response> for WireResponse {
             Response::Status(s) => WireResponse {
                 ok: true,
                 status: Some(s),
+                result: None,
+                error: None,
+            },
+            Response::Result(r) => WireResponse {
+                ok: true,
+                status: None,
+                result: Some(r),
                 error: None,
             },
             Response::Error(e) => WireResponse {
                 ok: false,
                 status: None,
+                result: None,
                 error: Some(e),
             },
         }
@@ -64,6 +93,11 @@ impl TryFrom<WireResponse> for Response {
                 status: Some(s),
                 ..
             } => Ok(Response::Status(s)),
+            WireResponse {
+                ok: true,
+                result: Some(r),
+                ..
+            } => Ok(Response::Result(r)),
             WireResponse {
                 ok: false,
                 error: Some(e),

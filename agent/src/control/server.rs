@@ -14,7 +14,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
 use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 use tracing::{debug, info, warn};
@@ -31,6 +31,16 @@ pub const DEFAULT_SOCKET_PATH: &str = "/run/vigil/control.sock";
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (EMFILE...) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A command the server cannot answer from the status snapshot: handed to the daemon's
+/// response stage with a channel for the answer.
+pub struct Command {
+    pub request: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Commands wait here while the response stage is busy (a quarantine takes milliseconds).
+pub const COMMAND_QUEUE: usize = 16;
 
 /// A bound, not yet serving, control socket.
 pub struct ControlServer {
@@ -89,6 +99,16 @@ impl ControlServer {
         status: watch::Receiver<Status>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ControlError> {
+        self.run_with_commands(status, None, shutdown).await
+    }
+
+    /// As [`Self::run`], forwarding every request other than `status` to `commands`.
+    pub async fn run_with_commands(
+        self,
+        status: watch::Receiver<Status>,
+        commands: Option<mpsc::Sender<Command>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ControlError> {
         let Self { listener, socket } = self;
         let listener = UnixListener::from_std(listener)
             .map_err(|e| ControlError::io("registering the control socket with tokio", e))?;
@@ -99,7 +119,7 @@ impl ControlServer {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        connections.spawn(handle_connection(stream, status.clone()));
+                        connections.spawn(handle_connection(stream, status.clone(), commands.clone()));
                     }
                     Err(e) => {
                         warn!(error = %e, "control socket accept failed");
@@ -200,8 +220,12 @@ fn someone_listens(path: &Path) -> Result<bool, ControlError> {
     }
 }
 
-async fn handle_connection(stream: UnixStream, status: watch::Receiver<Status>) {
-    if let Err(e) = serve_connection(stream, status).await {
+async fn handle_connection(
+    stream: UnixStream,
+    status: watch::Receiver<Status>,
+    commands: Option<mpsc::Sender<Command>>,
+) {
+    if let Err(e) = serve_connection(stream, status, commands).await {
         debug!(error = %e, "control connection ended with an error");
     }
 }
@@ -209,6 +233,7 @@ async fn handle_connection(stream: UnixStream, status: watch::Receiver<Status>) 
 async fn serve_connection(
     stream: UnixStream,
     status: watch::Receiver<Status>,
+    commands: Option<mpsc::Sender<Command>>,
 ) -> Result<(), ControlError> {
     let cred = stream
         .peer_cred()
@@ -243,7 +268,7 @@ async fn serve_connection(
             Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {}
             Line::Complete(bytes) => {
                 let response = match serde_json::from_slice::<Request>(&bytes) {
-                    Ok(request) => answer(request, &status),
+                    Ok(request) => answer(request, &status, commands.as_ref()).await,
                     Err(e) => Response::Error(format!("invalid request: {e}")),
                 };
                 send(&mut wr, &response).await?;
@@ -252,9 +277,25 @@ async fn serve_connection(
     }
 }
 
-fn answer(request: Request, status: &watch::Receiver<Status>) -> Response {
-    match request {
-        Request::Status => Response::Status(Box::new(status.borrow().clone())),
+async fn answer(
+    request: Request,
+    status: &watch::Receiver<Status>,
+    commands: Option<&mpsc::Sender<Command>>,
+) -> Response {
+    if request == Request::Status {
+        return Response::Status(Box::new(status.borrow().clone()));
+    }
+    let Some(commands) = commands else {
+        return Response::Error("this daemon has no response stage".into());
+    };
+    let (reply, answer) = oneshot::channel();
+    if commands.send(Command { request, reply }).await.is_err() {
+        return Response::Error("the daemon is shutting down".into());
+    }
+    match timeout(IO_TIMEOUT, answer).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) => Response::Error("the response stage dropped the request".into()),
+        Err(_) => Response::Error(format!("no answer within {IO_TIMEOUT:?}")),
     }
 }
 

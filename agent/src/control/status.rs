@@ -27,6 +27,33 @@ pub struct Status {
     /// The behaviour model and its scorer; absent when running without a model.
     #[serde(default)]
     pub scorer: Option<ScorerStatus>,
+    /// Policy and actions; absent when running without a response stage.
+    #[serde(default)]
+    pub response: Option<ResponseStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResponseStatus {
+    pub policy_version: String,
+    pub mode: String,
+    /// connect/sendmsg guards attached: quarantines cut the network.
+    pub network_guards: bool,
+    /// cgroup v2 freezer usable: quarantine available.
+    pub quarantine: bool,
+    pub decisions: u64,
+    /// Decisions the actor's queue could not take.
+    pub decisions_dropped: u64,
+    /// Kills and quarantines refused by the rate limit.
+    pub rate_limited: u64,
+    pub alerts: u64,
+    pub kills: u64,
+    pub quarantines: u64,
+    pub action_failures: u64,
+    pub journal_undelivered: u64,
+    pub kernel_exec_denied: u64,
+    pub kernel_exec_deny_signal_failed: u64,
+    pub kernel_net_denied_quarantine: u64,
+    pub kernel_net_denied_rule: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -97,6 +124,36 @@ pub fn render_human(status: &Status) -> String {
         table.entries, table.running, table.evicted_total
     );
     let _ = writeln!(out, "Sequences: {}", status.sequences);
+    if let Some(r) = &status.response {
+        let _ = writeln!(
+            out,
+            "response: policy {} ({}), network guards {}, quarantine {}; {} decisions: {} alerts, {} kills, {} quarantines, {} failed, {} rate-limited, {} dropped; kernel: {} execs denied, {} connects refused (quarantine {}, rules {}); journal undelivered {}",
+            r.policy_version,
+            r.mode,
+            if r.network_guards {
+                "attached"
+            } else {
+                "UNAVAILABLE"
+            },
+            if r.quarantine {
+                "available"
+            } else {
+                "UNAVAILABLE"
+            },
+            r.decisions,
+            r.alerts,
+            r.kills,
+            r.quarantines,
+            r.action_failures,
+            r.rate_limited,
+            r.decisions_dropped,
+            r.kernel_exec_denied,
+            r.kernel_net_denied_quarantine + r.kernel_net_denied_rule,
+            r.kernel_net_denied_quarantine,
+            r.kernel_net_denied_rule,
+            r.journal_undelivered,
+        );
+    }
     match &status.scorer {
         Some(sc) => {
             let _ = writeln!(
@@ -220,6 +277,7 @@ pub(crate) fn sample() -> Status {
         },
         sequences: 3,
         scorer: None,
+        response: None,
     }
 }
 

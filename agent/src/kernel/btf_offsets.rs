@@ -116,6 +116,11 @@ static FIELDS: &[FieldSpec] = &[
     field("cred", &["egid"], false, |o| &mut o.cred_egid),
     field("cred", &["fsuid"], false, |o| &mut o.cred_fsuid),
     field("cred", &["fsgid"], false, |o| &mut o.cred_fsgid),
+    field("task_struct", &["files"], false, |o| &mut o.task_files),
+    field("files_struct", &["fdt"], false, |o| &mut o.files_fdt),
+    field("fdtable", &["fd"], false, |o| &mut o.fdt_fd),
+    field("file", &["f_inode"], false, |o| &mut o.file_inode),
+    field("inode", &["i_mode"], false, |o| &mut o.inode_mode),
 ];
 
 /// Resolves from the running kernel's BTF.

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{MsFlags, mount};
-use nix::sys::statfs::{BPF_FS_MAGIC, FsType, SECURITYFS_MAGIC, TRACEFS_MAGIC, statfs};
+use nix::sys::statfs::{
+    BPF_FS_MAGIC, CGROUP2_SUPER_MAGIC, FsType, SECURITYFS_MAGIC, TRACEFS_MAGIC, statfs,
+};
 use thiserror::Error;
 use tracing::{debug, info};
 
@@ -15,6 +17,8 @@ pub const TRACEFS_PATH: &str = "/sys/kernel/tracing";
 pub const TRACEFS_LEGACY_PATH: &str = "/sys/kernel/debug/tracing";
 pub const BPFFS_PATH: &str = "/sys/fs/bpf";
 pub const SECURITYFS_PATH: &str = "/sys/kernel/security";
+/// cgroup v2: the whole of /sys/fs/cgroup on unified hosts, a sub-mount on hybrid ones.
+pub const CGROUP2_PATHS: [&str; 2] = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
 
 #[derive(Debug, Error)]
 pub enum MountError {
@@ -82,6 +86,27 @@ pub fn ensure_bpffs() -> Result<PathBuf, MountError> {
 /// Returns the securityfs mount point, mounting it if needed.
 pub fn ensure_securityfs() -> Result<PathBuf, MountError> {
     ensure(&SECURITYFS)
+}
+
+const CGROUP2: PseudoFs = PseudoFs {
+    fstype: "cgroup2",
+    target: "/sys/fs/cgroup/unified",
+    magic: CGROUP2_SUPER_MAGIC,
+    purpose: "for the quarantine freezer and the network guards",
+};
+
+/// Returns the cgroup v2 root (unified or hybrid layout), mounting it at
+/// `/sys/fs/cgroup/unified` when neither layout has it.
+pub fn ensure_cgroup2() -> Result<PathBuf, MountError> {
+    for root in CGROUP2_PATHS {
+        if statfs(root).is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC) {
+            return Ok(PathBuf::from(root));
+        }
+    }
+    if !Path::new(CGROUP2.target).is_dir() {
+        let _ = std::fs::create_dir(CGROUP2.target);
+    }
+    ensure(&CGROUP2)
 }
 
 fn is_mounted(fs: &PseudoFs) -> bool {

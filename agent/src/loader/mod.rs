@@ -2,14 +2,14 @@
 //! attaches programs from the declarative table in [`table`]. What could not be attached is
 //! recorded with its reason, logged, and shown by `vigil status`.
 
+mod guards;
 mod jiffies;
 mod table;
 
 use agent_common::{AgentConfig, KernelOffsets, names};
 use aya::{
-    Ebpf, EbpfError, EbpfLoader,
+    Btf, Ebpf, EbpfError, EbpfLoader,
     maps::{Map, MapError},
-    Btf,
     programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint},
 };
 pub use jiffies::{kernel_hz, to_jiffies};
@@ -70,23 +70,36 @@ pub struct AttachReport {
 pub struct Sensors {
     ebpf: Ebpf,
     pub report: Vec<AttachReport>,
+    /// All four network guards are attached: quarantines can cut the network.
+    pub network_guards: bool,
 }
 
 impl Sensors {
     /// Loads and attaches vigil's sensors.
-    pub fn load(offsets: &KernelOffsets, config: &AgentConfig) -> Result<Self, LoadError> {
+    pub fn load(
+        offsets: &KernelOffsets,
+        config: &AgentConfig,
+        cgroup2: Option<&std::path::Path>,
+    ) -> Result<Self, LoadError> {
         let mut ebpf = load_object(offsets, config)?;
         let mut report = Vec::new();
         for spec in ATTACH_TABLE {
             attach_spec(&mut ebpf, spec, &mut report)?;
         }
+        let network_guards = guards::attach_guards(&mut ebpf, cgroup2, &mut report);
         for r in &report {
             match &r.outcome {
                 Outcome::Attached => info!(program = r.program, hook = %r.hook, "attached"),
-                Outcome::Skipped(why) => warn!(program = r.program, hook = %r.hook, "skipped: {why}"),
+                Outcome::Skipped(why) => {
+                    warn!(program = r.program, hook = %r.hook, "skipped: {why}")
+                }
             }
         }
-        Ok(Self { ebpf, report })
+        Ok(Self {
+            ebpf,
+            report,
+            network_guards,
+        })
     }
 
     /// Moves a map out of the object (ring buffers go to their readers).
@@ -110,7 +123,11 @@ fn load_object(offsets: &KernelOffsets, config: &AgentConfig) -> Result<Ebpf, Lo
         .map_err(|e| LoadError::Load(Box::new(e)))
 }
 
-fn attach_spec(ebpf: &mut Ebpf, spec: &ProgramSpec, report: &mut Vec<AttachReport>) -> Result<(), LoadError> {
+fn attach_spec(
+    ebpf: &mut Ebpf,
+    spec: &ProgramSpec,
+    report: &mut Vec<AttachReport>,
+) -> Result<(), LoadError> {
     match (attach_one(ebpf, spec.program, &spec.hook), &spec.fallback) {
         (Ok(()), _) => {}
         (Err(e), Some((program, hook))) => {
@@ -120,12 +137,20 @@ fn attach_spec(ebpf: &mut Ebpf, spec: &ProgramSpec, report: &mut Vec<AttachRepor
                 outcome: Outcome::Skipped(format!("{e}; using {program} on {hook} instead")),
             });
             attach_one(ebpf, program, hook)?;
-            report.push(AttachReport { program, hook: hook.to_string(), outcome: Outcome::Attached });
+            report.push(AttachReport {
+                program,
+                hook: hook.to_string(),
+                outcome: Outcome::Attached,
+            });
             return Ok(());
         }
         (Err(e), None) => return Err(e),
     }
-    report.push(AttachReport { program: spec.program, hook: spec.hook.to_string(), outcome: Outcome::Attached });
+    report.push(AttachReport {
+        program: spec.program,
+        hook: spec.hook.to_string(),
+        outcome: Outcome::Attached,
+    });
     Ok(())
 }
 
@@ -133,9 +158,16 @@ fn attach_one(ebpf: &mut Ebpf, name: &'static str, hook: &Hook) -> Result<(), Lo
     let hook_name = hook.to_string();
     let failed = |stage| {
         let hook = hook_name.clone();
-        move |source| LoadError::Required { name, hook, stage, source: Box::new(source) }
+        move |source| LoadError::Required {
+            name,
+            hook,
+            stage,
+            source: Box::new(source),
+        }
     };
-    let program = ebpf.program_mut(name).ok_or(LoadError::MissingProgram(name))?;
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram(name))?;
     match hook {
         Hook::BtfTp(tp) => {
             let btf = Btf::from_sys_fs().map_err(|e| LoadError::Btf(e.to_string()))?;
@@ -165,20 +197,39 @@ pub struct EmptyProbe {
 
 impl EmptyProbe {
     pub fn load() -> Result<Self, LoadError> {
-        let mut ebpf = load_object(&KernelOffsets::UNKNOWN, &AgentConfig {
-            self_tgid: std::process::id(),
-            _pad: 0,
-            // The empty probe never reads it.
-            batch_max_age_jiffies: 0,
-        })?;
+        let mut ebpf = load_object(
+            &KernelOffsets::UNKNOWN,
+            &AgentConfig {
+                self_tgid: std::process::id(),
+                _pad: 0,
+                // The empty probe never reads it.
+                batch_max_age_jiffies: 0,
+            },
+        )?;
         let name = names::PROG_EMPTY_SYS_ENTER;
         let hook = "raw_tp/sys_enter".to_string();
-        let program = ebpf.program_mut(name).ok_or(LoadError::MissingProgram(name))?;
-        let p: &mut RawTracePoint = program
-            .try_into()
-            .map_err(|source| LoadError::Required { name, hook: hook.clone(), stage: "loaded", source: Box::new(source) })?;
-        p.load().map_err(|source| LoadError::Required { name, hook: hook.clone(), stage: "loaded", source: Box::new(source) })?;
-        p.attach("sys_enter").map_err(|source| LoadError::Required { name, hook, stage: "attached", source: Box::new(source) })?;
+        let program = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::MissingProgram(name))?;
+        let p: &mut RawTracePoint = program.try_into().map_err(|source| LoadError::Required {
+            name,
+            hook: hook.clone(),
+            stage: "loaded",
+            source: Box::new(source),
+        })?;
+        p.load().map_err(|source| LoadError::Required {
+            name,
+            hook: hook.clone(),
+            stage: "loaded",
+            source: Box::new(source),
+        })?;
+        p.attach("sys_enter")
+            .map_err(|source| LoadError::Required {
+                name,
+                hook,
+                stage: "attached",
+                source: Box::new(source),
+            })?;
         Ok(Self { _ebpf: ebpf })
     }
 }

@@ -53,6 +53,10 @@ pub enum Body {
         egid: u32,
         cgroup_id: u64,
         truncated: Vec<&'static str>,
+        /// Killed in the kernel at exec under a deny rule (the image never ran).
+        denied: bool,
+        /// stdin or stdout of the new image is a socket.
+        stdio_socket: bool,
     },
     Fork {
         child_pid: u32,
@@ -162,6 +166,8 @@ impl EventJson {
                 .filter(|(bit, _)| e.flags & bit != 0)
                 .map(|(_, name)| name)
                 .collect(),
+                denied: e.flags & agent_common::EXEC_FLAG_DENIED != 0,
+                stdio_socket: e.stdio_socket(),
             },
             Event::Fork(e) => Body::Fork {
                 child_pid: e.child_tgid,

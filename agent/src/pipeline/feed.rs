@@ -42,14 +42,24 @@ impl SensorFeed {
     pub fn start(batch_max_age: Duration, ignore_tgids: &[u32]) -> Result<Self, DaemonError> {
         let kernel = kernel::preflight()?;
         for missing in &kernel.missing_fields {
-            warn!("kernel BTF lacks {missing}; the fields that depend on it are reported as unknown");
+            warn!(
+                "kernel BTF lacks {missing}; the fields that depend on it are reported as unknown"
+            );
         }
         let config = AgentConfig {
             self_tgid: std::process::id(),
             _pad: 0,
             batch_max_age_jiffies: to_jiffies(batch_max_age, kernel_hz()),
         };
-        let mut sensors = Sensors::load(&kernel.offsets, &config)?;
+        // Without cgroup v2 vigil still senses and kills; quarantine and network cuts say why not.
+        let cgroup2 = match kernel::mounts::ensure_cgroup2() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                warn!("{e}");
+                None
+            }
+        };
+        let mut sensors = Sensors::load(&kernel.offsets, &config, cgroup2.as_deref())?;
         set_ignored(&mut sensors, ignore_tgids)?;
         let counters = KernelCounters::new(sensors.take_map(names::MAP_COUNTERS)?)?;
         let decode = Arc::new(DecodeStats::default());
@@ -101,8 +111,26 @@ impl SensorFeed {
     /// [`TimeOrder`]: crate::reorder::TimeOrder
     pub fn watermark(&self) -> Option<u64> {
         // Read the drain marks before looking at the queues (see above).
-        let until = self.drained.iter().map(DrainedUntil::get).min().unwrap_or(0);
-        (self.events.is_empty() && self.syscalls.is_empty()).then(|| until.saturating_sub(WATERMARK_SLACK_NS))
+        let until = self
+            .drained
+            .iter()
+            .map(DrainedUntil::get)
+            .min()
+            .unwrap_or(0);
+        (self.events.is_empty() && self.syscalls.is_empty())
+            .then(|| until.saturating_sub(WATERMARK_SLACK_NS))
+    }
+
+    /// The response maps (taken once); `None` if already taken or missing from the object.
+    pub fn take_response(
+        &mut self,
+    ) -> Option<Result<crate::response::KernelResponse, crate::response::KernelMapError>> {
+        let sensors = self.sensors.as_mut()?;
+        let guards = sensors.network_guards;
+        Some(crate::response::KernelResponse::new(
+            |name| sensors.take_map(name).ok(),
+            guards,
+        ))
     }
 
     /// The kernel's counters, for whoever reports them (taken once).
@@ -146,10 +174,11 @@ fn ring(sensors: &mut Sensors, name: &'static str) -> Result<RingBuf<MapData>, D
 
 fn set_ignored(sensors: &mut Sensors, tgids: &[u32]) -> Result<(), DaemonError> {
     let name = names::MAP_IGNORED_TGIDS;
-    let mut map: BpfHashMap<_, u32, u8> =
-        BpfHashMap::try_from(sensors.map_mut(name)?).map_err(|source| DaemonError::Map { name, source })?;
+    let mut map: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(sensors.map_mut(name)?)
+        .map_err(|source| DaemonError::Map { name, source })?;
     for &tgid in tgids {
-        map.insert(tgid, 1, 0).map_err(|source| DaemonError::Map { name, source })?;
+        map.insert(tgid, 1, 0)
+            .map_err(|source| DaemonError::Map { name, source })?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ mod process_stage;
 pub mod scorer;
 mod status;
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use aya::maps::MapError;
 use thiserror::Error;
@@ -30,10 +30,11 @@ use tracing::{info, warn};
 use crate::{
     control::{self, ControlError, ControlServer},
     kernel::PreflightError,
-    model::Model,
     loader::LoadError,
+    model::Model,
     output::{JsonSink, OutputError, SinkTarget},
     process::{ProcessError, ProcessTable, TableConfig},
+    response::{ActorMsg, ResponseConfig, ResponseStage},
     sensors::SensorError,
     sequence::{BehaviourSequences, SequenceConfig},
 };
@@ -56,6 +57,8 @@ pub struct RunConfig {
     pub model: Option<PathBuf>,
     /// How long each executable's n-gram profile learns before it scores.
     pub profile_learn: Duration,
+    /// Policy, actions and incidents; `None` runs detection only (no policy, no actions).
+    pub response: Option<ResponseConfig>,
 }
 
 impl Default for RunConfig {
@@ -70,6 +73,7 @@ impl Default for RunConfig {
             status_interval: Duration::from_secs(1),
             model: Some(crate::model::DEFAULT_MODEL_PATH.into()),
             profile_learn: Duration::from_secs(600),
+            response: Some(ResponseConfig::default()),
         }
     }
 }
@@ -100,6 +104,10 @@ pub enum DaemonError {
     CountersTaken,
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Response(#[from] crate::response::ResponseError),
+    #[error(transparent)]
+    ResponseMaps(#[from] crate::response::KernelMapError),
 }
 
 pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
@@ -123,19 +131,58 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     // Seed after attaching: a process born in between is seen by both, never by neither.
     let mut table = ProcessTable::new(TableConfig::default());
     let seeded = table.seed_from_proc(&cfg.proc_root)?;
-    info!(processes = seeded, "process table seeded from {}", cfg.proc_root.display());
+    info!(
+        processes = seeded,
+        "process table seeded from {}",
+        cfg.proc_root.display()
+    );
 
     let sink = match &cfg.events_json {
         Some(target) => Some(JsonSink::open(target).await?),
         None => None,
     };
     let counters = feed.take_counters().ok_or(DaemonError::CountersTaken)?;
-    let mut status = StatusBuilder::new(&feed.kernel.release, &feed.report, counters, feed.decode.clone(), started);
+    let mut status = StatusBuilder::new(
+        &feed.kernel.release,
+        &feed.report,
+        counters,
+        feed.decode.clone(),
+        started,
+    );
+    let thresholds = model
+        .as_ref()
+        .map(|m| (Arc::new(std::sync::RwLock::new(m.thresholds)), m.thresholds));
+    // The policy is loaded before anything is scored: an invalid policy stops the start here.
+    let response = match &cfg.response {
+        Some(rcfg) => {
+            let kernel = feed.take_response().transpose()?;
+            let (stage, responder) = ResponseStage::start(rcfg, kernel, thresholds.clone())?;
+            Some((stage, responder))
+        }
+        None => {
+            warn!(
+                "no response stage (--no-response): nothing is alerted to journald, killed or quarantined"
+            );
+            None
+        }
+    };
+    let (command_tx, mut command_rx) =
+        tokio::sync::mpsc::channel::<control::Command>(control::COMMAND_QUEUE);
     let (status_tx, status_rx) = watch::channel(status.build_initial());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let control_task = tokio::spawn(server.run(status_rx, wait_true(shutdown_rx)));
+    let control_task = tokio::spawn(server.run_with_commands(
+        status_rx,
+        response.as_ref().map(|_| command_tx),
+        wait_true(shutdown_rx),
+    ));
 
-    let (scorer, mut score_updates) = match model.map(|m| scorer::spawn(m, cfg.profile_learn)) {
+    let (scorer, mut score_updates) = match model.map(|m| {
+        let live = thresholds
+            .as_ref()
+            .map(|(t, _)| t.clone())
+            .expect("thresholds exist with a model");
+        scorer::spawn(m, cfg.profile_learn, live)
+    }) {
         Some((handle, updates)) => (Some(handle), Some(updates)),
         None => (None, None),
     };
@@ -147,6 +194,29 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         cfg.proc_root.clone(),
         scorer,
     );
+    let mut response_stage = None;
+    if let Some((rs, responder)) = response {
+        status.set_response(status::ResponseHandles {
+            policy: rs.policy.clone(),
+            decisions: responder.stats.clone(),
+            actions: rs.actor_stats.clone(),
+            journal_undelivered: rs.journal_undelivered.clone(),
+            network_guards: rs.network_guards,
+            quarantine: rs.quarantine_available,
+            actor: rs.actor_tx.clone(),
+        });
+        stage.set_responder(responder);
+        // Control commands (policy push, quarantine release...) go to the actor thread.
+        let actor = rs.actor_tx.clone();
+        tokio::spawn(async move {
+            while let Some(cmd) = command_rx.recv().await {
+                if actor.send(ActorMsg::Command(cmd)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        response_stage = Some(rs);
+    }
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
@@ -196,7 +266,13 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     status.log_losses(&final_status);
     let _ = shutdown_tx.send(true);
     let _ = control_task.await;
+    // The actor finishes what it was given (a kill in flight is completed and recorded).
+    stage.responder = None;
+    drop(status);
     stage.close().await?;
+    if let Some(rs) = response_stage {
+        tokio::task::spawn_blocking(move || rs.join()).await.ok();
+    }
     Ok(())
 }
 

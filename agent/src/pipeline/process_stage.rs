@@ -2,11 +2,7 @@
 //! passes through here once: it updates the table, becomes tokens in its process's sequence, and
 //! (when asked) a JSON line.
 
-use std::{
-    path::PathBuf,
-    sync::Arc,
-    time::Instant,
-};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use agent_common::decode::Event;
 use tokio::sync::mpsc;
@@ -16,11 +12,12 @@ use super::{
     hasher::{self, HashDone, HashRequest},
     scorer::{ScoreUpdate, ScoreWork, ScorerHandle},
 };
+use crate::response::Responder;
 use crate::{
     output::{Enrichment, EventJson, JsonSink, OutputError},
     process::{ProcessKey, ProcessTable},
-    sensors::EventBatch,
     reorder::TimeOrder,
+    sensors::EventBatch,
     sequence::{BehaviourSequences, tokens_of},
 };
 
@@ -35,6 +32,8 @@ pub struct ProcessStage {
     pub hash_requests_dropped: u64,
     pub events_handled: u64,
     scorer: Option<ScorerHandle>,
+    /// Policy decisions; `None` when the daemon runs without a response stage.
+    pub responder: Option<Responder>,
 }
 
 impl ProcessStage {
@@ -57,7 +56,13 @@ impl ProcessStage {
             hash_requests_dropped: 0,
             events_handled: 0,
             scorer,
+            responder: None,
         }
+    }
+
+    pub fn set_responder(&mut self, mut responder: Responder) {
+        responder.seed(&self.table);
+        self.responder = Some(responder);
     }
 
     pub async fn handle(&mut self, batch: EventBatch) -> Result<(), OutputError> {
@@ -106,8 +111,25 @@ impl ProcessStage {
             }
             _ => {}
         }
+        if let Some(r) = self.responder.as_mut() {
+            let (table, seqs) = (&self.table, &self.sequences);
+            match event {
+                Event::Exec(e) => r.on_exec(table, seqs, key, e),
+                Event::Net(n) => r.on_net(table, seqs, key, n),
+                Event::Exit(_) => r.on_exit(key),
+                Event::Ptrace(_) => r.on_security_event(key, "ptrace"),
+                Event::Memfd(_) => r.on_security_event(key, "memfd_create"),
+                Event::ModuleLoad(_) => r.on_security_event(key, "module_load"),
+                Event::BpfProgLoad(_) => r.on_security_event(key, "bpf_prog_load"),
+                Event::CredChange(c) if c.after.euid == 0 && c.before.euid != 0 && c.ret == 0 => {
+                    r.on_security_event(key, "gained root")
+                }
+                _ => {}
+            }
+        }
         // Tokens wait in kernel-time order until both rings have been read past them.
-        self.order.push(key, event.header().ktime_ns, tokens_of(event));
+        self.order
+            .push(key, event.header().ktime_ns, tokens_of(event));
     }
 
     /// Moves every token the feed has delivered up to `watermark` into the sequences, and on
@@ -125,8 +147,13 @@ impl ProcessStage {
                 match work.last_mut() {
                     Some(w) if w.key == key => w.tokens.extend_from_slice(tokens),
                     _ => {
-                        let exe: Arc<str> = table.get_key(&key).map_or("", |p| p.exe.as_str()).into();
-                        work.push(ScoreWork { key, exe, tokens: tokens.to_vec() });
+                        let exe: Arc<str> =
+                            table.get_key(&key).map_or("", |p| p.exe.as_str()).into();
+                        work.push(ScoreWork {
+                            key,
+                            exe,
+                            tokens: tokens.to_vec(),
+                        });
                     }
                 }
             }
@@ -138,9 +165,18 @@ impl ProcessStage {
 
     /// A process whose verdict rose: into the event stream, with what the table knows of it.
     pub async fn report_score(&mut self, update: ScoreUpdate) -> Result<(), OutputError> {
-        let Some(sink) = &self.sink else { return Ok(()) };
+        if let Some(r) = self.responder.as_mut() {
+            r.on_score(&self.table, &self.sequences, &update);
+        }
+        let Some(sink) = &self.sink else {
+            return Ok(());
+        };
         let key = ProcessKey::new(update.pid, update.start_ns);
-        let exe = self.table.get_key(&key).map(|p| p.exe.clone()).unwrap_or_default();
+        let exe = self
+            .table
+            .get_key(&key)
+            .map(|p| p.exe.clone())
+            .unwrap_or_default();
         let line = serde_json::json!({
             "type": "score",
             "pid": update.pid,
@@ -166,7 +202,13 @@ impl ProcessStage {
     }
 
     pub fn apply_hash(&mut self, done: HashDone) {
-        self.table.set_exe_sha256(&done.key, done.execs, &done.sha256);
+        if self
+            .table
+            .set_exe_sha256(&done.key, done.execs, &done.sha256)
+            && let Some(r) = self.responder.as_mut()
+        {
+            r.on_hash(&self.table, &self.sequences, done.key);
+        }
     }
 
     /// Periodic upkeep: bound the table, and forget sequences of processes it forgot.

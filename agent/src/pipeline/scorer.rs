@@ -15,7 +15,10 @@ use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use crate::{
-    model::{DIM, Model, NgramProfile, ProcessScore, STRIDE, Verdict, WINDOW, window_features},
+    model::{
+        DIM, Model, NgramProfile, ProcessScore, STRIDE, Thresholds, Verdict, WINDOW,
+        window_features,
+    },
     process::ProcessKey,
     sequence::{Token, token},
 };
@@ -97,7 +100,10 @@ impl Profiles {
         let p = self
             .by_exe
             .entry(exe.clone())
-            .or_insert_with(|| ExeProfile { profile: NgramProfile::default(), learn_until: now + learn_for });
+            .or_insert_with(|| ExeProfile {
+                profile: NgramProfile::default(),
+                learn_until: now + learn_for,
+            });
         if now < p.learn_until {
             if self.grams < PROFILE_BUDGET {
                 self.grams += p.profile.learn(window);
@@ -129,27 +135,47 @@ impl ScorerHandle {
 }
 
 /// Starts the scorer; returns its work queue and the stream of verdict rises.
-pub fn spawn(model: Model, learn_for: Duration) -> (ScorerHandle, mpsc::Receiver<ScoreUpdate>) {
+/// `thresholds` starts as the model's; the policy may override it while running.
+pub fn spawn(
+    model: Model,
+    learn_for: Duration,
+    thresholds: Arc<std::sync::RwLock<Thresholds>>,
+) -> (ScorerHandle, mpsc::Receiver<ScoreUpdate>) {
     let (tx, mut rx) = mpsc::channel::<Vec<ScoreWork>>(QUEUE);
     let (up_tx, updates) = mpsc::channel(QUEUE);
     let stats = Arc::new(ScorerStats::default());
     let st = stats.clone();
     tokio::task::spawn_blocking(move || {
         let mut live: HashMap<ProcessKey, Live> = HashMap::new();
-        let mut profiles = Profiles { by_exe: HashMap::new(), learn_for, grams: 0, saturated: 0 };
+        let mut profiles = Profiles {
+            by_exe: HashMap::new(),
+            learn_for,
+            grams: 0,
+            saturated: 0,
+        };
         let mut features = vec![0.0f32; DIM];
         while let Some(chunk) = rx.blocking_recv() {
             let t0 = Instant::now();
+            let limits = *thresholds.read().unwrap_or_else(|p| p.into_inner());
             for work in chunk {
-                if let Some(update) = feed(&model, &mut profiles, &mut live, &mut features, work, &st)
-                    && up_tx.try_send(update).is_err()
+                if let Some(update) = feed(
+                    &model,
+                    &limits,
+                    &mut profiles,
+                    &mut live,
+                    &mut features,
+                    work,
+                    &st,
+                ) && up_tx.try_send(update).is_err()
                 {
                     st.work_dropped.fetch_add(1, Relaxed);
                 }
             }
-            st.busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
+            st.busy_ns
+                .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
             st.profile_grams.store(profiles.grams as u64, Relaxed);
-            st.profile_windows_unlearned.store(profiles.saturated, Relaxed);
+            st.profile_windows_unlearned
+                .store(profiles.saturated, Relaxed);
         }
     });
     (ScorerHandle { tx, stats }, updates)
@@ -179,7 +205,12 @@ fn score_window(
     }
 }
 
-fn model_score(model: &Model, window: &[Token], features: &mut [f32], st: &ScorerStats) -> Option<f32> {
+fn model_score(
+    model: &Model,
+    window: &[Token],
+    features: &mut [f32],
+    st: &ScorerStats,
+) -> Option<f32> {
     window_features(window, features);
     st.windows.fetch_add(1, Relaxed);
     match model.score(features) {
@@ -196,6 +227,7 @@ fn model_score(model: &Model, window: &[Token], features: &mut [f32], st: &Score
 /// returns an update when the process's verdict rises.
 fn feed(
     model: &Model,
+    limits: &Thresholds,
     profiles: &mut Profiles,
     live: &mut HashMap<ProcessKey, Live>,
     features: &mut [f32],
@@ -207,8 +239,19 @@ fn feed(
     p.total += work.tokens.len();
     p.buf.extend_from_slice(&work.tokens);
     while p.buf.len() >= WINDOW {
-        let scores = Scores { model: &mut p.score, novelty: &mut p.novelty };
-        score_window(model, profiles, scores, &work.exe, &p.buf[..WINDOW], features, st);
+        let scores = Scores {
+            model: &mut p.score,
+            novelty: &mut p.novelty,
+        };
+        score_window(
+            model,
+            profiles,
+            scores,
+            &work.exe,
+            &p.buf[..WINDOW],
+            features,
+            st,
+        );
         p.drained.clear();
         p.drained.extend(p.buf.drain(..STRIDE));
         p.next_start += STRIDE;
@@ -223,25 +266,39 @@ fn feed(
             } else {
                 // The final W tokens: the end of the last drained stride, then what is left.
                 let keep = WINDOW.saturating_sub(p.buf.len()).min(p.drained.len());
-                p.drained[p.drained.len() - keep..].iter().chain(&p.buf).copied().collect()
+                p.drained[p.drained.len() - keep..]
+                    .iter()
+                    .chain(&p.buf)
+                    .copied()
+                    .collect()
             };
-            let scores = Scores { model: &mut p.score, novelty: &mut p.novelty };
+            let scores = Scores {
+                model: &mut p.score,
+                novelty: &mut p.novelty,
+            };
             score_window(model, profiles, scores, &work.exe, &tail, features, st);
         }
     }
     let value = p.score.value();
-    let verdict = model.thresholds.verdict(value);
-    let update = (p.score.windows() > 0 && Some(verdict) > p.verdict && verdict > Verdict::Normal).then(|| {
-        warn!(pid = work.key.tgid, score = value, windows = p.score.windows(), ?verdict, "behaviour score crossed a threshold");
-        ScoreUpdate {
-            pid: work.key.tgid,
-            start_ns: work.key.start_ns,
-            score: value,
-            windows: p.score.windows(),
-            verdict,
-            novelty: (p.novelty.windows() > 0).then(|| p.novelty.value()),
-        }
-    });
+    let verdict = limits.verdict(value);
+    let update = (p.score.windows() > 0 && Some(verdict) > p.verdict && verdict > Verdict::Normal)
+        .then(|| {
+            warn!(
+                pid = work.key.tgid,
+                score = value,
+                windows = p.score.windows(),
+                ?verdict,
+                "behaviour score crossed a threshold"
+            );
+            ScoreUpdate {
+                pid: work.key.tgid,
+                start_ns: work.key.start_ns,
+                score: value,
+                windows: p.score.windows(),
+                verdict,
+                novelty: (p.novelty.windows() > 0).then(|| p.novelty.value()),
+            }
+        });
     if update.is_some() {
         p.verdict = Some(verdict);
     }

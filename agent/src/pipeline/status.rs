@@ -28,6 +28,19 @@ pub struct StatusBuilder {
     last: CounterSnapshot,
     last_decode_errors: u64,
     model: Option<(String, Arc<ScorerStats>)>,
+    response: Option<ResponseHandles>,
+}
+
+/// What the status reads of the response stage.
+pub struct ResponseHandles {
+    pub policy: tokio::sync::watch::Receiver<Arc<crate::policy::Policy>>,
+    pub decisions: Arc<crate::response::ResponseStats>,
+    pub actions: Arc<crate::response::ActorStats>,
+    pub journal_undelivered: Arc<dyn Fn() -> u64 + Send + Sync>,
+    pub network_guards: bool,
+    pub quarantine: bool,
+    /// Loss reports go to journald through the actor.
+    pub actor: tokio::sync::mpsc::Sender<crate::response::ActorMsg>,
 }
 
 impl StatusBuilder {
@@ -45,7 +58,9 @@ impl StatusBuilder {
                 hook: r.hook.clone(),
                 state: match &r.outcome {
                     Outcome::Attached => ProgramState::Attached,
-                    Outcome::Skipped(reason) => ProgramState::Skipped { reason: reason.clone() },
+                    Outcome::Skipped(reason) => ProgramState::Skipped {
+                        reason: reason.clone(),
+                    },
                 },
             })
             .collect();
@@ -58,11 +73,16 @@ impl StatusBuilder {
             last: CounterSnapshot::default(),
             last_decode_errors: 0,
             model: None,
+            response: None,
         }
     }
 
     pub fn set_model(&mut self, path: Option<std::path::PathBuf>, stats: Option<Arc<ScorerStats>>) {
         self.model = path.zip(stats).map(|(p, s)| (p.display().to_string(), s));
+    }
+
+    pub fn set_response(&mut self, handles: ResponseHandles) {
+        self.response = Some(handles);
     }
 
     fn base(&self) -> Status {
@@ -76,18 +96,45 @@ impl StatusBuilder {
             kernel_emitted: BTreeMap::new(),
             losses: BTreeMap::new(),
             decode_errors: BTreeMap::new(),
-            process_table: ProcessTableStatus { entries: 0, running: 0, evicted_total: 0 },
+            process_table: ProcessTableStatus {
+                entries: 0,
+                running: 0,
+                evicted_total: 0,
+            },
             sequences: 0,
             scorer: self.model.as_ref().map(|(path, st)| {
                 let windows = st.windows.load(Relaxed);
                 ScorerStatus {
                     model: path.clone(),
                     windows_scored: windows,
-                    mean_us_per_window: st.busy_ns.load(Relaxed) as f64 / 1e3 / windows.max(1) as f64,
+                    mean_us_per_window: st.busy_ns.load(Relaxed) as f64
+                        / 1e3
+                        / windows.max(1) as f64,
                     work_dropped: st.work_dropped.load(Relaxed),
                     errors: st.errors.load(Relaxed),
                     profile_grams: st.profile_grams.load(Relaxed),
                     profile_windows_unlearned: st.profile_windows_unlearned.load(Relaxed),
+                }
+            }),
+            response: self.response.as_ref().map(|r| {
+                let policy = r.policy.borrow().clone();
+                crate::control::ResponseStatus {
+                    policy_version: policy.version.clone(),
+                    mode: match policy.mode {
+                        crate::policy::Mode::Enforce => "enforce".into(),
+                        crate::policy::Mode::Monitor => "monitor".into(),
+                    },
+                    network_guards: r.network_guards,
+                    quarantine: r.quarantine,
+                    decisions: r.decisions.decisions.load(Relaxed),
+                    decisions_dropped: r.decisions.dropped.load(Relaxed),
+                    rate_limited: r.decisions.suppressed.load(Relaxed),
+                    alerts: r.actions.alerts.load(Relaxed),
+                    kills: r.actions.kills.load(Relaxed),
+                    quarantines: r.actions.quarantines.load(Relaxed),
+                    action_failures: r.actions.action_failures.load(Relaxed),
+                    journal_undelivered: (r.journal_undelivered)(),
+                    ..Default::default()
                 }
             }),
         }
@@ -108,20 +155,35 @@ impl StatusBuilder {
             }
         };
         for kind in EventKind::ALL {
-            s.events.insert(kind.as_str().into(), self.decode.received(kind));
-            s.kernel_emitted.insert(kind.as_str().into(), counters.emitted.get(&kind).copied().unwrap_or(0));
+            s.events
+                .insert(kind.as_str().into(), self.decode.received(kind));
+            s.kernel_emitted.insert(
+                kind.as_str().into(),
+                counters.emitted.get(&kind).copied().unwrap_or(0),
+            );
         }
-        s.kernel_emitted.insert("syscalls_batched".into(), counters.syscalls_batched);
+        s.kernel_emitted
+            .insert("syscalls_batched".into(), counters.syscalls_batched);
         s.losses = counters.losses();
-        s.losses.insert("exe_hash_requests_dropped".into(), stage.hash_requests_dropped);
+        s.losses.insert(
+            "exe_hash_requests_dropped".into(),
+            stage.hash_requests_dropped,
+        );
         if let Some(sc) = &s.scorer {
-            s.losses.insert("score_work_dropped".into(), sc.work_dropped);
+            s.losses
+                .insert("score_work_dropped".into(), sc.work_dropped);
         }
         s.decode_errors = BTreeMap::from([
             ("truncated".into(), self.decode.truncated.load(Relaxed)),
-            ("unknown_kind".into(), self.decode.unknown_kind.load(Relaxed)),
+            (
+                "unknown_kind".into(),
+                self.decode.unknown_kind.load(Relaxed),
+            ),
             ("bad_size".into(), self.decode.bad_size.load(Relaxed)),
-            ("abi_mismatch".into(), self.decode.abi_mismatch.load(Relaxed)),
+            (
+                "abi_mismatch".into(),
+                self.decode.abi_mismatch.load(Relaxed),
+            ),
         ]);
         s.process_table = ProcessTableStatus {
             entries: stage.table.len(),
@@ -129,6 +191,12 @@ impl StatusBuilder {
             evicted_total: stage.table.evicted_total(),
         };
         s.sequences = stage.sequences.len();
+        if let Some(r) = s.response.as_mut() {
+            r.kernel_exec_denied = counters.exec_denied;
+            r.kernel_exec_deny_signal_failed = counters.exec_deny_signal_failed;
+            r.kernel_net_denied_quarantine = counters.net_denied_quarantine;
+            r.kernel_net_denied_rule = counters.net_denied_rule;
+        }
 
         if counters.total_lost() > self.last.total_lost() {
             let before = self.last.losses();
@@ -141,6 +209,15 @@ impl StatusBuilder {
                 })
                 .collect();
             warn!(?new, "the kernel dropped events (ring buffer or map full)");
+            if let Some(r) = &self.response {
+                let lost: u64 = new.values().sum();
+                let message = format!(
+                    "vigil: the kernel dropped {lost} event(s) since the last report: {new:?}"
+                );
+                let _ = r
+                    .actor
+                    .try_send(crate::response::ActorMsg::Loss { message, lost });
+            }
         }
         let decode_errors = self.decode.errors_total();
         if decode_errors > self.last_decode_errors {

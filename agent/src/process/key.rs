@@ -10,7 +10,7 @@ use agent_common::EventHeader;
 /// `start_ns` is `start_boottime` in ns since boot, exact when it came from a kernel event and
 /// rounded down to a clock tick when it was read from `/proc/PID/stat`. Derived `Eq`/`Hash`
 /// compare exactly; use [`ProcessKey::same_process`] whenever one side may come from `/proc`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProcessKey {
     pub tgid: u32,
     pub start_ns: u64,

@@ -28,14 +28,25 @@ pub struct CounterSnapshot {
     pub batch_map_full: u64,
     pub pending_map_full: u64,
     pub pending_missing: u64,
+    /// Kernel enforcement: execs killed, deny signals that failed, connects refused.
+    pub exec_denied: u64,
+    pub exec_deny_signal_failed: u64,
+    pub net_denied_quarantine: u64,
+    pub net_denied_rule: u64,
 }
 
 impl CounterSnapshot {
     /// Every loss counter by a stable name, for status, logs and journald.
     pub fn losses(&self) -> BTreeMap<String, u64> {
-        let mut out: BTreeMap<String, u64> =
-            self.lost.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect();
-        out.insert("syscalls_in_lost_batches".into(), self.syscalls_in_lost_batches);
+        let mut out: BTreeMap<String, u64> = self
+            .lost
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), *v))
+            .collect();
+        out.insert(
+            "syscalls_in_lost_batches".into(),
+            self.syscalls_in_lost_batches,
+        );
         out.insert("batch_map_full".into(), self.batch_map_full);
         out.insert("pending_map_full".into(), self.pending_map_full);
         out.insert("pending_missing".into(), self.pending_missing);
@@ -49,7 +60,8 @@ impl CounterSnapshot {
 
 impl KernelCounters {
     pub fn new(map: Map) -> Result<Self, SensorError> {
-        let map = PerCpuArray::try_from(map).map_err(|source| SensorError::MapType { name: MAP, source })?;
+        let map = PerCpuArray::try_from(map)
+            .map_err(|source| SensorError::MapType { name: MAP, source })?;
         Ok(Self { map })
     }
 
@@ -73,6 +85,10 @@ impl KernelCounters {
         s.batch_map_full = self.sum(LOSS_BATCH_MAP_FULL)?;
         s.pending_map_full = self.sum(LOSS_PENDING_MAP_FULL)?;
         s.pending_missing = self.sum(LOSS_PENDING_MISSING)?;
+        s.exec_denied = self.sum(agent_common::COUNT_EXEC_DENIED)?;
+        s.exec_deny_signal_failed = self.sum(agent_common::COUNT_EXEC_DENY_SIGNAL_FAILED)?;
+        s.net_denied_quarantine = self.sum(agent_common::COUNT_NET_DENIED_QUARANTINE)?;
+        s.net_denied_rule = self.sum(agent_common::COUNT_NET_DENIED_RULE)?;
         Ok(s)
     }
 }

@@ -1,0 +1,168 @@
+//! The shipped default policy (`packaging/policy.toml`): it parses, and its rules do what its
+//! comments promise.
+
+use std::net::IpAddr;
+
+use super::tests::compile;
+use super::*;
+
+const DEFAULT: &str = include_str!("../../../packaging/policy.toml");
+
+fn default_policy() -> Policy {
+    compile(&[("/usr/lib/vigil/policy.toml", DEFAULT)]).expect("the shipped default is valid")
+}
+
+fn exec_hits(
+    p: &Policy,
+    path: &str,
+    parent: Option<&str>,
+    stdio_socket: bool,
+) -> Vec<(String, Action)> {
+    let ctx = ExecContext {
+        path,
+        sha256: None,
+        parent_exe: parent,
+        stdio_socket,
+    };
+    p.exec_rules(&ctx)
+        .iter()
+        .map(|r| (r.name.to_owned(), r.action))
+        .collect()
+}
+
+fn hit(name: &str, action: Action) -> Vec<(String, Action)> {
+    vec![(name.to_owned(), action)]
+}
+
+#[test]
+fn default_settings() {
+    let p = default_policy();
+    assert_eq!(p.mode, Mode::Enforce);
+    assert_eq!(p.thresholds, None);
+    assert_eq!(p.model, ModelActions::default());
+    assert_eq!(p.response, ResponseLimits::default());
+    let names: Vec<_> = (0..).map_while(|i| p.rule_name(i)).collect();
+    assert_eq!(
+        names,
+        [
+            "shell-on-socket",
+            "service-spawns-shell",
+            "exec-from-dev-shm",
+            "fileless-exec",
+            "shell-connects-out"
+        ]
+    );
+}
+
+#[test]
+fn reverse_shells_are_quarantined_but_ordinary_shells_are_not() {
+    let p = default_policy();
+    for shell in [
+        "/usr/bin/bash",
+        "/bin/sh",
+        "/usr/bin/python3.12",
+        "/usr/bin/perl",
+        "/usr/bin/php8.3",
+    ] {
+        assert_eq!(
+            exec_hits(&p, shell, Some("/usr/bin/nc"), true),
+            hit("shell-on-socket", Action::Quarantine),
+            "{shell}"
+        );
+        assert!(
+            exec_hits(&p, shell, Some("/usr/sbin/sshd"), false).is_empty(),
+            "{shell}"
+        );
+    }
+    assert!(exec_hits(&p, "/usr/bin/ls", None, true).is_empty());
+}
+
+#[test]
+fn services_spawning_shells_are_quarantined() {
+    let p = default_policy();
+    for parent in [
+        "/usr/sbin/nginx",
+        "/usr/sbin/php-fpm8.2",
+        "/usr/lib/postgresql/16/bin/postgres",
+        "/usr/bin/redis-server",
+    ] {
+        for child in ["/usr/bin/dash", "/usr/bin/curl", "/usr/bin/ncat"] {
+            assert_eq!(
+                exec_hits(&p, child, Some(parent), false),
+                hit("service-spawns-shell", Action::Quarantine),
+                "{parent} -> {child}"
+            );
+        }
+        assert!(exec_hits(&p, "/usr/bin/logger", Some(parent), false).is_empty());
+    }
+    assert!(exec_hits(&p, "/usr/bin/bash", Some("/usr/bin/node"), false).is_empty());
+}
+
+#[test]
+fn dev_shm_is_denied_in_the_kernel_and_memfd_in_user_space() {
+    let p = default_policy();
+    assert_eq!(
+        exec_hits(&p, "/dev/shm/.x/payload", None, false),
+        hit("exec-from-dev-shm", Action::Kill)
+    );
+    assert_eq!(
+        exec_hits(&p, "/memfd:x (deleted)", None, false),
+        hit("fileless-exec", Action::Kill)
+    );
+    assert_eq!(
+        p.kernel_exec_denies(),
+        [(KernelExecMatch::Prefix(b"/dev/shm/".to_vec()), 2)]
+    );
+    assert!(p.kernel_connect_denies().is_empty());
+}
+
+#[test]
+fn shells_connecting_out_are_quarantined() {
+    let p = default_policy();
+    let hits = |exe| {
+        let addr: IpAddr = "203.0.113.7".parse().expect("addr");
+        p.connect_rules(&ConnectContext {
+            exe,
+            addr,
+            port: 4444,
+        })
+        .iter()
+        .map(|r| r.name.to_owned())
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(hits("/usr/bin/bash"), ["shell-connects-out"]);
+    assert!(hits("/usr/bin/curl").is_empty());
+}
+
+#[test]
+fn default_protects_infrastructure_and_allows_nothing() {
+    let p = default_policy();
+    for exe in [
+        "/usr/sbin/sshd",
+        "/usr/bin/containerd",
+        "/usr/bin/dockerd",
+        "/usr/local/bin/kubelet",
+    ] {
+        assert!(p.protected(exe, "x"), "{exe}");
+    }
+    assert!(!p.protected("/usr/bin/bash", "bash"));
+    assert!(!p.allowlisted("/usr/bin/apt", None, 0, Some("/system.slice/x.service")));
+}
+
+#[test]
+fn a_monitor_drop_in_keeps_the_default_rules() {
+    let p = compile(&[
+        ("/usr/lib/vigil/policy.toml", DEFAULT),
+        (
+            "/etc/vigil/policy.d/00-monitor.toml",
+            "mode = \"monitor\"\n",
+        ),
+    ])
+    .expect("valid");
+    assert_eq!(p.mode, Mode::Monitor);
+    assert_eq!(
+        exec_hits(&p, "/dev/shm/x", None, false),
+        hit("exec-from-dev-shm", Action::Kill)
+    );
+    assert!(p.kernel_exec_denies().is_empty());
+}

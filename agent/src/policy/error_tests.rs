@@ -1,0 +1,281 @@
+//! Every kind of policy error names the file, the line and column, and what was expected.
+
+use super::tests::compile;
+
+const FILE: &str = "/etc/vigil/policy.d/10-web.toml";
+
+fn error(text: &str) -> String {
+    compile(&[(FILE, text)])
+        .expect_err("invalid policy")
+        .to_string()
+}
+
+fn rule(kind: &str, body: &str) -> String {
+    format!("# a comment\n[[rule.{kind}]]\nname = \"r\"\n{body}\n")
+}
+
+#[test]
+fn toml_errors_point_at_the_value() {
+    assert_eq!(
+        error(&rule("exec", "action = \"nuke\"\npath = [\"/a\"]")),
+        format!(
+            "{FILE}:4:10: invalid value for `rule.exec.action`: unknown variant `nuke`, expected one of `alert`, `kill`, `quarantine`, `deny`"
+        )
+    );
+    assert_eq!(
+        error("\n\nmode = enforce\n"),
+        format!(
+            "{FILE}:3:8: invalid value for `mode`: string values must be quoted, expected literal string"
+        )
+    );
+    assert_eq!(
+        error("[response]\nmax_actions = \"ten\"\n"),
+        format!(
+            "{FILE}:2:15: invalid value for `response.max_actions`: invalid type: string \"ten\", expected u32"
+        )
+    );
+    assert_eq!(
+        error(&rule("connect", "action = \"deny\"\nports = [80, 70000]")),
+        format!(
+            "{FILE}:5:14: invalid value for `rule.connect.ports`: invalid value: integer `70000`, expected u16"
+        )
+    );
+    assert_eq!(
+        error("[allow]\nusers = [\"backup\", -1]\n"),
+        format!(
+            "{FILE}:2:20: invalid value for `allow.users`: invalid value: integer `-1`, expected a uid (integer 0..=4294967295) or a user name (string)"
+        )
+    );
+}
+
+#[test]
+fn typos_and_missing_keys_are_errors() {
+    assert_eq!(
+        error("[response]\nmax_action = 3\n"),
+        format!(
+            "{FILE}:2:1: in `response`: unknown field `max_action`, expected `max_actions` or `per_seconds`"
+        )
+    );
+    assert_eq!(
+        error(&rule("exec", "action = \"kill\"\npaths = [\"/a\"]")),
+        format!(
+            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `stdio_socket`"
+        )
+    );
+    assert_eq!(
+        error("[alow]\n"),
+        format!(
+            "{FILE}:1:2: unknown field `alow`, expected one of `mode`, `thresholds`, `model`, `response`, `rule`, `allow`, `protected`"
+        )
+    );
+    let second_rule_missing_action = format!(
+        "{}[[rule.exec]]\nname = \"s\"\npath = [\"/b\"]\n",
+        rule("exec", "action = \"kill\"\npath = [\"/a\"]")
+    );
+    assert_eq!(
+        error(&second_rule_missing_action),
+        format!("{FILE}:6:1: in `rule.exec`: missing field `action`")
+    );
+}
+
+#[test]
+fn glob_errors() {
+    assert_eq!(
+        error(&rule(
+            "exec",
+            "action = \"kill\"\npath = [\"/ok\", \"/tmp/[ab\"]"
+        )),
+        format!(
+            "{FILE}:5:16: invalid glob `/tmp/[ab` in `path`: unclosed character class; missing ']'"
+        )
+    );
+    assert_eq!(
+        error("[protected]\nexe = [\"sshd\"]\n"),
+        format!(
+            "{FILE}:2:8: invalid glob `sshd` in `protected.exe`: expected an absolute path, or a pattern starting with `/` or `**/`"
+        )
+    );
+    assert_eq!(
+        error("[allow]\ncgroups = [\"system.slice/x.service\"]\n"),
+        format!(
+            "{FILE}:2:12: invalid glob `system.slice/x.service` in `allow.cgroups`: expected an absolute path, or a pattern starting with `/` or `**/`"
+        )
+    );
+}
+
+#[test]
+fn address_digest_and_port_errors() {
+    assert_eq!(
+        error(&rule(
+            "connect",
+            "action = \"deny\"\naddr = [\"10.0.0.0/33\"]"
+        )),
+        format!(
+            "{FILE}:5:9: invalid address `10.0.0.0/33` in `addr`: expected an IP address or a CIDR such as 10.0.0.0/8 or 2001:db8::/32"
+        )
+    );
+    assert_eq!(
+        error(&rule("exec", "action = \"kill\"\nsha256 = [\"abc123\"]")),
+        format!("{FILE}:5:11: invalid sha256 `abc123`: expected 64 hex digits, found 6 characters")
+    );
+    let not_hex = "g".repeat(64);
+    assert_eq!(
+        error(&format!("[allow]\nsha256 = [\"{not_hex}\"]\n")),
+        format!(
+            "{FILE}:2:11: invalid sha256 `{not_hex}`: expected 64 hex digits, found 64 characters"
+        )
+    );
+    assert_eq!(
+        error(&rule("connect", "action = \"alert\"\nports = [0]")),
+        format!("{FILE}:5:10: invalid port 0: expected 1..=65535")
+    );
+}
+
+#[test]
+fn threshold_errors() {
+    assert_eq!(
+        error("[thresholds]\nalert = 0.9\nquarantine = 0.5\nkill = 0.99\n"),
+        format!(
+            "{FILE}:3:14: invalid value for `thresholds.quarantine`: 0.5 is below alert = 0.9 (set at {FILE}:2:9); expected 0 < alert <= quarantine <= kill <= 1"
+        )
+    );
+    assert_eq!(
+        error("[thresholds]\nalert = 0.0\nquarantine = 0.5\nkill = 0.99\n"),
+        format!(
+            "{FILE}:2:9: invalid value for `thresholds.alert`: 0 is out of range; expected 0 < alert <= 1"
+        )
+    );
+    assert_eq!(
+        error("[thresholds]\nalert = 0.9\nquarantine = 0.95\nkill = 1.5\n"),
+        format!(
+            "{FILE}:4:8: invalid value for `thresholds.kill`: 1.5 is out of range; expected 0 < kill <= 1"
+        )
+    );
+    assert_eq!(
+        error("[thresholds]\nalert = nan\nquarantine = 0.95\nkill = 0.99\n"),
+        format!(
+            "{FILE}:2:9: invalid value for `thresholds.alert`: NaN is out of range; expected 0 < alert <= 1"
+        )
+    );
+    assert_eq!(
+        error("[thresholds]\nalert = 0.9\n"),
+        format!(
+            "{FILE}:2:9: incomplete `thresholds`: `quarantine` and `kill` not set in any file; expected alert, quarantine and kill together"
+        )
+    );
+    // The order is checked on the merged values, and blames where each was set.
+    let err = compile(&[
+        (
+            "/usr/lib/vigil/policy.toml",
+            "[thresholds]\nalert = 0.5\nquarantine = 0.6\nkill = 0.7\n",
+        ),
+        (FILE, "[thresholds]\nalert = 0.65\n"),
+    ])
+    .expect_err("order")
+    .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "/usr/lib/vigil/policy.toml:3:14: invalid value for `thresholds.quarantine`: 0.6 is below alert = 0.65 (set at {FILE}:2:9); expected 0 < alert <= quarantine <= kill <= 1"
+        )
+    );
+}
+
+#[test]
+fn user_errors() {
+    assert_eq!(
+        error("[allow]\nusers = [0, \"nobody-here\"]\n"),
+        format!(
+            "{FILE}:2:13: unknown user `nobody-here`: expected a user name from the user table"
+        )
+    );
+    assert_eq!(
+        error("[allow]\nusers = [\"1000\"]\n"),
+        format!(
+            "{FILE}:2:10: unknown user `1000`: expected a user name from the user table (write a uid as a bare integer, not a string)"
+        )
+    );
+}
+
+#[test]
+fn rule_shape_errors() {
+    assert_eq!(
+        error(&rule("exec", "action = \"kill\"\nstdio_socket = false")),
+        format!(
+            "{FILE}:3:8: rule.exec `r` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true"
+        )
+    );
+    assert_eq!(
+        error(&rule("connect", "action = \"alert\"")),
+        format!(
+            "{FILE}:3:8: rule.connect `r` has no conditions: expected at least one of addr, ports, exe (to match every destination say so: addr = [\"0.0.0.0/0\", \"::/0\"])"
+        )
+    );
+    assert_eq!(
+        error(&rule(
+            "connect",
+            "action = \"deny\"\nports = [22]\nexe = [\"/usr/bin/bash\"]"
+        )),
+        format!(
+            "{FILE}:6:7: a `deny` rule cannot have `exe`: the kernel hook that refuses connections cannot match the executable; expected action alert, kill or quarantine, or no `exe`"
+        )
+    );
+    assert_eq!(
+        error(&rule("exec", "action = \"deny\"\npath = [\"/a\"]")),
+        format!(
+            "{FILE}:4:10: `deny` is only valid for rule.connect; expected one of alert, kill, quarantine"
+        )
+    );
+    assert_eq!(
+        error("[model]\non_kill = \"deny\"\n"),
+        format!(
+            "{FILE}:2:11: invalid value for `model.on_kill`: `deny` is only valid for rule.connect; expected one of alert, kill, quarantine"
+        )
+    );
+    assert_eq!(
+        error(&rule("exec", "action = \"kill\"\npath = []")),
+        format!("{FILE}:5:8: `path` is empty: expected at least one entry, or leave `path` out")
+    );
+    assert_eq!(
+        error("[[rule.exec]]\nname = \" \"\naction = \"kill\"\npath = [\"/a\"]\n"),
+        format!("{FILE}:2:8: empty rule name: expected a name that alerts can report")
+    );
+}
+
+#[test]
+fn duplicate_rule_names_name_both_files() {
+    let a = "[[rule.exec]]\nname = \"dup\"\naction = \"kill\"\npath = [\"/a\"]\n";
+    let b = "# connect rules share the name space\n[[rule.connect]]\nname = \"dup\"\naction = \"alert\"\nports = [1]\n";
+    let err = compile(&[("/usr/lib/vigil/policy.toml", a), (FILE, b)])
+        .expect_err("dup")
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{FILE}:3:8: duplicate rule name `dup`, first defined at /usr/lib/vigil/policy.toml:2:8; expected names unique across all policy files"
+        )
+    );
+}
+
+#[test]
+fn setting_errors() {
+    assert_eq!(
+        error("[response]\nper_seconds = 0\n"),
+        format!(
+            "{FILE}:2:15: invalid value for `response.per_seconds`: 0; expected a window of at least 1 second"
+        )
+    );
+    assert_eq!(
+        error("[protected]\ncomm = [\"systemd-journald\"]\n"),
+        format!(
+            "{FILE}:2:9: invalid comm `systemd-journald` in `protected.comm`: expected at most 15 bytes, as the kernel truncates it (did you mean `systemd-journal`?)"
+        )
+    );
+    // Columns count characters, as editors do, not bytes.
+    assert_eq!(
+        error("# é\n[allow]\nexe = [\"/é\", \"rel\"]\n"),
+        format!(
+            "{FILE}:3:14: invalid glob `rel` in `allow.exe`: expected an absolute path, or a pattern starting with `/` or `**/`"
+        )
+    );
+}

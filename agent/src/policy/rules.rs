@@ -1,0 +1,227 @@
+//! Exec and connect rules: compiled from their definitions, and matched against one event.
+//! Within a rule every condition present must hold; within a list any entry may match.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::error::PolicyError;
+use super::glob::GlobList;
+use super::merge::{At, AtList, ConnectRuleDef, ExecRuleDef};
+use super::settings::Action;
+
+/// What an exec event offers to `rule.exec`.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecContext<'a> {
+    /// The new image's path.
+    pub path: &'a str,
+    /// Its SHA-256 in hex, when already known; `sha256` conditions never match without it.
+    pub sha256: Option<&'a str>,
+    pub parent_exe: Option<&'a str>,
+    /// Whether the new image's stdin or stdout is a socket.
+    pub stdio_socket: bool,
+}
+
+/// What an outbound `connect()` offers to `rule.connect`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectContext<'a> {
+    pub exe: &'a str,
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+/// A rule that matched: cheap to copy, borrowing the name from the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleRef<'a> {
+    pub name: &'a str,
+    pub action: Action,
+    /// The rule's index, as in `kernel_*_denies` and `Policy::rule_name`.
+    pub index: u32,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct ExecRule {
+    pub name: String,
+    pub action: Action,
+    pub path: Option<GlobList>,
+    /// Lowercase hex.
+    pub sha256: Option<Vec<String>>,
+    pub parent: Option<GlobList>,
+    pub stdio_socket: bool,
+}
+
+impl ExecRule {
+    pub fn compile(def: ExecRuleDef) -> Result<Self, PolicyError> {
+        check_name(&def.name)?;
+        if def.action.value == Action::Deny {
+            return Err(PolicyError::invalid(
+                def.action.at,
+                "`deny` is only valid for rule.connect; expected one of alert, kill, quarantine",
+            ));
+        }
+        if def.path.is_none() && def.sha256.is_none() && def.parent.is_none() && !def.stdio_socket {
+            return Err(PolicyError::invalid(
+                def.name.at,
+                format!(
+                    "rule.exec `{}` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true",
+                    def.name.value
+                ),
+            ));
+        }
+        Ok(Self {
+            path: globs(def.path, "path")?,
+            sha256: non_empty(def.sha256, "sha256")?
+                .map(|l| l.iter().map(sha256_hex).collect())
+                .transpose()?,
+            parent: globs(def.parent, "parent")?,
+            name: def.name.value,
+            action: def.action.value,
+            stdio_socket: def.stdio_socket,
+        })
+    }
+
+    pub fn matches(&self, ctx: &ExecContext) -> bool {
+        self.path.as_ref().is_none_or(|g| g.is_match(ctx.path))
+            && self.sha256.as_ref().is_none_or(|list| {
+                ctx.sha256
+                    .is_some_and(|h| list.iter().any(|l| l.eq_ignore_ascii_case(h)))
+            })
+            && self
+                .parent
+                .as_ref()
+                .is_none_or(|g| ctx.parent_exe.is_some_and(|p| g.is_match(p)))
+            && (!self.stdio_socket || ctx.stdio_socket)
+    }
+
+    /// Only the exec'd path is tested: the kernel can refuse the exec itself.
+    pub fn is_path_only(&self) -> bool {
+        self.path.is_some() && self.sha256.is_none() && self.parent.is_none() && !self.stdio_socket
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct ConnectRule {
+    pub name: String,
+    pub action: Action,
+    pub addr: Option<Vec<IpNet>>,
+    pub ports: Option<Vec<u16>>,
+    pub exe: Option<GlobList>,
+}
+
+impl ConnectRule {
+    pub fn compile(def: ConnectRuleDef) -> Result<Self, PolicyError> {
+        check_name(&def.name)?;
+        if def.addr.is_none() && def.ports.is_none() && def.exe.is_none() {
+            return Err(PolicyError::invalid(
+                def.name.at,
+                format!(
+                    "rule.connect `{}` has no conditions: expected at least one of addr, ports, exe \
+                     (to match every destination say so: addr = [\"0.0.0.0/0\", \"::/0\"])",
+                    def.name.value
+                ),
+            ));
+        }
+        if def.action.value == Action::Deny
+            && let Some(exe) = &def.exe
+        {
+            return Err(PolicyError::invalid(
+                exe.at.clone(),
+                "a `deny` rule cannot have `exe`: the kernel hook that refuses connections cannot \
+                 match the executable; expected action alert, kill or quarantine, or no `exe`",
+            ));
+        }
+        let ports = non_empty(def.ports, "ports")?
+            .map(|l| {
+                l.iter()
+                    .map(|p| match p.value {
+                        0 => Err(PolicyError::invalid(
+                            p.at.clone(),
+                            "invalid port 0: expected 1..=65535",
+                        )),
+                        port => Ok(port),
+                    })
+                    .collect()
+            })
+            .transpose()?;
+        Ok(Self {
+            addr: non_empty(def.addr, "addr")?
+                .map(|l| l.iter().map(network).collect())
+                .transpose()?,
+            ports,
+            exe: globs(def.exe, "exe")?,
+            name: def.name.value,
+            action: def.action.value,
+        })
+    }
+
+    pub fn matches(&self, ctx: &ConnectContext) -> bool {
+        // A dual-stack socket connecting to ::ffff:a.b.c.d reaches an IPv4 host: IPv4 rules
+        // must see it as a.b.c.d.
+        let canonical = ctx.addr.to_canonical();
+        self.ports.as_ref().is_none_or(|p| p.contains(&ctx.port))
+            && self.addr.as_ref().is_none_or(|nets| {
+                nets.iter()
+                    .any(|n| n.contains(&ctx.addr) || n.contains(&canonical))
+            })
+            && self.exe.as_ref().is_none_or(|g| g.is_match(ctx.exe))
+    }
+}
+
+fn check_name(name: &At<String>) -> Result<(), PolicyError> {
+    if name.value.trim().is_empty() {
+        return Err(PolicyError::invalid(
+            name.at.clone(),
+            "empty rule name: expected a name that alerts can report",
+        ));
+    }
+    Ok(())
+}
+
+/// `key = []` is refused rather than read as "any" or "none": either reading surprises someone.
+fn non_empty<T>(list: AtList<T>, key: &str) -> Result<Option<Vec<At<T>>>, PolicyError> {
+    match list {
+        Some(l) if l.value.is_empty() => Err(PolicyError::invalid(
+            l.at,
+            format!("`{key}` is empty: expected at least one entry, or leave `{key}` out"),
+        )),
+        l => Ok(l.map(|l| l.value)),
+    }
+}
+
+fn globs(list: AtList<String>, key: &str) -> Result<Option<GlobList>, PolicyError> {
+    non_empty(list, key)?
+        .map(|l| GlobList::compile(&l, key))
+        .transpose()
+}
+
+/// A digest as 64 hex digits, either case, stored lowercase.
+pub(super) fn sha256_hex(h: &At<String>) -> Result<String, PolicyError> {
+    let v = &h.value;
+    if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(v.to_ascii_lowercase())
+    } else {
+        Err(PolicyError::invalid(
+            h.at.clone(),
+            format!(
+                "invalid sha256 `{v}`: expected 64 hex digits, found {} characters",
+                v.chars().count()
+            ),
+        ))
+    }
+}
+
+/// A CIDR, or a plain address meaning just that host.
+fn network(a: &At<String>) -> Result<IpNet, PolicyError> {
+    let v = a.value.trim();
+    v.parse::<IpNet>()
+        .or_else(|_| v.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            PolicyError::invalid(
+                a.at.clone(),
+                format!(
+                    "invalid address `{v}` in `addr`: expected an IP address or a CIDR such as \
+                     10.0.0.0/8 or 2001:db8::/32"
+                ),
+            )
+        })
+}

@@ -1,0 +1,84 @@
+//! The policy as JSON, for `vigil policy show`.
+
+use serde_json::{Value, json};
+
+use super::glob::GlobList;
+use super::policy::Policy;
+use super::protected::{BUILTIN_PROTECTED_COMM, BUILTIN_PROTECTED_EXE};
+
+impl Policy {
+    pub fn summary(&self) -> Value {
+        let exec = self.exec.iter().map(|r| {
+            let mut when = serde_json::Map::new();
+            if let Some(p) = &r.path {
+                when.insert("path".into(), globs(p));
+            }
+            if let Some(h) = &r.sha256 {
+                when.insert("sha256".into(), json!(h));
+            }
+            if let Some(p) = &r.parent {
+                when.insert("parent".into(), globs(p));
+            }
+            if r.stdio_socket {
+                when.insert("stdio_socket".into(), json!(true));
+            }
+            json!({ "name": r.name, "kind": "exec", "action": r.action, "conditions": when })
+        });
+        let connect = self.connect.iter().map(|r| {
+            let mut when = serde_json::Map::new();
+            if let Some(a) = &r.addr {
+                when.insert(
+                    "addr".into(),
+                    json!(a.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
+                );
+            }
+            if let Some(p) = &r.ports {
+                when.insert("ports".into(), json!(p));
+            }
+            if let Some(e) = &r.exe {
+                when.insert("exe".into(), globs(e));
+            }
+            json!({ "name": r.name, "kind": "connect", "action": r.action, "conditions": when })
+        });
+        let rules: Vec<Value> = exec
+            .chain(connect)
+            .enumerate()
+            .map(|(i, mut r)| {
+                r["index"] = json!(i);
+                r
+            })
+            .collect();
+        let entries = |builtin: &[&str], own: &[String]| -> Vec<Value> {
+            builtin
+                .iter()
+                .map(|v| json!({ "value": v, "builtin": true }))
+                .chain(own.iter().map(|v| json!({ "value": v, "builtin": false })))
+                .collect()
+        };
+        json!({
+            "mode": self.mode,
+            "version": self.version,
+            "sources": self.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "thresholds": self.thresholds,
+            "model": self.model,
+            "response": self.response,
+            "rules": rules,
+            "allow": {
+                "exe": globs(&self.allow.exe),
+                "sha256": self.allow.sha256,
+                "users": self.allow.users.iter()
+                    .map(|(as_written, uid)| json!({ "user": as_written, "uid": uid }))
+                    .collect::<Vec<_>>(),
+                "cgroups": globs(&self.allow.cgroups),
+            },
+            "protected": {
+                "exe": entries(BUILTIN_PROTECTED_EXE, self.protected.exe.patterns()),
+                "comm": entries(BUILTIN_PROTECTED_COMM, &self.protected.comm),
+            },
+        })
+    }
+}
+
+fn globs(g: &GlobList) -> Value {
+    json!(g.patterns())
+}

@@ -1,0 +1,380 @@
+//! `quarantine()`: pin the process, record, create a frozen cgroup, cut the network, move the
+//! process tree in, verify the freeze, vault evidence. Each step is persisted before it runs;
+//! any failure after the record exists is rolled back and leaves a `Failed` record.
+//!
+//! The cgroup is frozen when it is created, before anything enters: a process moved in stops at
+//! once and cannot fork a child that escapes while its descendants are still being found.
+//! What remains racy is a not-yet-moved descendant that double-forks so that its child is
+//! reparented away (to init or a subreaper) between two scans; the ppid walk cannot see that.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::cgroup::{Cgroup, SETTLE_TIMEOUT};
+use super::clock::Utc;
+use super::error::{QuarantineError, is_gone};
+use super::evidence::{Evidence, ExeCopy, copy_exe};
+use super::manager::{NetworkCut, QuarantineManager};
+use super::pidfd::PidFd;
+use super::procfs;
+use super::protect::{Target, check_target};
+use super::record::{QState, QuarantineRecord, QuarantineRequest};
+use super::vault::{EVIDENCE_FILE, EXE_FILE};
+
+/// Scans for descendants before giving up on a tree that keeps growing (a fork bomb outruns
+/// any scan; what was caught stays frozen).
+const MAX_MOVE_PASSES: usize = 64;
+
+/// What has been done so far, so a rollback undoes only that.
+#[derive(Debug, Default)]
+struct Progress {
+    cgroup_created: bool,
+    cut_attempted: bool,
+}
+
+impl QuarantineManager {
+    pub fn quarantine(
+        &mut self,
+        req: QuarantineRequest,
+        net: &mut dyn NetworkCut,
+    ) -> Result<QuarantineRecord, QuarantineError> {
+        // 1. Refusals happen before anything is written: no action, no record (the caller
+        // journals its own decision and our error).
+        let target = check_target(req.pid, req.start_ticks)?;
+        let original = procfs::v2_cgroup(req.pid).map_err(|e| gone_or_io(req.pid, e))?;
+        if self.is_quarantine_path(&original) {
+            return Err(QuarantineError::AlreadyQuarantined {
+                pid: req.pid,
+                cgroup: original,
+            });
+        }
+
+        // 2. The record, Pending.
+        let id = self.vault.create_entry(Utc::now())?;
+        let cgroup = self.cfg.cgroup_parent.join(&id);
+        let mut record = QuarantineRecord::pending(id, cgroup, &req, target.stat.start_ticks);
+        self.step(
+            &mut record,
+            format!(
+                "pending: pid {} ({}) start_ticks {} in {original}; reason: {}",
+                req.pid, target.stat.comm, target.stat.start_ticks, req.reason
+            ),
+        )?;
+
+        let mut progress = Progress::default();
+        match self.capture(&mut record, &req, &target, &original, net, &mut progress) {
+            Ok(()) => {
+                info!(id = %record.id, pid = req.pid, pids = ?record.pids, "quarantined");
+                Ok(record)
+            }
+            Err(e) => {
+                self.roll_back(&mut record, net, &progress, &e);
+                Err(e)
+            }
+        }
+    }
+
+    fn capture(
+        &mut self,
+        record: &mut QuarantineRecord,
+        req: &QuarantineRequest,
+        target: &Target,
+        original: &str,
+        net: &mut dyn NetworkCut,
+        progress: &mut Progress,
+    ) -> Result<(), QuarantineError> {
+        // 3. The cgroup, frozen from birth.
+        let cg = Cgroup::new(&record.cgroup);
+        self.step(
+            record,
+            format!("create cgroup {} frozen", record.cgroup.display()),
+        )?;
+        fs::create_dir_all(&self.cfg.cgroup_parent)
+            .map_err(|e| QuarantineError::io(&self.cfg.cgroup_parent, e))?;
+        cg.create()?;
+        progress.cgroup_created = true;
+        cg.set_frozen(true)?;
+        record.cgroup_id = cg.id()?;
+
+        // 4. Network.
+        self.step(
+            record,
+            format!("cut network of cgroup id {}", record.cgroup_id),
+        )?;
+        progress.cut_attempted = true;
+        net.cut(record.cgroup_id)
+            .map_err(|message| QuarantineError::Network {
+                op: "cut",
+                cgroup_id: record.cgroup_id,
+                message,
+            })?;
+        record.network_cut = true;
+
+        // 5. The process, then its descendants.
+        self.move_target(record, &cg, target, original)?;
+        self.move_descendants(record, &cg)?;
+
+        // 6. Verify the freeze.
+        self.step(
+            record,
+            "verify freeze (cgroup.events frozen 1, no task running)",
+        )?;
+        cg.set_frozen(true)?;
+        cg.wait_frozen(true, self.cfg.freeze_timeout)?;
+        let (verified, states) = wait_tasks_stopped(&record.pids, self.cfg.freeze_timeout);
+        record.frozen_verified = verified;
+        if !verified {
+            warn!(id = %record.id, states, "cgroup reports frozen but a task is still running");
+        }
+        record.note(format!("frozen 1; task states {states}"));
+
+        // 7. Evidence.
+        self.step(record, format!("vault evidence of pid {}", req.pid))?;
+        self.vault_evidence(record, req)?;
+
+        // 8. Done.
+        record.state = QState::Active;
+        self.step(
+            record,
+            format!(
+                "active: {} process(es) frozen, network cut",
+                record.pids.len()
+            ),
+        )
+    }
+
+    fn move_target(
+        &mut self,
+        record: &mut QuarantineRecord,
+        cg: &Cgroup,
+        target: &Target,
+        original: &str,
+    ) -> Result<(), QuarantineError> {
+        let pid = target.pidfd.pid;
+        self.step(record, format!("move pid {pid} from {original}"))?;
+        cg.add_pid(pid).map_err(|e| gone_or_io(pid, e))?;
+        // The number could have been recycled between the checks and the write; the pidfd
+        // cannot. The rollback moves whatever was moved back out.
+        if !target.pidfd.is_alive() {
+            return Err(QuarantineError::ProcessGone { pid });
+        }
+        record.pids.push(pid);
+        record.original_cgroups.push((pid, original.to_owned()));
+        Ok(())
+    }
+
+    /// Moves every descendant of the moved set, pass after pass, until a pass finds nothing
+    /// new. A child forked after its parent moved is born inside and needs no move.
+    fn move_descendants(
+        &mut self,
+        record: &mut QuarantineRecord,
+        cg: &Cgroup,
+    ) -> Result<(), QuarantineError> {
+        let inside = format!(
+            "/{}",
+            cg.path
+                .strip_prefix(&self.cgroup_root)
+                .unwrap_or(&cg.path)
+                .display()
+        );
+        let mut members: BTreeSet<u32> = record.pids.iter().copied().collect();
+        for _ in 0..MAX_MOVE_PASSES {
+            let mut found_new = false;
+            for pid in children_of(&members) {
+                // Pin first, then re-read: the parent link checked below then belongs to the
+                // process the pidfd holds.
+                let Ok(pidfd) = PidFd::open(pid) else {
+                    continue;
+                };
+                let Ok(stat) = procfs::read_stat(pid) else {
+                    continue;
+                };
+                if !members.contains(&stat.ppid) || stat.is_kernel_thread() {
+                    continue;
+                }
+                let Ok(from) = procfs::v2_cgroup(pid) else {
+                    continue;
+                };
+                members.insert(pid);
+                found_new = true;
+                record.pids.push(pid);
+                if from == inside {
+                    record.note(format!("pid {pid} ({}) was born inside", stat.comm));
+                    continue;
+                }
+                self.step(
+                    record,
+                    format!(
+                        "move pid {pid} ({}, child of {}) from {from}",
+                        stat.comm, stat.ppid
+                    ),
+                )?;
+                match cg.add_pid(pid) {
+                    Ok(()) if pidfd.is_alive() => {
+                        record.original_cgroups.push((pid, from));
+                    }
+                    Ok(()) => {
+                        // Exited and the number was recycled mid-move: put the stranger back.
+                        record.pids.retain(|&p| p != pid);
+                        record.note(format!("pid {pid} exited during the move; moving it back"));
+                        if let Err(e) = self.cgroup_at(&from).add_pid(pid) {
+                            record.note(format!("moving pid {pid} back failed: {e}"));
+                        }
+                    }
+                    Err(e) if is_gone(&e) => {
+                        record.pids.retain(|&p| p != pid);
+                        record.note(format!("pid {pid} exited before the move"));
+                    }
+                    Err(e) => return Err(QuarantineError::io(cg.path.join("cgroup.procs"), e)),
+                }
+            }
+            if !found_new {
+                return Ok(());
+            }
+        }
+        warn!(id = %record.id, "descendants still appearing; keeping what was caught");
+        record.note(format!(
+            "descendants still appearing after {MAX_MOVE_PASSES} passes; keeping what was caught"
+        ));
+        Ok(())
+    }
+
+    fn vault_evidence(
+        &mut self,
+        record: &mut QuarantineRecord,
+        req: &QuarantineRequest,
+    ) -> Result<(), QuarantineError> {
+        let dest = self.vault.dir(&record.id).join(EXE_FILE);
+        // A missing copy weakens the evidence but is no reason to let the process go, so copy
+        // failures are noted rather than failing the quarantine.
+        match copy_exe(req.pid, &dest, self.cfg.max_exe_bytes) {
+            Ok(ExeCopy::Copied {
+                path,
+                sha256,
+                bytes,
+            }) => {
+                record.note(format!("copied executable: {bytes} bytes, sha256 {sha256}"));
+                if let Some(reported) = &req.sha256
+                    && !reported.eq_ignore_ascii_case(&sha256)
+                {
+                    warn!(id = %record.id, reported, sha256, "executable digest differs from the caller's");
+                    record.note(format!(
+                        "sha256 differs: caller reported {reported}, vaulted copy is {sha256}"
+                    ));
+                }
+                record.sha256 = Some(sha256);
+                record.exe_copy = Some(path);
+            }
+            Ok(ExeCopy::TooLarge { bytes }) => record.note(format!(
+                "executable not copied: {bytes} bytes exceeds the {} byte bound",
+                self.cfg.max_exe_bytes
+            )),
+            Err(e) => record.note(format!("executable not copied: {e}")),
+        }
+        let mut evidence = Evidence::new(&record.id, req, record.start_ticks);
+        evidence.exe_sha256 = record.sha256.as_deref();
+        evidence.pids = &record.pids;
+        evidence.original_cgroups = &record.original_cgroups;
+        let path = self
+            .vault
+            .write_json(&record.id, EVIDENCE_FILE, &evidence)?;
+        record.evidence = Some(path);
+        Ok(())
+    }
+
+    /// Best-effort undo of whatever `progress` says was done, then `Failed`.
+    fn roll_back(
+        &mut self,
+        record: &mut QuarantineRecord,
+        net: &mut dyn NetworkCut,
+        progress: &Progress,
+        error: &QuarantineError,
+    ) {
+        warn!(id = %record.id, %error, "quarantine failed; rolling back");
+        self.step_best_effort(record, format!("failed: {error}; rolling back"));
+        let cg = Cgroup::new(&record.cgroup);
+        if progress.cgroup_created {
+            self.step_best_effort(record, "thaw");
+            if let Err(e) = cg.set_frozen(false) {
+                record.note(format!("thaw failed: {e}"));
+            }
+            if let Err(e) = self.move_all_out(record, &cg, false) {
+                record.note(format!("moving processes back failed: {e}"));
+            }
+        }
+        if progress.cut_attempted {
+            self.step_best_effort(
+                record,
+                format!("restore network of cgroup id {}", record.cgroup_id),
+            );
+            match net.restore(record.cgroup_id) {
+                Ok(()) => record.network_cut = false,
+                Err(e) => record.note(format!("network restore failed: {e}")),
+            }
+        }
+        if progress.cgroup_created {
+            self.step_best_effort(record, "remove cgroup");
+            if let Err(e) = cg.remove(SETTLE_TIMEOUT) {
+                record.note(format!("removing the cgroup failed: {e}"));
+            }
+        }
+        record.state = QState::Failed(error.to_string());
+        self.step_best_effort(record, "rolled back");
+    }
+}
+
+fn gone_or_io(pid: u32, e: std::io::Error) -> QuarantineError {
+    if is_gone(&e) {
+        QuarantineError::ProcessGone { pid }
+    } else {
+        QuarantineError::io(format!("/proc/{pid}"), e)
+    }
+}
+
+/// Pids whose parent is in `members` and which are not members yet: the per-task `children`
+/// files first (cheap), then a scan of every ppid, since `children` can miss a child that is
+/// being reparented.
+fn children_of(members: &BTreeSet<u32>) -> BTreeSet<u32> {
+    let me = std::process::id();
+    let mut found: BTreeSet<u32> = members
+        .iter()
+        .flat_map(|&p| procfs::task_children(p))
+        .collect();
+    for pid in procfs::list_pids().unwrap_or_default() {
+        if found.contains(&pid) || members.contains(&pid) {
+            continue;
+        }
+        if procfs::read_stat(pid).is_ok_and(|s| members.contains(&s.ppid)) {
+            found.insert(pid);
+        }
+    }
+    // Never vigil itself, even if a racing read made it look like a descendant.
+    found.retain(|p| !members.contains(p) && *p != me);
+    found
+}
+
+/// Waits for every thread of `pids` to leave the running state. On the v2 freezer a frozen task
+/// sleeps in a freezer trap (`S`, or `D` if it froze in the kernel); `cgroup.events` is the
+/// authority, this is the second opinion. Returns whether it held and a `pid=state` summary.
+fn wait_tasks_stopped(pids: &[u32], timeout: Duration) -> (bool, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let states: Vec<(u32, char)> = pids
+            .iter()
+            .flat_map(|&p| procfs::thread_states(p))
+            .collect();
+        let running = states.iter().any(|&(_, s)| s == 'R');
+        if !running || Instant::now() >= deadline {
+            let summary = states
+                .iter()
+                .map(|(tid, s)| format!("{tid}={s}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            return (!running, summary);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,173 @@
+//! Response: policy, decisions and actions. The [`Responder`] decides inside the process stage
+//! (it reads the table, never blocks); the [`actor::Actor`] thread carries decisions out (kernel
+//! maps, kills, quarantines, the action log, journald) and answers operator commands.
+//!
+//! ```text
+//! process stage --Decision--> [bounded] --> actor thread --> kill / quarantine / journald
+//!      ^                                        |   ^
+//!      +-------- policy (watch) ----------------+   +-- control socket commands, policy.d inotify
+//! ```
+
+pub mod actions_log;
+pub mod actor;
+pub mod decision;
+pub mod kernel;
+pub mod kill;
+pub mod ratelimit;
+pub mod responder;
+pub mod store;
+pub mod watch_dir;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+pub use actor::{Actor, ActorMsg, ActorStats};
+pub use decision::{Act, Decision, Target};
+pub use kernel::{KernelMapError, KernelResponse};
+pub use responder::{ACTOR_QUEUE, Responder, ResponseStats};
+pub use store::PolicyStore;
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::{
+    incident::JournalWriter,
+    kernel::mounts,
+    model::Thresholds,
+    policy::PolicyError,
+    quarantine::{QuarantineConfig, QuarantineManager},
+};
+
+pub const DEFAULT_POLICY_PATH: &str = "/usr/lib/vigil/policy.toml";
+pub const DEFAULT_POLICY_DIR: &str = "/etc/vigil/policy.d";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/vigil";
+/// vigil's quarantine cgroups live under this name in the cgroup v2 root.
+pub const QUARANTINE_CGROUP: &str = "vigil.quarantine";
+
+#[derive(Clone, Debug)]
+pub struct ResponseConfig {
+    pub default_policy: PathBuf,
+    pub policy_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// Journal socket (tests point it elsewhere); `None` is journald's default.
+    pub journal_socket: Option<PathBuf>,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        Self {
+            default_policy: DEFAULT_POLICY_PATH.into(),
+            policy_dir: DEFAULT_POLICY_DIR.into(),
+            state_dir: DEFAULT_STATE_DIR.into(),
+            journal_socket: None,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ResponseError {
+    #[error("loading policy: {0}")]
+    Policy(#[from] PolicyError),
+}
+
+/// Everything the daemon wires in: the responder for the process stage, the actor's queue (for
+/// the control server and loss reports) and the counters for status.
+pub struct ResponseStage {
+    pub actor_tx: mpsc::Sender<ActorMsg>,
+    pub actor_stats: Arc<ActorStats>,
+    pub journal_undelivered: Arc<dyn Fn() -> u64 + Send + Sync>,
+    pub network_guards: bool,
+    pub quarantine_available: bool,
+    pub policy: watch::Receiver<Arc<crate::policy::Policy>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ResponseStage {
+    /// Loads the policy (an invalid policy at start is an error: there is no last good one yet),
+    /// prepares the quarantine manager and starts the actor thread.
+    pub fn start(
+        cfg: &ResponseConfig,
+        kernel: Option<KernelResponse>,
+        thresholds: Option<(Arc<RwLock<Thresholds>>, Thresholds)>,
+    ) -> Result<(Self, Responder), ResponseError> {
+        let store = PolicyStore {
+            default: cfg.default_policy.clone(),
+            dir: cfg.policy_dir.clone(),
+        };
+        let policy = store.load()?;
+        info!(version = %policy.version, sources = policy.sources.len(), "policy loaded");
+        let (policy_tx, policy_rx) = watch::channel(Arc::new(policy));
+        let (actions, vault) = actor::state_paths(&cfg.state_dir);
+        let quarantine = match mounts::ensure_cgroup2() {
+            Ok(root) => {
+                let qcfg = QuarantineConfig {
+                    cgroup_parent: root.join(QUARANTINE_CGROUP),
+                    vault,
+                    freeze_timeout: Duration::from_secs(2),
+                    ..QuarantineConfig::default()
+                };
+                match QuarantineManager::open(qcfg) {
+                    Ok(qm) => Some(qm),
+                    Err(e) => {
+                        warn!("quarantine unavailable: {e}");
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                warn!("quarantine unavailable: {e}");
+                None
+            }
+        };
+        let journal = match &cfg.journal_socket {
+            Some(p) => JournalWriter::with_socket(p),
+            None => JournalWriter::open(),
+        };
+        let network_guards = kernel.as_ref().is_some_and(|k| k.network_guards);
+        let quarantine_available = quarantine.is_some();
+        let stats = Arc::new(ActorStats::default());
+        let (actor_tx, actor_rx) = mpsc::channel(ACTOR_QUEUE);
+        let journal = Arc::new(journal);
+        let undelivered = {
+            let j = journal.clone();
+            Arc::new(move || j.undelivered()) as Arc<dyn Fn() -> u64 + Send + Sync>
+        };
+        let actor = Actor {
+            kernel,
+            quarantine,
+            journal,
+            store,
+            policy_tx,
+            thresholds,
+            log: actions_log::ActionLog::open(&actions),
+            stats: stats.clone(),
+        };
+        let thread = actor.spawn(actor_rx);
+        watch_dir::spawn(&cfg.policy_dir, actor_tx.clone());
+        let responder = Responder::new(policy_rx.clone(), actor_tx.clone());
+        Ok((
+            Self {
+                actor_tx,
+                actor_stats: stats,
+                journal_undelivered: undelivered,
+                network_guards,
+                quarantine_available,
+                policy: policy_rx,
+                thread: Some(thread),
+            },
+            responder,
+        ))
+    }
+
+    /// Waits for the actor to finish what it has queued. Drop the responder (and the control
+    /// server's sender) first: the actor runs until every sender is gone.
+    pub fn join(mut self) {
+        let _ = self.actor_tx.blocking_send(ActorMsg::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The deciding half of the response stage. It lives in the process stage, next to the table it
+//! reads, and turns execs, connects, security events and score rises into [`Decision`]s. It
+//! never blocks: carrying a decision out (signals, cgroups, disk, journald) is the actor's job.
+//!
+//! Safety is decided here, before anything reaches the actor, and again by the actor and the
+//! quarantine manager for the cases they can see (pid 1, kernel threads, vigil itself).
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use agent_common::{EventKind, ExecEvent, NetEvent};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use super::{
+    actor::ActorMsg,
+    decision::{Act, Decision, Target},
+    ratelimit::{Admit, RateLimit},
+};
+use crate::{
+    model::Verdict,
+    pipeline::scorer::ScoreUpdate,
+    policy::{Action, ConnectContext, ExecContext, Mode, Policy},
+    process::{ProcessKey, ProcessTable},
+    sequence::BehaviourSequences,
+};
+
+/// Counters the status reports.
+#[derive(Debug, Default)]
+pub struct ResponseStats {
+    pub decisions: AtomicU64,
+    /// Decisions lost because the actor's queue was full.
+    pub dropped: AtomicU64,
+    pub suppressed: AtomicU64,
+}
+
+/// Decisions wait here while the actor works (a quarantine takes milliseconds).
+pub const ACTOR_QUEUE: usize = 1024;
+
+pub struct Responder {
+    policy: watch::Receiver<Arc<Policy>>,
+    /// Processes found protected at any exec or at first sight stay protected until they exit:
+    /// a protected daemon that execs something else is still the host's daemon.
+    protected: HashSet<ProcessKey>,
+    /// Why a process is suspicious beyond its score (a rule hit, ptrace, memfd...): what turns a
+    /// model verdict into a quarantine or kill when the policy wants corroboration.
+    corroborated: HashMap<ProcessKey, &'static str>,
+    /// (process, reason) pairs already decided: one incident per cause, not one per event.
+    decided: HashSet<(ProcessKey, String)>,
+    limiter: RateLimit,
+    actor: mpsc::Sender<ActorMsg>,
+    self_tgid: u32,
+    pub stats: Arc<ResponseStats>,
+}
+
+impl Responder {
+    pub fn new(policy: watch::Receiver<Arc<Policy>>, actor: mpsc::Sender<ActorMsg>) -> Self {
+        let limits = policy.borrow().response;
+        Self {
+            policy,
+            protected: HashSet::new(),
+            corroborated: HashMap::new(),
+            decided: HashSet::new(),
+            limiter: RateLimit::new(limits.max_actions, Duration::from_secs(limits.per_seconds)),
+            actor,
+            self_tgid: std::process::id(),
+            stats: Arc::new(ResponseStats::default()),
+        }
+    }
+
+    fn current(&mut self) -> Arc<Policy> {
+        if self.policy.has_changed().unwrap_or(false) {
+            let p = self.policy.borrow_and_update().clone();
+            self.limiter.reconfigure(
+                p.response.max_actions,
+                Duration::from_secs(p.response.per_seconds),
+            );
+            // Protection follows the policy: recomputed at each process's next exec.
+            return p;
+        }
+        self.policy.borrow().clone()
+    }
+
+    /// Every process in the table at start, so protected daemons are known before they exec.
+    pub fn seed(&mut self, table: &ProcessTable) {
+        let policy = self.current();
+        for p in table.iter() {
+            if self.is_protected_info(&policy, p.key, &p.exe, &p.comm, p.kernel_thread) {
+                self.protect(p.key);
+            }
+        }
+    }
+
+    fn is_protected_info(
+        &self,
+        policy: &Policy,
+        key: ProcessKey,
+        exe: &str,
+        comm: &str,
+        kthread: bool,
+    ) -> bool {
+        key.tgid <= 2 || kthread || key.tgid == self.self_tgid || policy.protected(exe, comm)
+    }
+
+    fn protect(&mut self, key: ProcessKey) {
+        if self.protected.insert(key) {
+            self.send(ActorMsg::Protect(key.tgid));
+        }
+    }
+
+    pub fn on_exec(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &ExecEvent,
+    ) {
+        let policy = self.current();
+        let Some(info) = table.get_key(&key) else {
+            return;
+        };
+        if self.is_protected_info(&policy, key, &info.exe, &info.comm, info.kernel_thread) {
+            self.protect(key);
+        }
+        let filename = ev.filename();
+        // fexecve of a memfd shows as /dev/fd/N; the image's own name says what it is.
+        let image = std::fs::read_link(format!("/proc/{}/exe", key.tgid))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| *p != filename);
+        let parent_exe = info
+            .parent_key()
+            .and_then(|k| table.get_key(&k))
+            .map(|p| p.exe.clone());
+        let kernel_rule = ev
+            .denied_by()
+            .and_then(|i| policy.rule_name(i).map(str::to_owned));
+        let mut hits: Vec<(String, Action)> = Vec::new();
+        for path in std::iter::once(filename.as_str()).chain(image.as_deref()) {
+            let ctx = ExecContext {
+                path,
+                sha256: info.exe_sha256.as_deref(),
+                parent_exe: parent_exe.as_deref(),
+                stdio_socket: ev.stdio_socket(),
+            };
+            for r in policy.exec_rules(&ctx) {
+                if !hits.iter().any(|(n, _)| n == r.name) {
+                    hits.push((r.name.to_owned(), r.action));
+                }
+            }
+        }
+        if let Some(rule) = kernel_rule {
+            let target = Target::from_table(table, seqs, key);
+            self.corroborated.insert(key, "rule");
+            self.decided.insert((key, rule.clone()));
+            self.emit(Decision {
+                act: Act::Kill,
+                target,
+                reason: rule,
+                score: None,
+                held_back: None,
+                killed_in_kernel: true,
+            });
+            return;
+        }
+        self.rule_hits(&policy, table, seqs, key, hits, None);
+    }
+
+    /// sha256 rules can only match once the hasher is done with the image.
+    pub fn on_hash(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, key: ProcessKey) {
+        let policy = self.current();
+        let Some(info) = table.get_key(&key) else {
+            return;
+        };
+        let Some(sha) = info.exe_sha256.as_deref() else {
+            return;
+        };
+        let ctx = ExecContext {
+            path: &info.exe,
+            sha256: Some(sha),
+            parent_exe: None,
+            stdio_socket: false,
+        };
+        let hits: Vec<(String, Action)> = policy
+            .exec_rules(&ctx)
+            .into_iter()
+            .map(|r| (r.name.to_owned(), r.action))
+            .collect();
+        self.rule_hits(&policy, table, seqs, key, hits, None);
+    }
+
+    pub fn on_net(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &NetEvent,
+    ) {
+        if ev.header.kind != EventKind::Connect as u16 {
+            return;
+        }
+        let Some(addr) = ev.addr.ip() else { return };
+        if addr.is_unspecified() {
+            return;
+        }
+        let policy = self.current();
+        let exe = table
+            .get_key(&key)
+            .map(|p| p.exe.clone())
+            .unwrap_or_default();
+        let ctx = ConnectContext {
+            exe: &exe,
+            addr,
+            port: ev.addr.port,
+        };
+        let hits: Vec<(String, Action)> = policy
+            .connect_rules(&ctx)
+            .into_iter()
+            .map(|r| (r.name.to_owned(), r.action))
+            .collect();
+        self.rule_hits(
+            &policy,
+            table,
+            seqs,
+            key,
+            hits,
+            Some((addr, ev.addr.port, ev.ret)),
+        );
+    }
+
+    /// Events that corroborate a model verdict by themselves.
+    pub fn on_security_event(&mut self, key: ProcessKey, what: &'static str) {
+        self.corroborated.entry(key).or_insert(what);
+    }
+
+    pub fn on_exit(&mut self, key: ProcessKey) {
+        if self.protected.remove(&key) {
+            self.send(ActorMsg::Unprotect(key.tgid));
+        }
+        self.corroborated.remove(&key);
+        self.decided.retain(|(k, _)| *k != key);
+    }
+
+    pub fn on_score(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        update: &ScoreUpdate,
+    ) {
+        let policy = self.current();
+        let key = ProcessKey::new(update.pid, update.start_ns);
+        let action = match update.verdict {
+            Verdict::Normal => return,
+            Verdict::Alert => policy.model.on_alert,
+            Verdict::Quarantine => policy.model.on_quarantine,
+            Verdict::Kill => policy.model.on_kill,
+        };
+        let reason = format!(
+            "model:{}",
+            serde_json::to_value(update.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        );
+        if !self.decided.insert((key, reason.clone())) {
+            return;
+        }
+        let mut act = to_act(action);
+        let mut held_back = None;
+        if act > Act::Alert
+            && policy.model.require_corroboration
+            && self.corroboration(table, key).is_none()
+        {
+            held_back = Some(format!("{act} held back: no corroborating event"));
+            act = Act::Alert;
+        }
+        let target = Target::from_table(table, seqs, key);
+        if policy.allowlisted(
+            &target.exe,
+            target.sha256.as_deref(),
+            target.uid,
+            cgroup_path(key.tgid).as_deref(),
+        ) {
+            debug!(pid = key.tgid, exe = %target.exe, "allowlisted: score not acted on");
+            return;
+        }
+        self.decide(
+            &policy,
+            Decision {
+                act,
+                target,
+                reason,
+                score: Some(update.score),
+                held_back,
+                killed_in_kernel: false,
+            },
+        );
+    }
+
+    /// The process's own corroborating event, or its nearest ancestor's.
+    fn corroboration(&self, table: &ProcessTable, key: ProcessKey) -> Option<&'static str> {
+        if let Some(w) = self.corroborated.get(&key) {
+            return Some(w);
+        }
+        let mut cur = table.get_key(&key)?;
+        for _ in 0..16 {
+            let parent = cur.parent_key().and_then(|k| table.get_key(&k))?;
+            if let Some(w) = self.corroborated.get(&parent.key) {
+                return Some(w);
+            }
+            cur = parent;
+        }
+        None
+    }
+
+    fn rule_hits(
+        &mut self,
+        policy: &Policy,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        hits: Vec<(String, Action)>,
+        net: Option<(IpAddr, u16, i32)>,
+    ) {
+        if hits.is_empty() {
+            return;
+        }
+        let target = Target::from_table(table, seqs, key);
+        if policy.allowlisted(
+            &target.exe,
+            target.sha256.as_deref(),
+            target.uid,
+            cgroup_path(key.tgid).as_deref(),
+        ) {
+            debug!(pid = key.tgid, exe = %target.exe, "allowlisted: rules not acted on");
+            return;
+        }
+        self.corroborated.insert(key, "rule");
+        for (rule, action) in hits {
+            if !self.decided.insert((key, rule.clone())) {
+                continue;
+            }
+            let mut held_back = None;
+            let act = match action {
+                // The kernel refused the connect (when enforcing); what is left is telling.
+                Action::Deny => {
+                    if let Some((addr, port, ret)) = net {
+                        held_back = Some(if ret == -libc::EPERM {
+                            format!("connect to {addr} port {port} denied in the kernel")
+                        } else {
+                            format!("connect to {addr} port {port} not denied (result {ret})")
+                        });
+                    }
+                    Act::Alert
+                }
+                other => to_act(other),
+            };
+            self.decide(
+                policy,
+                Decision {
+                    act,
+                    target: target.clone(),
+                    reason: rule,
+                    score: None,
+                    held_back,
+                    killed_in_kernel: false,
+                },
+            );
+        }
+    }
+
+    /// The safety gate every decision passes: protection, mode, rate limit.
+    fn decide(&mut self, policy: &Policy, mut d: Decision) {
+        if d.act > Act::Alert {
+            let key = d.target.key;
+            let protected = self.protected.contains(&key)
+                || self.is_protected_info(
+                    policy,
+                    key,
+                    &d.target.exe,
+                    &d.target.comm,
+                    d.target.kernel_thread,
+                );
+            if protected {
+                d.held_back = Some(format!("{} refused: {} is protected", d.act, d.target.exe));
+                d.act = Act::Alert;
+            } else if policy.mode == Mode::Monitor {
+                d.held_back = Some(format!("monitor mode: would {}", d.act));
+                d.act = Act::Alert;
+            } else {
+                match self.limiter.admit(Instant::now()) {
+                    Admit::Yes => {}
+                    Admit::Escalate => {
+                        self.stats.suppressed.fetch_add(1, Relaxed);
+                        warn!(
+                            "response rate limit reached: further actions are suppressed for this window"
+                        );
+                        self.send(ActorMsg::RateLimited {
+                            first: d.clone(),
+                            max: policy.response.max_actions,
+                            per_seconds: policy.response.per_seconds,
+                        });
+                        return;
+                    }
+                    Admit::No => {
+                        self.stats.suppressed.fetch_add(1, Relaxed);
+                        return;
+                    }
+                }
+            }
+        }
+        self.emit(d);
+    }
+
+    fn emit(&mut self, d: Decision) {
+        self.stats.decisions.fetch_add(1, Relaxed);
+        self.send(ActorMsg::Act(Box::new(d)));
+    }
+
+    fn send(&self, msg: ActorMsg) {
+        if self.actor.try_send(msg).is_err() {
+            self.stats.dropped.fetch_add(1, Relaxed);
+            warn!("response actor queue full: a decision was dropped (counted in status)");
+        }
+    }
+}
+
+fn to_act(a: Action) -> Act {
+    match a {
+        Action::Alert | Action::Deny => Act::Alert,
+        Action::Kill => Act::Kill,
+        Action::Quarantine => Act::Quarantine,
+    }
+}
+
+/// The process's cgroup v2 path (`0::/path` in /proc/PID/cgroup), for cgroup allowlists.
+fn cgroup_path(tgid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+}

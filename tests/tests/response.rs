@@ -1,0 +1,629 @@
+//! Response on the real kernel: deny-exec kills in the kernel, quarantine freezes and cuts the
+//! network and release restores both, protected processes are spared, bad policy pushes are
+//! refused, every incident lands in a real journald with its fields, and an attack simulation
+//! from the model's dataset scripts is quarantined by the shipped default policy.
+
+use std::{
+    fs,
+    io::Read,
+    net::TcpListener,
+    os::unix::{fs::PermissionsExt, process::ExitStatusExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use vigil_tests::{
+    Daemon,
+    journal::{ensure_journald, field, journal_cursor, read_vigil_entries},
+    repo_root, require_root, serial, vigil_cli,
+};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-response-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Copies a system binary to `dir/name` (a path the test's policy can name).
+fn copy_bin(from: &str, dir: &Path, name: &str) -> PathBuf {
+    fs::create_dir_all(dir).expect("dir");
+    let to = dir.join(name);
+    fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {from}: {e}"));
+    fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).expect("chmod");
+    to
+}
+
+fn journald(test: &str) -> Option<String> {
+    match ensure_journald() {
+        Ok(()) => Some(journal_cursor().unwrap_or_default()),
+        Err(why) => {
+            println!("{test}: journald checks skipped: {why}");
+            None
+        }
+    }
+}
+
+fn entries(cursor: &Option<String>, what: &str, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let Some(c) = cursor else { return Vec::new() };
+    let found = read_vigil_entries(c, Duration::from_secs(15), pred);
+    assert!(!found.is_empty(), "no journald entry for {what}");
+    found
+}
+
+fn f(e: &Value, name: &str) -> String {
+    field(e, name).unwrap_or_default()
+}
+
+/// Kills the child when the test ends, passed or not: a frozen process still dies of SIGKILL.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn a_denied_exec_dies_in_the_kernel_before_running_and_is_journaled() {
+    let test = "a_denied_exec_dies_in_the_kernel_before_running_and_is_journaled";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("deny");
+    let denied = copy_bin("/usr/bin/touch", &dir.join("denied"), "touch");
+    let policy_dir = dir.join("policy.d");
+    fs::create_dir_all(&policy_dir).unwrap();
+    fs::write(
+        policy_dir.join("50-test.toml"),
+        format!(
+            "[[rule.exec]]\nname = \"test-deny-exec\"\naction = \"kill\"\npath = [\"{}/**\"]\n",
+            dir.join("denied").display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start("deny", &["--policy-dir", policy_dir.to_str().unwrap()]);
+
+    let marker = dir.join("marker");
+    let mut child = Command::new(&denied)
+        .arg(&marker)
+        .spawn()
+        .expect("spawn denied");
+    let pid = child.id();
+    let status =
+        wait_exit(&mut child, Duration::from_secs(10)).expect("denied process still running");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "denied exec was not SIGKILLed: {status:?}"
+    );
+    assert!(
+        !marker.exists(),
+        "the denied image ran: it wrote its marker"
+    );
+
+    let exec = daemon.wait_for("the denied exec", Duration::from_secs(10), |e| {
+        e["type"] == "exec" && e["pid"] == pid
+    });
+    assert_eq!(
+        exec["denied"], true,
+        "exec event does not say the kernel denied it: {exec}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while daemon.status()["response"]["kernel_exec_denied"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "status does not count the denied exec: {}",
+            daemon.status()["response"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let kill = entries(&cursor, "the kernel kill", |e| {
+        f(e, "VIGIL_EVENT") == "kill" && f(e, "VIGIL_PID") == pid.to_string()
+    });
+    let e = &kill[0];
+    assert_eq!(f(e, "VIGIL_REASON"), "test-deny-exec");
+    assert_eq!(f(e, "PRIORITY"), "2");
+    assert!(f(e, "VIGIL_EXE").ends_with("/denied/touch"), "{e}");
+    assert_eq!(f(e, "VIGIL_UID"), "0");
+    assert!(
+        !f(e, "MESSAGE_ID").is_empty()
+            && !f(e, "VIGIL_ANCESTRY").is_empty()
+            && !f(e, "VIGIL_CMDLINE").is_empty(),
+        "{e}"
+    );
+    assert!(f(e, "VIGIL_ACTION_OUTCOME").contains("kernel"), "{e}");
+    drop(daemon);
+}
+
+/// A bash loop that, every 100 ms, appends `<n> ok|fail` after trying to connect to `port`.
+fn connecting_loop(bash: &Path, log: &Path, port: u16) -> Child {
+    let script = format!(
+        "i=0; while :; do i=$((i+1)); if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then r=ok; else r=fail; fi; echo \"$i $r\" >> {}; sleep 0.1; done",
+        log.display()
+    );
+    Command::new(bash)
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn loop")
+}
+
+fn lines(log: &Path) -> Vec<String> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn wait_lines(log: &Path, n: usize, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let l = lines(log);
+        if l.len() >= n || Instant::now() > deadline {
+            return l;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn quarantine_freezes_and_cuts_the_network_and_release_restores_both() {
+    let test = "quarantine_freezes_and_cuts_the_network_and_release_restores_both";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("quarantine");
+    let bash = copy_bin("/usr/bin/bash", &dir.join("suspect"), "bash");
+    let policy_dir = dir.join("policy.d");
+    fs::create_dir_all(&policy_dir).unwrap();
+    fs::write(
+        policy_dir.join("50-test.toml"),
+        format!(
+            "[[rule.exec]]\nname = \"test-quarantine\"\naction = \"quarantine\"\npath = [\"{}\"]\n",
+            bash.display()
+        ),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            drop(c);
+        }
+    });
+    let daemon = Daemon::start(
+        "quarantine",
+        &["--policy-dir", policy_dir.to_str().unwrap()],
+    );
+    let log = dir.join("progress.log");
+    let child = Reap(connecting_loop(&bash, &log, port));
+    let pid = child.0.id();
+
+    // The quarantine happens milliseconds after exec: find it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let record = loop {
+        let (ok, out, err) = vigil_cli(&daemon.socket, &["quarantine", "list", "--json"]);
+        assert!(ok, "quarantine list: {err}");
+        let list: Value = serde_json::from_str(&out).expect("json");
+        if let Some(r) = list
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["pid"] == pid).cloned())
+        {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} was not quarantined; log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let id = record["id"].as_str().expect("id").to_owned();
+    assert_eq!(record["state"], "active", "{record}");
+    assert_eq!(record["frozen_verified"], true, "{record}");
+    assert_eq!(record["network_cut"], true, "{record}");
+
+    // Frozen: no progress.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = lines(&log).len();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        lines(&log).len(),
+        before,
+        "the quarantined process kept running"
+    );
+
+    // Evidence in the vault, root-only.
+    let vault = daemon.dir.join("state/quarantine").join(&id);
+    let meta = fs::metadata(&vault).expect("vault dir");
+    assert_eq!(
+        meta.permissions().mode() & 0o077,
+        0,
+        "vault is not root-only"
+    );
+    let mut copy = Vec::new();
+    fs::File::open(vault.join("exe"))
+        .expect("exe copy")
+        .read_to_end(&mut copy)
+        .unwrap();
+    assert_eq!(copy, fs::read(&bash).unwrap(), "vaulted executable differs");
+
+    // Thawed behind vigil's back, it runs again but its network stays cut: the two are separate locks.
+    let cgroup = PathBuf::from(record["cgroup"].as_str().expect("cgroup path"));
+    fs::write(cgroup.join("cgroup.freeze"), "0").expect("thaw by hand");
+    let thawed = wait_lines(&log, before + 5, Duration::from_secs(10));
+    assert!(
+        thawed.len() >= before + 5,
+        "no progress after a manual thaw"
+    );
+    assert!(
+        thawed[before..].iter().all(|l| l.ends_with("fail")),
+        "connect() succeeded from quarantine: {:?}",
+        &thawed[before..]
+    );
+    // The status snapshot refreshes every second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while daemon.status()["response"]["kernel_net_denied_quarantine"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "status does not count the refused connects: {}",
+            daemon.status()["response"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    fs::write(cgroup.join("cgroup.freeze"), "1").expect("refreeze");
+
+    // Release restores both.
+    let (ok, _, err) = vigil_cli(&daemon.socket, &["quarantine", "release", &id]);
+    assert!(ok, "release: {err}");
+    let n = lines(&log).len();
+    let after = wait_lines(&log, n + 5, Duration::from_secs(10));
+    assert!(after.len() >= n + 5, "no progress after release");
+    assert!(
+        after[after.len() - 3..].iter().all(|l| l.ends_with("ok")),
+        "network not restored: {:?}",
+        &after[n..]
+    );
+    assert!(!cgroup.exists(), "quarantine cgroup left behind");
+
+    let q = entries(&cursor, "the quarantine", |e| {
+        f(e, "VIGIL_EVENT") == "quarantine" && f(e, "VIGIL_QUARANTINE_ID") == id
+    });
+    assert_eq!(f(&q[0], "VIGIL_REASON"), "test-quarantine");
+    assert_eq!(f(&q[0], "PRIORITY"), "2");
+    assert_eq!(f(&q[0], "VIGIL_PID"), pid.to_string());
+    entries(&cursor, "the release", |e| {
+        f(e, "VIGIL_EVENT") == "release" && f(e, "VIGIL_QUARANTINE_ID") == id
+    });
+
+    drop(child);
+    drop(daemon);
+}
+
+#[test]
+fn protected_processes_are_spared_even_when_a_rule_matches() {
+    let test = "protected_processes_are_spared_even_when_a_rule_matches";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("protected");
+    let rules = dir.join("rules");
+    // Protected by the policy's list, by the built-in list (any `sshd`), and one that is not.
+    let listed = copy_bin("/usr/bin/sleep", &rules, "guarded-sleep");
+    let sshd = copy_bin("/usr/bin/sleep", &rules, "sshd");
+    let plain = copy_bin("/usr/bin/sleep", &rules, "plain-sleep");
+    let policy_dir = dir.join("policy.d");
+    fs::create_dir_all(&policy_dir).unwrap();
+    fs::write(
+        policy_dir.join("50-test.toml"),
+        format!(
+            "[[rule.exec]]\nname = \"test-kill-all\"\naction = \"kill\"\npath = [\"{0}/**\"]\n\n[protected]\nexe = [\"{1}\"]\n",
+            rules.display(),
+            listed.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start("protected", &["--policy-dir", policy_dir.to_str().unwrap()]);
+    let mut spared: Vec<Reap> = [&listed, &sshd]
+        .iter()
+        .map(|p| Reap(Command::new(p).arg("30").spawn().expect("spawn")))
+        .collect();
+    let mut victim = Command::new(&plain).arg("30").spawn().expect("spawn");
+    let status =
+        wait_exit(&mut victim, Duration::from_secs(10)).expect("unprotected match survived");
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    std::thread::sleep(Duration::from_millis(1500));
+    for c in &mut spared {
+        assert!(
+            c.0.try_wait().unwrap().is_none(),
+            "a protected process was killed (pid {})",
+            c.0.id()
+        );
+    }
+    for c in &spared {
+        let pid = c.0.id().to_string();
+        let e = entries(&cursor, "the spared alert", |e| f(e, "VIGIL_PID") == pid);
+        assert!(e.iter().all(|e| f(e, "VIGIL_EVENT") == "alert"), "{e:?}");
+        assert!(
+            f(&e[0], "VIGIL_ACTION_OUTCOME").contains("protected"),
+            "{:?}",
+            e[0]
+        );
+    }
+    drop(spared);
+    drop(daemon);
+}
+
+#[test]
+fn an_invalid_policy_push_is_rejected_and_the_last_good_policy_keeps_enforcing() {
+    let test = "an_invalid_policy_push_is_rejected_and_the_last_good_policy_keeps_enforcing";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("push");
+    let denied = copy_bin("/usr/bin/touch", &dir.join("denied"), "touch");
+    let daemon = Daemon::start("push", &[]);
+    let (ok, out, _) = vigil_cli(&daemon.socket, &["policy", "show"]);
+    assert!(ok);
+    let v0: Value = serde_json::from_str(&out).expect("policy show is JSON");
+
+    let good = dir.join("20-deny.toml");
+    fs::write(
+        &good,
+        format!(
+            "[[rule.exec]]\nname = \"pushed-deny\"\naction = \"kill\"\npath = [\"{}\"]\n",
+            denied.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = vigil_cli(&daemon.socket, &["policy", "push", good.to_str().unwrap()]);
+    assert!(ok, "good push refused: {err}");
+    assert!(out.contains("applied"), "{out}");
+    let (_, out, _) = vigil_cli(&daemon.socket, &["policy", "show"]);
+    let v1: Value = serde_json::from_str(&out).unwrap();
+    assert_ne!(v0["version"], v1["version"]);
+    assert!(
+        daemon.dir.join("policy.d/20-deny.toml").exists(),
+        "pushed file not written into policy.d"
+    );
+
+    // Line 3, column 10: `action` has a value no rule can have.
+    let bad = dir.join("30-bad.toml");
+    fs::write(
+        &bad,
+        "[[rule.exec]]\nname = \"broken\"\naction = \"explode\"\npath = [\"/x\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(vigil_tests::vigil_bin())
+        .args(["policy", "push"])
+        .arg(&bad)
+        .arg("--control-socket")
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "bad push did not exit 1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("30-bad.toml") && err.contains(":3:") && err.contains("action"),
+        "error does not name file, line and field: {err}"
+    );
+    assert!(
+        !daemon.dir.join("policy.d/30-bad.toml").exists(),
+        "rejected file was written"
+    );
+    let (_, out, _) = vigil_cli(&daemon.socket, &["policy", "show"]);
+    let v2: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v1["version"], v2["version"],
+        "a rejected push changed the policy"
+    );
+
+    // `policy check` agrees, offline.
+    let out = Command::new(vigil_tests::vigil_bin())
+        .args(["policy", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = Command::new(vigil_tests::vigil_bin())
+        .args(["policy", "check"])
+        .arg(repo_root().join("packaging/policy.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the shipped policy does not check: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The last good policy still enforces.
+    let marker = dir.join("marker");
+    let mut child = Command::new(&denied).arg(&marker).spawn().unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("still running");
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert!(!marker.exists());
+
+    entries(&cursor, "the rejected push", |e| {
+        f(e, "VIGIL_EVENT") == "policy" && f(e, "VIGIL_ACTION_OUTCOME").starts_with("rejected")
+    });
+    let applied = entries(&cursor, "the applied push", |e| {
+        f(e, "VIGIL_EVENT") == "policy"
+            && f(e, "VIGIL_POLICY_VERSION") == v1["version"].as_str().unwrap_or("-")
+    });
+    assert_eq!(f(&applied[0], "PRIORITY"), "5");
+
+    // Config management dropping a file into policy.d is picked up too (inotify).
+    let dropped = daemon.dir.join("policy.d/40-dropped.toml");
+    fs::write(&dropped, "[[rule.exec]]\nname = \"dropped-rule\"\naction = \"alert\"\npath = [\"/nonexistent/dropped\"]\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, out, _) = vigil_cli(&daemon.socket, &["policy", "show"]);
+        if out.contains("dropped-rule") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a file dropped into policy.d was not applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(daemon);
+}
+
+/// Runs a dataset scenario step.
+fn scenario(label: &str, name: &str, step: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new("bash");
+    c.arg(repo_root().join(format!("models/scenarios/{label}/{name}.sh")))
+        .arg(step);
+    // Its own session: interactive shells in the scenario must not touch the test's group.
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        c.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    c
+}
+
+#[test]
+fn the_default_policy_quarantines_a_reverse_shell_and_leaves_benign_work_alone() {
+    let test = "the_default_policy_quarantines_a_reverse_shell_and_leaves_benign_work_alone";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let out = scenario("malicious", "reverse_shell", "setup")
+        .output()
+        .expect("setup");
+    assert!(
+        out.status.success(),
+        "reverse_shell setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let daemon = Daemon::start("default-policy", &[]);
+    // Variants that need nothing beyond bash, python3 and perl.
+    let mut run = Reap(
+        scenario("malicious", "reverse_shell", "run")
+            .env(
+                "REVERSE_SHELL_VARIANTS",
+                "bash_devtcp python_socket perl_socket",
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run"),
+    );
+
+    // Frozen shells do not die of `timeout`'s SIGTERM: kill each quarantine as it appears so the
+    // scenario can go on, and remember what was quarantined.
+    let mut seen: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let finished = loop {
+        let (_, out, _) = vigil_cli(&daemon.socket, &["quarantine", "list", "--json"]);
+        for r in serde_json::from_str::<Value>(&out)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+        {
+            if r["state"] == "active" && !seen.iter().any(|s| s["id"] == r["id"]) {
+                let id = r["id"].as_str().unwrap_or_default().to_owned();
+                let (ok, _, err) = vigil_cli(&daemon.socket, &["quarantine", "kill", &id]);
+                assert!(ok, "quarantine kill {id}: {err}");
+                seen.push(r);
+            }
+        }
+        if let Some(s) = run.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scenario did not finish; log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = scenario("malicious", "reverse_shell", "teardown").output();
+    eprintln!("reverse_shell finished ({finished:?}); quarantined: {seen:#?}");
+    assert!(
+        !seen.is_empty(),
+        "no reverse shell was quarantined; log:\n{}",
+        daemon.log()
+    );
+    let reasons: Vec<&str> = seen.iter().filter_map(|r| r["reason"].as_str()).collect();
+    assert!(
+        reasons
+            .iter()
+            .all(|r| ["shell-on-socket", "shell-connects-out"].contains(r)),
+        "unexpected reasons: {reasons:?}"
+    );
+    // Let the once-a-second status snapshot catch up before comparing counters.
+    std::thread::sleep(Duration::from_millis(1500));
+    let st = daemon.status();
+    assert_eq!(st["response"]["action_failures"], 0, "{}", st["response"]);
+    entries(&cursor, "the reverse shell quarantine", |e| {
+        f(e, "VIGIL_EVENT") == "quarantine" && !f(e, "VIGIL_QUARANTINE_ID").is_empty()
+    });
+
+    // Benign work under the same daemon: nothing killed or quarantined.
+    let before = st["response"].clone();
+    for step in ["setup", "run", "teardown"] {
+        let out = scenario("benign", "shell_session", step)
+            .stdin(Stdio::null())
+            .output()
+            .expect("benign");
+        assert!(
+            out.status.success(),
+            "shell_session {step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = daemon.status()["response"].clone();
+    assert_eq!(
+        before["kills"], after["kills"],
+        "benign work was killed: {after}"
+    );
+    assert_eq!(
+        before["quarantines"], after["quarantines"],
+        "benign work was quarantined: {after}"
+    );
+    drop(daemon);
+}
