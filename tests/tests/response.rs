@@ -217,10 +217,14 @@ fn quarantine_freezes_and_cuts_the_network_and_release_restores_both() {
             drop(c);
         }
     });
-    let daemon = Daemon::start(
-        "quarantine",
-        &["--policy-dir", policy_dir.to_str().unwrap()],
-    );
+    let state = dir.join("state");
+    let args = [
+        "--policy-dir",
+        policy_dir.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let daemon = Daemon::start("quarantine", &args);
     let log = dir.join("progress.log");
     let child = Reap(connecting_loop(&bash, &log, port));
     let pid = child.0.id();
@@ -260,7 +264,7 @@ fn quarantine_freezes_and_cuts_the_network_and_release_restores_both() {
     );
 
     // Evidence in the vault, root-only.
-    let vault = daemon.dir.join("state/quarantine").join(&id);
+    let vault = state.join("quarantine").join(&id);
     let meta = fs::metadata(&vault).expect("vault dir");
     assert_eq!(
         meta.permissions().mode() & 0o077,
@@ -273,6 +277,16 @@ fn quarantine_freezes_and_cuts_the_network_and_release_restores_both() {
         .read_to_end(&mut copy)
         .unwrap();
     assert_eq!(copy, fs::read(&bash).unwrap(), "vaulted executable differs");
+
+    // A daemon restart keeps the quarantine: the record says so and the network cut is re-applied.
+    let (stopped, _) = daemon.stop();
+    assert!(stopped.success(), "vigil did not stop cleanly");
+    let daemon = Daemon::start("quarantine-restarted", &args);
+    let (ok, out, err) = vigil_cli(&daemon.socket, &["quarantine", "show", &id]);
+    assert!(ok, "quarantine show after restart: {err}");
+    let after_restart: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(after_restart["state"], "active", "{after_restart}");
+    assert_eq!(lines(&log).len(), before, "the quarantined process ran while vigil restarted");
 
     // Thawed behind vigil's back, it runs again but its network stays cut: the two are separate locks.
     let cgroup = PathBuf::from(record["cgroup"].as_str().expect("cgroup path"));

@@ -446,3 +446,103 @@ fn cgroup_path(tgid: u32) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KILL_ALL: &str = r#"
+[[rule.exec]]
+name = "kill-everything"
+action = "kill"
+path = ["/**"]
+
+[protected]
+exe = ["/opt/site/guarded"]
+
+[response]
+max_actions = 3
+per_seconds = 60
+"#;
+
+    fn responder(extra: &str) -> (Responder, mpsc::Receiver<ActorMsg>, Arc<Policy>) {
+        let policy = Arc::new(
+            Policy::from_sources(&[("/test/policy.toml".into(), format!("{extra}\n{KILL_ALL}"))]).expect("policy"),
+        );
+        let (_tx, rx_policy) = watch::channel(policy.clone());
+        let (actor, rx) = mpsc::channel(64);
+        let mut r = Responder::new(rx_policy, actor);
+        // The policy channel's sender is gone; the responder keeps the last value.
+        r.policy.mark_unchanged();
+        (r, rx, policy)
+    }
+
+    fn target(tgid: u32, exe: &str, comm: &str) -> Target {
+        Target { key: ProcessKey::new(tgid, 1), exe: exe.into(), comm: comm.into(), ..Default::default() }
+    }
+
+    fn kill(t: Target) -> Decision {
+        Decision { act: Act::Kill, target: t, reason: "kill-everything".into(), score: None, held_back: None, killed_in_kernel: false }
+    }
+
+    fn next(rx: &mut mpsc::Receiver<ActorMsg>) -> Decision {
+        match rx.try_recv().expect("a message for the actor") {
+            ActorMsg::Act(d) => *d,
+            _ => panic!("expected a decision"),
+        }
+    }
+
+    #[test]
+    fn the_host_is_never_acted_on_whatever_the_rule_says() {
+        let (mut r, mut rx, policy) = responder("");
+        let me = std::process::id();
+        let mut kthread = target(77, "", "kworker/0:1");
+        kthread.kernel_thread = true;
+        for t in [
+            target(1, "/usr/lib/systemd/systemd", "systemd"),
+            target(2, "", "kthreadd"),
+            kthread,
+            target(me, "/usr/sbin/vigil", "vigil"),
+            target(400, "/usr/lib/systemd/systemd-journald", "systemd-journal"),
+            target(401, "/usr/sbin/sshd", "sshd"),
+            target(402, "/opt/site/guarded", "guarded"),
+        ] {
+            let exe = t.exe.clone();
+            r.decide(&policy, kill(t));
+            let d = next(&mut rx);
+            assert_eq!(d.act, Act::Alert, "{exe} was not spared");
+            assert!(d.held_back.as_deref().is_some_and(|h| h.contains("protected")), "{exe}: {:?}", d.held_back);
+        }
+        // An ordinary process is killed.
+        r.decide(&policy, kill(target(500, "/tmp/evil", "evil")));
+        assert_eq!(next(&mut rx).act, Act::Kill);
+    }
+
+    #[test]
+    fn monitor_mode_only_alerts_with_what_it_would_do() {
+        let (mut r, mut rx, policy) = responder("mode = \"monitor\"");
+        r.decide(&policy, kill(target(500, "/tmp/evil", "evil")));
+        let d = next(&mut rx);
+        assert_eq!(d.act, Act::Alert);
+        assert_eq!(d.held_back.as_deref(), Some("monitor mode: would kill"));
+    }
+
+    #[test]
+    fn a_storm_of_kills_becomes_one_escalated_alert() {
+        let (mut r, mut rx, policy) = responder("");
+        for pid in 1000..1020 {
+            r.decide(&policy, kill(target(pid, "/tmp/evil", "evil")));
+        }
+        let mut kills = 0;
+        let mut escalations = 0;
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                ActorMsg::Act(d) if d.act == Act::Kill => kills += 1,
+                ActorMsg::RateLimited { .. } => escalations += 1,
+                _ => panic!("unexpected message"),
+            }
+        }
+        assert_eq!((kills, escalations), (3, 1));
+        assert_eq!(r.stats.suppressed.load(Relaxed), 17);
+    }
+}
