@@ -100,6 +100,11 @@ impl Daemon {
     /// Starts vigil and waits until it prints `ready` (all programs attached). Without a
     /// `--model` among `extra`, it runs with `--no-model` (sensors only).
     pub fn start(tag: &str, extra: &[&str]) -> Daemon {
+        Self::start_bin(&vigil_bin(), tag, extra)
+    }
+
+    /// [`Daemon::start`] with another vigil binary (an installed one).
+    pub fn start_bin(bin: &Path, tag: &str, extra: &[&str]) -> Daemon {
         let dir = scratch_dir(tag);
         let events_path = dir.join("events.jsonl");
         let socket = dir.join("control.sock");
@@ -130,7 +135,7 @@ impl Daemon {
                 ]);
             }
         }
-        let mut child = Command::new(vigil_bin())
+        let mut child = Command::new(bin)
             .arg("run")
             .arg("--events-json")
             .arg(&events_path)

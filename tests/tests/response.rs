@@ -518,6 +518,9 @@ fn an_invalid_policy_push_is_rejected_and_the_last_good_policy_keeps_enforcing()
     drop(daemon);
 }
 
+/// Reverse-shell variants that need nothing beyond bash, python3 and perl.
+const VARIANTS: &str = "bash_devtcp python_socket perl_socket";
+
 /// Runs a dataset scenario step.
 fn scenario(label: &str, name: &str, step: &str) -> Command {
     use std::os::unix::process::CommandExt;
@@ -544,6 +547,7 @@ fn the_default_policy_quarantines_a_reverse_shell_and_leaves_benign_work_alone()
     let _serial = serial();
     let cursor = journald(test);
     let out = scenario("malicious", "reverse_shell", "setup")
+        .env("REVERSE_SHELL_VARIANTS", VARIANTS)
         .output()
         .expect("setup");
     assert!(
@@ -552,13 +556,9 @@ fn the_default_policy_quarantines_a_reverse_shell_and_leaves_benign_work_alone()
         String::from_utf8_lossy(&out.stderr)
     );
     let daemon = Daemon::start("default-policy", &[]);
-    // Variants that need nothing beyond bash, python3 and perl.
     let mut run = Reap(
         scenario("malicious", "reverse_shell", "run")
-            .env(
-                "REVERSE_SHELL_VARIANTS",
-                "bash_devtcp python_socket perl_socket",
-            )
+            .env("REVERSE_SHELL_VARIANTS", VARIANTS)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -44,6 +44,9 @@ pub fn test() -> Result<()> {
     }
     setup::setup()?;
     build::build(false)?;
+    // Install into a scratch prefix, as on a fresh machine; tests/tests/install.rs runs that tree.
+    let prefix = cmd::workspace_root().join("target/install-test");
+    crate::install::install(&crate::install::Opts { prefix: prefix.clone(), policy: None })?;
 
     // agent-ebpf only builds for the BPF target; agent/build.rs builds it.
     let mut cargo = cmd::cargo();
@@ -56,6 +59,7 @@ pub fn test() -> Result<()> {
             "agent-ebpf",
             "--no-fail-fast",
         ])
+        .env("VIGIL_INSTALLED_PREFIX", &prefix)
         .stdout(Stdio::piped());
     cmd::announce(&cargo);
     let mut child = cargo

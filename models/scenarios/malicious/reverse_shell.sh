@@ -10,7 +10,11 @@ source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../lib.sh"
 scenario_init reverse_shell
 
 do_setup() {
-    need_pkg netcat-openbsd socat
+    # Only what the selected variants use (REVERSE_SHELL_VARIANTS, default: all of them).
+    local want=${REVERSE_SHELL_VARIANTS:-nc_mkfifo socat_pty} pkgs=()
+    [[ $want == *nc_mkfifo* ]] && pkgs+=(netcat-openbsd)
+    [[ $want == *socat_pty* ]] && pkgs+=(socat)
+    ((${#pkgs[@]} == 0)) || need_pkg "${pkgs[@]}"
     kill_all_pidfiles
     local port
     port=$(free_port 4400 4499)
