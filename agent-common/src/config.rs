@@ -35,6 +35,11 @@ pub struct KernelOffsets {
     pub fdt_fd: u32,
     pub file_inode: u32,
     pub inode_mode: u32,
+    /// `file->private_data` (a `struct socket *` for sockets) `->sk->__sk_common.skc_family`:
+    /// only an internet socket on stdio makes a reverse shell; services log to Unix sockets.
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+    pub sock_common_family: u32,
     pub _pad: u32,
 }
 
@@ -68,6 +73,9 @@ impl KernelOffsets {
         fdt_fd: OFFSET_UNKNOWN,
         file_inode: OFFSET_UNKNOWN,
         inode_mode: OFFSET_UNKNOWN,
+        file_private_data: OFFSET_UNKNOWN,
+        socket_sk: OFFSET_UNKNOWN,
+        sock_common_family: OFFSET_UNKNOWN,
         _pad: 0,
     };
 }
@@ -159,5 +167,5 @@ pub const BATCH_MAP_ENTRIES: u32 = 32768;
 pub const PENDING_MAP_ENTRIES: u32 = 16384;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 27 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 30 * 4);
 const _: () = assert!(core::mem::size_of::<AgentConfig>() == 16);

@@ -158,11 +158,10 @@ impl ExecEvent {
     pub fn comm(&self) -> std::string::String {
         c_str(&self.comm, COMM_LEN)
     }
-    /// stdin or stdout of the new image is a socket (fd 2 alone is not: daemons log to sockets).
+    /// stdin or stdout of the new image is an internet (TCP/UDP, v4 or v6) socket. Unix
+    /// sockets do not count: systemd hands every service's stdout to journald through one.
     pub fn stdio_socket(&self) -> bool {
-        self.stdio_modes[..2]
-            .iter()
-            .any(|&m| m & crate::S_IFMT == crate::S_IFSOCK)
+        self.stdio_inet & 0b11 != 0
     }
     /// 0-based index of the kernel deny rule that killed this exec.
     pub fn denied_by(&self) -> Option<u32> {

@@ -152,7 +152,8 @@ pub struct ExecEvent {
     pub stdio_modes: [u16; 4],
     /// 1 + index of the policy rule under which the kernel killed this exec; 0 when none.
     pub deny_rule: u32,
-    pub _pad: u32,
+    /// Bit i set: fd i (0..3) is an AF_INET or AF_INET6 socket.
+    pub stdio_inet: u32,
     pub comm: [u8; COMM_LEN],
     pub filename: [u8; PATH_LEN],
     pub args: [u8; ARGS_LEN],

@@ -20,7 +20,7 @@ use crate::{
     maps::{BATCHES, EVENTS, PENDING},
     response::{ExecVerdict, check_exec},
     syscalls::flush_thread,
-    task::{KPtr, config, creds_of, leader_start_ns, offsets, parent_of, stdio_modes},
+    task::{KPtr, config, creds_of, leader_start_ns, offsets, parent_of, stdio_of},
 };
 
 // Clone flags we report for calls whose flags are fixed or that we did not see.
@@ -56,6 +56,14 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         let _ = BATCHES.remove(old_pid);
     }
 
+    // Deny-exec acts first, before the new image returns to user space, and whether or not the
+    // ring has room to report it: a flood must not open a window for denied images.
+    // SAFETY: offsets inside the tracepoint record, read through bpf_probe_read_kernel.
+    let loc: u32 = unsafe { ctx.read_at::<u32>(EXEC_FILENAME_LOC) }.unwrap_or(0);
+    let src = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
+    // SAFETY: `src` points into the tracepoint record (kernel memory).
+    let verdict = unsafe { check_exec(src, tgid) };
+
     let o = offsets();
     let task = KPtr::current_task();
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
@@ -86,8 +94,6 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
 
         let mut flags = 0u32;
-        let loc: u32 = ctx.read_at::<u32>(EXEC_FILENAME_LOC).unwrap_or(0);
-        let src = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
         let n = bpf_probe_read_kernel_str(
             (*ev).filename.as_mut_ptr().cast(),
             PATH_LEN as u32,
@@ -100,9 +106,8 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         }
         (*ev).filename_len = used;
 
-        // Deny-exec rules act here, before the new image returns to user space.
         (*ev).deny_rule = 0;
-        match check_exec(src, tgid) {
+        match verdict {
             ExecVerdict::Allowed => {}
             ExecVerdict::Killed(rule) => {
                 flags |= EXEC_FLAG_DENIED;
@@ -113,8 +118,9 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
                 (*ev).deny_rule = rule + 1;
             }
         }
-        (*ev).stdio_modes = stdio_modes(&o, task);
-        (*ev)._pad = 0;
+        let (modes, inet) = stdio_of(&o, task);
+        (*ev).stdio_modes = modes;
+        (*ev).stdio_inet = inet;
 
         let (args_len, args_flags) = read_args(&o, task, (*ev).args.as_mut_ptr());
         (*ev).args_len = args_len;

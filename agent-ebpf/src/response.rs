@@ -17,7 +17,7 @@ use aya_ebpf::{
         generated::{bpf_probe_read_kernel_str, bpf_send_signal},
     },
     macros::{cgroup_sock_addr, map},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
     programs::SockAddrContext,
 };
 
@@ -46,10 +46,6 @@ pub static PROTECTED_COMMS: HashMap<[u8; 16], u8> =
 pub static DENY_EXEC: LpmTrie<[u8; PATH_LEN], u32> =
     LpmTrie::with_max_entries(DENY_EXEC_ENTRIES, 0);
 
-/// Scratch for the exec path key: 260 bytes do not belong on a 512-byte BPF stack.
-#[map(name = "EXEC_KEY")]
-static EXEC_KEY: PerCpuArray<Key<[u8; PATH_LEN]>> = PerCpuArray::with_max_entries(1, 0);
-
 #[map(name = "QUARANTINED")]
 pub static QUARANTINED: HashMap<u64, u8> = HashMap::with_max_entries(QUARANTINED_ENTRIES, 0);
 
@@ -75,6 +71,34 @@ pub enum ExecVerdict {
     Spared(u32),
 }
 
+impl ExecVerdict {
+    // Packed into a scalar across the subprogram boundary: an enum would come back through a
+    // pointer into the caller's stack, which the verifier refuses to see in R0 at exit.
+    const KILLED: u64 = 1 << 32;
+    const SPARED: u64 = 1 << 33;
+
+    #[inline(always)]
+    fn pack(self) -> u64 {
+        match self {
+            Self::Allowed => 0,
+            Self::Killed(rule) => Self::KILLED | u64::from(rule),
+            Self::Spared(rule) => Self::SPARED | u64::from(rule),
+        }
+    }
+
+    #[inline(always)]
+    fn unpack(v: u64) -> Self {
+        let rule = v as u32;
+        if v & Self::KILLED != 0 {
+            Self::Killed(rule)
+        } else if v & Self::SPARED != 0 {
+            Self::Spared(rule)
+        } else {
+            Self::Allowed
+        }
+    }
+}
+
 /// Looks the exec'd path (`filename`, a kernel string) up in `DENY_EXEC` and kills the caller
 /// when a rule matches, we enforce, and the process is not protected.
 ///
@@ -82,27 +106,32 @@ pub enum ExecVerdict {
 /// `filename` must be a kernel address (read through `bpf_probe_read_kernel_str`).
 #[inline(always)]
 pub unsafe fn check_exec(filename: *const u8, tgid: u32) -> ExecVerdict {
-    let Some(key) = EXEC_KEY.get_ptr_mut(0) else {
-        return ExecVerdict::Allowed;
-    };
-    // SAFETY: `key` is this CPU's slot of an array map value; the read is bounded by PATH_LEN.
+    // SAFETY: forwarded.
+    ExecVerdict::unpack(unsafe { check_exec_packed(filename, tgid) })
+}
+
+/// Not inlined, so the 260-byte key has a stack frame of its own: a per-CPU scratch map could be
+/// overwritten by an exec that preempts this one on the same CPU between write and lookup.
+#[inline(never)]
+unsafe fn check_exec_packed(filename: *const u8, tgid: u32) -> u64 {
+    let mut key = Key::new(0, [0u8; PATH_LEN]);
+    // SAFETY: the destination is this frame's PATH_LEN-byte array (`Key` is packed: raw
+    // pointers, no references); the read is bounded by it.
     let n = unsafe {
         bpf_probe_read_kernel_str(
-            (*key).data.as_mut_ptr().cast(),
+            core::ptr::addr_of_mut!(key.data).cast(),
             PATH_LEN as u32,
             filename.cast(),
         )
     };
     if n <= 0 {
-        return ExecVerdict::Allowed;
+        return ExecVerdict::Allowed.pack();
     }
     // The count includes the NUL, so exact entries (stored with their NUL) match only the whole
     // path while prefix entries match anything below them.
-    // SAFETY: as above; `Key` is packed, so write the field without taking a reference.
-    unsafe { core::ptr::addr_of_mut!((*key).prefix_len).write_unaligned((n as u32) * 8) };
-    // SAFETY: the key lives in map memory for the duration of the lookup.
-    let Some(&rule) = DENY_EXEC.get(unsafe { &*key }) else {
-        return ExecVerdict::Allowed;
+    key.prefix_len = (n as u32) * 8;
+    let Some(&rule) = DENY_EXEC.get(&key) else {
+        return ExecVerdict::Allowed.pack();
     };
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     if tgid <= 1
@@ -111,15 +140,15 @@ pub unsafe fn check_exec(filename: *const u8, tgid: u32) -> ExecVerdict {
         || PROTECTED_COMMS.get_ptr(comm).is_some()
         || !enforcing()
     {
-        return ExecVerdict::Spared(rule);
+        return ExecVerdict::Spared(rule).pack();
     }
     // SAFETY: helper without memory arguments; signals the current task's process.
     if unsafe { bpf_send_signal(SIGKILL) } == 0 {
         bump(COUNT_EXEC_DENIED, 1);
-        ExecVerdict::Killed(rule)
+        ExecVerdict::Killed(rule).pack()
     } else {
         bump(COUNT_EXEC_DENY_SIGNAL_FAILED, 1);
-        ExecVerdict::Spared(rule)
+        ExecVerdict::Spared(rule).pack()
     }
 }
 

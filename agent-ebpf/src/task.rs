@@ -105,27 +105,43 @@ pub fn creds_of(o: &KernelOffsets, task: KPtr) -> Creds {
     }
 }
 
-/// File type bits of the task's fds 0..3 (`files->fdt->fd[i]->f_inode->i_mode & S_IFMT`);
-/// 0 for a closed fd or an unreadable chain.
+/// File type bits of the task's fds 0..3 (`files->fdt->fd[i]->f_inode->i_mode & S_IFMT`; 0 for
+/// a closed fd or an unreadable chain), and a bitmask of those that are internet sockets.
 #[inline(always)]
-pub fn stdio_modes(o: &KernelOffsets, task: KPtr) -> [u16; 4] {
+pub fn stdio_of(o: &KernelOffsets, task: KPtr) -> ([u16; 4], u32) {
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
     let mut modes = [0u16; 4];
+    let mut inet = 0u32;
     let Some(fds) = task
         .read_ptr(o.task_files)
         .and_then(|files| files.read_ptr(o.files_fdt))
         .and_then(|fdt| fdt.read_ptr(o.fdt_fd))
     else {
-        return modes;
+        return (modes, inet);
     };
     // fdt->fd always has at least NR_OPEN_DEFAULT (64) slots, so 0..3 are in bounds.
     for (i, slot) in modes.iter_mut().take(3).enumerate() {
-        if let Some(mode) = fds
-            .read_ptr((i * 8) as u32)
-            .and_then(|file| file.read_ptr(o.file_inode))
+        let Some(file) = fds.read_ptr((i * 8) as u32) else {
+            continue;
+        };
+        let Some(mode) = file
+            .read_ptr(o.file_inode)
             .and_then(|inode| inode.read::<u16>(o.inode_mode))
-        {
-            *slot = mode & agent_common::S_IFMT;
+        else {
+            continue;
+        };
+        *slot = mode & agent_common::S_IFMT;
+        if *slot == agent_common::S_IFSOCK {
+            // A socket file's private_data is its `struct socket`; `sk` starts with sock_common.
+            let family = file
+                .read_ptr(o.file_private_data)
+                .and_then(|sock| sock.read_ptr(o.socket_sk))
+                .and_then(|sk| sk.read::<u16>(o.sock_common_family));
+            if matches!(family, Some(AF_INET | AF_INET6)) {
+                inet |= 1 << i;
+            }
         }
     }
-    modes
+    (modes, inet)
 }

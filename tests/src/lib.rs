@@ -99,12 +99,23 @@ pub struct Daemon {
 impl Daemon {
     /// Starts vigil and waits until it prints `ready` (all programs attached). Without a
     /// `--model` among `extra`, it runs with `--no-model` (sensors only).
+    /// Starts vigil with the shipped policy in monitor mode (unless the test names its own
+    /// `--policy-dir`): sensor and model tests must not act on other processes of the host.
     pub fn start(tag: &str, extra: &[&str]) -> Daemon {
         Self::start_bin(&vigil_bin(), tag, extra)
     }
 
+    /// [`Daemon::start`] with the shipped policy as shipped: enforce.
+    pub fn start_enforcing(tag: &str, extra: &[&str]) -> Daemon {
+        Self::launch(&vigil_bin(), tag, extra, true)
+    }
+
     /// [`Daemon::start`] with another vigil binary (an installed one).
     pub fn start_bin(bin: &Path, tag: &str, extra: &[&str]) -> Daemon {
+        Self::launch(bin, tag, extra, false)
+    }
+
+    fn launch(bin: &Path, tag: &str, extra: &[&str], enforce: bool) -> Daemon {
         let dir = scratch_dir(tag);
         let events_path = dir.join("events.jsonl");
         let socket = dir.join("control.sock");
@@ -123,10 +134,13 @@ impl Daemon {
                 ]);
             }
             if !extra.contains(&"--policy-dir") {
-                response.extend([
-                    "--policy-dir".into(),
-                    dir.join("policy.d").display().to_string(),
-                ]);
+                let policy_d = dir.join("policy.d");
+                if !enforce {
+                    fs::create_dir_all(&policy_d).expect("policy.d");
+                    fs::write(policy_d.join("00-tests-monitor.toml"), "mode = \"monitor\"\n")
+                        .expect("monitor policy");
+                }
+                response.extend(["--policy-dir".into(), policy_d.display().to_string()]);
             }
             if !extra.contains(&"--state-dir") {
                 response.extend([

@@ -121,6 +121,9 @@ static FIELDS: &[FieldSpec] = &[
     field("fdtable", &["fd"], false, |o| &mut o.fdt_fd),
     field("file", &["f_inode"], false, |o| &mut o.file_inode),
     field("inode", &["i_mode"], false, |o| &mut o.inode_mode),
+    field("file", &["private_data"], false, |o| &mut o.file_private_data),
+    field("socket", &["sk"], false, |o| &mut o.socket_sk),
+    field("sock_common", &["skc_family"], false, |o| &mut o.sock_common_family),
 ];
 
 /// Resolves from the running kernel's BTF.

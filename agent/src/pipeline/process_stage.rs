@@ -117,12 +117,12 @@ impl ProcessStage {
                 Event::Exec(e) => r.on_exec(table, seqs, key, e),
                 Event::Net(n) => r.on_net(table, seqs, key, n),
                 Event::Exit(_) => r.on_exit(key),
-                Event::Ptrace(_) => r.on_security_event(key, "ptrace"),
-                Event::Memfd(_) => r.on_security_event(key, "memfd_create"),
-                Event::ModuleLoad(_) => r.on_security_event(key, "module_load"),
-                Event::BpfProgLoad(_) => r.on_security_event(key, "bpf_prog_load"),
+                Event::Ptrace(_) => r.on_security_event(table, seqs, key, "ptrace"),
+                Event::Memfd(_) => r.on_security_event(table, seqs, key, "memfd_create"),
+                Event::ModuleLoad(_) => r.on_security_event(table, seqs, key, "module_load"),
+                Event::BpfProgLoad(_) => r.on_security_event(table, seqs, key, "bpf_prog_load"),
                 Event::CredChange(c) if c.after.euid == 0 && c.before.euid != 0 && c.ret == 0 => {
-                    r.on_security_event(key, "gained root")
+                    r.on_security_event(table, seqs, key, "gained root")
                 }
                 _ => {}
             }

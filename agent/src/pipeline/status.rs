@@ -27,6 +27,8 @@ pub struct StatusBuilder {
     started: Instant,
     last: CounterSnapshot,
     last_decode_errors: u64,
+    /// User-space drops at the previous snapshot, to report only growth.
+    last_internal: BTreeMap<String, u64>,
     model: Option<(String, Arc<ScorerStats>)>,
     response: Option<ResponseHandles>,
 }
@@ -72,6 +74,7 @@ impl StatusBuilder {
             started,
             last: CounterSnapshot::default(),
             last_decode_errors: 0,
+            last_internal: BTreeMap::new(),
             model: None,
             response: None,
         }
@@ -197,6 +200,37 @@ impl StatusBuilder {
             r.kernel_net_denied_quarantine = counters.net_denied_quarantine;
             r.kernel_net_denied_rule = counters.net_denied_rule;
         }
+
+        // What user space dropped: in status with the kernel's losses, and to journald on growth.
+        if let Some(r) = &self.response {
+            s.losses.insert("response_decisions_dropped".into(), r.decisions.dropped.load(Relaxed));
+            s.losses.insert("response_protect_updates_dropped".into(), r.decisions.protect_updates_dropped.load(Relaxed));
+            s.losses.insert("journal_undelivered".into(), (r.journal_undelivered)());
+        }
+        let internal: BTreeMap<String, u64> = s
+            .losses
+            .iter()
+            .filter(|(k, _)| !counters.losses().contains_key(*k))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let grown: BTreeMap<String, u64> = internal
+            .iter()
+            .filter_map(|(k, v)| {
+                let before = self.last_internal.get(k).copied().unwrap_or(0);
+                (*v > before).then(|| (k.clone(), v - before))
+            })
+            .collect();
+        if !grown.is_empty() {
+            warn!(?grown, "vigil dropped work in user space");
+            if let Some(r) = &self.response {
+                let lost: u64 = grown.values().sum();
+                let message = format!("vigil: user space dropped {lost} item(s) since the last report: {grown:?}");
+                if r.actor.try_send(crate::response::ActorMsg::Loss { message, lost }).is_err() {
+                    warn!("the loss report itself could not be queued (response queue full)");
+                }
+            }
+        }
+        self.last_internal = internal;
 
         if counters.total_lost() > self.last.total_lost() {
             let before = self.last.losses();

@@ -6,17 +6,28 @@ use super::error::PolicyError;
 use super::glob::GlobList;
 use super::merge::Merged;
 
+/// Exact paths, not `**/name` globs: a copy of any binary named `sshd` in /tmp must not be
+/// immune. Both the /usr and the legacy / spellings, since `/proc/PID/exe` shows whichever the
+/// image was started from on hosts without merged /usr.
 pub const BUILTIN_PROTECTED_EXE: &[&str] = &[
-    "**/systemd",
-    "**/systemd-journald",
-    "**/sshd",
-    "**/sshd-session",
-    "**/init",
-    "**/vigil",
+    "/usr/lib/systemd/systemd",
+    "/lib/systemd/systemd",
+    "/usr/lib/systemd/systemd-journald",
+    "/lib/systemd/systemd-journald",
+    "/usr/sbin/sshd",
+    "/sbin/sshd",
+    "/usr/lib/openssh/sshd-session",
+    "/usr/libexec/openssh/sshd-session",
+    "/usr/libexec/sshd-session",
+    "/usr/sbin/init",
+    "/sbin/init",
+    "/usr/sbin/vigil",
 ];
 
-/// Kernel `comm` values, which are truncated to 15 bytes (hence `systemd-journal`).
-pub const BUILTIN_PROTECTED_COMM: &[&str] = &["systemd", "systemd-journal", "sshd", "init"];
+/// Kernel `comm` values (truncated to 15 bytes, hence `systemd-journal`) of the built-ins. Only
+/// a hint for the kernel's exec check, which then defers to user space: a comm is whatever the
+/// process says it is (`prctl(PR_SET_NAME)`), so user space never protects by built-in comm.
+pub const BUILTIN_PROTECTED_COMM: &[&str] = &["systemd", "systemd-journal", "sshd", "sshd-session", "init", "vigil"];
 
 /// `TASK_COMM_LEN` minus the NUL.
 const COMM_MAX: usize = 15;
@@ -66,10 +77,8 @@ impl ProtectedSet {
         })
     }
 
+    /// By path (the resolved image), or by a comm the operator listed in `protected.comm`.
     pub fn protects(&self, exe: &str, comm: &str) -> bool {
-        self.builtin_exe.is_match(exe)
-            || self.exe.is_match(exe)
-            || BUILTIN_PROTECTED_COMM.contains(&comm)
-            || self.comm.iter().any(|c| c == comm)
+        self.builtin_exe.is_match(exe) || self.exe.is_match(exe) || self.comm.iter().any(|c| c == comm)
     }
 }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::glob::GlobList;
 use super::policy::Policy;
-use super::protected::{BUILTIN_PROTECTED_COMM, BUILTIN_PROTECTED_EXE};
+use super::protected::BUILTIN_PROTECTED_EXE;
 
 impl Policy {
     pub fn summary(&self) -> Value {
@@ -73,7 +73,9 @@ impl Policy {
             },
             "protected": {
                 "exe": entries(BUILTIN_PROTECTED_EXE, self.protected.exe.patterns()),
-                "comm": entries(BUILTIN_PROTECTED_COMM, &self.protected.comm),
+                "comm": entries(&[], &self.protected.comm),
+                // Names the kernel spares at exec until user space has checked the full path.
+                "kernel_exec_hint_comm": self.protected_comms().into_iter().collect::<std::collections::BTreeSet<_>>(),
             },
         })
     }

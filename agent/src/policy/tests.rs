@@ -431,14 +431,17 @@ fn built_in_protection_cannot_be_removed() {
         "/usr/lib/systemd/systemd",
         "/usr/lib/systemd/systemd-journald",
         "/sbin/init",
-        "/usr/bin/vigil",
+        "/usr/sbin/vigil",
         "/usr/lib/openssh/sshd-session",
     ] {
         assert!(bare.protected(exe, "x"), "{exe}");
     }
+    // A comm or a base name proves nothing: anyone can call a binary sshd.
     for comm in BUILTIN_PROTECTED_COMM {
-        assert!(bare.protected("/x", comm), "{comm}");
+        assert!(!bare.protected("/x", comm), "{comm}");
     }
+    assert!(!bare.protected("/dev/shm/sshd", "sshd"));
+    assert!(!bare.protected("/tmp/systemd", "systemd"));
     assert!(!bare.protected("/usr/bin/bash", "bash"));
     // Whatever a policy lists, the built-ins stay; an empty list is not a reset.
     let p = one("[protected]\nexe = []\ncomm = []\n");
@@ -452,7 +455,7 @@ fn built_in_protection_cannot_be_removed() {
     assert_eq!(exe.len(), BUILTIN_PROTECTED_EXE.len() + 1);
     assert_eq!(
         exe[0],
-        serde_json::json!({ "value": "**/systemd", "builtin": true })
+        serde_json::json!({ "value": "/usr/lib/systemd/systemd", "builtin": true })
     );
     assert_eq!(
         exe[BUILTIN_PROTECTED_EXE.len()],

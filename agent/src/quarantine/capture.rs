@@ -99,23 +99,31 @@ impl QuarantineManager {
         cg.set_frozen(true)?;
         record.cgroup_id = cg.id()?;
 
-        // 4. Network.
-        self.step(
-            record,
-            format!("cut network of cgroup id {}", record.cgroup_id),
-        )?;
-        progress.cut_attempted = true;
-        net.cut(record.cgroup_id)
-            .map_err(|message| QuarantineError::Network {
-                op: "cut",
-                cgroup_id: record.cgroup_id,
-                message,
-            })?;
-        record.network_cut = true;
+        // 4. Network. Without guards the freeze still holds the process; the record says the
+        // network was not cut rather than letting the process go.
+        if net.available() {
+            self.step(
+                record,
+                format!("cut network of cgroup id {}", record.cgroup_id),
+            )?;
+            progress.cut_attempted = true;
+            net.cut(record.cgroup_id)
+                .map_err(|message| QuarantineError::Network {
+                    op: "cut",
+                    cgroup_id: record.cgroup_id,
+                    message,
+                })?;
+            record.network_cut = true;
+        } else {
+            self.step(
+                record,
+                "network NOT cut: no network guards on this host".to_string(),
+            )?;
+        }
 
         // 5. The process, then its descendants.
         self.move_target(record, &cg, target, original)?;
-        self.move_descendants(record, &cg)?;
+        self.move_descendants(record, &cg, &req.spare)?;
 
         // 6. Verify the freeze.
         self.step(
@@ -168,11 +176,15 @@ impl QuarantineManager {
 
     /// Moves every descendant of the moved set, pass after pass, until a pass finds nothing
     /// new. A child forked after its parent moved is born inside and needs no move.
+    /// `spare`: protected processes (the caller's list) stay where they are, with their own
+    /// descendants: a target that started an sshd does not take sshd down with it.
     fn move_descendants(
         &mut self,
         record: &mut QuarantineRecord,
         cg: &Cgroup,
+        spare: &[u32],
     ) -> Result<(), QuarantineError> {
+        let mut spared: BTreeSet<u32> = BTreeSet::new();
         let inside = format!(
             "/{}",
             cg.path
@@ -193,6 +205,12 @@ impl QuarantineManager {
                     continue;
                 };
                 if !members.contains(&stat.ppid) || stat.is_kernel_thread() {
+                    continue;
+                }
+                if spare.contains(&pid) {
+                    if spared.insert(pid) {
+                        record.note(format!("pid {pid} ({}) is protected: left out, with its descendants", stat.comm));
+                    }
                     continue;
                 }
                 let Ok(from) = procfs::v2_cgroup(pid) else {

@@ -41,6 +41,11 @@ impl Default for QuarantineConfig {
 /// must be idempotent: after a crash the manager cannot know whether a cut happened, so it
 /// restores anyway.
 pub trait NetworkCut {
+    /// Whether this host can cut a cgroup's network at all (the guards are attached). When it
+    /// cannot, a quarantine still freezes and says the network was not cut.
+    fn available(&self) -> bool {
+        true
+    }
     fn cut(&mut self, cgroup_id: u64) -> Result<(), String>;
     fn restore(&mut self, cgroup_id: u64) -> Result<(), String>;
 }

@@ -26,3 +26,10 @@ mod tests;
 pub use error::QuarantineError;
 pub use manager::{NetworkCut, QuarantineConfig, QuarantineManager};
 pub use record::{QState, QuarantineRecord, QuarantineRequest};
+
+/// The last line of defence every action passes, kills included: refuses pid 0, init, kthreadd,
+/// kernel threads, threads (a tid is not a process), vigil and its ancestors, and a pid whose
+/// start time is not `expected_start_ticks` (recycled).
+pub fn vet_target(pid: u32, expected_start_ticks: u64) -> Result<(), QuarantineError> {
+    protect::check_target(pid, expected_start_ticks).map(drop)
+}

@@ -26,6 +26,8 @@ pub struct QuarantineRequest {
     pub recent_tokens: Vec<String>,
     pub scores: Vec<f32>,
     pub policy_version: String,
+    /// Protected processes never moved, even when they descend from `pid`.
+    pub spare: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

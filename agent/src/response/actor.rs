@@ -28,7 +28,7 @@ use crate::{
     incident::{Incident, IncidentKind, JournalWriter},
     model::Thresholds,
     policy::{Mode, Policy},
-    quarantine::{NetworkCut, QuarantineError, QuarantineManager, QuarantineRequest},
+    quarantine::{NetworkCut, QuarantineError, QuarantineManager, QuarantineRequest, vet_target},
     response::PolicyStore,
 };
 
@@ -75,12 +75,17 @@ pub struct Actor {
     pub thresholds: Option<(Arc<RwLock<Thresholds>>, Thresholds)>,
     pub log: ActionLog,
     pub stats: Arc<ActorStats>,
+    /// Journaled once at start (e.g. "policy.d is invalid, running the last good policy").
+    pub startup_note: Option<String>,
 }
 
 /// The network cut a quarantine asks for, through the guards' map.
 struct MapCut<'a>(Option<&'a mut KernelResponse>);
 
 impl NetworkCut for MapCut<'_> {
+    fn available(&self) -> bool {
+        self.0.as_deref().is_some_and(|k| k.network_guards)
+    }
     fn cut(&mut self, cgroup_id: u64) -> Result<(), String> {
         match self.0.as_deref_mut() {
             Some(k) if k.network_guards => k.cut_network(cgroup_id).map_err(|e| e.to_string()),
@@ -104,7 +109,17 @@ impl Actor {
         let handle = std::thread::Builder::new()
             .name("vigil-response".into())
             .spawn(move || {
-                self.apply_current("started");
+                if let Some(note) = self.startup_note.take() {
+                    let inc = Incident::new(IncidentKind::Policy, note.clone()).with_priority(2).with_outcome("fallback: last good policy");
+                    self.journal_send(&inc);
+                }
+                if let Err(e) = self.apply_current("started") {
+                    error!("the kernel refused the policy at start: {e}; kernel enforcement may be incomplete");
+                    let inc = Incident::new(IncidentKind::Policy, format!("vigil: the kernel refused policy {}: {e}", self.policy().version))
+                        .with_priority(2)
+                        .with_outcome(format!("failed: {e}"));
+                    self.journal_send(&inc);
+                }
                 self.restore_quarantines();
                 let _ = started_tx.send(());
                 while let Some(msg) = rx.blocking_recv() {
@@ -156,6 +171,12 @@ impl Actor {
             }
             ActorMsg::Reload => self.reload(),
             ActorMsg::Command(cmd) => {
+                // The client gave up waiting (its timeout passed while decisions were ahead of
+                // it): doing it now would contradict the error it was given.
+                if cmd.reply.is_closed() {
+                    warn!(request = ?cmd.request, "control command dropped: its client had already given up");
+                    return;
+                }
                 let response = self.command(cmd.request);
                 let _ = cmd.reply.send(response);
             }
@@ -250,23 +271,33 @@ impl Actor {
         // Recorded before it is done: a crash between the two lines leaves "begin" behind.
         let ticks = d.target.key.start_ticks();
         let entry = self.log.begin("kill", &d);
-        let outcome = match kill::kill(d.target.key.tgid, ticks, KILL_WAIT) {
+        // Same last-line checks as a quarantine; an unknown start time is a refusal, never "any
+        // process with this pid".
+        let vetted = if ticks == 0 {
+            Err("its start time is unknown, so a recycled pid cannot be ruled out".to_string())
+        } else {
+            vet_target(d.target.key.tgid, ticks).map_err(|e| e.to_string())
+        };
+        let (done, outcome) = match vetted.and_then(|()| kill::kill(d.target.key.tgid, ticks, KILL_WAIT).map_err(|e| e.to_string())) {
             Ok(k) => {
                 self.stats.kills.fetch_add(1, Relaxed);
-                match k {
-                    KillOutcome::Exited => "applied: SIGKILL, exit confirmed".to_string(),
-                    KillOutcome::Signalled => {
-                        "applied: SIGKILL sent, exit not yet confirmed".to_string()
-                    }
-                }
+                let outcome = match k {
+                    KillOutcome::Exited => "applied: SIGKILL, exit confirmed",
+                    KillOutcome::Signalled => "applied: SIGKILL sent, exit not yet confirmed",
+                };
+                (true, outcome.to_string())
             }
             Err(e) => {
                 self.stats.action_failures.fetch_add(1, Relaxed);
-                format!("failed: {e}")
+                (false, format!("failed: {e}"))
             }
         };
         self.log.end(entry, &outcome);
-        let msg = format!("vigil: killed {who} by {}", d.reason);
+        let msg = if done {
+            format!("vigil: killed {who} by {}", d.reason)
+        } else {
+            format!("vigil: could not kill {who} by {}: {}", d.reason, outcome.trim_start_matches("failed: "))
+        };
         let inc = self
             .incident(IncidentKind::Kill, msg, &d)
             .with_outcome(outcome);
@@ -301,6 +332,7 @@ impl Actor {
             recent_tokens: t.recent_tokens.clone(),
             scores: d.score.into_iter().collect(),
             policy_version: policy.version.clone(),
+            spare: d.spare.clone(),
         };
         let mut cut = MapCut(self.kernel.as_mut());
         let (inc_msg, outcome, qid) = match qm.quarantine(req, &mut cut) {
@@ -372,25 +404,21 @@ impl Actor {
         }
     }
 
+    /// Programs the kernel maps for `policy`; the first error, if any.
+    fn program_kernel(&mut self, policy: &Policy) -> Result<(), String> {
+        let Some(k) = self.kernel.as_mut() else {
+            return Ok(());
+        };
+        k.set_mode(policy.mode).map_err(|e| e.to_string())?;
+        k.set_exec_denies(&policy.kernel_exec_denies()).map_err(|e| e.to_string())?;
+        k.set_net_denies(&policy.kernel_connect_denies()).map_err(|e| e.to_string())?;
+        k.set_protected_comms(&policy.protected_comms()).map_err(|e| e.to_string())
+    }
+
     /// Pushes the current policy into the kernel and the scorer, and journals it.
-    fn apply_current(&mut self, why: &str) {
+    fn apply_current(&mut self, why: &str) -> Result<(), String> {
         let policy = self.policy();
-        if let Some(k) = self.kernel.as_mut() {
-            let results = [
-                k.set_mode(policy.mode).map_err(|e| e.to_string()),
-                k.set_exec_denies(&policy.kernel_exec_denies())
-                    .map_err(|e| e.to_string()),
-                k.set_net_denies(&policy.kernel_connect_denies())
-                    .map_err(|e| e.to_string()),
-                k.set_protected_comms(&policy.protected_comms())
-                    .map_err(|e| e.to_string()),
-            ];
-            for r in results {
-                if let Err(e) = r {
-                    error!("applying policy {} to the kernel: {e}", policy.version);
-                }
-            }
-        }
+        self.program_kernel(&policy)?;
         if let Some((live, model)) = &self.thresholds {
             let t = policy.thresholds.as_ref().map_or(*model, |t| Thresholds {
                 alert: t.alert,
@@ -399,61 +427,54 @@ impl Actor {
             });
             *live.write().unwrap_or_else(|p| p.into_inner()) = t;
         }
+        self.store.save_last_good(&policy);
         info!(version = %policy.version, mode = self.mode_name(), "policy in force ({why})");
         let inc = Incident::new(
             IncidentKind::Policy,
-            format!(
-                "vigil: policy {} in force ({why}), mode {}",
-                policy.version,
-                self.mode_name()
-            ),
+            format!("vigil: policy {} in force ({why}), mode {}", policy.version, self.mode_name()),
         )
         .with_mode(self.mode_name())
         .with_outcome("applied")
         .with_extra("VIGIL_POLICY_VERSION", policy.version.clone())
         .with_extra(
             "VIGIL_POLICY_SOURCES",
-            policy
-                .sources
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
+            policy.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
         );
+        self.journal_send(&inc);
+        Ok(())
+    }
+
+    /// Makes `policy` the one in force. If the kernel refuses it (a map limit), the previous
+    /// policy is put back, in user space and in the kernel, and the error returned.
+    fn install(&mut self, policy: Policy, why: &str) -> Result<bool, String> {
+        if policy.version == self.policy().version {
+            return Ok(false);
+        }
+        let previous = self.policy_tx.send_replace(Arc::new(policy));
+        if let Err(e) = self.apply_current(why) {
+            let rejected = self.policy_tx.send_replace(previous.clone());
+            if let Err(again) = self.program_kernel(&previous) {
+                error!("restoring policy {} in the kernel failed too: {again}", previous.version);
+            }
+            return Err(format!("the kernel refused policy {}: {e}", rejected.version));
+        }
+        Ok(true)
+    }
+
+    fn rejected(&self, what: &str, e: &str) {
+        let keeping = self.policy().version.clone();
+        warn!("{what} rejected, keeping policy {keeping}: {e}");
+        let inc = Incident::new(IncidentKind::Policy, format!("vigil: {what} rejected, keeping {keeping}: {e}"))
+            .with_priority(3)
+            .with_outcome(format!("rejected: {e}"))
+            .with_extra("VIGIL_POLICY_VERSION", keeping);
         self.journal_send(&inc);
     }
 
-    fn install(&mut self, policy: Policy, why: &str) -> bool {
-        if policy.version == self.policy().version {
-            return false;
-        }
-        self.policy_tx.send_replace(Arc::new(policy));
-        self.apply_current(why);
-        true
-    }
-
     fn reload(&mut self) {
-        match self.store.load() {
-            Ok(p) => {
-                self.install(p, "policy.d changed");
-            }
-            Err(e) => {
-                warn!(
-                    "policy.d change rejected, keeping policy {}: {e}",
-                    self.policy().version
-                );
-                let inc = Incident::new(
-                    IncidentKind::Policy,
-                    format!(
-                        "vigil: policy change rejected, keeping {}: {e}",
-                        self.policy().version
-                    ),
-                )
-                .with_priority(3)
-                .with_outcome(format!("rejected: {e}"))
-                .with_extra("VIGIL_POLICY_VERSION", self.policy().version.clone());
-                self.journal_send(&inc);
-            }
+        let result = self.store.load().map_err(|e| e.to_string()).and_then(|p| self.install(p, "policy.d changed"));
+        if let Err(e) = result {
+            self.rejected("policy.d change", &e);
         }
     }
 
@@ -461,27 +482,27 @@ impl Actor {
         match request {
             Request::Status => Response::Error("status is answered by the control server".into()),
             Request::PolicyShow => Response::Result(self.policy().summary()),
-            Request::PolicyPush { name, content } => match self.store.push(&name, &content) {
-                Ok((policy, path)) => {
-                    let version = policy.version.clone();
-                    let changed = self.install(policy, &format!("pushed {}", path.display()));
-                    Response::Result(json!({"version": version, "file": path, "changed": changed}))
+            Request::PolicyPush { name, content } => {
+                let pushed = match self.store.push(&name, &content) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.rejected(&format!("policy push of {name}"), &e.to_string());
+                        return Response::Error(e.to_string());
+                    }
+                };
+                let version = pushed.policy.version.clone();
+                let path = pushed.path.clone();
+                match self.install(pushed.policy.clone(), &format!("pushed {}", path.display())) {
+                    Ok(changed) => Response::Result(json!({"version": version, "file": path, "changed": changed})),
+                    Err(e) => {
+                        // The file is already in policy.d: take it back out so the next start
+                        // does not trip over it.
+                        self.store.undo(&pushed);
+                        self.rejected(&format!("policy push of {name}"), &e);
+                        Response::Error(e)
+                    }
                 }
-                Err(e) => {
-                    let inc = Incident::new(
-                        IncidentKind::Policy,
-                        format!(
-                            "vigil: policy push of {name} rejected, keeping {}: {e}",
-                            self.policy().version
-                        ),
-                    )
-                    .with_priority(3)
-                    .with_outcome(format!("rejected: {e}"))
-                    .with_extra("VIGIL_POLICY_VERSION", self.policy().version.clone());
-                    self.journal_send(&inc);
-                    Response::Error(e.to_string())
-                }
-            },
+            }
             Request::QuarantineList => match &self.quarantine {
                 Some(qm) => Response::Result(serde_json::to_value(qm.list()).unwrap_or_default()),
                 None => {

@@ -98,4 +98,6 @@ pub struct Decision {
     pub held_back: Option<String>,
     /// The kernel already killed it at exec: record, do not signal again.
     pub killed_in_kernel: bool,
+    /// For a quarantine: protected processes to leave out even if they descend from the target.
+    pub spare: Vec<u32>,
 }

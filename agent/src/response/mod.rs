@@ -31,7 +31,7 @@ pub use responder::{ACTOR_QUEUE, Responder, ResponseStats};
 pub use store::PolicyStore;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     incident::JournalWriter,
@@ -96,8 +96,24 @@ impl ResponseStage {
         let store = PolicyStore {
             default: cfg.default_policy.clone(),
             dir: cfg.policy_dir.clone(),
+            last_good: cfg.state_dir.join("policy.last-good.json"),
         };
-        let policy = store.load()?;
+        // A policy.d that went bad while vigil was down must not leave the host unprotected
+        // (Restart=always would crash-loop): run the last policy that was in force, loudly.
+        let (policy, startup_note) = match store.load() {
+            Ok(p) => (p, None),
+            Err(e) => match store.load_last_good() {
+                Some(p) => {
+                    let note = format!(
+                        "vigil: policy on disk is invalid ({e}); running the last good policy {}",
+                        p.version
+                    );
+                    error!("{note}");
+                    (p, Some(note))
+                }
+                None => return Err(e.into()),
+            },
+        };
         info!(version = %policy.version, sources = policy.sources.len(), "policy loaded");
         let (policy_tx, policy_rx) = watch::channel(Arc::new(policy));
         let (actions, vault) = actor::state_paths(&cfg.state_dir);
@@ -144,6 +160,7 @@ impl ResponseStage {
             thresholds,
             log: actions_log::ActionLog::open(&actions),
             stats: stats.clone(),
+            startup_note,
         };
         let thread = actor.spawn(actor_rx);
         watch_dir::spawn(&cfg.policy_dir, actor_tx.clone());

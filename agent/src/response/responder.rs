@@ -38,22 +38,46 @@ pub struct ResponseStats {
     pub decisions: AtomicU64,
     /// Decisions lost because the actor's queue was full.
     pub dropped: AtomicU64,
+    /// Kernel protect/unprotect updates lost because the actor's queue was full.
+    pub protect_updates_dropped: AtomicU64,
     pub suppressed: AtomicU64,
 }
 
 /// Decisions wait here while the actor works (a quarantine takes milliseconds).
 pub const ACTOR_QUEUE: usize = 1024;
 
+/// A process as the responder's sets know it: (tgid, start in clock ticks). Keys seeded from
+/// /proc are tick-rounded while event keys are exact; at tick precision both name the same
+/// process.
+type Id = (u32, u64);
+
+fn id(key: ProcessKey) -> Id {
+    (key.tgid, key.start_ticks())
+}
+
+/// What an exec showed that the table does not keep, for rules that can only be checked later
+/// (sha256 arrives from the hasher after the exec).
+#[derive(Clone, Debug, Default)]
+struct ExecSeen {
+    filename: String,
+    image: Option<String>,
+    parent_exe: Option<String>,
+    stdio_socket: bool,
+}
+
 pub struct Responder {
     policy: watch::Receiver<Arc<Policy>>,
     /// Processes found protected at any exec or at first sight stay protected until they exit:
     /// a protected daemon that execs something else is still the host's daemon.
-    protected: HashSet<ProcessKey>,
+    protected: HashSet<Id>,
     /// Why a process is suspicious beyond its score (a rule hit, ptrace, memfd...): what turns a
     /// model verdict into a quarantine or kill when the policy wants corroboration.
-    corroborated: HashMap<ProcessKey, &'static str>,
+    corroborated: HashMap<Id, &'static str>,
     /// (process, reason) pairs already decided: one incident per cause, not one per event.
-    decided: HashSet<(ProcessKey, String)>,
+    decided: HashSet<(Id, String)>,
+    /// Model verdicts held back for want of corroboration, re-decided when it arrives.
+    held: HashMap<Id, ScoreUpdate>,
+    execs: HashMap<Id, ExecSeen>,
     limiter: RateLimit,
     actor: mpsc::Sender<ActorMsg>,
     self_tgid: u32,
@@ -68,6 +92,8 @@ impl Responder {
             protected: HashSet::new(),
             corroborated: HashMap::new(),
             decided: HashSet::new(),
+            held: HashMap::new(),
+            execs: HashMap::new(),
             limiter: RateLimit::new(limits.max_actions, Duration::from_secs(limits.per_seconds)),
             actor,
             self_tgid: std::process::id(),
@@ -78,10 +104,7 @@ impl Responder {
     fn current(&mut self) -> Arc<Policy> {
         if self.policy.has_changed().unwrap_or(false) {
             let p = self.policy.borrow_and_update().clone();
-            self.limiter.reconfigure(
-                p.response.max_actions,
-                Duration::from_secs(p.response.per_seconds),
-            );
+            self.limiter.reconfigure(p.response.max_actions, Duration::from_secs(p.response.per_seconds));
             // Protection follows the policy: recomputed at each process's next exec.
             return p;
         }
@@ -92,74 +115,53 @@ impl Responder {
     pub fn seed(&mut self, table: &ProcessTable) {
         let policy = self.current();
         for p in table.iter() {
-            if self.is_protected_info(&policy, p.key, &p.exe, &p.comm, p.kernel_thread) {
-                self.protect(p.key);
+            if self.is_protected(&policy, p.key, &p.exe, &p.comm, p.kernel_thread) {
+                self.protect(p.key, p.kernel_thread);
             }
         }
     }
 
-    fn is_protected_info(
-        &self,
-        policy: &Policy,
-        key: ProcessKey,
-        exe: &str,
-        comm: &str,
-        kthread: bool,
-    ) -> bool {
-        key.tgid <= 2 || kthread || key.tgid == self.self_tgid || policy.protected(exe, comm)
-    }
-
-    fn protect(&mut self, key: ProcessKey) {
-        if self.protected.insert(key) {
-            self.send(ActorMsg::Protect(key.tgid));
+    /// pid 1, kthreadd and kernel threads, vigil, and what the policy protects, judged on the
+    /// image the process actually runs (`/proc/PID/exe`) when it can be read: the exec'd name
+    /// may be a relative path or a symlink.
+    fn is_protected(&self, policy: &Policy, key: ProcessKey, exe: &str, comm: &str, kthread: bool) -> bool {
+        if key.tgid <= 2 || kthread || key.tgid == self.self_tgid {
+            return true;
+        }
+        match image_of(key.tgid) {
+            Some(image) => policy.protected(&image, comm),
+            None => policy.protected(exe, comm),
         }
     }
 
-    pub fn on_exec(
-        &mut self,
-        table: &ProcessTable,
-        seqs: &BehaviourSequences,
-        key: ProcessKey,
-        ev: &ExecEvent,
-    ) {
+    fn protect(&mut self, key: ProcessKey, kthread: bool) {
+        // The kernel spares pid 1, kthreadd and vigil itself on its own, and kernel threads
+        // never exec: only the rest is worth a map entry.
+        let in_kernel = !(key.tgid <= 2 || kthread || key.tgid == self.self_tgid);
+        if self.protected.insert(id(key)) && in_kernel {
+            self.send_protect(ActorMsg::Protect(key.tgid));
+        }
+    }
+
+    pub fn on_exec(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, key: ProcessKey, ev: &ExecEvent) {
         let policy = self.current();
-        let Some(info) = table.get_key(&key) else {
-            return;
-        };
-        if self.is_protected_info(&policy, key, &info.exe, &info.comm, info.kernel_thread) {
-            self.protect(key);
+        let Some(info) = table.get_key(&key) else { return };
+        if self.is_protected(&policy, key, &info.exe, &info.comm, info.kernel_thread) {
+            self.protect(key, info.kernel_thread);
         }
         let filename = ev.filename();
-        // fexecve of a memfd shows as /dev/fd/N; the image's own name says what it is.
-        let image = std::fs::read_link(format!("/proc/{}/exe", key.tgid))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned())
-            .filter(|p| *p != filename);
-        let parent_exe = info
-            .parent_key()
-            .and_then(|k| table.get_key(&k))
-            .map(|p| p.exe.clone());
-        let kernel_rule = ev
-            .denied_by()
-            .and_then(|i| policy.rule_name(i).map(str::to_owned));
-        let mut hits: Vec<(String, Action)> = Vec::new();
-        for path in std::iter::once(filename.as_str()).chain(image.as_deref()) {
-            let ctx = ExecContext {
-                path,
-                sha256: info.exe_sha256.as_deref(),
-                parent_exe: parent_exe.as_deref(),
-                stdio_socket: ev.stdio_socket(),
-            };
-            for r in policy.exec_rules(&ctx) {
-                if !hits.iter().any(|(n, _)| n == r.name) {
-                    hits.push((r.name.to_owned(), r.action));
-                }
-            }
-        }
+        // fexecve of a memfd shows as /dev/fd/N, a script as itself: the running image says
+        // what it really is (the interpreter, /memfd:name).
+        let image = image_of(key.tgid).filter(|p| *p != filename);
+        let parent_exe = info.parent_key().and_then(|k| table.get_key(&k)).map(|p| p.exe.clone());
+        let seen = ExecSeen { filename, image, parent_exe, stdio_socket: ev.stdio_socket() };
+        let kernel_rule = ev.denied_by().and_then(|i| policy.rule_name(i).map(str::to_owned));
+        let hits = exec_hits(&policy, &seen, None);
+        self.execs.insert(id(key), seen);
         if let Some(rule) = kernel_rule {
             let target = Target::from_table(table, seqs, key);
-            self.corroborated.insert(key, "rule");
-            self.decided.insert((key, rule.clone()));
+            self.corroborate(table, seqs, key, "rule");
+            self.decided.insert((id(key), rule.clone()));
             self.emit(Decision {
                 act: Act::Kill,
                 target,
@@ -167,42 +169,25 @@ impl Responder {
                 score: None,
                 held_back: None,
                 killed_in_kernel: true,
+                spare: Vec::new(),
             });
             return;
         }
         self.rule_hits(&policy, table, seqs, key, hits, None);
     }
 
-    /// sha256 rules can only match once the hasher is done with the image.
+    /// sha256 rules can only match once the hasher is done with the image; the rest of the
+    /// exec's context is what the exec showed.
     pub fn on_hash(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, key: ProcessKey) {
         let policy = self.current();
-        let Some(info) = table.get_key(&key) else {
-            return;
-        };
-        let Some(sha) = info.exe_sha256.as_deref() else {
-            return;
-        };
-        let ctx = ExecContext {
-            path: &info.exe,
-            sha256: Some(sha),
-            parent_exe: None,
-            stdio_socket: false,
-        };
-        let hits: Vec<(String, Action)> = policy
-            .exec_rules(&ctx)
-            .into_iter()
-            .map(|r| (r.name.to_owned(), r.action))
-            .collect();
+        let Some(info) = table.get_key(&key) else { return };
+        let Some(sha) = info.exe_sha256.clone() else { return };
+        let seen = self.execs.get(&id(key)).cloned().unwrap_or_else(|| ExecSeen { filename: info.exe.clone(), ..Default::default() });
+        let hits = exec_hits(&policy, &seen, Some(&sha));
         self.rule_hits(&policy, table, seqs, key, hits, None);
     }
 
-    pub fn on_net(
-        &mut self,
-        table: &ProcessTable,
-        seqs: &BehaviourSequences,
-        key: ProcessKey,
-        ev: &NetEvent,
-    ) {
+    pub fn on_net(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, key: ProcessKey, ev: &NetEvent) {
         if ev.header.kind != EventKind::Connect as u16 {
             return;
         }
@@ -211,49 +196,58 @@ impl Responder {
             return;
         }
         let policy = self.current();
-        let exe = table
-            .get_key(&key)
-            .map(|p| p.exe.clone())
-            .unwrap_or_default();
-        let ctx = ConnectContext {
-            exe: &exe,
-            addr,
-            port: ev.addr.port,
-        };
-        let hits: Vec<(String, Action)> = policy
-            .connect_rules(&ctx)
-            .into_iter()
-            .map(|r| (r.name.to_owned(), r.action))
-            .collect();
-        self.rule_hits(
-            &policy,
-            table,
-            seqs,
-            key,
-            hits,
-            Some((addr, ev.addr.port, ev.ret)),
-        );
+        let exe = table.get_key(&key).map(|p| p.exe.clone()).unwrap_or_default();
+        let ctx = ConnectContext { exe: &exe, addr, port: ev.addr.port };
+        let hits: Vec<(String, Action)> =
+            policy.connect_rules(&ctx).into_iter().map(|r| (r.name.to_owned(), r.action)).collect();
+        self.rule_hits(&policy, table, seqs, key, hits, Some((addr, ev.addr.port, ev.ret)));
     }
 
-    /// Events that corroborate a model verdict by themselves.
-    pub fn on_security_event(&mut self, key: ProcessKey, what: &'static str) {
-        self.corroborated.entry(key).or_insert(what);
+    /// Events that corroborate a model verdict by themselves. A verdict held back for want of
+    /// one is decided again now.
+    pub fn on_security_event(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, key: ProcessKey, what: &'static str) {
+        self.corroborate(table, seqs, key, what);
+    }
+
+    fn corroborate(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, key: ProcessKey, what: &'static str) {
+        self.corroborated.entry(id(key)).or_insert(what);
+        // The process itself, or a descendant whose verdict waits on its ancestors.
+        let waiting: Vec<ScoreUpdate> = self
+            .held
+            .iter()
+            .filter(|(held, _)| **held == id(key) || self.descends_from(table, **held, id(key)))
+            .map(|(_, u)| u.clone())
+            .collect();
+        for update in waiting {
+            self.held.remove(&(update.pid, ProcessKey::new(update.pid, update.start_ns).start_ticks()));
+            self.on_score(table, seqs, &update);
+        }
+    }
+
+    fn descends_from(&self, table: &ProcessTable, child: Id, ancestor: Id) -> bool {
+        let Some(mut cur) = table.get(child.0).filter(|p| id(p.key) == child) else { return false };
+        for _ in 0..MAX_ANCESTRY {
+            let Some(parent) = cur.parent_key().and_then(|k| table.get_key(&k)) else { return false };
+            if id(parent.key) == ancestor {
+                return true;
+            }
+            cur = parent;
+        }
+        false
     }
 
     pub fn on_exit(&mut self, key: ProcessKey) {
-        if self.protected.remove(&key) {
-            self.send(ActorMsg::Unprotect(key.tgid));
+        let k = id(key);
+        if self.protected.remove(&k) {
+            self.send_protect(ActorMsg::Unprotect(key.tgid));
         }
-        self.corroborated.remove(&key);
-        self.decided.retain(|(k, _)| *k != key);
+        self.corroborated.remove(&k);
+        self.held.remove(&k);
+        self.execs.remove(&k);
+        self.decided.retain(|(d, _)| *d != k);
     }
 
-    pub fn on_score(
-        &mut self,
-        table: &ProcessTable,
-        seqs: &BehaviourSequences,
-        update: &ScoreUpdate,
-    ) {
+    pub fn on_score(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, update: &ScoreUpdate) {
         let policy = self.current();
         let key = ProcessKey::new(update.pid, update.start_ns);
         let action = match update.verdict {
@@ -262,57 +256,38 @@ impl Responder {
             Verdict::Quarantine => policy.model.on_quarantine,
             Verdict::Kill => policy.model.on_kill,
         };
-        let reason = format!(
-            "model:{}",
-            serde_json::to_value(update.verdict)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        );
-        if !self.decided.insert((key, reason.clone())) {
-            return;
-        }
+        let verdict = serde_json::to_value(update.verdict).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let reason = format!("model:{verdict}");
         let mut act = to_act(action);
         let mut held_back = None;
-        if act > Act::Alert
-            && policy.model.require_corroboration
-            && self.corroboration(table, key).is_none()
-        {
+        if act > Act::Alert && policy.model.require_corroboration && self.corroboration(table, key).is_none() {
             held_back = Some(format!("{act} held back: no corroborating event"));
+            // Remembered: a corroborating event later decides it again, at full strength.
+            self.held.insert(id(key), update.clone());
             act = Act::Alert;
         }
+        // The same verdict is alerted once; a held-back one may still be acted on once.
+        let dedupe = if held_back.is_some() { format!("{reason}:held") } else { reason.clone() };
+        if !self.decided.insert((id(key), dedupe)) {
+            return;
+        }
         let target = Target::from_table(table, seqs, key);
-        if policy.allowlisted(
-            &target.exe,
-            target.sha256.as_deref(),
-            target.uid,
-            cgroup_path(key.tgid).as_deref(),
-        ) {
+        if policy.allowlisted(&target.exe, target.sha256.as_deref(), target.uid, cgroup_path(key.tgid).as_deref()) {
             debug!(pid = key.tgid, exe = %target.exe, "allowlisted: score not acted on");
             return;
         }
-        self.decide(
-            &policy,
-            Decision {
-                act,
-                target,
-                reason,
-                score: Some(update.score),
-                held_back,
-                killed_in_kernel: false,
-            },
-        );
+        self.decide(&policy, Decision { act, target, reason, score: Some(update.score), held_back, killed_in_kernel: false, spare: Vec::new() });
     }
 
     /// The process's own corroborating event, or its nearest ancestor's.
     fn corroboration(&self, table: &ProcessTable, key: ProcessKey) -> Option<&'static str> {
-        if let Some(w) = self.corroborated.get(&key) {
+        if let Some(w) = self.corroborated.get(&id(key)) {
             return Some(w);
         }
         let mut cur = table.get_key(&key)?;
-        for _ in 0..16 {
+        for _ in 0..MAX_ANCESTRY {
             let parent = cur.parent_key().and_then(|k| table.get_key(&k))?;
-            if let Some(w) = self.corroborated.get(&parent.key) {
+            if let Some(w) = self.corroborated.get(&id(parent.key)) {
                 return Some(w);
             }
             cur = parent;
@@ -333,22 +308,21 @@ impl Responder {
             return;
         }
         let target = Target::from_table(table, seqs, key);
-        if policy.allowlisted(
-            &target.exe,
-            target.sha256.as_deref(),
-            target.uid,
-            cgroup_path(key.tgid).as_deref(),
-        ) {
+        if policy.allowlisted(&target.exe, target.sha256.as_deref(), target.uid, cgroup_path(key.tgid).as_deref()) {
             debug!(pid = key.tgid, exe = %target.exe, "allowlisted: rules not acted on");
             return;
         }
-        self.corroborated.insert(key, "rule");
+        self.corroborate(table, seqs, key, "rule");
+        // The strongest action first: a process hit by a kill and a quarantine rule is killed.
+        let mut hits = hits;
+        hits.sort_by_key(|(_, a)| std::cmp::Reverse(to_act(*a)));
+        let mut acted = false;
         for (rule, action) in hits {
-            if !self.decided.insert((key, rule.clone())) {
+            if !self.decided.insert((id(key), rule.clone())) {
                 continue;
             }
             let mut held_back = None;
-            let act = match action {
+            let mut act = match action {
                 // The kernel refused the connect (when enforcing); what is left is telling.
                 Action::Deny => {
                     if let Some((addr, port, ret)) = net {
@@ -362,17 +336,13 @@ impl Responder {
                 }
                 other => to_act(other),
             };
-            self.decide(
-                policy,
-                Decision {
-                    act,
-                    target: target.clone(),
-                    reason: rule,
-                    score: None,
-                    held_back,
-                    killed_in_kernel: false,
-                },
-            );
+            // One action per process: further rules only add to the record.
+            if act > Act::Alert && acted {
+                held_back = Some(format!("{act} not repeated: already acted on by an earlier rule"));
+                act = Act::Alert;
+            }
+            acted |= act > Act::Alert;
+            self.decide(policy, Decision { act, target: target.clone(), reason: rule, score: None, held_back, killed_in_kernel: false, spare: Vec::new() });
         }
     }
 
@@ -380,14 +350,8 @@ impl Responder {
     fn decide(&mut self, policy: &Policy, mut d: Decision) {
         if d.act > Act::Alert {
             let key = d.target.key;
-            let protected = self.protected.contains(&key)
-                || self.is_protected_info(
-                    policy,
-                    key,
-                    &d.target.exe,
-                    &d.target.comm,
-                    d.target.kernel_thread,
-                );
+            let protected = self.protected.contains(&id(key))
+                || self.is_protected(policy, key, &d.target.exe, &d.target.comm, d.target.kernel_thread);
             if protected {
                 d.held_back = Some(format!("{} refused: {} is protected", d.act, d.target.exe));
                 d.act = Act::Alert;
@@ -399,14 +363,8 @@ impl Responder {
                     Admit::Yes => {}
                     Admit::Escalate => {
                         self.stats.suppressed.fetch_add(1, Relaxed);
-                        warn!(
-                            "response rate limit reached: further actions are suppressed for this window"
-                        );
-                        self.send(ActorMsg::RateLimited {
-                            first: d.clone(),
-                            max: policy.response.max_actions,
-                            per_seconds: policy.response.per_seconds,
-                        });
+                        warn!("response rate limit reached: further actions are suppressed for this window");
+                        self.send(ActorMsg::RateLimited { first: d.clone(), max: policy.response.max_actions, per_seconds: policy.response.per_seconds });
                         return;
                     }
                     Admit::No => {
@@ -414,6 +372,10 @@ impl Responder {
                         return;
                     }
                 }
+            }
+            if d.act == Act::Quarantine {
+                // Protected descendants stay out of the freezer.
+                d.spare = self.protected.iter().map(|(tgid, _)| *tgid).collect();
             }
         }
         self.emit(d);
@@ -430,6 +392,34 @@ impl Responder {
             warn!("response actor queue full: a decision was dropped (counted in status)");
         }
     }
+
+    fn send_protect(&self, msg: ActorMsg) {
+        if self.actor.try_send(msg).is_err() {
+            self.stats.protect_updates_dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Bound on ancestry walks (the table's own bound on ancestry lines is similar).
+const MAX_ANCESTRY: usize = 32;
+
+/// Exec rules matching the exec'd name or the running image (deduplicated by rule name).
+fn exec_hits(policy: &Policy, seen: &ExecSeen, sha256: Option<&str>) -> Vec<(String, Action)> {
+    let mut hits: Vec<(String, Action)> = Vec::new();
+    for path in std::iter::once(seen.filename.as_str()).chain(seen.image.as_deref()) {
+        let ctx = ExecContext {
+            path,
+            sha256,
+            parent_exe: seen.parent_exe.as_deref(),
+            stdio_socket: seen.stdio_socket,
+        };
+        for r in policy.exec_rules(&ctx) {
+            if !hits.iter().any(|(n, _)| n == r.name) {
+                hits.push((r.name.to_owned(), r.action));
+            }
+        }
+    }
+    hits
 }
 
 fn to_act(a: Action) -> Act {
@@ -440,11 +430,15 @@ fn to_act(a: Action) -> Act {
     }
 }
 
+/// The image a process runs, from `/proc/PID/exe` (`None` once it has exited).
+fn image_of(tgid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{tgid}/exe")).ok().map(|p| p.to_string_lossy().into_owned())
+}
+
 /// The process's cgroup v2 path (`0::/path` in /proc/PID/cgroup), for cgroup allowlists.
 fn cgroup_path(tgid: u32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+    text.lines().find_map(|l| l.strip_prefix("0::").map(str::to_owned))
 }
 
 #[cfg(test)]
@@ -482,7 +476,7 @@ per_seconds = 60
     }
 
     fn kill(t: Target) -> Decision {
-        Decision { act: Act::Kill, target: t, reason: "kill-everything".into(), score: None, held_back: None, killed_in_kernel: false }
+        Decision { act: Act::Kill, target: t, reason: "kill-everything".into(), score: None, held_back: None, killed_in_kernel: false, spare: Vec::new() }
     }
 
     fn next(rx: &mut mpsc::Receiver<ActorMsg>) -> Decision {

@@ -1,6 +1,8 @@
 //! Where policy lives on disk: the shipped default plus the operator's policy.d. Pushes are
 //! validated as part of the whole set before anything is written, then written atomically, so
-//! neither a bad push nor a crash mid-write can leave policy.d unloadable.
+//! neither a bad push nor a crash mid-write can leave policy.d unloadable. The last policy that
+//! was in force is kept in the state directory, so a policy.d that went bad while the daemon
+//! was down does not leave the host unprotected at the next start.
 
 use std::{
     fs,
@@ -9,11 +11,22 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::policy::{Policy, PolicyError, safe_file_name};
+use tracing::warn;
+
+use crate::policy::{Policy, PolicyError, load_sources, safe_file_name};
 
 pub struct PolicyStore {
     pub default: PathBuf,
     pub dir: PathBuf,
+    /// `<state>/policy.last-good.json`: the sources of the last policy in force.
+    pub last_good: PathBuf,
+}
+
+/// A pushed file, and what to put back if the push must be undone.
+pub struct Pushed {
+    pub policy: Policy,
+    pub path: PathBuf,
+    previous: Option<String>,
 }
 
 impl PolicyStore {
@@ -21,12 +34,13 @@ impl PolicyStore {
         Policy::load(&self.default, &self.dir)
     }
 
-    /// Validates `content` as `dir/name` together with the default and every other file, then
-    /// writes it (temp file, fsync, rename). Returns the merged policy and the file written.
-    pub fn push(&self, name: &str, content: &str) -> Result<(Policy, PathBuf), PolicyError> {
+    /// Validates `content` as `dir/name` together with the default and every other file, read
+    /// exactly as the daemon loads them, then writes it (temp file, fsync, rename).
+    pub fn push(&self, name: &str, content: &str) -> Result<Pushed, PolicyError> {
         let name = safe_file_name(name)?;
         let target = self.dir.join(name);
-        let mut sources = self.sources()?;
+        let mut sources = load_sources(&self.default, &self.dir)?;
+        let previous = sources.iter().find(|(p, _)| *p == target).map(|(_, c)| c.clone());
         match sources.iter_mut().find(|(p, _)| *p == target) {
             Some(slot) => slot.1 = content.to_owned(),
             None => {
@@ -40,46 +54,55 @@ impl PolicyStore {
             path: target.clone(),
             source: e,
         })?;
-        Ok((policy, target))
+        Ok(Pushed {
+            policy,
+            path: target,
+            previous,
+        })
     }
 
-    /// The default then policy.d/*.toml in file-name order, read from disk.
-    fn sources(&self) -> Result<Vec<(PathBuf, String)>, PolicyError> {
-        let read = |p: &Path| {
-            fs::read_to_string(p).map_err(|e| PolicyError::Io {
-                path: p.to_path_buf(),
-                source: e,
-            })
+    /// Puts back what a push replaced (or removes the file it added).
+    pub fn undo(&self, pushed: &Pushed) {
+        let result = match &pushed.previous {
+            Some(old) => write_atomic(&self.dir, &pushed.path, old),
+            None => fs::remove_file(&pushed.path),
         };
-        let mut out = vec![(self.default.clone(), read(&self.default)?)];
-        let mut files: Vec<PathBuf> = match fs::read_dir(&self.dir) {
-            Ok(rd) => rd
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                return Err(PolicyError::Io {
-                    path: self.dir.clone(),
-                    source: e,
-                });
-            }
-        };
-        files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-        for f in files {
-            let text = read(&f)?;
-            out.push((f, text));
+        if let Err(e) = result {
+            warn!(path = %pushed.path.display(), "could not undo a rejected push: {e}");
         }
-        Ok(out)
+    }
+
+    /// Remembers the sources of the policy now in force.
+    pub fn save_last_good(&self, policy: &Policy) {
+        let sources: Vec<(PathBuf, String)> = policy
+            .sources
+            .iter()
+            .filter_map(|p| fs::read_to_string(p).ok().map(|c| (p.clone(), c)))
+            .collect();
+        if sources.len() != policy.sources.len() {
+            // A file changed or vanished under us: saving a mix would record a policy that was
+            // never in force.
+            return;
+        }
+        let Ok(text) = serde_json::to_string(&sources) else {
+            return;
+        };
+        let dir = self.last_good.parent().unwrap_or(Path::new("."));
+        if let Err(e) = write_atomic(dir, &self.last_good, &text) {
+            warn!(path = %self.last_good.display(), "cannot save the last good policy: {e}");
+        }
+    }
+
+    /// The last policy that was in force, if one was saved and still compiles.
+    pub fn load_last_good(&self) -> Option<Policy> {
+        let text = fs::read_to_string(&self.last_good).ok()?;
+        let sources: Vec<(PathBuf, String)> = serde_json::from_str(&text).ok()?;
+        Policy::from_sources(&sources).ok()
     }
 }
 
 fn write_atomic(dir: &Path, target: &Path, content: &str) -> std::io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     // A dot-file without .toml: the inotify reload and the loader both ignore it.
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
