@@ -117,7 +117,7 @@ impl QuarantineManager {
         } else {
             self.step(
                 record,
-                "network NOT cut: no network guards on this host".to_string(),
+                "network NOT cut: no network guards on this host",
             )?;
         }
 

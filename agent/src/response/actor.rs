@@ -41,7 +41,7 @@ pub enum ActorMsg {
     Unprotect(u32),
     /// The first decision over the rate limit: one escalated alert for the storm.
     RateLimited {
-        first: Decision,
+        first: Box<Decision>,
         max: u32,
         per_seconds: u64,
     },

@@ -364,7 +364,7 @@ impl Responder {
                     Admit::Escalate => {
                         self.stats.suppressed.fetch_add(1, Relaxed);
                         warn!("response rate limit reached: further actions are suppressed for this window");
-                        self.send(ActorMsg::RateLimited { first: d.clone(), max: policy.response.max_actions, per_seconds: policy.response.per_seconds });
+                        self.send(ActorMsg::RateLimited { first: Box::new(d.clone()), max: policy.response.max_actions, per_seconds: policy.response.per_seconds });
                         return;
                     }
                     Admit::No => {
