@@ -152,104 +152,84 @@ unsafe fn check_exec_packed(filename: *const u8, tgid: u32) -> u64 {
     }
 }
 
-/// Quarantine first (it does not depend on the destination), then the deny lists, exact port
-/// before any-port. Each family has its own entry point: the verifier only lets a connect4
-/// program read `user_ip4` and a connect6 program `user_ip6`.
+/// A connect/sendmsg passes unless we enforce and the caller's cgroup is quarantined or
+/// `listed` (the destination's deny-list lookup, run only when needed) says so. Quarantine comes
+/// first: it does not depend on the destination.
 #[inline(always)]
-fn quarantined() -> bool {
+fn guard(listed: impl FnOnce() -> bool) -> i32 {
+    if !enforcing() {
+        return ALLOW;
+    }
     // SAFETY: helper without preconditions.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
     if QUARANTINED.get_ptr(cgroup).is_some() {
         bump(COUNT_NET_DENIED_QUARANTINE, 1);
-        return true;
+        return DENY;
     }
-    false
+    if listed() {
+        bump(COUNT_NET_DENIED_RULE, 1);
+        return DENY;
+    }
+    ALLOW
 }
 
+/// Exact port first, then any port (stored as port 0).
 #[inline(always)]
-fn denied4(port: [u8; 2], ip: [u8; 4]) -> bool {
-    let mut data = [0u8; NET4_KEY_LEN];
-    data[..2].copy_from_slice(&port);
-    data[2..].copy_from_slice(&ip);
-    if DENY_NET4
-        .get(Key::new((NET4_KEY_LEN * 8) as u32, data))
-        .is_some()
-    {
+fn listed<const N: usize>(trie: &LpmTrie<[u8; N], u32>, mut data: [u8; N]) -> bool {
+    if trie.get(Key::new((N * 8) as u32, data)).is_some() {
         return true;
     }
     data[0] = 0;
     data[1] = 0;
-    DENY_NET4
-        .get(Key::new((NET4_KEY_LEN * 8) as u32, data))
-        .is_some()
+    trie.get(Key::new((N * 8) as u32, data)).is_some()
 }
 
 #[inline(always)]
+fn key4(port: [u8; 2], ip: [u8; 4]) -> [u8; NET4_KEY_LEN] {
+    let mut data = [0u8; NET4_KEY_LEN];
+    data[..2].copy_from_slice(&port);
+    data[2..].copy_from_slice(&ip);
+    data
+}
+
+/// Each family has its own entry point: the verifier lets a connect4 program read only
+/// `user_ip4` and a connect6 program only `user_ip6`.
+#[inline(always)]
 fn verdict4(ctx: &SockAddrContext) -> i32 {
-    if !enforcing() {
-        return ALLOW;
-    }
-    if quarantined() {
-        return DENY;
-    }
-    // SAFETY: the context pointer is the kernel's bpf_sock_addr for this call.
-    let sa = unsafe { &*ctx.sock_addr };
-    // user_port holds the port in network order in its low 16 bits.
-    let port = (sa.user_port as u16).to_ne_bytes();
-    if denied4(port, sa.user_ip4.to_ne_bytes()) {
-        bump(COUNT_NET_DENIED_RULE, 1);
-        return DENY;
-    }
-    ALLOW
+    guard(|| {
+        // SAFETY: the context pointer is the kernel's bpf_sock_addr for this call.
+        let sa = unsafe { &*ctx.sock_addr };
+        // user_port holds the port in network order in its low 16 bits.
+        let port = (sa.user_port as u16).to_ne_bytes();
+        listed(&DENY_NET4, key4(port, sa.user_ip4.to_ne_bytes()))
+    })
 }
 
 #[inline(always)]
 fn verdict6(ctx: &SockAddrContext) -> i32 {
-    if !enforcing() {
-        return ALLOW;
-    }
-    if quarantined() {
-        return DENY;
-    }
-    // SAFETY: as in verdict4.
-    let sa = unsafe { &*ctx.sock_addr };
-    let port = (sa.user_port as u16).to_ne_bytes();
-    let mut data = [0u8; NET6_KEY_LEN];
-    data[..2].copy_from_slice(&port);
-    let words = [
-        sa.user_ip6[0],
-        sa.user_ip6[1],
-        sa.user_ip6[2],
-        sa.user_ip6[3],
-    ];
-    let mut i = 0;
-    while i < 4 {
-        let w = words[i].to_ne_bytes();
-        data[2 + i * 4..6 + i * 4].copy_from_slice(&w);
-        i += 1;
-    }
-    // ::ffff:a.b.c.d reaches an IPv4 peer: the IPv4 lists apply.
-    let mapped =
-        words[0] == 0 && words[1] == 0 && words[2] == u32::from_ne_bytes([0, 0, 0xff, 0xff]);
-    let hit = if mapped {
-        denied4(port, words[3].to_ne_bytes())
-    } else {
-        DENY_NET6
-            .get(Key::new((NET6_KEY_LEN * 8) as u32, data))
-            .is_some()
-            || {
-                data[0] = 0;
-                data[1] = 0;
-                DENY_NET6
-                    .get(Key::new((NET6_KEY_LEN * 8) as u32, data))
-                    .is_some()
-            }
-    };
-    if hit {
-        bump(COUNT_NET_DENIED_RULE, 1);
-        return DENY;
-    }
-    ALLOW
+    guard(|| {
+        // SAFETY: as in verdict4.
+        let sa = unsafe { &*ctx.sock_addr };
+        let port = (sa.user_port as u16).to_ne_bytes();
+        let words = [
+            sa.user_ip6[0],
+            sa.user_ip6[1],
+            sa.user_ip6[2],
+            sa.user_ip6[3],
+        ];
+        // ::ffff:a.b.c.d reaches an IPv4 peer: the IPv4 lists apply.
+        if words[0] == 0 && words[1] == 0 && words[2] == u32::from_ne_bytes([0, 0, 0xff, 0xff]) {
+            return listed(&DENY_NET4, key4(port, words[3].to_ne_bytes()));
+        }
+        let mut data = [0u8; NET6_KEY_LEN];
+        data[..2].copy_from_slice(&port);
+        let mut i = 0;
+        while i < 4 {
+            data[2 + i * 4..6 + i * 4].copy_from_slice(&words[i].to_ne_bytes());
+            i += 1;
+        }
+        listed(&DENY_NET6, data)
+    })
 }
 
 #[cgroup_sock_addr(connect4)]

@@ -121,7 +121,10 @@ pub fn flush(open: &mut OpenBatch, reason: FlushReason) {
         } else {
             BPF_RB_NO_WAKEUP
         };
-        if SYSCALLS.output::<SyscallBatch>(&open.record, wakeup.into()).is_ok() {
+        if SYSCALLS
+            .output::<SyscallBatch>(&open.record, wakeup.into())
+            .is_ok()
+        {
             count_emitted(EventKind::SyscallBatch);
             bump(COUNT_SYSCALLS_BATCHED, count);
         } else {

@@ -101,9 +101,19 @@ fn on_exit(pid: u32, tgid: u32, sys: u32, ret: i64) {
     let _ = PENDING.remove(pid);
     let task = KPtr::current_task();
     let start_ns = leader_start_ns(&offsets(), task);
-    let ids = Ids { pid, tgid, start_ns };
+    let ids = Ids {
+        pid,
+        tgid,
+        start_ns,
+    };
     match p.nr {
-        nr::CONNECT => net(EventKind::Connect, &p, ret, ids, Some((p.args[1], p.args[2]))),
+        nr::CONNECT => net(
+            EventKind::Connect,
+            &p,
+            ret,
+            ids,
+            Some((p.args[1], p.args[2])),
+        ),
         nr::BIND => net(EventKind::Bind, &p, ret, ids, Some((p.args[1], p.args[2]))),
         // The peer address is only there once accept succeeded.
         nr::ACCEPT | nr::ACCEPT4 => {
@@ -150,14 +160,24 @@ macro_rules! emit {
 fn read_sockaddr(ptr: u64, len: u64) -> SockAddr {
     let mut raw = [0u8; 28];
     // sockaddr_in6 is 28 bytes, sockaddr_in 16: read no more than the caller said it passed.
-    let n: u32 = if len >= 28 { 28 } else if len >= 16 { 16 } else { 0 };
+    let n: u32 = if len >= 28 {
+        28
+    } else if len >= 16 {
+        16
+    } else {
+        0
+    };
     // SAFETY: n <= 28 bytes into a 28-byte local.
     if n == 0 || unsafe { bpf_probe_read_user(raw.as_mut_ptr().cast(), n, ptr as *const _) } != 0 {
         return SockAddr::default();
     }
     let family = u16::from_ne_bytes([raw[0], raw[1]]);
     let port = u16::from_be_bytes([raw[2], raw[3]]);
-    let mut addr = SockAddr { family, port, ..Default::default() };
+    let mut addr = SockAddr {
+        family,
+        port,
+        ..Default::default()
+    };
     match family {
         2 => addr.addr[..4].copy_from_slice(&raw[4..8]),
         10 => {
@@ -176,8 +196,13 @@ fn net(kind: EventKind, p: &Pending, ret: i64, ids: Ids, sockaddr: Option<(u64, 
             // accept's addrlen is a pointer to the length the kernel filled in.
             let mut l: u32 = 0;
             // SAFETY: 4 bytes into a local.
-            let rc = unsafe { bpf_probe_read_user((&mut l as *mut u32).cast(), 4, len as *const _) };
-            if rc == 0 { read_sockaddr(ptr, l as u64) } else { SockAddr::default() }
+            let rc =
+                unsafe { bpf_probe_read_user((&mut l as *mut u32).cast(), 4, len as *const _) };
+            if rc == 0 {
+                read_sockaddr(ptr, l as u64)
+            } else {
+                SockAddr::default()
+            }
         }
         Some((ptr, len)) => read_sockaddr(ptr, len),
         None => SockAddr::default(),
@@ -185,7 +210,11 @@ fn net(kind: EventKind, p: &Pending, ret: i64, ids: Ids, sockaddr: Option<(u64, 
     emit!(NetEvent, kind, ids, |ev| {
         ev.fd = p.args[0] as i32;
         ev.ret = ret as i32;
-        ev.backlog = if kind == EventKind::Listen { p.args[1] as i32 } else { 0 };
+        ev.backlog = if kind == EventKind::Listen {
+            p.args[1] as i32
+        } else {
+            0
+        };
         ev.addr = addr;
     });
 }
@@ -216,7 +245,11 @@ fn memfd(p: &Pending, ret: i64, ids: Ids) {
     let mut name = [0u8; NAME_LEN];
     // SAFETY: at most NAME_LEN bytes into a NAME_LEN local; a failed read leaves it empty.
     unsafe {
-        bpf_probe_read_user_str(name.as_mut_ptr().cast(), NAME_LEN as u32, p.args[0] as *const _)
+        bpf_probe_read_user_str(
+            name.as_mut_ptr().cast(),
+            NAME_LEN as u32,
+            p.args[0] as *const _,
+        )
     };
     emit!(MemfdEvent, EventKind::MemfdCreate, ids, |ev| {
         ev.flags = p.args[1] as u32;

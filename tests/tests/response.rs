@@ -760,3 +760,55 @@ fn a_shell_on_a_unix_socket_is_not_a_reverse_shell() {
     drop((on_unix, on_tcp));
     drop(daemon);
 }
+
+/// Outbound deny lists are enforced in the kernel for IPv4, IPv6 and IPv4-mapped IPv6, by
+/// address and port, and each refusal is reported as an alert naming the rule.
+#[test]
+fn connect_deny_lists_refuse_in_the_kernel_and_alert() {
+    let test = "connect_deny_lists_refuse_in_the_kernel_and_alert";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    // Dual-stack: one listener answers 127.0.0.x and ::1 alike.
+    let listener = TcpListener::bind("[::]:0").expect("listener");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            drop(c);
+        }
+    });
+    let dir = scratch("netdeny");
+    let policy_dir = dir.join("policy.d");
+    fs::create_dir_all(&policy_dir).unwrap();
+    fs::write(
+        policy_dir.join("50-test.toml"),
+        format!(
+            "[[rule.connect]]\nname = \"test-deny-net\"\naction = \"deny\"\naddr = [\"127.0.0.2/32\", \"::1\"]\nports = [{port}]\n"
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start("netdeny", &["--policy-dir", policy_dir.to_str().unwrap()]);
+    let try_connect = |addr: &str| std::net::TcpStream::connect(addr).map(drop).map_err(|e| e.raw_os_error());
+    let eperm = Err(Some(libc::EPERM));
+    assert_eq!(try_connect(&format!("127.0.0.1:{port}")), Ok(()), "an address not on the list was refused");
+    assert_eq!(try_connect(&format!("127.0.0.2:{port}")), eperm, "IPv4 deny");
+    assert_eq!(try_connect(&format!("[::1]:{port}")), eperm, "IPv6 deny");
+    assert_eq!(try_connect(&format!("[::ffff:127.0.0.2]:{port}")), eperm, "IPv4-mapped IPv6 deny");
+    assert_eq!(try_connect(&format!("127.0.0.2:{}", port ^ 1)), Err(Some(libc::ECONNREFUSED)), "another port was refused by the rule");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while daemon.status()["response"]["kernel_net_denied_rule"].as_u64().unwrap_or(0) < 3 {
+        assert!(Instant::now() < deadline, "status: {}", daemon.status()["response"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let me = std::process::id().to_string();
+    let alerts = entries(&cursor, "the deny alert", |e| {
+        f(e, "VIGIL_EVENT") == "alert" && f(e, "VIGIL_REASON") == "test-deny-net" && f(e, "VIGIL_PID") == me
+    });
+    if let Some(a) = alerts.first() {
+        assert!(f(a, "VIGIL_ACTION_OUTCOME").contains("denied in the kernel"), "{a}");
+    }
+    drop(daemon);
+}

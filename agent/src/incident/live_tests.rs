@@ -2,120 +2,11 @@
 //! `journalctl -o json` with every field intact. Starts a standalone systemd-journald when none
 //! is listening (the test VMs have no systemd as PID 1); skips, saying why, if it cannot.
 
-use std::fs::{self, File};
-use std::os::fd::AsRawFd as _;
-use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt as _;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
+use vigil_tests::journal::{ensure_journald, field, read_vigil_entries};
 
-use super::{Incident, IncidentKind, JOURNAL_SOCKET, JournalWriter, PRIORITY_ESCALATED_ALERT};
-
-const JOURNALD: &str = "/lib/systemd/systemd-journald";
-
-fn socket_live() -> bool {
-    UnixDatagram::unbound()
-        .and_then(|s| s.connect(JOURNAL_SOCKET))
-        .is_ok()
-}
-
-/// Starts journald detached unless one is listening. Serialized in this process by a mutex and
-/// across test processes by a lock file, so two binaries never race to start two.
-fn ensure_journald() -> Result<(), String> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    if socket_live() {
-        return Ok(());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("no journald listening and starting one needs root".into());
-    }
-    if !Path::new(JOURNALD).exists() {
-        return Err(format!(
-            "no journald listening and {JOURNALD} is missing (install `systemd`)"
-        ));
-    }
-    fs::create_dir_all("/run/systemd/journal")
-        .map_err(|e| format!("creating /run/systemd/journal: {e}"))?;
-    let lock = File::create("/run/systemd/journal/.vigil-start.lock")
-        .map_err(|e| format!("lock file: {e}"))?;
-    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
-    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-    if socket_live() {
-        return Ok(());
-    }
-    let mut cmd = Command::new(JOURNALD);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe; detaching keeps journald alive after the test.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        })
-    };
-    cmd.spawn()
-        .map_err(|e| format!("starting {JOURNALD}: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket_live() {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "{JOURNALD} started but {JOURNAL_SOCKET} did not accept within 10 s"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-/// The vigil entry whose `VIGIL_QUARANTINE_ID` is `marker`, polled for up to 10 s because
-/// journald writes asynchronously.
-fn read_back(marker: &str) -> Option<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        // Asks journald to write out what it has queued; harmless if unsupported.
-        let _ = Command::new("journalctl")
-            .arg("--sync")
-            .stderr(Stdio::null())
-            .status();
-        let out = Command::new("journalctl")
-            .args(["-o", "json", "--all", "--no-pager", "-t", "vigil"])
-            .arg(format!("VIGIL_QUARANTINE_ID={marker}"))
-            .output()
-            .expect("run journalctl");
-        let text = String::from_utf8_lossy(&out.stdout);
-        if let Some(entry) = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .next()
-        {
-            return Some(entry);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// journalctl prints a field as a string, or as an array of bytes when it is not printable.
-fn field_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(bytes) => {
-            let bytes: Option<Vec<u8>> =
-                bytes.iter().map(|b| b.as_u64().map(|b| b as u8)).collect();
-            bytes.map(|b| String::from_utf8_lossy(&b).into_owned())
-        }
-        _ => None,
-    }
-}
+use super::{Incident, IncidentKind, JournalWriter, PRIORITY_ESCALATED_ALERT};
 
 fn send_and_check(test: &str, incident: Incident, marker: &str) {
     if let Err(why) = ensure_journald() {
@@ -124,10 +15,14 @@ fn send_and_check(test: &str, incident: Incident, marker: &str) {
     }
     let writer = JournalWriter::open();
     writer.send(&incident).expect("send to journald");
-    let entry = read_back(marker)
+    let found = read_vigil_entries("", Duration::from_secs(10), |e| {
+        field(e, "VIGIL_QUARANTINE_ID").as_deref() == Some(marker)
+    });
+    let entry = found
+        .first()
         .unwrap_or_else(|| panic!("{test}: entry {marker} not in the journal within 10 s"));
     for (name, value) in incident.fields() {
-        let got = entry.get(&name).and_then(field_text);
+        let got = field(entry, &name);
         assert_eq!(got.as_deref(), Some(value.as_str()), "{test}: field {name}");
     }
     assert_eq!(
