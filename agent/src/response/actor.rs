@@ -159,8 +159,9 @@ impl Actor {
                 max,
                 per_seconds,
             } => {
+                let what = if first.act == Act::Alert { "alerts" } else { "kills and quarantines" };
                 let msg = format!(
-                    "vigil: response rate limit reached ({max} actions per {per_seconds} s); further kills and quarantines are suppressed for this window, first suppressed: {} pid {} ({}) by {}",
+                    "vigil: response rate limit reached ({max} {what} per {per_seconds} s); further {what} are suppressed for this window, first suppressed: {} pid {} ({}) by {}",
                     first.act, first.target.key.tgid, first.target.exe, first.reason
                 );
                 let inc = self

@@ -79,6 +79,9 @@ pub struct Responder {
     held: HashMap<Id, ScoreUpdate>,
     execs: HashMap<Id, ExecSeen>,
     limiter: RateLimit,
+    /// Alerts have their own, larger budget: a rule that matches everything in monitor mode must
+    /// not bury the journal either.
+    alert_limiter: RateLimit,
     actor: mpsc::Sender<ActorMsg>,
     self_tgid: u32,
     pub stats: Arc<ResponseStats>,
@@ -95,6 +98,10 @@ impl Responder {
             held: HashMap::new(),
             execs: HashMap::new(),
             limiter: RateLimit::new(limits.max_actions, Duration::from_secs(limits.per_seconds)),
+            alert_limiter: RateLimit::new(
+                limits.max_actions.saturating_mul(ALERTS_PER_ACTION),
+                Duration::from_secs(limits.per_seconds),
+            ),
             actor,
             self_tgid: std::process::id(),
             stats: Arc::new(ResponseStats::default()),
@@ -105,6 +112,10 @@ impl Responder {
         if self.policy.has_changed().unwrap_or(false) {
             let p = self.policy.borrow_and_update().clone();
             self.limiter.reconfigure(p.response.max_actions, Duration::from_secs(p.response.per_seconds));
+            self.alert_limiter.reconfigure(
+                p.response.max_actions.saturating_mul(ALERTS_PER_ACTION),
+                Duration::from_secs(p.response.per_seconds),
+            );
             // Protection follows the policy: recomputed at each process's next exec.
             return p;
         }
@@ -378,6 +389,25 @@ impl Responder {
                 d.spare = self.protected.iter().map(|(tgid, _)| *tgid).collect();
             }
         }
+        if d.act == Act::Alert {
+            match self.alert_limiter.admit(Instant::now()) {
+                Admit::Yes => {}
+                Admit::Escalate => {
+                    self.stats.suppressed.fetch_add(1, Relaxed);
+                    warn!("alert rate limit reached: further alerts are suppressed for this window");
+                    self.send(ActorMsg::RateLimited {
+                        first: Box::new(d),
+                        max: policy.response.max_actions.saturating_mul(ALERTS_PER_ACTION),
+                        per_seconds: policy.response.per_seconds,
+                    });
+                    return;
+                }
+                Admit::No => {
+                    self.stats.suppressed.fetch_add(1, Relaxed);
+                    return;
+                }
+            }
+        }
         self.emit(d);
     }
 
@@ -399,6 +429,9 @@ impl Responder {
         }
     }
 }
+
+/// Alerts allowed per window for each allowed action.
+const ALERTS_PER_ACTION: u32 = 10;
 
 /// Bound on ancestry walks (the table's own bound on ancestry lines is similar).
 const MAX_ANCESTRY: usize = 32;
@@ -519,6 +552,24 @@ per_seconds = 60
         let d = next(&mut rx);
         assert_eq!(d.act, Act::Alert);
         assert_eq!(d.held_back.as_deref(), Some("monitor mode: would kill"));
+    }
+
+    #[test]
+    fn a_storm_of_alerts_in_monitor_mode_is_bounded_too() {
+        let (mut r, mut rx, policy) = responder("mode = \"monitor\"");
+        for pid in 1000..1100 {
+            r.decide(&policy, kill(target(pid, "/tmp/evil", "evil")));
+        }
+        let (mut alerts, mut escalations) = (0, 0);
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                ActorMsg::Act(d) if d.act == Act::Alert => alerts += 1,
+                ActorMsg::RateLimited { .. } => escalations += 1,
+                _ => panic!("unexpected message"),
+            }
+        }
+        // max_actions 3 in the test policy: 30 alerts per window, then one escalation.
+        assert_eq!((alerts, escalations), (30, 1));
     }
 
     #[test]
