@@ -282,6 +282,17 @@ fn quarantine_freezes_and_cuts_the_network_and_release_restores_both() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let id = record["id"].as_str().expect("id").to_owned();
+    // Reported, not asserted (timings are noisy here): from the first recorded step to active.
+    let ms = |line: &str| -> Option<f64> {
+        let t = line.get(11..23)?; // HH:MM:SS.mmm of "YYYY-MM-DDTHH:MM:SS.mmmZ ..."
+        let mut parts = t.split(':');
+        let (h, m, s): (f64, f64, f64) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+        Some(((h * 60.0 + m) * 60.0 + s) * 1000.0)
+    };
+    let steps: Vec<&str> = record["events"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    if let (Some(first), Some(active)) = (steps.first().and_then(|l| ms(l)), steps.iter().rev().find(|l| l.contains("active")).and_then(|l| ms(l))) {
+        eprintln!("quarantine {id}: recorded to active in {:.0} ms ({} steps)", active - first, steps.len());
+    }
     assert_eq!(record["state"], "active", "{record}");
     assert_eq!(record["frozen_verified"], true, "{record}");
     assert_eq!(record["network_cut"], true, "{record}");
