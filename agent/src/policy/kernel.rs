@@ -91,7 +91,7 @@ impl Policy {
                 // A glob can match below `dir` when one of their literal prefixes extends the
                 // other. `**/name` globs (empty prefix) name binaries, not places, and are left
                 // out, or every prefix would be exempt.
-                lists.iter().flat_map(|l| l.patterns()).any(|g| {
+                lists.iter().chain([&&self.protected.builtin_exe]).flat_map(|l| l.patterns()).any(|g| {
                     let p = literal_prefix(g);
                     p.starts_with(dir.as_ref()) || (p.len() > 1 && dir.starts_with(p))
                 })

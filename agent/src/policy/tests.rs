@@ -324,14 +324,14 @@ fn kernel_exec_denies_leave_exemptible_paths_to_user_space() {
 [[rule.exec]]
 name = "shm"
 action = "kill"
-path = ["/dev/shm/**", "/opt/app/bin/**", "/usr/sbin/sshd", "/srv/tool"]
+path = ["/dev/shm/**", "/opt/app/bin/**", "/usr/sbin/sshd", "/usr/lib/systemd/**", "/srv/tool"]
 [allow]
 exe = ["/dev/shm/vendor-agent/*"]
 [protected]
 exe = ["/opt/**"]
 "#);
     // /dev/shm/** holds an allowlisted glob, /opt/app/bin/** lies under a protected one, and
-    // /usr/sbin/sshd is protected by the built-ins.
+    // /usr/sbin/sshd is a built-in protected path, as are paths under /usr/lib/systemd/.
     assert_eq!(
         p.kernel_exec_denies(),
         [(KernelExecMatch::Exact(b"/srv/tool".to_vec()), 0)]
