@@ -107,7 +107,7 @@ fn dev_shm_is_denied_in_the_kernel_and_memfd_in_user_space() {
     );
     assert_eq!(
         exec_hits(&p, "/memfd:x (deleted)", None, false),
-        hit("fileless-exec", Action::Kill)
+        hit("fileless-exec", Action::Alert)
     );
     assert_eq!(
         p.kernel_exec_denies(),
@@ -132,6 +132,16 @@ fn shells_connecting_out_are_quarantined() {
     };
     assert_eq!(hits("/usr/bin/bash"), ["shell-connects-out"]);
     assert!(hits("/usr/bin/curl").is_empty());
+    // Health checks on loopback are not reverse shells; every other destination is.
+    let to = |addr: &str| {
+        p.connect_rules(&ConnectContext { exe: "/usr/bin/bash", addr: addr.parse().expect("addr"), port: 80 }).len()
+    };
+    for local in ["127.0.0.1", "127.255.0.9", "::1", "::ffff:127.0.0.1"] {
+        assert_eq!(to(local), 0, "{local}");
+    }
+    for remote in ["0.0.0.1", "10.1.2.3", "126.255.255.255", "128.0.0.1", "192.168.1.1", "255.255.255.254", "2001:db8::1", "fd00::1", "fe80::1"] {
+        assert_eq!(to(remote), 1, "{remote}");
+    }
 }
 
 #[test]
