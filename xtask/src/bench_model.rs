@@ -65,6 +65,11 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
 fn daemon_cpu(vigil: &Path, model: Option<&Path>, opts: &Opts, log: &Path) -> Result<(f64, f64)> {
     let mut c = Command::new(vigil);
     c.args(["run", "--ready-line", "--control-socket", "/run/vigil/bench-model.sock"]);
+    let dir = log.with_extension("run");
+    let mut args = crate::run::shipped_args(&dir, "monitor")?;
+    // shipped_args names the work tree's model first: swap it for this run's choice.
+    args.drain(..2);
+    c.args(args);
     match model {
         Some(m) => c.arg("--model").arg(m),
         None => c.arg("--no-model"),

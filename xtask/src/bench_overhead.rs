@@ -259,6 +259,7 @@ pub fn overhead(opts: &Opts) -> Result<()> {
                 (Mode::Vigil, Some(bin)) => {
                     let mut c = Command::new(bin);
                     c.args(["run", "--ready-line"]);
+                    c.args(crate::run::shipped_args(&out_dir.join("vigil-run"), "monitor")?);
                     measure_under(c, &log, opts.iterations)?
                 }
                 (_, None) => unreachable!("vigil is built whenever a probe mode is selected"),

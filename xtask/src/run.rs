@@ -37,3 +37,24 @@ pub fn run(extra: &[String]) -> Result<()> {
     let err = vigil.exec();
     Err(anyhow::Error::new(err).context(format!("failed to exec `{}`", cmd::display(&vigil))))
 }
+
+/// Arguments that make `vigil run` use the work tree's model and default policy, with its own
+/// policy.d and state under `dir` and the policy in `mode` ("monitor" or "enforce"): what the
+/// benchmarks run, so they need nothing installed and never act on the host unless asked to.
+pub fn shipped_args(dir: &std::path::Path, mode: &str) -> Result<Vec<std::ffi::OsString>> {
+    let root = cmd::workspace_root();
+    let policy_d = dir.join("policy.d");
+    std::fs::create_dir_all(&policy_d)?;
+    std::fs::write(policy_d.join("00-mode.toml"), format!("mode = \"{mode}\"\n"))?;
+    Ok([
+        "--model".into(),
+        root.join("models/vigil.onnx").into_os_string(),
+        "--policy".into(),
+        root.join("packaging/policy.toml").into_os_string(),
+        "--policy-dir".into(),
+        policy_d.into_os_string(),
+        "--state-dir".into(),
+        dir.join("state").into_os_string(),
+    ]
+    .into())
+}
