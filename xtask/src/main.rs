@@ -1,6 +1,8 @@
 //! `cargo xtask`: the one entry point for bootstrapping, building, running, testing and
 //! benchmarking vigil. Every external command is printed before it runs.
 
+mod bench_all;
+mod bench_load;
 mod bench_model;
 mod bench_overhead;
 mod build;
@@ -62,9 +64,15 @@ enum Cmd {
     /// The syscall loop that `bench overhead` times, in its own process.
     #[command(hide = true)]
     BenchLoop { iterations: u64 },
-    /// getppid at a steady rate, for `bench model`.
+    /// getppid at a steady rate, for `bench model` and `bench flood`.
     #[command(hide = true)]
     BenchPaced { rate: u64, seconds: u64 },
+    /// /bin/true execs at a steady rate, for `bench exec`.
+    #[command(hide = true)]
+    BenchExec { rate: u64, seconds: u64 },
+    /// fork + exit N times, for `bench flood`.
+    #[command(hide = true)]
+    BenchForks { n: u64 },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +103,31 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
+    /// /bin/true exec loops at steady rates: vigil's CPU per exec, events received, RSS.
+    Exec {
+        #[arg(long, value_delimiter = ',', default_values_t = [100, 200, 400, 800, 1600])]
+        rates: Vec<u64>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Syscall floods at steady rates and a fork storm: generated vs counted vs lost.
+    Flood {
+        #[arg(long, value_delimiter = ',', default_values_t = [500_000, 1_000_000, 2_000_000])]
+        rates: Vec<u64>,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 20_000)]
+        forks: u64,
+    },
+    /// Deny-exec (did the image run?), exec -> journald, exec -> quarantine.
+    Latency {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+    /// Everything above in one run, then BENCHMARKS.md from its results.
+    All,
+    /// Rewrite BENCHMARKS.md from the results of the last run (target/bench/*.json).
+    Report,
 }
 
 /// Errors print as their context chain only: with RUST_BACKTRACE set (as under cargo) anyhow's
@@ -145,5 +178,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }),
         Cmd::BenchLoop { iterations } => bench_overhead::bench_loop(iterations),
         Cmd::BenchPaced { rate, seconds } => bench_model::paced(rate, seconds),
+        Cmd::BenchExec { rate, seconds } => bench_load::exec_loop(rate, seconds),
+        Cmd::BenchForks { n } => bench_load::fork_storm(n),
+        Cmd::Bench { bench: Bench::Exec { rates, seconds } } => bench_load::exec(&rates, seconds),
+        Cmd::Bench { bench: Bench::Flood { rates, seconds, forks } } => bench_load::flood(&rates, seconds, forks),
+        Cmd::Bench { bench: Bench::Latency { runs } } => bench_load::latency(runs),
+        Cmd::Bench { bench: Bench::All } => bench_all::all(),
+        Cmd::Bench { bench: Bench::Report } => bench_all::report(),
     }
 }
