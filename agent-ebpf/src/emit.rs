@@ -69,3 +69,16 @@ pub fn report_error(probe: ProbeId, code: i64, pid: u32, tgid: u32) {
     entry.submit(0);
     count_emitted(EventKind::ProbeError);
 }
+
+/// Wakeup flags for lifecycle records that response does not wait on (fork, exit): no wakeup
+/// (each one is an IPI, a VM exit under virtualisation) unless a quarter of the ring waits; the
+/// reader's 10 ms timer collects them, and an exec, which does wake it, takes them along.
+#[inline(always)]
+pub fn lazy_wakeup() -> u64 {
+    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+    if EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= u64::from(agent_common::EVENTS_RING_BYTES / 4) {
+        BPF_RB_FORCE_WAKEUP.into()
+    } else {
+        BPF_RB_NO_WAKEUP.into()
+    }
+}

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    emit::{count_emitted, count_lost, current_ids, header, report_error},
+    emit::{count_emitted, count_lost, current_ids, header, lazy_wakeup, report_error},
     maps::{BATCHES, EVENTS, PENDING},
     response::{ExecVerdict, check_exec},
     syscalls::flush_thread,
@@ -206,7 +206,7 @@ pub fn vigil_sched_fork(ctx: RawTracePointContext) -> u32 {
         flags,
         _pad: 0,
     });
-    entry.submit(0);
+    entry.submit(lazy_wakeup());
     count_emitted(EventKind::Fork);
     0
 }
@@ -285,7 +285,7 @@ pub fn vigil_sched_exit(_ctx: TracePointContext) -> u32 {
         exit_code: task.read::<u32>(o.task_exit_code).unwrap_or(u32::MAX),
         _pad: 0,
     });
-    entry.submit(0);
+    entry.submit(lazy_wakeup());
     count_emitted(EventKind::Exit);
     0
 }
