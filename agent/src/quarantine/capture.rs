@@ -115,10 +115,7 @@ impl QuarantineManager {
                 })?;
             record.network_cut = true;
         } else {
-            self.step(
-                record,
-                "network NOT cut: no network guards on this host",
-            )?;
+            self.step(record, "network NOT cut: no network guards on this host")?;
         }
 
         // 5. The process, then its descendants.
@@ -209,7 +206,10 @@ impl QuarantineManager {
                 }
                 if spare.contains(&pid) {
                     if spared.insert(pid) {
-                        record.note(format!("pid {pid} ({}) is protected: left out, with its descendants", stat.comm));
+                        record.note(format!(
+                            "pid {pid} ({}) is protected: left out, with its descendants",
+                            stat.comm
+                        ));
                     }
                     continue;
                 }

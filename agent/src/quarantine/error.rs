@@ -8,11 +8,17 @@ use std::time::Duration;
 pub enum QuarantineError {
     /// The last line of defence: pid 1, kernel threads, vigil itself and its ancestors are never
     /// quarantined, whatever the caller's policy said.
-    #[error("refusing to quarantine pid {pid}: {reason}")]
+    #[error("refusing to act on pid {pid}: {reason}")]
     Protected { pid: u32, reason: String },
     /// The pid now names a different process than the one the caller scored.
     #[error("pid {pid} was reused: expected start time {expected} ticks, found {found}")]
     PidReused { pid: u32, expected: u64, found: u64 },
+    #[error("SIGKILL to pid {pid}: {source}")]
+    Signal {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("pid {pid} exited")]
     ProcessGone { pid: u32 },
     #[error("pid {pid} is already quarantined in {cgroup}")]

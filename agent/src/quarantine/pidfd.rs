@@ -27,6 +27,47 @@ impl PidFd {
         Ok(Self { pid, fd })
     }
 
+    /// SIGKILL through the pidfd: reaches the process it was opened on, or nothing.
+    pub fn kill(&self) -> io::Result<()> {
+        // SAFETY: as in `is_alive`, with SIGKILL.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0_u32,
+            )
+        };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `wait` for the process to exit (a pidfd polls readable then).
+    pub fn wait_exit(&self, wait: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            // SAFETY: one valid pollfd.
+            let n =
+                unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            if n > 0 {
+                return true;
+            }
+            if n == 0 || std::time::Instant::now() >= deadline {
+                return false;
+            }
+            // EINTR: poll again until the deadline.
+        }
+    }
+
     /// Signal 0 through the pidfd: delivered only if the very process it was opened on still
     /// exists (a zombie still counts).
     pub fn is_alive(&self) -> bool {

@@ -93,7 +93,8 @@ impl QuarantineVault {
     /// with the cgroup. Ten fsyncs per quarantine were most of its latency.
     pub fn write_record(&self, record: &QuarantineRecord) -> Result<(), QuarantineError> {
         let durable = record.state != QState::Pending || record.events.len() <= 1;
-        self.write_json_with(&record.id, RECORD_FILE, record, durable).map(drop)
+        self.write_json_with(&record.id, RECORD_FILE, record, durable)
+            .map(drop)
     }
 
     pub fn write_json<T: Serialize>(

@@ -21,14 +21,15 @@ use super::{
     actions_log::ActionLog,
     decision::{Act, Decision},
     kernel::KernelResponse,
-    kill::{self, KillOutcome},
 };
 use crate::{
     control::{Command, Request, Response},
     incident::{Incident, IncidentKind, JournalWriter},
     model::Thresholds,
     policy::{Mode, Policy},
-    quarantine::{NetworkCut, QuarantineError, QuarantineManager, QuarantineRequest, vet_target},
+    quarantine::{
+        self, KillOutcome, NetworkCut, QuarantineError, QuarantineManager, QuarantineRequest,
+    },
     response::PolicyStore,
 };
 
@@ -159,7 +160,11 @@ impl Actor {
                 max,
                 per_seconds,
             } => {
-                let what = if first.act == Act::Alert { "alerts" } else { "kills and quarantines" };
+                let what = if first.act == Act::Alert {
+                    "alerts"
+                } else {
+                    "kills and quarantines"
+                };
                 let msg = format!(
                     "vigil: response rate limit reached ({max} {what} per {per_seconds} s); further {what} are suppressed for this window, first suppressed: {} pid {} ({}) by {}",
                     first.act, first.target.key.tgid, first.target.exe, first.reason
@@ -272,14 +277,8 @@ impl Actor {
         // Recorded before it is done: a crash between the two lines leaves "begin" behind.
         let ticks = d.target.key.start_ticks();
         let entry = self.log.begin("kill", &d);
-        // Same last-line checks as a quarantine; an unknown start time is a refusal, never "any
-        // process with this pid".
-        let vetted = if ticks == 0 {
-            Err("its start time is unknown, so a recycled pid cannot be ruled out".to_string())
-        } else {
-            vet_target(d.target.key.tgid, ticks).map_err(|e| e.to_string())
-        };
-        let (done, outcome) = match vetted.and_then(|()| kill::kill(d.target.key.tgid, ticks, KILL_WAIT).map_err(|e| e.to_string())) {
+        // The same last-line checks as a quarantine, on one pidfd.
+        let (done, outcome) = match quarantine::kill(d.target.key.tgid, ticks, KILL_WAIT) {
             Ok(k) => {
                 self.stats.kills.fetch_add(1, Relaxed);
                 let outcome = match k {
@@ -297,7 +296,11 @@ impl Actor {
         let msg = if done {
             format!("vigil: killed {who} by {}", d.reason)
         } else {
-            format!("vigil: could not kill {who} by {}: {}", d.reason, outcome.trim_start_matches("failed: "))
+            format!(
+                "vigil: could not kill {who} by {}: {}",
+                d.reason,
+                outcome.trim_start_matches("failed: ")
+            )
         };
         let inc = self
             .incident(IncidentKind::Kill, msg, &d)
@@ -411,9 +414,12 @@ impl Actor {
             return Ok(());
         };
         k.set_mode(policy.mode).map_err(|e| e.to_string())?;
-        k.set_exec_denies(&policy.kernel_exec_denies()).map_err(|e| e.to_string())?;
-        k.set_net_denies(&policy.kernel_connect_denies()).map_err(|e| e.to_string())?;
-        k.set_protected_comms(&policy.protected_comms()).map_err(|e| e.to_string())
+        k.set_exec_denies(&policy.kernel_exec_denies())
+            .map_err(|e| e.to_string())?;
+        k.set_net_denies(&policy.kernel_connect_denies())
+            .map_err(|e| e.to_string())?;
+        k.set_protected_comms(&policy.protected_comms())
+            .map_err(|e| e.to_string())
     }
 
     /// Pushes the current policy into the kernel and the scorer, and journals it.
@@ -432,14 +438,23 @@ impl Actor {
         info!(version = %policy.version, mode = self.mode_name(), "policy in force ({why})");
         let inc = Incident::new(
             IncidentKind::Policy,
-            format!("vigil: policy {} in force ({why}), mode {}", policy.version, self.mode_name()),
+            format!(
+                "vigil: policy {} in force ({why}), mode {}",
+                policy.version,
+                self.mode_name()
+            ),
         )
         .with_mode(self.mode_name())
         .with_outcome("applied")
         .with_extra("VIGIL_POLICY_VERSION", policy.version.clone())
         .with_extra(
             "VIGIL_POLICY_SOURCES",
-            policy.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+            policy
+                .sources
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
         );
         self.journal_send(&inc);
         Ok(())
@@ -455,9 +470,15 @@ impl Actor {
         if let Err(e) = self.apply_current(why) {
             let rejected = self.policy_tx.send_replace(previous.clone());
             if let Err(again) = self.program_kernel(&previous) {
-                error!("restoring policy {} in the kernel failed too: {again}", previous.version);
+                error!(
+                    "restoring policy {} in the kernel failed too: {again}",
+                    previous.version
+                );
             }
-            return Err(format!("the kernel refused policy {}: {e}", rejected.version));
+            return Err(format!(
+                "the kernel refused policy {}: {e}",
+                rejected.version
+            ));
         }
         Ok(true)
     }
@@ -465,15 +486,22 @@ impl Actor {
     fn rejected(&self, what: &str, e: &str) {
         let keeping = self.policy().version.clone();
         warn!("{what} rejected, keeping policy {keeping}: {e}");
-        let inc = Incident::new(IncidentKind::Policy, format!("vigil: {what} rejected, keeping {keeping}: {e}"))
-            .with_priority(3)
-            .with_outcome(format!("rejected: {e}"))
-            .with_extra("VIGIL_POLICY_VERSION", keeping);
+        let inc = Incident::new(
+            IncidentKind::Policy,
+            format!("vigil: {what} rejected, keeping {keeping}: {e}"),
+        )
+        .with_priority(3)
+        .with_outcome(format!("rejected: {e}"))
+        .with_extra("VIGIL_POLICY_VERSION", keeping);
         self.journal_send(&inc);
     }
 
     fn reload(&mut self) {
-        let result = self.store.load().map_err(|e| e.to_string()).and_then(|p| self.install(p, "policy.d changed"));
+        let result = self
+            .store
+            .load()
+            .map_err(|e| e.to_string())
+            .and_then(|p| self.install(p, "policy.d changed"));
         if let Err(e) = result {
             self.rejected("policy.d change", &e);
         }
@@ -494,7 +522,9 @@ impl Actor {
                 let version = pushed.policy.version.clone();
                 let path = pushed.path.clone();
                 match self.install(pushed.policy.clone(), &format!("pushed {}", path.display())) {
-                    Ok(changed) => Response::Result(json!({"version": version, "file": path, "changed": changed})),
+                    Ok(changed) => Response::Result(
+                        json!({"version": version, "file": path, "changed": changed}),
+                    ),
                     Err(e) => {
                         // The file is already in policy.d: take it back out so the next start
                         // does not trip over it.

@@ -12,7 +12,6 @@ pub mod actions_log;
 pub mod actor;
 pub mod decision;
 pub mod kernel;
-pub mod kill;
 pub mod ratelimit;
 pub mod responder;
 pub mod store;

@@ -111,7 +111,10 @@ impl Responder {
     fn current(&mut self) -> Arc<Policy> {
         if self.policy.has_changed().unwrap_or(false) {
             let p = self.policy.borrow_and_update().clone();
-            self.limiter.reconfigure(p.response.max_actions, Duration::from_secs(p.response.per_seconds));
+            self.limiter.reconfigure(
+                p.response.max_actions,
+                Duration::from_secs(p.response.per_seconds),
+            );
             self.alert_limiter.reconfigure(
                 p.response.max_actions.saturating_mul(ALERTS_PER_ACTION),
                 Duration::from_secs(p.response.per_seconds),
@@ -135,14 +138,38 @@ impl Responder {
     /// pid 1, kthreadd and kernel threads, vigil, and what the policy protects, judged on the
     /// image the process actually runs (`/proc/PID/exe`) when it can be read: the exec'd name
     /// may be a relative path or a symlink.
-    fn is_protected(&self, policy: &Policy, key: ProcessKey, exe: &str, comm: &str, kthread: bool) -> bool {
-        if key.tgid <= 2 || kthread || key.tgid == self.self_tgid {
-            return true;
-        }
-        match image_of(key.tgid) {
-            Some(image) => policy.protected(&image, comm),
-            None => policy.protected(exe, comm),
-        }
+    fn is_protected(
+        &self,
+        policy: &Policy,
+        key: ProcessKey,
+        exe: &str,
+        comm: &str,
+        kthread: bool,
+    ) -> bool {
+        self.is_protected_image(
+            policy,
+            key,
+            image_of(key.tgid).as_deref(),
+            exe,
+            comm,
+            kthread,
+        )
+    }
+
+    /// [`Self::is_protected`] with the image already read (an exec reads it once for both).
+    fn is_protected_image(
+        &self,
+        policy: &Policy,
+        key: ProcessKey,
+        image: Option<&str>,
+        exe: &str,
+        comm: &str,
+        kthread: bool,
+    ) -> bool {
+        key.tgid <= 2
+            || kthread
+            || key.tgid == self.self_tgid
+            || policy.protected(image.unwrap_or(exe), comm)
     }
 
     fn protect(&mut self, key: ProcessKey, kthread: bool) {
@@ -154,19 +181,45 @@ impl Responder {
         }
     }
 
-    pub fn on_exec(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, key: ProcessKey, ev: &ExecEvent) {
+    pub fn on_exec(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &ExecEvent,
+    ) {
         let policy = self.current();
-        let Some(info) = table.get_key(&key) else { return };
-        if self.is_protected(&policy, key, &info.exe, &info.comm, info.kernel_thread) {
+        let Some(info) = table.get_key(&key) else {
+            return;
+        };
+        let running = image_of(key.tgid);
+        if self.is_protected_image(
+            &policy,
+            key,
+            running.as_deref(),
+            &info.exe,
+            &info.comm,
+            info.kernel_thread,
+        ) {
             self.protect(key, info.kernel_thread);
         }
         let filename = ev.filename();
         // fexecve of a memfd shows as /dev/fd/N, a script as itself: the running image says
         // what it really is (the interpreter, /memfd:name).
-        let image = image_of(key.tgid).filter(|p| *p != filename);
-        let parent_exe = info.parent_key().and_then(|k| table.get_key(&k)).map(|p| p.exe.clone());
-        let seen = ExecSeen { filename, image, parent_exe, stdio_socket: ev.stdio_socket() };
-        let kernel_rule = ev.denied_by().and_then(|i| policy.rule_name(i).map(str::to_owned));
+        let image = running.filter(|p| *p != filename);
+        let parent_exe = info
+            .parent_key()
+            .and_then(|k| table.get_key(&k))
+            .map(|p| p.exe.clone());
+        let seen = ExecSeen {
+            filename,
+            image,
+            parent_exe,
+            stdio_socket: ev.stdio_socket(),
+        };
+        let kernel_rule = ev
+            .denied_by()
+            .and_then(|i| policy.rule_name(i).map(str::to_owned));
         let hits = exec_hits(&policy, &seen, None);
         self.execs.insert(id(key), seen);
         if let Some(rule) = kernel_rule {
@@ -191,14 +244,31 @@ impl Responder {
     /// exec's context is what the exec showed.
     pub fn on_hash(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, key: ProcessKey) {
         let policy = self.current();
-        let Some(info) = table.get_key(&key) else { return };
-        let Some(sha) = info.exe_sha256.clone() else { return };
-        let seen = self.execs.get(&id(key)).cloned().unwrap_or_else(|| ExecSeen { filename: info.exe.clone(), ..Default::default() });
+        let Some(info) = table.get_key(&key) else {
+            return;
+        };
+        let Some(sha) = info.exe_sha256.clone() else {
+            return;
+        };
+        let seen = self
+            .execs
+            .get(&id(key))
+            .cloned()
+            .unwrap_or_else(|| ExecSeen {
+                filename: info.exe.clone(),
+                ..Default::default()
+            });
         let hits = exec_hits(&policy, &seen, Some(&sha));
         self.rule_hits(&policy, table, seqs, key, hits, None);
     }
 
-    pub fn on_net(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, key: ProcessKey, ev: &NetEvent) {
+    pub fn on_net(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &NetEvent,
+    ) {
         if ev.header.kind != EventKind::Connect as u16 {
             return;
         }
@@ -207,20 +277,49 @@ impl Responder {
             return;
         }
         let policy = self.current();
-        let exe = table.get_key(&key).map(|p| p.exe.clone()).unwrap_or_default();
-        let ctx = ConnectContext { exe: &exe, addr, port: ev.addr.port };
-        let hits: Vec<(String, Action)> =
-            policy.connect_rules(&ctx).into_iter().map(|r| (r.name.to_owned(), r.action)).collect();
-        self.rule_hits(&policy, table, seqs, key, hits, Some((addr, ev.addr.port, ev.ret)));
+        let exe = table
+            .get_key(&key)
+            .map(|p| p.exe.clone())
+            .unwrap_or_default();
+        let ctx = ConnectContext {
+            exe: &exe,
+            addr,
+            port: ev.addr.port,
+        };
+        let hits: Vec<(String, Action)> = policy
+            .connect_rules(&ctx)
+            .into_iter()
+            .map(|r| (r.name.to_owned(), r.action))
+            .collect();
+        self.rule_hits(
+            &policy,
+            table,
+            seqs,
+            key,
+            hits,
+            Some((addr, ev.addr.port, ev.ret)),
+        );
     }
 
     /// Events that corroborate a model verdict by themselves. A verdict held back for want of
     /// one is decided again now.
-    pub fn on_security_event(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, key: ProcessKey, what: &'static str) {
+    pub fn on_security_event(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        what: &'static str,
+    ) {
         self.corroborate(table, seqs, key, what);
     }
 
-    fn corroborate(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, key: ProcessKey, what: &'static str) {
+    fn corroborate(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        what: &'static str,
+    ) {
         self.corroborated.entry(id(key)).or_insert(what);
         // The process itself, or a descendant whose verdict waits on its ancestors.
         let waiting: Vec<ScoreUpdate> = self
@@ -230,15 +329,22 @@ impl Responder {
             .map(|(_, u)| u.clone())
             .collect();
         for update in waiting {
-            self.held.remove(&(update.pid, ProcessKey::new(update.pid, update.start_ns).start_ticks()));
+            self.held.remove(&(
+                update.pid,
+                ProcessKey::new(update.pid, update.start_ns).start_ticks(),
+            ));
             self.on_score(table, seqs, &update);
         }
     }
 
     fn descends_from(&self, table: &ProcessTable, child: Id, ancestor: Id) -> bool {
-        let Some(mut cur) = table.get(child.0).filter(|p| id(p.key) == child) else { return false };
+        let Some(mut cur) = table.get(child.0).filter(|p| id(p.key) == child) else {
+            return false;
+        };
         for _ in 0..MAX_ANCESTRY {
-            let Some(parent) = cur.parent_key().and_then(|k| table.get_key(&k)) else { return false };
+            let Some(parent) = cur.parent_key().and_then(|k| table.get_key(&k)) else {
+                return false;
+            };
             if id(parent.key) == ancestor {
                 return true;
             }
@@ -258,7 +364,12 @@ impl Responder {
         self.decided.retain(|(d, _)| *d != k);
     }
 
-    pub fn on_score(&mut self, table: &ProcessTable, seqs: &BehaviourSequences, update: &ScoreUpdate) {
+    pub fn on_score(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        update: &ScoreUpdate,
+    ) {
         let policy = self.current();
         let key = ProcessKey::new(update.pid, update.start_ns);
         let action = match update.verdict {
@@ -267,27 +378,53 @@ impl Responder {
             Verdict::Quarantine => policy.model.on_quarantine,
             Verdict::Kill => policy.model.on_kill,
         };
-        let verdict = serde_json::to_value(update.verdict).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let verdict = serde_json::to_value(update.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         let reason = format!("model:{verdict}");
         let mut act = to_act(action);
         let mut held_back = None;
-        if act > Act::Alert && policy.model.require_corroboration && self.corroboration(table, key).is_none() {
+        if act > Act::Alert
+            && policy.model.require_corroboration
+            && self.corroboration(table, key).is_none()
+        {
             held_back = Some(format!("{act} held back: no corroborating event"));
             // Remembered: a corroborating event later decides it again, at full strength.
             self.held.insert(id(key), update.clone());
             act = Act::Alert;
         }
         // The same verdict is alerted once; a held-back one may still be acted on once.
-        let dedupe = if held_back.is_some() { format!("{reason}:held") } else { reason.clone() };
+        let dedupe = if held_back.is_some() {
+            format!("{reason}:held")
+        } else {
+            reason.clone()
+        };
         if !self.decided.insert((id(key), dedupe)) {
             return;
         }
         let target = Target::from_table(table, seqs, key);
-        if policy.allowlisted(&target.exe, target.sha256.as_deref(), target.uid, cgroup_path(key.tgid).as_deref()) {
+        if policy.allowlisted(
+            &target.exe,
+            target.sha256.as_deref(),
+            target.uid,
+            cgroup_path(key.tgid).as_deref(),
+        ) {
             debug!(pid = key.tgid, exe = %target.exe, "allowlisted: score not acted on");
             return;
         }
-        self.decide(&policy, Decision { act, target, reason, score: Some(update.score), held_back, killed_in_kernel: false, spare: Vec::new() });
+        self.decide(
+            &policy,
+            Decision {
+                act,
+                target,
+                reason,
+                score: Some(update.score),
+                held_back,
+                killed_in_kernel: false,
+                spare: Vec::new(),
+            },
+        );
     }
 
     /// The process's own corroborating event, or its nearest ancestor's.
@@ -319,7 +456,12 @@ impl Responder {
             return;
         }
         let target = Target::from_table(table, seqs, key);
-        if policy.allowlisted(&target.exe, target.sha256.as_deref(), target.uid, cgroup_path(key.tgid).as_deref()) {
+        if policy.allowlisted(
+            &target.exe,
+            target.sha256.as_deref(),
+            target.uid,
+            cgroup_path(key.tgid).as_deref(),
+        ) {
             debug!(pid = key.tgid, exe = %target.exe, "allowlisted: rules not acted on");
             return;
         }
@@ -349,11 +491,24 @@ impl Responder {
             };
             // One action per process: further rules only add to the record.
             if act > Act::Alert && acted {
-                held_back = Some(format!("{act} not repeated: already acted on by an earlier rule"));
+                held_back = Some(format!(
+                    "{act} not repeated: already acted on by an earlier rule"
+                ));
                 act = Act::Alert;
             }
             acted |= act > Act::Alert;
-            self.decide(policy, Decision { act, target: target.clone(), reason: rule, score: None, held_back, killed_in_kernel: false, spare: Vec::new() });
+            self.decide(
+                policy,
+                Decision {
+                    act,
+                    target: target.clone(),
+                    reason: rule,
+                    score: None,
+                    held_back,
+                    killed_in_kernel: false,
+                    spare: Vec::new(),
+                },
+            );
         }
     }
 
@@ -362,7 +517,13 @@ impl Responder {
         if d.act > Act::Alert {
             let key = d.target.key;
             let protected = self.protected.contains(&id(key))
-                || self.is_protected(policy, key, &d.target.exe, &d.target.comm, d.target.kernel_thread);
+                || self.is_protected(
+                    policy,
+                    key,
+                    &d.target.exe,
+                    &d.target.comm,
+                    d.target.kernel_thread,
+                );
             if protected {
                 d.held_back = Some(format!("{} refused: {} is protected", d.act, d.target.exe));
                 d.act = Act::Alert;
@@ -374,8 +535,14 @@ impl Responder {
                     Admit::Yes => {}
                     Admit::Escalate => {
                         self.stats.suppressed.fetch_add(1, Relaxed);
-                        warn!("response rate limit reached: further actions are suppressed for this window");
-                        self.send(ActorMsg::RateLimited { first: Box::new(d.clone()), max: policy.response.max_actions, per_seconds: policy.response.per_seconds });
+                        warn!(
+                            "response rate limit reached: further actions are suppressed for this window"
+                        );
+                        self.send(ActorMsg::RateLimited {
+                            first: Box::new(d.clone()),
+                            max: policy.response.max_actions,
+                            per_seconds: policy.response.per_seconds,
+                        });
                         return;
                     }
                     Admit::No => {
@@ -394,10 +561,15 @@ impl Responder {
                 Admit::Yes => {}
                 Admit::Escalate => {
                     self.stats.suppressed.fetch_add(1, Relaxed);
-                    warn!("alert rate limit reached: further alerts are suppressed for this window");
+                    warn!(
+                        "alert rate limit reached: further alerts are suppressed for this window"
+                    );
                     self.send(ActorMsg::RateLimited {
                         first: Box::new(d),
-                        max: policy.response.max_actions.saturating_mul(ALERTS_PER_ACTION),
+                        max: policy
+                            .response
+                            .max_actions
+                            .saturating_mul(ALERTS_PER_ACTION),
                         per_seconds: policy.response.per_seconds,
                     });
                     return;
@@ -465,13 +637,14 @@ fn to_act(a: Action) -> Act {
 
 /// The image a process runs, from `/proc/PID/exe` (`None` once it has exited).
 fn image_of(tgid: u32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{tgid}/exe")).ok().map(|p| p.to_string_lossy().into_owned())
+    std::fs::read_link(format!("/proc/{tgid}/exe"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
-/// The process's cgroup v2 path (`0::/path` in /proc/PID/cgroup), for cgroup allowlists.
+/// The process's cgroup v2 path, for cgroup allowlists.
 fn cgroup_path(tgid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+    crate::quarantine::cgroup_of(tgid)
 }
 
 #[cfg(test)]
@@ -494,7 +667,8 @@ per_seconds = 60
 
     fn responder(extra: &str) -> (Responder, mpsc::Receiver<ActorMsg>, Arc<Policy>) {
         let policy = Arc::new(
-            Policy::from_sources(&[("/test/policy.toml".into(), format!("{extra}\n{KILL_ALL}"))]).expect("policy"),
+            Policy::from_sources(&[("/test/policy.toml".into(), format!("{extra}\n{KILL_ALL}"))])
+                .expect("policy"),
         );
         let (_tx, rx_policy) = watch::channel(policy.clone());
         let (actor, rx) = mpsc::channel(64);
@@ -505,11 +679,24 @@ per_seconds = 60
     }
 
     fn target(tgid: u32, exe: &str, comm: &str) -> Target {
-        Target { key: ProcessKey::new(tgid, 1), exe: exe.into(), comm: comm.into(), ..Default::default() }
+        Target {
+            key: ProcessKey::new(tgid, 1),
+            exe: exe.into(),
+            comm: comm.into(),
+            ..Default::default()
+        }
     }
 
     fn kill(t: Target) -> Decision {
-        Decision { act: Act::Kill, target: t, reason: "kill-everything".into(), score: None, held_back: None, killed_in_kernel: false, spare: Vec::new() }
+        Decision {
+            act: Act::Kill,
+            target: t,
+            reason: "kill-everything".into(),
+            score: None,
+            held_back: None,
+            killed_in_kernel: false,
+            spare: Vec::new(),
+        }
     }
 
     fn next(rx: &mut mpsc::Receiver<ActorMsg>) -> Decision {
@@ -538,7 +725,13 @@ per_seconds = 60
             r.decide(&policy, kill(t));
             let d = next(&mut rx);
             assert_eq!(d.act, Act::Alert, "{exe} was not spared");
-            assert!(d.held_back.as_deref().is_some_and(|h| h.contains("protected")), "{exe}: {:?}", d.held_back);
+            assert!(
+                d.held_back
+                    .as_deref()
+                    .is_some_and(|h| h.contains("protected")),
+                "{exe}: {:?}",
+                d.held_back
+            );
         }
         // An ordinary process is killed.
         r.decide(&policy, kill(target(500, "/tmp/evil", "evil")));

@@ -40,7 +40,10 @@ impl PolicyStore {
         let name = safe_file_name(name)?;
         let target = self.dir.join(name);
         let mut sources = load_sources(&self.default, &self.dir)?;
-        let previous = sources.iter().find(|(p, _)| *p == target).map(|(_, c)| c.clone());
+        let previous = sources
+            .iter()
+            .find(|(p, _)| *p == target)
+            .map(|(_, c)| c.clone());
         match sources.iter_mut().find(|(p, _)| *p == target) {
             Some(slot) => slot.1 = content.to_owned(),
             None => {
@@ -102,7 +105,10 @@ impl PolicyStore {
 }
 
 fn write_atomic(dir: &Path, target: &Path, content: &str) -> std::io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     // A dot-file without .toml: the inotify reload and the loader both ignore it.
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
