@@ -130,6 +130,9 @@ pub mod names {
     pub const MAP_PROTECTED_COMMS: &str = "PROTECTED_COMMS";
     /// cgroup id -> u8: quarantined cgroups, whose connect()/sendmsg() are refused.
     pub const MAP_QUARANTINED: &str = "QUARANTINED";
+    /// tgid -> u8: processes contained (SIGSTOPped) before their quarantine cgroup exists, whose
+    /// connect()/sendmsg() are refused. Entries live only while a quarantine is being captured.
+    pub const MAP_QUARANTINED_TGIDS: &str = "QUARANTINED_TGIDS";
     /// LPM tries of (port, address) -> rule index for outbound deny lists; port 0 = any.
     pub const MAP_DENY_NET4: &str = "DENY_NET4";
     pub const MAP_DENY_NET6: &str = "DENY_NET6";
@@ -146,6 +149,7 @@ pub const RESPONSE_ENFORCE: u32 = 1;
 pub const PROTECTED_TGIDS_ENTRIES: u32 = 4096;
 pub const DENY_EXEC_ENTRIES: u32 = 1024;
 pub const QUARANTINED_ENTRIES: u32 = 1024;
+pub const QUARANTINED_TGIDS_ENTRIES: u32 = 4096;
 pub const DENY_NET_ENTRIES: u32 = 4096;
 
 /// Key data of `DENY_NET4`: big-endian port, then the IPv4 address (network order).
@@ -153,9 +157,12 @@ pub const NET4_KEY_LEN: usize = 6;
 /// Key data of `DENY_NET6`: big-endian port, then the IPv6 address.
 pub const NET6_KEY_LEN: usize = 18;
 
-/// Sizes of the ring buffers (bytes; power of two, multiple of the page size).
-pub const EVENTS_RING_BYTES: u32 = 4 << 20;
-pub const SYSCALLS_RING_BYTES: u32 = 8 << 20;
+/// Sizes of the ring buffers (bytes; power of two, multiple of the page size). The reader
+/// drains every few ms, so a ring only has to absorb a stall of the daemon; 2M syscalls/s fill
+/// about 6 MB/s of batches (64 ids a record). Each ring is mapped twice into the daemon (the kernel maps the
+/// data area back to back so records can wrap), so its size counts double in vigil's RSS.
+pub const EVENTS_RING_BYTES: u32 = 2 << 20;
+pub const SYSCALLS_RING_BYTES: u32 = 4 << 20;
 /// Syscall batches are written without waking the reader (a wakeup is an IPI, i.e. a VM exit)
 /// until this much data waits; the reader also drains on a short timer.
 pub const SYSCALLS_WAKEUP_BYTES: u64 = (SYSCALLS_RING_BYTES / 4) as u64;

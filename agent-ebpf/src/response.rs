@@ -9,11 +9,12 @@
 use agent_common::{
     COUNT_EXEC_DENIED, COUNT_EXEC_DENY_SIGNAL_FAILED, COUNT_NET_DENIED_QUARANTINE,
     COUNT_NET_DENIED_RULE, DENY_EXEC_ENTRIES, DENY_NET_ENTRIES, NET4_KEY_LEN, NET6_KEY_LEN,
-    PATH_LEN, PROTECTED_TGIDS_ENTRIES, QUARANTINED_ENTRIES, RESPONSE_ENFORCE,
+    PATH_LEN, PROTECTED_TGIDS_ENTRIES, QUARANTINED_ENTRIES, QUARANTINED_TGIDS_ENTRIES,
+    RESPONSE_ENFORCE,
 };
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         generated::{bpf_probe_read_kernel_str, bpf_send_signal},
     },
     macros::{cgroup_sock_addr, map},
@@ -48,6 +49,12 @@ pub static DENY_EXEC: LpmTrie<[u8; PATH_LEN], u32> =
 
 #[map(name = "QUARANTINED")]
 pub static QUARANTINED: HashMap<u64, u8> = HashMap::with_max_entries(QUARANTINED_ENTRIES, 0);
+
+/// tgid -> u8: processes being contained before their quarantine cgroup exists (see
+/// `QUARANTINED`, which takes over once they are in it).
+#[map(name = "QUARANTINED_TGIDS")]
+pub static QUARANTINED_TGIDS: HashMap<u32, u8> =
+    HashMap::with_max_entries(QUARANTINED_TGIDS_ENTRIES, 0);
 
 #[map(name = "DENY_NET4")]
 pub static DENY_NET4: LpmTrie<[u8; NET4_KEY_LEN], u32> =
@@ -152,9 +159,10 @@ unsafe fn check_exec_packed(filename: *const u8, tgid: u32) -> u64 {
     }
 }
 
-/// A connect/sendmsg passes unless we enforce and the caller's cgroup is quarantined or
-/// `listed` (the destination's deny-list lookup, run only when needed) says so. Quarantine comes
-/// first: it does not depend on the destination.
+/// A connect/sendmsg passes unless we enforce and the caller's cgroup or process is quarantined
+/// or `listed` (the destination's deny-list lookup, run only when needed) says so. Quarantine
+/// comes first: it does not depend on the destination. The process check covers the moments
+/// between a verdict and the move into the quarantine cgroup.
 #[inline(always)]
 fn guard(listed: impl FnOnce() -> bool) -> i32 {
     if !enforcing() {
@@ -162,7 +170,8 @@ fn guard(listed: impl FnOnce() -> bool) -> i32 {
     }
     // SAFETY: helper without preconditions.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    if QUARANTINED.get_ptr(cgroup).is_some() {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if QUARANTINED.get_ptr(cgroup).is_some() || QUARANTINED_TGIDS.get_ptr(tgid).is_some() {
         bump(COUNT_NET_DENIED_QUARANTINE, 1);
         return DENY;
     }

@@ -7,7 +7,9 @@
 //! tokens until both readers have drained past that time restores one deterministic order — the
 //! same for live scoring and for recorded training data.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use crate::{process::ProcessKey, sequence::Token};
 

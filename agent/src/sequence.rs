@@ -3,7 +3,9 @@
 //! older tokens are overwritten, which is the window sliding, not events being lost.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use agent_common::EventKind;
 use agent_common::SyscallBatch;
@@ -119,8 +121,10 @@ pub struct SequenceConfig {
 
 impl Default for SequenceConfig {
     fn default() -> Self {
+        // Incidents carry a process's last 256 tokens as evidence; the scorer keeps its own
+        // windows. A deeper ring only costs memory (2 bytes a token, per live process).
         Self {
-            per_process: 4096,
+            per_process: 1024,
             max_processes: 65_536,
         }
     }
@@ -157,7 +161,7 @@ impl BehaviourSequences {
         };
         Self {
             config,
-            rings: HashMap::new(),
+            rings: HashMap::default(),
             clock: 0,
             overwritten: 0,
             untaken_overwritten: 0,
@@ -179,24 +183,34 @@ impl BehaviourSequences {
     }
 
     pub fn push_token(&mut self, key: ProcessKey, t: Token) {
+        self.push_tokens(key, &[t]);
+    }
+
+    /// Appends tokens of one process in order, with one lookup for all of them.
+    pub fn push_tokens(&mut self, key: ProcessKey, tokens: &[Token]) {
+        if tokens.is_empty() {
+            return;
+        }
         if !self.rings.contains_key(&key) && self.rings.len() >= self.config.max_processes {
             self.evict_least_recent();
         }
         self.clock += 1;
         let cap = self.config.per_process;
         let ring = self.rings.entry(key).or_default();
-        if ring.tokens.len() >= cap {
-            // Position of the oldest token in the process's whole stream.
-            let oldest = ring.total - ring.tokens.len() as u64;
-            ring.tokens.pop_front();
-            self.overwritten += 1;
-            // Never handed to the scorer: for it, that one is a real gap.
-            if oldest >= ring.taken {
-                self.untaken_overwritten += 1;
+        for &t in tokens {
+            if ring.tokens.len() >= cap {
+                // Position of the oldest token in the process's whole stream.
+                let oldest = ring.total - ring.tokens.len() as u64;
+                ring.tokens.pop_front();
+                self.overwritten += 1;
+                // Never handed to the scorer: for it, that one is a real gap.
+                if oldest >= ring.taken {
+                    self.untaken_overwritten += 1;
+                }
             }
+            ring.tokens.push_back(t);
+            ring.total += 1;
         }
-        ring.tokens.push_back(t);
-        ring.total += 1;
         ring.last_push = self.clock;
     }
 

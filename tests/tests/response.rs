@@ -291,8 +291,22 @@ fn quarantine_freezes_and_cuts_the_network_and_release_restores_both() {
     };
     let steps: Vec<&str> = record["events"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     if let (Some(first), Some(active)) = (steps.first().and_then(|l| ms(l)), steps.iter().rev().find(|l| l.contains("active")).and_then(|l| ms(l))) {
-        eprintln!("quarantine {id}: recorded to active in {:.0} ms ({} steps)", active - first, steps.len());
+        let contained = steps.iter().find(|l| l.get(25..).is_some_and(|t| t.starts_with("contained:"))).and_then(|l| ms(l));
+        eprintln!(
+            "quarantine {id}: recorded to contained in {} ms, to active in {:.0} ms ({} steps)",
+            contained.map_or("?".to_owned(), |c| format!("{:.0}", c - first)),
+            active - first,
+            steps.len()
+        );
     }
+    // Contained (SIGSTOP, network cut by tgid) before the first slow cgroup.procs write.
+    let step_at = |prefix: &str| steps.iter().position(|l| l.get(25..).is_some_and(|t| t.starts_with(prefix)));
+    let (contained, moved) = (step_at("contained:"), step_at("move pid"));
+    assert!(
+        matches!((contained, moved), (Some(c), Some(m)) if c < m),
+        "no \"contained:\" step before \"move pid\": {steps:#?}"
+    );
+    assert!(steps[contained.unwrap()].contains("stopped (SIGSTOP)"), "{steps:#?}");
     assert_eq!(record["state"], "active", "{record}");
     assert_eq!(record["frozen_verified"], true, "{record}");
     assert_eq!(record["network_cut"], true, "{record}");
@@ -367,6 +381,12 @@ fn quarantine_freezes_and_cuts_the_network_and_release_restores_both() {
     let n = lines(&log).len();
     let after = wait_lines(&log, n + 5, Duration::from_secs(10));
     assert!(after.len() >= n + 5, "no progress after release");
+    // Running, not left stopped by the containment's SIGSTOP (state T).
+    let state = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| t.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned)))
+        .unwrap_or_default();
+    assert!(!state.is_empty() && state != "T", "pid {pid} after release is in state {state:?}");
     assert!(
         after[after.len() - 3..].iter().all(|l| l.ends_with("ok")),
         "network not restored: {:?}",

@@ -6,17 +6,20 @@ use std::{fmt::Write as _, fs};
 use anyhow::{Context as _, Result};
 use serde_json::Value;
 
-use crate::{bench_load, bench_model, bench_overhead, cmd};
+use crate::{bench_load, bench_model, bench_overhead, bench_redis, cmd};
 
 pub fn all() -> Result<()> {
     bench_overhead::overhead(&bench_overhead::Opts {
         iterations: 5_000_000,
         rounds: 5,
-        modes: vec![
-            bench_overhead::Mode::Bare,
-            bench_overhead::Mode::EmptyProbe,
-            bench_overhead::Mode::Vigil,
-        ],
+        modes: bench_overhead::Mode::ALL.to_vec(),
+    })?;
+    bench_redis::redis(&bench_redis::Opts {
+        requests: 200_000,
+        clients: 50,
+        rounds: 5,
+        modes: bench_overhead::Mode::ALL.to_vec(),
+        pin: true,
     })?;
     bench_model::model(&bench_model::Opts {
         model: None,
@@ -64,6 +67,8 @@ fn median(v: &Value) -> f64 {
 
 fn render() -> Result<String> {
     let (o, m, e, fl, l) = (load("overhead")?, load("model")?, load("exec")?, load("flood")?, load("latency")?);
+    // Absent from results older than the redis bench.
+    let r = load("redis").unwrap_or(Value::Null);
     let kernel = o["kernel"].as_str().unwrap_or("?");
     let mut s = String::new();
     writeln!(s, "# vigil benchmarks\n")?;
@@ -87,6 +92,8 @@ fn render() -> Result<String> {
         f(&modes["vigil"]["added_ns_vs_bare"]),
         met(ratio <= 1.25)
     )?;
+    overhead_peer_rows(&mut s, &o)?;
+    redis_rows(&mut s, &r)?;
     let us = f(&m["micro"]["us_per_window"]);
     writeln!(s, "| model: µs per 64-syscall window, one core | {us:.1} µs | ≤ 50 µs | {} |", met(us <= 50.0))?;
     let scoring = f(&m["scoring_cpu_percent"]);
@@ -103,6 +110,7 @@ fn render() -> Result<String> {
         f(&e["median_cpu_us_per_exec"]),
         met(at1000 <= 5.0)
     )?;
+    exec_peer_row(&mut s, &e)?;
     let rows = fl["rows"].as_array().cloned().unwrap_or_default();
     let lost: u64 = rows.iter().filter_map(|r| r["syscalls_lost"].as_u64()).sum();
     let top = rows.iter().filter_map(|r| r["achieved_rate"].as_f64()).fold(0.0, f64::max);
@@ -134,11 +142,14 @@ fn render() -> Result<String> {
         f(&l["allowed_spawn_us"]),
         met(ran == 0)
     )?;
-    let q = median(&l["quarantine_record_to_active_ms"]);
+    let (qc, qa) = (
+        median(&l["quarantine_record_to_contained_ms"]),
+        median(&l["quarantine_record_to_active_ms"]),
+    );
     writeln!(
         s,
-        "| verdict → quarantine applied (first recorded step → frozen + network cut) | {q:.1} ms median | ≤ 10 ms | {} |",
-        met(q <= 10.0)
+        "| verdict → quarantine applied (first recorded step → tree stopped and network cut; → frozen cgroup and evidence vaulted) | contained {qc:.1} ms, active {qa:.1} ms (medians) | ≤ 10 ms | {} |",
+        met(qc <= 10.0)
     )?;
     writeln!(
         s,
@@ -163,11 +174,20 @@ fn render() -> Result<String> {
         met(peak * 1024 <= 64_000_000)
     )?;
     writeln!(s, "\n## Per rate\n")?;
-    writeln!(s, "| exec/s target | achieved | vigil µs CPU per exec | vigil % of a core | exec events received / execs | lost |\n| --- | --- | --- | --- | --- | --- |")?;
+    writeln!(s, "| exec/s target | achieved | vigil µs CPU per exec | vigil % of a core | exec events received / execs | lost | auditd + kauditd µs CPU per exec (achieved/s) | audit records lost |\n| --- | --- | --- | --- | --- | --- | --- | --- |")?;
+    let auditd_rows = e["auditd_rows"].as_array().cloned().unwrap_or_default();
     for r in e["rows"].as_array().cloned().unwrap_or_default() {
+        let peer = auditd_rows.iter().find(|a| a["target_rate"] == r["target_rate"]);
+        let (peer_cpu, peer_lost) = match peer {
+            Some(a) => (
+                format!("{:.0} ({:.0}/s)", f(&a["auditd_cpu_us_per_exec"]), f(&a["achieved_rate"])),
+                a["audit_records_lost"].to_string(),
+            ),
+            None => ("-".to_string(), "-".to_string()),
+        };
         writeln!(
             s,
-            "| {} | {:.0} | {:.0} | {:.1} | {} / {:.0} | {} |",
+            "| {} | {:.0} | {:.0} | {:.1} | {} / {:.0} | {} | {peer_cpu} | {peer_lost} |",
             r["target_rate"],
             f(&r["achieved_rate"]),
             f(&r["vigil_cpu_us_per_exec"]),
@@ -189,6 +209,7 @@ fn render() -> Result<String> {
             r["syscalls_lost"]
         )?;
     }
+    redis_table(&mut s, &r)?;
     writeln!(
         s,
         "\n## What the misses come from\n\n\
@@ -212,13 +233,144 @@ fn render() -> Result<String> {
          - **RSS**: the tract model, per-executable n-gram profiles and the process table; not \
          yet sized down.\n"
     )?;
+    writeln!(s, "\n## Not measured yet\n")?;
+    for item in not_measured(&o, &e, &r) {
+        writeln!(s, "- {item}")?;
+    }
     writeln!(
         s,
-        "\n## Not measured yet\n\n- redis-benchmark against Debian's redis-server (throughput loss, goal ≤ 12%), and auditd \
-         with an exec+connect rule set as a peer baseline for the syscall, exec and flood figures.\n\
-         - enforce mode for the overhead loop (the loop's syscalls never match a rule; the kernel \
-         paths that differ are exec and connect).\n\nCommands: `cargo xtask bench overhead | model | exec | flood | latency | all`; \
-         raw results in `target/bench/*.json`."
+        "\nauditd, where measured, is Debian's auditd started by the bench with `{}` (backlog \
+         limit 8192, as Debian's audit.rules sets), its log in `target/bench/auditd/`; the bench \
+         deletes exactly those rules and restores the audit state afterwards.\n\n\
+         Commands: `cargo xtask bench overhead | redis | model | exec | flood | latency | all`; \
+         raw results in `target/bench/*.json`.",
+        crate::bench_peer::rule_text()
     )?;
     Ok(s)
+}
+
+fn skipped(v: &Value) -> Option<&str> {
+    v["auditd_skipped"].as_str()
+}
+
+/// Enforce and auditd rows of the getppid loop, when the results have them.
+fn overhead_peer_rows(s: &mut String, o: &Value) -> Result<()> {
+    let modes = &o["modes"];
+    let added = |m: &str| modes[m]["added_ns_vs_bare"].as_f64();
+    if let Some(enforce) = added("vigil-enforce") {
+        let ratio = f(&o["ratio_enforce"]);
+        writeln!(
+            s,
+            "| syscall overhead, shipped policy in enforce: added ns per syscall | vigil (model, policy in enforce) +{enforce:.0} ns; ratio {ratio:.2} | vigil ≤ 1.25× the empty probe's added cost | {} |",
+            met(ratio <= 1.25)
+        )?;
+    }
+    if let Some(reason) = skipped(o) {
+        writeln!(s, "| syscall overhead vs auditd (exec+connect rules) | auditd skipped: {reason} | vigil below auditd | n/a |")?;
+    } else if let Some(a) = added("auditd") {
+        let vigil: Vec<(&str, f64)> = [("monitor", "vigil"), ("enforce", "vigil-enforce")]
+            .into_iter()
+            .filter_map(|(label, m)| added(m).map(|v| (label, v)))
+            .collect();
+        let txt: Vec<String> = vigil.iter().map(|(l, v)| format!("vigil ({l}) +{v:.0} ns")).collect();
+        writeln!(
+            s,
+            "| syscall overhead vs auditd (exec+connect rules, same run) | auditd +{a:.0} ns; {} | vigil below auditd | {} |",
+            txt.join("; "),
+            met(!vigil.is_empty() && vigil.iter().all(|(_, v)| *v < a))
+        )?;
+    }
+    Ok(())
+}
+
+/// The redis-benchmark row of the summary.
+fn redis_rows(s: &mut String, r: &Value) -> Result<()> {
+    if r.is_null() {
+        return Ok(());
+    }
+    let modes = &r["modes"];
+    let loss = |m: &str| modes[m]["loss_percent_vs_bare"].as_f64();
+    let mut parts = vec![format!("bare {:.0} req/s", f(&modes["bare"]["median_rps"]))];
+    for (label, m) in [
+        ("empty raw_tp probe", "empty-probe"),
+        ("vigil (monitor)", "vigil"),
+        ("vigil (enforce)", "vigil-enforce"),
+        ("auditd", "auditd"),
+    ] {
+        if let Some(l) = loss(m) {
+            // A loss as −x%, a (noise) gain as +x%.
+            let sign = if l >= 0.0 { '−' } else { '+' };
+            parts.push(format!("{label} {sign}{:.1}%", l.abs()));
+        }
+    }
+    if let Some(reason) = skipped(r) {
+        parts.push(format!("auditd skipped: {reason}"));
+    }
+    let auditd = loss("auditd");
+    let vigil: Vec<f64> = ["vigil", "vigil-enforce"].iter().filter_map(|m| loss(m)).collect();
+    let ok = !vigil.is_empty()
+        && vigil.iter().all(|v| *v <= 12.0 && auditd.is_none_or(|a| *v < a));
+    writeln!(
+        s,
+        "| redis-benchmark, Debian's redis-server {} (SET + GET, {} clients, unix socket, {} rounds): throughput loss vs bare | {} | vigil loss ≤ 12% and below auditd's | {} |",
+        r["redis_version"].as_str().unwrap_or("?"),
+        r["clients"],
+        r["rounds"],
+        parts.join("; "),
+        met(ok)
+    )?;
+    Ok(())
+}
+
+/// vigil against auditd under the exec loads, when the results have it.
+fn exec_peer_row(s: &mut String, e: &Value) -> Result<()> {
+    if let Some(reason) = skipped(e) {
+        writeln!(s, "| exec-heavy load vs auditd (exec+connect rules) | auditd skipped: {reason} | vigil below auditd | n/a |")?;
+    } else if let Some(a) = e["auditd_median_cpu_us_per_exec"].as_f64() {
+        let v = f(&e["median_cpu_us_per_exec"]);
+        writeln!(
+            s,
+            "| exec-heavy load vs auditd (exec+connect rules), same rates, same run: CPU per exec | vigil {v:.0} µs; auditd + kauditd {a:.0} µs (medians over the rates; vigil {:.1}× auditd) | vigil below auditd | {} |",
+            v / a,
+            met(v < a)
+        )?;
+    }
+    Ok(())
+}
+
+/// Per mode requests/s of the redis run.
+fn redis_table(s: &mut String, r: &Value) -> Result<()> {
+    let Some(modes) = r["modes"].as_object() else {
+        return Ok(());
+    };
+    writeln!(s, "\n| redis mode | requests/s (SET + GET) | SET | GET | loss vs bare |\n| --- | --- | --- | --- | --- |")?;
+    for name in bench_overhead::Mode::ALL.map(bench_overhead::Mode::name) {
+        let Some(m) = modes.get(name) else { continue };
+        writeln!(
+            s,
+            "| {name} | {:.0} | {:.0} | {:.0} | {} |",
+            f(&m["median_rps"]),
+            f(&m["tests"]["SET"]["median_rps"]),
+            f(&m["tests"]["GET"]["median_rps"]),
+            m["loss_percent_vs_bare"].as_f64().map_or("-".to_string(), |l| format!("{l:.1}%"))
+        )?;
+    }
+    Ok(())
+}
+
+/// What the results do not cover yet.
+fn not_measured(o: &Value, e: &Value, r: &Value) -> Vec<String> {
+    let mut items = Vec::new();
+    if r.is_null() {
+        items.push("redis-benchmark against Debian's redis-server (throughput loss, goal ≤ 12%).".to_string());
+    }
+    if o["modes"]["vigil-enforce"].is_null() {
+        items.push("enforce mode for the overhead loop.".to_string());
+    }
+    let auditd_in = |v: &Value| !v["modes"]["auditd"].is_null();
+    if !auditd_in(o) && !auditd_in(r) && e["auditd_rows"].as_array().is_none_or(Vec::is_empty) {
+        items.push("auditd with an exec+connect rule set as a peer baseline for the syscall and exec figures.".to_string());
+    }
+    items.push("auditd as a peer baseline for the flood and fork-storm figures.".to_string());
+    items
 }

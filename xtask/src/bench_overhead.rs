@@ -1,6 +1,7 @@
 //! `cargo xtask bench overhead`: what vigil adds to each syscall, next to the floor that any
-//! per-syscall tracer pays (an empty raw_tp sys_enter counter), measured in one run with the
-//! modes interleaved round by round so that drift in the VM's speed hits all of them alike.
+//! per-syscall tracer pays (an empty raw_tp sys_enter counter) and a peer (auditd with an
+//! exec+connect rule set), measured in one run with the modes interleaved round by round so that
+//! drift in the VM's speed hits all of them alike.
 
 use std::fs::{self, File};
 use std::io::{BufRead as _, BufReader};
@@ -14,6 +15,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::ValueEnum;
 use serde_json::json;
 
+use crate::bench_peer::{self, Auditd, NoAuditContext};
 use crate::{build, cmd, setup};
 
 /// Largest acceptable `(vigil - bare) / (empty - bare)`.
@@ -30,16 +32,148 @@ pub enum Mode {
     Bare,
     /// `vigil debug empty-probe`: a raw_tp sys_enter that only bumps a per-CPU counter.
     EmptyProbe,
-    /// The whole agent as deployed: `vigil run` (no JSON event stream).
+    /// The whole agent as deployed: `vigil run` (no JSON event stream), policy in monitor.
     Vigil,
+    /// The same with the shipped policy in enforce.
+    VigilEnforce,
+    /// auditd with an exec+connect rule set (a peer baseline; skipped where the kernel or host
+    /// has no audit).
+    Auditd,
 }
 
 impl Mode {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Mode::Bare => "bare",
             Mode::EmptyProbe => "empty-probe",
             Mode::Vigil => "vigil",
+            Mode::VigilEnforce => "vigil-enforce",
+            Mode::Auditd => "auditd",
+        }
+    }
+
+    pub(crate) const ALL: [Mode; 5] = [
+        Mode::Bare,
+        Mode::EmptyProbe,
+        Mode::Vigil,
+        Mode::VigilEnforce,
+        Mode::Auditd,
+    ];
+}
+
+/// What a mode has attached while it is measured.
+pub(crate) enum Tracer {
+    None(Option<NoAuditContext>),
+    Probe(Probe, Option<NoAuditContext>),
+    Auditd(Auditd),
+}
+
+impl Tracer {
+    pub(crate) fn stop(self) -> Result<()> {
+        match self {
+            Tracer::None(never) => {
+                drop(never);
+                Ok(())
+            }
+            Tracer::Probe(p, never) => {
+                let stopped = p.stop();
+                drop(never);
+                stopped
+            }
+            Tracer::Auditd(a) => a.stop(),
+        }
+    }
+}
+
+/// Everything the modes of one bench need, prepared once before its rounds.
+pub(crate) struct Modes {
+    /// The modes that run, in round order (auditd left out when it is skipped).
+    pub(crate) run: Vec<Mode>,
+    /// Why the auditd mode was skipped, if it was asked for and cannot run here.
+    pub(crate) auditd_skipped: Option<String>,
+    vigil: Option<PathBuf>,
+    out_dir: PathBuf,
+    /// Prefix of the per-mode logs and vigil state directories under `out_dir`.
+    tag: String,
+    /// auditd runs in this bench: the other modes keep new processes free of audit contexts.
+    audit: bool,
+}
+
+impl Modes {
+    /// Checks root, bootstraps and builds vigil when a probe mode is asked for, and finds out
+    /// whether auditd can run.
+    pub(crate) fn prepare(modes: &[Mode], out_dir: &Path, tag: &str) -> Result<Self> {
+        let probes = modes.iter().any(|m| *m != Mode::Bare);
+        if probes && !cmd::is_root() {
+            bail!("the empty-probe, vigil and auditd modes need root");
+        }
+        let vigil = if probes {
+            setup::setup()?;
+            setup::bench_setup()?;
+            Some(build::build(false)?)
+        } else {
+            None
+        };
+        let mut run = modes.to_vec();
+        let mut auditd_skipped = None;
+        if modes.contains(&Mode::Auditd)
+            && let Some(reason) = bench_peer::unavailable()
+        {
+            eprintln!("bench: auditd mode skipped: {reason}");
+            run.retain(|m| *m != Mode::Auditd);
+            auditd_skipped = Some(reason);
+        }
+        Ok(Modes {
+            audit: run.contains(&Mode::Auditd),
+            run,
+            auditd_skipped,
+            vigil,
+            out_dir: out_dir.to_path_buf(),
+            tag: tag.to_string(),
+        })
+    }
+
+    /// Attaches what `mode` measures under. Processes measured in the other modes of a bench
+    /// that also runs auditd are kept free of audit contexts; see [`NoAuditContext`].
+    pub(crate) fn attach(&self, mode: Mode) -> Result<Tracer> {
+        let never = || -> Result<Option<NoAuditContext>> {
+            if self.audit {
+                NoAuditContext::load().map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let log = self
+            .out_dir
+            .join(format!("{}{}.stderr.log", self.tag, mode.name()));
+        let bin = || {
+            self.vigil
+                .as_deref()
+                .context("vigil is built whenever a probe mode is selected")
+        };
+        let vigil_run = |policy_mode: &str, dir: &str| -> Result<Tracer> {
+            let mut c = Command::new(bin()?);
+            c.args(["run", "--ready-line"]);
+            c.args(crate::run::shipped_args(
+                &self.out_dir.join(format!("{}{dir}", self.tag)),
+                policy_mode,
+            )?);
+            let n = never()?;
+            Ok(Tracer::Probe(Probe::start(c, &log)?, n))
+        };
+        match mode {
+            Mode::Bare => Ok(Tracer::None(never()?)),
+            Mode::EmptyProbe => {
+                let mut c = Command::new(bin()?);
+                c.args(["debug", "empty-probe"]);
+                let n = never()?;
+                Ok(Tracer::Probe(Probe::start(c, &log)?, n))
+            }
+            Mode::Vigil => vigil_run("monitor", "vigil-run"),
+            Mode::VigilEnforce => vigil_run("enforce", "vigil-enforce-run"),
+            Mode::Auditd => Ok(Tracer::Auditd(Auditd::start(
+                &self.out_dir.join("auditd"),
+            )?)),
         }
     }
 }
@@ -50,7 +184,7 @@ pub struct Opts {
     pub modes: Vec<Mode>,
 }
 
-fn online_cpus() -> usize {
+pub(crate) fn online_cpus() -> usize {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     usize::try_from(n).unwrap_or(1).max(1)
@@ -211,13 +345,6 @@ impl Drop for Probe {
     }
 }
 
-fn measure_under(cmd: Command, log: &Path, iterations: u64) -> Result<f64> {
-    let probe = Probe::start(cmd, log)?;
-    let ns = measure(iterations)?;
-    probe.stop()?;
-    Ok(ns)
-}
-
 pub(crate) fn median(samples: &[f64]) -> f64 {
     let mut s = samples.to_vec();
     s.sort_by(f64::total_cmp);
@@ -232,62 +359,43 @@ pub fn overhead(opts: &Opts) -> Result<()> {
     if opts.iterations == 0 || opts.rounds == 0 || opts.modes.is_empty() {
         bail!("need at least one iteration, one round and one mode");
     }
-    let probes = opts.modes.iter().any(|m| *m != Mode::Bare);
-    let vigil = if probes {
-        if !cmd::is_root() {
-            bail!("the empty-probe and vigil modes load eBPF programs and need root");
-        }
-        setup::setup()?;
-        Some(build::build(false)?)
-    } else {
-        None
-    };
     let out_dir = cmd::target_dir().join("bench");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let modes = Modes::prepare(&opts.modes, &out_dir, "")?;
 
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); opts.modes.len()];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); modes.run.len()];
     for round in 1..=opts.rounds {
-        for (i, mode) in opts.modes.iter().enumerate() {
-            let log = out_dir.join(format!("{}.stderr.log", mode.name()));
-            let ns = match (mode, &vigil) {
-                (Mode::Bare, _) => measure(opts.iterations)?,
-                (Mode::EmptyProbe, Some(bin)) => {
-                    let mut c = Command::new(bin);
-                    c.args(["debug", "empty-probe"]);
-                    measure_under(c, &log, opts.iterations)?
-                }
-                (Mode::Vigil, Some(bin)) => {
-                    let mut c = Command::new(bin);
-                    c.args(["run", "--ready-line"]);
-                    c.args(crate::run::shipped_args(&out_dir.join("vigil-run"), "monitor")?);
-                    measure_under(c, &log, opts.iterations)?
-                }
-                (_, None) => unreachable!("vigil is built whenever a probe mode is selected"),
-            };
+        for (i, mode) in modes.run.iter().enumerate() {
+            let tracer = modes.attach(*mode)?;
+            let ns = measure(opts.iterations)?;
+            tracer.stop()?;
             eprintln!(
-                "bench: round {round}/{} {:<11} {ns:8.1} ns/syscall",
+                "bench: round {round}/{} {:<13} {ns:8.1} ns/syscall",
                 opts.rounds,
                 mode.name()
             );
             samples[i].push(ns);
         }
     }
-    report(opts, &samples, &out_dir.join("overhead.json"))
+    report(opts, &modes, &samples, &out_dir.join("overhead.json"))
 }
 
-fn report(opts: &Opts, samples: &[Vec<f64>], json_path: &Path) -> Result<()> {
+fn report(opts: &Opts, modes: &Modes, samples: &[Vec<f64>], json_path: &Path) -> Result<()> {
     let kernel =
         fs::read_to_string("/proc/sys/kernel/osrelease").context("reading kernel release")?;
     let kernel = kernel.trim();
     let nproc = online_cpus();
     let date = utc_now();
     let medians: Vec<f64> = samples.iter().map(|s| median(s)).collect();
-    let get = |m: Mode| opts.modes.iter().position(|x| *x == m).map(|i| medians[i]);
+    let get = |m: Mode| modes.run.iter().position(|x| *x == m).map(|i| medians[i]);
     let bare = get(Mode::Bare);
-    let ratio = match (bare, get(Mode::EmptyProbe), get(Mode::Vigil)) {
+    let ratio_of = |m: Mode| match (bare, get(Mode::EmptyProbe), get(m)) {
         (Some(b), Some(e), Some(v)) if e > b => Some((v - b) / (e - b)),
         _ => None,
     };
+    let ratio = ratio_of(Mode::Vigil);
+    let ratio_enforce = ratio_of(Mode::VigilEnforce);
+    let added = |m: Mode| bare.zip(get(m)).map(|(b, v)| v - b);
 
     let pinned = loop_cpu().map_or("not pinned".to_string(), |c| format!("pinned to CPU {c}"));
     println!();
@@ -297,16 +405,16 @@ fn report(opts: &Opts, samples: &[Vec<f64>], json_path: &Path) -> Result<()> {
     );
     println!("machine: kernel {kernel}, {nproc} CPUs; {date}");
     println!(
-        "{:<12} {:>14} {:>14}   per round (ns/syscall)",
+        "{:<14} {:>14} {:>14}   per round (ns/syscall)",
         "mode", "median ns/sc", "added vs bare"
     );
     let mut modes_json = serde_json::Map::new();
-    for ((mode, s), med) in opts.modes.iter().zip(samples).zip(&medians) {
+    for ((mode, s), med) in modes.run.iter().zip(samples).zip(&medians) {
         let added = bare.map(|b| med - b);
         let added_txt = added.map_or("-".to_string(), |a| format!("{a:+.1}"));
         let rounds_txt: Vec<String> = s.iter().map(|x| format!("{x:.1}")).collect();
         println!(
-            "{:<12} {med:>14.1} {added_txt:>14}   {}",
+            "{:<14} {med:>14.1} {added_txt:>14}   {}",
             mode.name(),
             rounds_txt.join(" ")
         );
@@ -315,14 +423,31 @@ fn report(opts: &Opts, samples: &[Vec<f64>], json_path: &Path) -> Result<()> {
             json!({ "median_ns": med, "added_ns_vs_bare": added, "samples_ns": s }),
         );
     }
-    match ratio {
-        Some(r) => {
-            let verdict = if r <= GOAL_RATIO { "met" } else { "NOT met" };
+    if let Some(reason) = &modes.auditd_skipped {
+        println!("{:<14} skipped: {reason}", Mode::Auditd.name());
+    }
+    for (name, r) in [("vigil", ratio), ("vigil-enforce", ratio_enforce)] {
+        match r {
+            Some(r) => {
+                let verdict = if r <= GOAL_RATIO { "met" } else { "NOT met" };
+                println!(
+                    "ratio ({name} - bare) / (empty - bare) = {r:.2}   goal <= {GOAL_RATIO} ({verdict})"
+                );
+            }
+            None => {
+                println!("ratio ({name} - bare) / (empty - bare) = n/a   goal <= {GOAL_RATIO}")
+            }
+        }
+    }
+    let below_auditd = |m: Mode| added(m).zip(added(Mode::Auditd)).map(|(v, a)| v < a);
+    for m in [Mode::Vigil, Mode::VigilEnforce] {
+        if let (Some(v), Some(a)) = (added(m), added(Mode::Auditd)) {
+            let verdict = if v < a { "met" } else { "NOT met" };
             println!(
-                "ratio (vigil - bare) / (empty - bare) = {r:.2}   goal <= {GOAL_RATIO} ({verdict})"
+                "{} adds {v:+.1} ns vs auditd {a:+.1} ns   goal: below auditd ({verdict})",
+                m.name()
             );
         }
-        None => println!("ratio (vigil - bare) / (empty - bare) = n/a   goal <= {GOAL_RATIO}"),
     }
 
     let doc = json!({
@@ -336,7 +461,12 @@ fn report(opts: &Opts, samples: &[Vec<f64>], json_path: &Path) -> Result<()> {
         "rounds": opts.rounds,
         "modes": modes_json,
         "ratio": ratio,
+        "ratio_enforce": ratio_enforce,
         "goal_ratio": GOAL_RATIO,
+        "auditd_skipped": modes.auditd_skipped,
+        "vigil_below_auditd": below_auditd(Mode::Vigil),
+        "vigil_enforce_below_auditd": below_auditd(Mode::VigilEnforce),
+        "auditd_rules": bench_peer::rule_text(),
     });
     let text = serde_json::to_string_pretty(&doc).context("serializing the report")?;
     fs::write(json_path, text + "\n")

@@ -5,6 +5,8 @@ mod bench_all;
 mod bench_load;
 mod bench_model;
 mod bench_overhead;
+mod bench_peer;
+mod bench_redis;
 mod build;
 mod cmd;
 mod install;
@@ -77,7 +79,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// Per-syscall cost: bare vs an empty raw_tp probe vs vigil, interleaved in rounds.
+    /// Per-syscall cost: bare vs an empty raw_tp probe vs vigil (monitor, enforce) vs auditd,
+    /// interleaved in rounds.
     Overhead {
         /// getppid calls per measurement.
         #[arg(long, default_value_t = 5_000_000)]
@@ -86,8 +89,27 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
         /// Modes to measure, in round order.
-        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::Bare, Mode::EmptyProbe, Mode::Vigil])]
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = Mode::ALL)]
         modes: Vec<Mode>,
+    },
+    /// redis-benchmark against Debian's redis-server: requests/s bare vs an empty raw_tp probe
+    /// vs vigil (monitor, enforce) vs auditd, interleaved in rounds.
+    Redis {
+        /// Requests per test (SET, GET) per measurement.
+        #[arg(long, default_value_t = 200_000)]
+        requests: u64,
+        /// Parallel client connections.
+        #[arg(long, default_value_t = 50)]
+        clients: u32,
+        /// Rounds; each round measures every mode once.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Modes to measure, in round order.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = Mode::ALL)]
+        modes: Vec<Mode>,
+        /// Leave the server and the client unpinned (default: server on CPU 0, client on 1).
+        #[arg(long)]
+        no_pin: bool,
     },
     /// Scoring cost: µs per window on one core, and the daemon's scoring CPU at a steady
     /// syscall rate (with vs without the model, in rounds).
@@ -103,7 +125,8 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
-    /// /bin/true exec loops at steady rates: vigil's CPU per exec, events received, RSS.
+    /// /bin/true exec loops at steady rates: vigil's CPU per exec, events received, RSS; then the
+    /// same rates under auditd (exec+connect rules): auditd + kauditd CPU per exec.
     Exec {
         #[arg(long, value_delimiter = ',', default_values_t = [100, 200, 400, 800, 1600])]
         rates: Vec<u64>,
@@ -175,6 +198,22 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             rate,
             seconds,
             rounds,
+        }),
+        Cmd::Bench {
+            bench:
+                Bench::Redis {
+                    requests,
+                    clients,
+                    rounds,
+                    modes,
+                    no_pin,
+                },
+        } => bench_redis::redis(&bench_redis::Opts {
+            requests,
+            clients,
+            rounds,
+            modes,
+            pin: !no_pin,
         }),
         Cmd::BenchLoop { iterations } => bench_overhead::bench_loop(iterations),
         Cmd::BenchPaced { rate, seconds } => bench_model::paced(rate, seconds),

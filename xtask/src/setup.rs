@@ -18,6 +18,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_MAJOR: &str = "22";
 /// Debian packages the integration tests use.
 const DEB_PACKAGES: &[&str] = &["iproute2", "procps", "systemd"];
+/// Debian packages only the benchmarks use: the peer baselines (auditd with an exec+connect rule
+/// set, redis-benchmark against Debian's redis-server). Not part of `setup`, so `cargo xtask test`
+/// never installs them.
+const BENCH_DEB_PACKAGES: &[&str] = &["auditd", "redis-server", "redis-tools"];
 
 pub fn setup() -> Result<()> {
     rust_src()?;
@@ -26,6 +30,11 @@ pub fn setup() -> Result<()> {
     mounts()?;
     eprintln!("setup: done");
     Ok(())
+}
+
+/// What the benchmarks need beyond `setup`: the peer baselines' Debian packages.
+pub fn bench_setup() -> Result<()> {
+    debian_packages(BENCH_DEB_PACKAGES)
 }
 
 fn nightly_sysroot() -> Result<PathBuf> {

@@ -60,6 +60,9 @@ pub struct ResponseStatus {
 pub struct ScorerStatus {
     pub model: String,
     pub windows_scored: u64,
+    /// Of those, windows whose score came from the memo of identical windows.
+    #[serde(default)]
+    pub windows_memo_hits: u64,
     /// Mean scorer time per window (features + inference), microseconds.
     pub mean_us_per_window: f64,
     /// Chunks of tokens the scorer could not take (its queue was full): those windows went unscored.
@@ -158,9 +161,10 @@ pub fn render_human(status: &Status) -> String {
         Some(sc) => {
             let _ = writeln!(
                 out,
-                "Scorer: {} — {} windows, {:.1} µs/window, {} chunks dropped, {} errors; profiles hold {} n-grams ({} windows unlearned: budget spent)",
+                "Scorer: {} — {} windows ({} from the memo), {:.1} µs/window, {} chunks dropped, {} errors; profiles hold {} n-grams ({} windows unlearned: budget spent)",
                 sc.model,
                 sc.windows_scored,
+                sc.windows_memo_hits,
                 sc.mean_us_per_window,
                 sc.work_dropped,
                 sc.errors,

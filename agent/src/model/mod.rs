@@ -5,11 +5,13 @@ mod contract;
 mod onnx;
 mod process_score;
 mod profile;
+mod window_memo;
 
 pub use contract::{DIM, STRIDE, WINDOW, window_features, window_starts, windows};
 pub use onnx::{Model, ModelError, Thresholds};
 pub use process_score::{ProcessScore, Verdict, score_sequence};
 pub use profile::NgramProfile;
+pub use window_memo::WindowMemo;
 
 /// Where `cargo xtask install` puts the shipped model.
 pub const DEFAULT_MODEL_PATH: &str = "/usr/lib/vigil/vigil.onnx";

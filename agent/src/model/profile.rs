@@ -50,9 +50,18 @@ pub struct NgramProfile {
 impl NgramProfile {
     /// Adds every n-gram of `seq` (whole sequence, n = 1..6); returns how many were new.
     pub fn learn(&mut self, seq: &[Token]) -> usize {
+        self.learn_after(seq, 0)
+    }
+
+    /// Like [`Self::learn`] for a window whose first `known` tokens were learned with the window
+    /// before it (sliding windows overlap): only the n-grams ending after them can be new, so
+    /// the rest are not looked up again. The set learned is the same.
+    pub fn learn_after(&mut self, seq: &[Token], known: usize) -> usize {
         let before = self.grams.len();
-        for n in 1..=MAX_N {
-            self.grams.extend(seq.windows(n).map(key));
+        for n in 1..=MAX_N.min(seq.len()) {
+            // The n-gram starting at i ends at i + n; it was learned already if i + n <= known.
+            let first = (known + 1).saturating_sub(n).min(seq.len() + 1 - n);
+            self.grams.extend(seq[first..].windows(n).map(key));
         }
         self.learned_sequences += 1;
         self.grams.len() - before
@@ -115,5 +124,23 @@ mod tests {
         assert!((p.window_novelty(&[1, 2, 9]) - expected).abs() < 1e-6);
         assert_eq!(p.score_sequence(&[]), 0.0);
         assert!(p.score_sequence(&[4, 3, 2, 1, 2, 3]) > 0.0);
+    }
+
+    #[test]
+    fn learning_the_new_part_of_overlapping_windows_learns_the_same_set() {
+        let seq: Vec<Token> = (0..96u16).map(|i| (i * 7 + i / 5) % 23).collect();
+        let mut whole = NgramProfile::default();
+        whole.learn(&seq[..64]);
+        whole.learn(&seq[32..96]);
+        let mut sliding = NgramProfile::default();
+        sliding.learn(&seq[..64]);
+        sliding.learn_after(&seq[32..96], 32);
+        assert_eq!(whole.grams, sliding.grams);
+        // Degenerate bounds: nothing known, everything known, windows shorter than n.
+        let mut p = NgramProfile::default();
+        assert_eq!(p.learn_after(&[1, 2], 0), 3);
+        assert_eq!(p.learn_after(&[1, 2], 2), 0);
+        assert_eq!(p.learn_after(&[1, 2, 3], 2), 3);
+        assert_eq!(p.learn_after(&[], 0), 0);
     }
 }

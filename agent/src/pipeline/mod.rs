@@ -136,6 +136,10 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         "process table seeded from {}",
         cfg.proc_root.display()
     );
+    // Loading parsed the kernel's BTF three times over (offsets, relocations, tp_btf attach):
+    // some 20 MB of heap, all freed by now but kept by malloc unless handed back.
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe { libc::malloc_trim(0) };
 
     let sink = match &cfg.events_json {
         Some(target) => Some(JsonSink::open(target).await?),
@@ -229,6 +233,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let mut tick = tokio::time::interval(cfg.status_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
+        let handoff = stage.score_handoff_at();
         tokio::select! {
             biased;
             _ = sigterm.recv() => break,
@@ -240,6 +245,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 }
             }
             Some(done) = stage.hashed.recv() => stage.apply_hash(done),
+            _ = sleep_until_some(handoff) => stage.hand_over_scores(),
             Some(update) = async { match score_updates.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
                 stage.report_score(update).await?;
             }
@@ -274,6 +280,14 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         tokio::task::spawn_blocking(move || rs.join()).await.ok();
     }
     Ok(())
+}
+
+/// Sleeps until `at`; never completes for `None`.
+async fn sleep_until_some(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn wait_true(mut rx: watch::Receiver<bool>) {

@@ -2,7 +2,11 @@
 //! passes through here once: it updates the table, becomes tokens in its process's sequence, and
 //! (when asked) a JSON line.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use agent_common::decode::Event;
 use tokio::sync::mpsc;
@@ -32,9 +36,19 @@ pub struct ProcessStage {
     pub hash_requests_dropped: u64,
     pub events_handled: u64,
     scorer: Option<ScorerHandle>,
+    /// Tokens for the scorer, handed over at most every [`SCORE_HANDOFF`] (or when
+    /// [`SCORE_HANDOFF_TOKENS`] wait): every handover wakes the scorer's thread, and on an
+    /// exec-heavy host the feed delivers a batch per exec.
+    score_work: Vec<ScoreWork>,
+    score_tokens: usize,
+    score_since: Option<Instant>,
     /// Policy decisions; `None` when the daemon runs without a response stage.
     pub responder: Option<Responder>,
 }
+
+/// Longest a token waits before the scorer gets it.
+pub const SCORE_HANDOFF: Duration = Duration::from_millis(5);
+const SCORE_HANDOFF_TOKENS: usize = 16_384;
 
 impl ProcessStage {
     pub fn new(
@@ -56,6 +70,9 @@ impl ProcessStage {
             hash_requests_dropped: 0,
             events_handled: 0,
             scorer,
+            score_work: Vec::new(),
+            score_tokens: 0,
+            score_since: None,
             responder: None,
         }
     }
@@ -137,13 +154,13 @@ impl ProcessStage {
     pub fn release(&mut self, watermark: u64) {
         let sequences = &mut self.sequences;
         let table = &self.table;
-        let mut work: Vec<ScoreWork> = Vec::new();
+        let work = &mut self.score_work;
+        let mut added = 0;
         let scoring = self.scorer.is_some();
         self.order.release(watermark, |key, tokens| {
-            for &t in tokens {
-                sequences.push_token(key, t);
-            }
+            sequences.push_tokens(key, tokens);
             if scoring {
+                added += tokens.len();
                 match work.last_mut() {
                     Some(w) if w.key == key => w.tokens.extend_from_slice(tokens),
                     _ => {
@@ -158,6 +175,24 @@ impl ProcessStage {
                 }
             }
         });
+        if added > 0 {
+            self.score_tokens += added;
+            self.score_since.get_or_insert_with(Instant::now);
+        }
+        if self.score_tokens >= SCORE_HANDOFF_TOKENS || watermark == u64::MAX {
+            self.hand_over_scores();
+        }
+    }
+
+    /// When the tokens waiting for the scorer must be handed over, if any wait.
+    pub fn score_handoff_at(&self) -> Option<Instant> {
+        self.score_since.map(|t| t + SCORE_HANDOFF)
+    }
+
+    pub fn hand_over_scores(&mut self) {
+        self.score_since = None;
+        self.score_tokens = 0;
+        let work = std::mem::take(&mut self.score_work);
         if let Some(scorer) = &self.scorer {
             scorer.submit(work);
         }

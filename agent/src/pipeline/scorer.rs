@@ -16,7 +16,7 @@ use tracing::{error, warn};
 
 use crate::{
     model::{
-        DIM, Model, NgramProfile, ProcessScore, STRIDE, Thresholds, Verdict, WINDOW,
+        DIM, Model, NgramProfile, ProcessScore, STRIDE, Thresholds, Verdict, WINDOW, WindowMemo,
         window_features,
     },
     process::ProcessKey,
@@ -47,6 +47,8 @@ pub struct ScoreUpdate {
 #[derive(Debug, Default)]
 pub struct ScorerStats {
     pub windows: AtomicU64,
+    /// Windows whose score came from the memo (an identical window was scored before).
+    pub memo_hits: AtomicU64,
     pub busy_ns: AtomicU64,
     pub work_dropped: AtomicU64,
     pub errors: AtomicU64,
@@ -58,6 +60,8 @@ pub struct ScorerStats {
 
 /// Queue between the process stage and the scorer, in chunks.
 const QUEUE: usize = 4096;
+/// Windows per memo generation: ~1.3 MB at most for both.
+const MEMO_WINDOWS: usize = 4096;
 
 #[derive(Default)]
 struct Live {
@@ -77,7 +81,17 @@ struct Live {
 struct ExeProfile {
     profile: NgramProfile,
     learn_until: Instant,
+    /// Windows this executable showed recently, by keyed digest ([`Profiles::digest`]):
+    /// while learning, windows already learned (learning one again adds nothing); afterwards,
+    /// their novelty (the profile no longer changes). Executables repeat their windows all the
+    /// time, and one lookup here replaces up to 360 n-gram lookups. Cleared when it reaches
+    /// [`RECENT_WINDOWS`] and when learning ends.
+    recent: HashMap<u64, f32>,
+    recent_while_learning: bool,
 }
+
+/// Bound of [`ExeProfile::recent`] per executable.
+const RECENT_WINDOWS: usize = 512;
 
 struct Profiles {
     by_exe: HashMap<Arc<str>, ExeProfile>,
@@ -86,6 +100,9 @@ struct Profiles {
     grams: usize,
     /// Windows not learned because the budget was spent.
     saturated: u64,
+    /// Keyed with a per-run random key, so that nobody can make a window collide with one an
+    /// executable showed before and borrow its novelty.
+    digest: std::collections::hash_map::RandomState,
 }
 
 /// n-grams all profiles together may hold (8 bytes each plus table overhead: ~40 MB at most).
@@ -93,8 +110,8 @@ const PROFILE_BUDGET: usize = 2_000_000;
 
 impl Profiles {
     /// Learns the window while the executable is in its learn period; afterwards returns its
-    /// novelty.
-    fn observe(&mut self, exe: &Arc<str>, window: &[Token]) -> Option<f32> {
+    /// novelty. `known`: how many leading tokens the process's previous window covered.
+    fn observe(&mut self, exe: &Arc<str>, window: &[Token], known: usize) -> Option<f32> {
         let now = Instant::now();
         let learn_for = self.learn_for;
         let p = self
@@ -103,16 +120,33 @@ impl Profiles {
             .or_insert_with(|| ExeProfile {
                 profile: NgramProfile::default(),
                 learn_until: now + learn_for,
+                recent: HashMap::new(),
+                recent_while_learning: true,
             });
-        if now < p.learn_until {
+        let learning = now < p.learn_until;
+        if learning != p.recent_while_learning {
+            p.recent.clear();
+            p.recent_while_learning = learning;
+        }
+        let h = std::hash::BuildHasher::hash_one(&self.digest, window);
+        if let Some(&novelty) = p.recent.get(&h) {
+            return (!learning).then_some(novelty);
+        }
+        if p.recent.len() >= RECENT_WINDOWS {
+            p.recent.clear();
+        }
+        if learning {
             if self.grams < PROFILE_BUDGET {
-                self.grams += p.profile.learn(window);
+                self.grams += p.profile.learn_after(window, known);
+                p.recent.insert(h, f32::NAN);
             } else {
                 self.saturated += 1;
             }
             None
         } else {
-            Some(p.profile.window_novelty(window))
+            let novelty = p.profile.window_novelty(window);
+            p.recent.insert(h, novelty);
+            Some(novelty)
         }
     }
 }
@@ -146,24 +180,28 @@ pub fn spawn(
     let stats = Arc::new(ScorerStats::default());
     let st = stats.clone();
     tokio::task::spawn_blocking(move || {
-        let mut live: HashMap<ProcessKey, Live> = HashMap::new();
+        let mut live: foldhash::HashMap<ProcessKey, Live> = Default::default();
         let mut profiles = Profiles {
             by_exe: HashMap::new(),
             learn_for,
             grams: 0,
             saturated: 0,
+            digest: Default::default(),
         };
-        let mut features = vec![0.0f32; DIM];
+        let mut scoring = ModelScoring {
+            model,
+            features: vec![0.0f32; DIM],
+            memo: WindowMemo::new(MEMO_WINDOWS),
+        };
         while let Some(chunk) = rx.blocking_recv() {
             let t0 = Instant::now();
             let limits = *thresholds.read().unwrap_or_else(|p| p.into_inner());
             for work in chunk {
                 if let Some(update) = feed(
-                    &model,
+                    &mut scoring,
                     &limits,
                     &mut profiles,
                     &mut live,
-                    &mut features,
                     work,
                     &st,
                 ) && up_tx.try_send(update).is_err()
@@ -187,50 +225,61 @@ struct Scores<'a> {
     novelty: &'a mut ProcessScore,
 }
 
-/// Scores one window with the model, and with the executable's profile once it has learned.
-fn score_window(
-    model: &Model,
-    profiles: &mut Profiles,
-    scores: Scores<'_>,
-    exe: &Arc<str>,
-    window: &[Token],
-    features: &mut [f32],
-    st: &ScorerStats,
-) {
-    if let Some(novelty) = profiles.observe(exe, window) {
-        scores.novelty.push(novelty);
-    }
-    if let Some(s) = model_score(model, window, features, st) {
-        scores.model.push(s);
+/// The model with its scratch features and the memo of windows it already scored.
+struct ModelScoring {
+    model: Model,
+    features: Vec<f32>,
+    memo: WindowMemo,
+}
+
+impl ModelScoring {
+    fn score(&mut self, window: &[Token], st: &ScorerStats) -> Option<f32> {
+        st.windows.fetch_add(1, Relaxed);
+        let (model, features) = (&self.model, &mut self.features);
+        let hits = self.memo.hits;
+        let scored = self.memo.get_or_score(window, |w| {
+            window_features(w, features);
+            model.score(features)
+        });
+        if self.memo.hits != hits {
+            st.memo_hits.fetch_add(1, Relaxed);
+        }
+        match scored {
+            Ok(s) => Some(s),
+            Err(e) => {
+                st.errors.fetch_add(1, Relaxed);
+                error!("{e}");
+                None
+            }
+        }
     }
 }
 
-fn model_score(
-    model: &Model,
-    window: &[Token],
-    features: &mut [f32],
+/// Scores one window with the model, and with the executable's profile once it has learned.
+/// `known`: leading tokens shared with the process's previous window.
+fn score_window(
+    scoring: &mut ModelScoring,
+    profiles: &mut Profiles,
+    scores: Scores<'_>,
+    exe: &Arc<str>,
+    (window, known): (&[Token], usize),
     st: &ScorerStats,
-) -> Option<f32> {
-    window_features(window, features);
-    st.windows.fetch_add(1, Relaxed);
-    match model.score(features) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            st.errors.fetch_add(1, Relaxed);
-            error!("{e}");
-            None
-        }
+) {
+    if let Some(novelty) = profiles.observe(exe, window, known) {
+        scores.novelty.push(novelty);
+    }
+    if let Some(s) = scoring.score(window, st) {
+        scores.model.push(s);
     }
 }
 
 /// Adds tokens to a process, scores every window they complete (and the tail at exit), and
 /// returns an update when the process's verdict rises.
 fn feed(
-    model: &Model,
+    scoring: &mut ModelScoring,
     limits: &Thresholds,
     profiles: &mut Profiles,
-    live: &mut HashMap<ProcessKey, Live>,
-    features: &mut [f32],
+    live: &mut foldhash::HashMap<ProcessKey, Live>,
     work: ScoreWork,
     st: &ScorerStats,
 ) -> Option<ScoreUpdate> {
@@ -243,13 +292,17 @@ fn feed(
             model: &mut p.score,
             novelty: &mut p.novelty,
         };
+        let known = if p.next_start == 0 {
+            0
+        } else {
+            WINDOW - STRIDE
+        };
         score_window(
-            model,
+            scoring,
             profiles,
             scores,
             &work.exe,
-            &p.buf[..WINDOW],
-            features,
+            (&p.buf[..WINDOW], known),
             st,
         );
         p.drained.clear();
@@ -276,7 +329,7 @@ fn feed(
                 model: &mut p.score,
                 novelty: &mut p.novelty,
             };
-            score_window(model, profiles, scores, &work.exe, &tail, features, st);
+            score_window(scoring, profiles, scores, &work.exe, (&tail, 0), st);
         }
     }
     let value = p.score.value();

@@ -110,6 +110,7 @@ impl StatusBuilder {
                 ScorerStatus {
                     model: path.clone(),
                     windows_scored: windows,
+                    windows_memo_hits: st.memo_hits.load(Relaxed),
                     mean_us_per_window: st.busy_ns.load(Relaxed) as f64
                         / 1e3
                         / windows.max(1) as f64,

@@ -1,7 +1,7 @@
 //! The process table: one entry per process, keyed by identity that survives pid reuse, kept
 //! current by exec/fork/exit events. Single owner (the pipeline's process stage), so no locks.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,10 @@ impl Default for TableConfig {
     fn default() -> Self {
         Self {
             max_entries: 65_536,
-            exit_grace: Duration::from_secs(30),
+            // What arrives after an exit (reordered tokens, a hash, the scorer's last verdict)
+            // lags by milliseconds, seconds when a stage is backed up; every entry kept costs
+            // memory on exec-heavy hosts (1000 exits/s keep 10,000 entries).
+            exit_grace: Duration::from_secs(10),
         }
     }
 }
@@ -49,7 +52,7 @@ impl ProcessTable {
     pub fn new(config: TableConfig) -> Self {
         Self {
             config,
-            by_tgid: HashMap::new(),
+            by_tgid: HashMap::default(),
             len: 0,
             expired_total: 0,
             evicted_total: 0,

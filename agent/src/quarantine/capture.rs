@@ -1,6 +1,13 @@
-//! `quarantine()`: pin the process, record, create a frozen cgroup, cut the network, move the
-//! process tree in, verify the freeze, vault evidence. Each step is persisted before it runs;
-//! any failure after the record exists is rolled back and leaves a `Failed` record.
+//! `quarantine()`: pin the process, record, contain, then make it durable: create a frozen
+//! cgroup, cut the network, move the process tree in, verify the freeze, end the containment,
+//! vault evidence. Each step is persisted before it runs; any failure after the record exists
+//! is rolled back and leaves a `Failed` record.
+//!
+//! Containment comes first because it is cheap: a tgid network entry and a SIGSTOP through the
+//! pidfd cost microseconds per process, while every `cgroup.procs` write waits for an RCU grace
+//! period (milliseconds). Stopped, the tree can neither run, fork nor connect while the cgroup
+//! work is done; once the frozen cgroup holds it, SIGCONT only moves each task from the stop
+//! into the freezer trap, and the cgroup's network entry replaces the tgid ones.
 //!
 //! The cgroup is frozen when it is created, before anything enters: a process moved in stops at
 //! once and cannot fork a child that escapes while its descendants are still being found.
@@ -28,9 +35,19 @@ use super::vault::{EVIDENCE_FILE, EXE_FILE};
 /// any scan; what was caught stays frozen).
 const MAX_MOVE_PASSES: usize = 64;
 
+/// How long containment waits for its SIGSTOPs to take effect (each thread stopped, or in an
+/// uninterruptible sleep it leaves only to stop). Past it the capture goes on and says so: the
+/// frozen cgroup follows anyway.
+const CONTAIN_WAIT: Duration = Duration::from_millis(100);
+
 /// What has been done so far, so a rollback undoes only that.
 #[derive(Debug, Default)]
 struct Progress {
+    /// Processes the containment SIGSTOPped, pinned (SIGCONT reaches them or nothing), with
+    /// their start times.
+    stopped: Vec<(PidFd, u64)>,
+    /// tgids the containment put in the network map.
+    cut_tgids: Vec<u32>,
     cgroup_created: bool,
     cut_attempted: bool,
 }
@@ -52,27 +69,166 @@ impl QuarantineManager {
             });
         }
 
-        // 2. The record, Pending.
+        // 2. The record, Pending. Written (atomically) before anything is done, but fsynced only
+        // with the `contained:` step: the fsync guards against a power loss, and nothing the
+        // containment does survives one (stopped processes and BPF map entries die with the
+        // kernel), while a vigil crash keeps the unsynced write in the page cache. So the fsync
+        // can follow containment instead of delaying it, and still precedes the cgroup work.
         let id = self.vault.create_entry(Utc::now())?;
         let cgroup = self.cfg.cgroup_parent.join(&id);
         let mut record = QuarantineRecord::pending(id, cgroup, &req, target.stat.start_ticks);
-        self.step(
+        self.step_as(
             &mut record,
             format!(
                 "pending: pid {} ({}) start_ticks {} in {original}; reason: {}",
                 req.pid, target.stat.comm, target.stat.start_ticks, req.reason
             ),
+            false,
         )?;
 
         let mut progress = Progress::default();
-        match self.capture(&mut record, &req, &target, &original, net, &mut progress) {
+        let result = self
+            .contain(&mut record, &req, &target, net, &mut progress)
+            .and_then(|()| self.capture(&mut record, &req, &target, &original, net, &mut progress));
+        match result {
             Ok(()) => {
                 info!(id = %record.id, pid = req.pid, pids = ?record.pids, "quarantined");
                 Ok(record)
             }
             Err(e) => {
-                self.roll_back(&mut record, net, &progress, &e);
+                self.roll_back(&mut record, net, &mut progress, &e);
                 Err(e)
+            }
+        }
+    }
+
+    /// Holds the target and its descendants at once: each is cut from the network by tgid,
+    /// then SIGSTOPped through its pidfd. A stopped process cannot fork, so rescanning until a
+    /// pass finds nothing new catches the tree. Protected processes (`spare`, vigil and its
+    /// ancestors) are never stopped, and neither are their descendants. The `contained:` step
+    /// is noted once the stops have taken effect.
+    fn contain(
+        &mut self,
+        record: &mut QuarantineRecord,
+        req: &QuarantineRequest,
+        target: &Target,
+        net: &mut dyn NetworkCut,
+        progress: &mut Progress,
+    ) -> Result<(), QuarantineError> {
+        let cut = net.available();
+        let pid = target.pidfd.pid;
+        let mut notes = Vec::new();
+        let pidfd = target
+            .pidfd
+            .try_clone()
+            .map_err(|e| QuarantineError::io(format!("/proc/{pid}"), e))?;
+        let held = hold(pidfd, &target.stat, cut, net, progress, &mut notes);
+        held.map_err(|e| {
+            if is_gone(&e) {
+                QuarantineError::ProcessGone { pid }
+            } else {
+                QuarantineError::Signal { pid, source: e }
+            }
+        })?;
+
+        let protected = procfs::self_and_ancestors();
+        let mut members: BTreeSet<u32> = BTreeSet::from([pid]);
+        let mut complete = false;
+        for _ in 0..MAX_MOVE_PASSES {
+            let mut found_new = false;
+            for child in children_of(&members) {
+                if protected.contains(&child) || req.spare.contains(&child) {
+                    continue;
+                }
+                // Pin first, then re-read, as in `move_descendants`.
+                let Ok(pidfd) = PidFd::open(child) else {
+                    continue;
+                };
+                let Ok(stat) = procfs::read_stat(child) else {
+                    continue;
+                };
+                if !members.contains(&stat.ppid) || stat.is_kernel_thread() {
+                    continue;
+                }
+                members.insert(child);
+                found_new = true;
+                match hold(pidfd, &stat, cut, net, progress, &mut notes) {
+                    Err(e) if !is_gone(&e) => {
+                        notes.push(format!("SIGSTOP of pid {child} failed: {e}"))
+                    }
+                    _ => {}
+                }
+            }
+            if !found_new {
+                complete = true;
+                break;
+            }
+        }
+        if !complete {
+            notes.push(format!(
+                "descendants still appearing after {MAX_MOVE_PASSES} passes; containing what was caught"
+            ));
+        }
+        let (in_effect, states) = wait_held(&progress.stopped, CONTAIN_WAIT);
+        if !in_effect {
+            warn!(id = %record.id, states, "a contained task is still running");
+            notes.push(format!(
+                "not every stop in effect after {CONTAIN_WAIT:?}: {states}"
+            ));
+        }
+        for n in notes {
+            record.note(n);
+        }
+        record.stopped = progress
+            .stopped
+            .iter()
+            .map(|(p, ticks)| (p.pid, *ticks))
+            .collect();
+        let pids: Vec<u32> = record.stopped.iter().map(|&(p, _)| p).collect();
+        let network = if !cut {
+            "network NOT cut: no network guards on this host".to_owned()
+        } else if progress.cut_tgids.len() == members.len() {
+            "network cut by tgid".to_owned()
+        } else {
+            format!(
+                "network cut by tgid for {} of {}",
+                progress.cut_tgids.len(),
+                members.len()
+            )
+        };
+        self.step_as(
+            record,
+            format!(
+                "contained: {} process(es) stopped (SIGSTOP) {pids:?}, {network}",
+                pids.len()
+            ),
+            true,
+        )
+    }
+
+    /// Ends the containment: SIGCONT to every process it stopped, and its tgid network entries
+    /// removed. After a successful capture they sit in the frozen cgroup, which keeps them
+    /// from running and whose own network entry covers them; after a rollback they are free.
+    fn uncontain(
+        &mut self,
+        record: &mut QuarantineRecord,
+        net: &mut dyn NetworkCut,
+        progress: &mut Progress,
+    ) {
+        for (pidfd, _) in progress.stopped.drain(..) {
+            match pidfd.signal(libc::SIGCONT) {
+                Err(e) if !is_gone(&e) => {
+                    record.note(format!("SIGCONT of pid {} failed: {e}", pidfd.pid));
+                }
+                _ => {}
+            }
+        }
+        record.stopped.clear();
+        for tgid in progress.cut_tgids.drain(..) {
+            if let Err(e) = net.restore_tgid(tgid) {
+                record.note(format!(
+                    "removing the network entry of tgid {tgid} failed: {e}"
+                ));
             }
         }
     }
@@ -118,9 +274,11 @@ impl QuarantineManager {
             self.step(record, "network NOT cut: no network guards on this host")?;
         }
 
-        // 5. The process, then its descendants.
+        // 5. The process, then its descendants, then any contained process the descendant
+        // scan no longer reaches.
         self.move_target(record, &cg, target, original)?;
         self.move_descendants(record, &cg, &req.spare)?;
+        self.move_stragglers(record, &cg, progress)?;
 
         // 6. Verify the freeze.
         self.step(
@@ -136,11 +294,27 @@ impl QuarantineManager {
         }
         record.note(format!("frozen 1; task states {states}"));
 
-        // 7. Evidence.
+        // 7. The frozen cgroup holds the tree now: end the containment. A stopped task that
+        // gets SIGCONT in a frozen cgroup goes from the stop straight into the freezer trap and
+        // never reaches user space (and runs normally, not stopped, once thawed). The tgid
+        // entries go now, not at release: pids are recycled.
+        if !progress.stopped.is_empty() || !progress.cut_tgids.is_empty() {
+            self.step(
+                record,
+                format!(
+                    "end containment: SIGCONT {} process(es) inside the frozen cgroup, remove {} tgid network entries",
+                    progress.stopped.len(),
+                    progress.cut_tgids.len()
+                ),
+            )?;
+            self.uncontain(record, net, progress);
+        }
+
+        // 8. Evidence.
         self.step(record, format!("vault evidence of pid {}", req.pid))?;
         self.vault_evidence(record, req)?;
 
-        // 8. Done.
+        // 9. Done.
         record.state = QState::Active;
         self.step(
             record,
@@ -230,24 +404,7 @@ impl QuarantineManager {
                         stat.comm, stat.ppid
                     ),
                 )?;
-                match cg.add_pid(pid) {
-                    Ok(()) if pidfd.is_alive() => {
-                        record.original_cgroups.push((pid, from));
-                    }
-                    Ok(()) => {
-                        // Exited and the number was recycled mid-move: put the stranger back.
-                        record.pids.retain(|&p| p != pid);
-                        record.note(format!("pid {pid} exited during the move; moving it back"));
-                        if let Err(e) = self.cgroup_at(&from).add_pid(pid) {
-                            record.note(format!("moving pid {pid} back failed: {e}"));
-                        }
-                    }
-                    Err(e) if is_gone(&e) => {
-                        record.pids.retain(|&p| p != pid);
-                        record.note(format!("pid {pid} exited before the move"));
-                    }
-                    Err(e) => return Err(QuarantineError::io(cg.path.join("cgroup.procs"), e)),
-                }
+                self.move_in(record, cg, &pidfd, from)?;
             }
             if !found_new {
                 return Ok(());
@@ -257,6 +414,64 @@ impl QuarantineManager {
         record.note(format!(
             "descendants still appearing after {MAX_MOVE_PASSES} passes; keeping what was caught"
         ));
+        Ok(())
+    }
+
+    /// Moves in every contained process the descendant scan did not reach (its parent died
+    /// and it was reparented away): whatever was stopped ends up frozen, so that the SIGCONT
+    /// that ends the containment cannot set it free.
+    fn move_stragglers(
+        &mut self,
+        record: &mut QuarantineRecord,
+        cg: &Cgroup,
+        progress: &Progress,
+    ) -> Result<(), QuarantineError> {
+        for (pidfd, _) in &progress.stopped {
+            let pid = pidfd.pid;
+            if record.pids.contains(&pid) || !pidfd.is_alive() {
+                continue;
+            }
+            let Ok(from) = procfs::v2_cgroup(pid) else {
+                continue;
+            };
+            record.pids.push(pid);
+            self.step(
+                record,
+                format!("move pid {pid} (contained, no longer a descendant) from {from}"),
+            )?;
+            self.move_in(record, cg, pidfd, from)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `pidfd`'s pid (already listed in `record.pids`) to `cg`, and keeps the record
+    /// true to the outcome.
+    fn move_in(
+        &mut self,
+        record: &mut QuarantineRecord,
+        cg: &Cgroup,
+        pidfd: &PidFd,
+        from: String,
+    ) -> Result<(), QuarantineError> {
+        let pid = pidfd.pid;
+        match cg.add_pid(pid) {
+            Ok(()) if pidfd.is_alive() => {
+                record.original_cgroups.push((pid, from));
+            }
+            Ok(()) => {
+                // Exited and the number was recycled mid-move: put the stranger back.
+                record.pids.retain(|&p| p != pid);
+                record.note(format!("pid {pid} exited during the move; moving it back"));
+                if let Err(e) = self.cgroup_at(&from).add_pid(pid) {
+                    record.note(format!("moving pid {pid} back failed: {e}"));
+                }
+            }
+            Err(e) if is_gone(&e) => {
+                record.pids.retain(|&p| p != pid);
+                record.note(format!("pid {pid} exited before the move"));
+            }
+            Err(e) => return Err(QuarantineError::io(cg.path.join("cgroup.procs"), e)),
+        }
         Ok(())
     }
 
@@ -308,7 +523,7 @@ impl QuarantineManager {
         &mut self,
         record: &mut QuarantineRecord,
         net: &mut dyn NetworkCut,
-        progress: &Progress,
+        progress: &mut Progress,
         error: &QuarantineError,
     ) {
         warn!(id = %record.id, %error, "quarantine failed; rolling back");
@@ -339,8 +554,78 @@ impl QuarantineManager {
                 record.note(format!("removing the cgroup failed: {e}"));
             }
         }
+        // Last, once out of the cgroup: SIGCONT and the tgid entries.
+        if !progress.stopped.is_empty() || !progress.cut_tgids.is_empty() {
+            self.step_best_effort(
+                record,
+                format!(
+                    "end containment: SIGCONT {} process(es), remove {} tgid network entries",
+                    progress.stopped.len(),
+                    progress.cut_tgids.len()
+                ),
+            );
+            self.uncontain(record, net, progress);
+        }
         record.state = QState::Failed(error.to_string());
         self.step_best_effort(record, "rolled back");
+    }
+}
+
+/// Cuts one process's network by tgid, then SIGSTOPs it through `pidfd`. A process already
+/// stopped (job control, a debugger) gets the SIGSTOP too but is not recorded as stopped by the
+/// containment, so the SIGCONT that ends it leaves that stop to whoever made it. The error is
+/// the signal's; a failed tgid entry only becomes a note (the stop holds the network anyway).
+fn hold(
+    pidfd: PidFd,
+    stat: &procfs::Stat,
+    cut: bool,
+    net: &mut dyn NetworkCut,
+    progress: &mut Progress,
+    notes: &mut Vec<String>,
+) -> std::io::Result<()> {
+    let pid = pidfd.pid;
+    if cut {
+        match net.cut_tgid(pid) {
+            Ok(()) => progress.cut_tgids.push(pid),
+            Err(e) => notes.push(format!("network cut of tgid {pid} failed: {e}")),
+        }
+    }
+    pidfd.signal(libc::SIGSTOP)?;
+    if stat.state == 'T' {
+        notes.push(format!(
+            "pid {pid} ({}) was already stopped: no SIGCONT will follow from vigil",
+            stat.comm
+        ));
+    } else {
+        progress.stopped.push((pidfd, stat.start_ticks));
+    }
+    Ok(())
+}
+
+/// Waits until no thread of the stopped processes can still run user code: each is stopped
+/// (`T`, `t`), in an uninterruptible sleep it leaves only to stop (`D`), or dead. A SIGSTOP
+/// lands within microseconds, so this rarely loops. Returns whether it held and, when it did
+/// not, a `tid=state` summary of the rest.
+fn wait_held(stopped: &[(PidFd, u64)], timeout: Duration) -> (bool, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let running: Vec<(u32, char)> = stopped
+            .iter()
+            .flat_map(|(p, _)| procfs::thread_states(p.pid))
+            .filter(|&(_, s)| !matches!(s, 'T' | 't' | 'D' | 'Z' | 'X'))
+            .collect();
+        if running.is_empty() {
+            return (true, String::new());
+        }
+        if Instant::now() >= deadline {
+            let summary = running
+                .iter()
+                .map(|(tid, s)| format!("{tid}={s}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            return (false, summary);
+        }
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 

@@ -37,17 +37,22 @@ impl Default for QuarantineConfig {
     }
 }
 
-/// The network half of quarantine, done by the caller's BPF map keyed on cgroup id. `restore`
-/// must be idempotent: after a crash the manager cannot know whether a cut happened, so it
-/// restores anyway.
+/// The network half of quarantine, done by the caller's BPF maps: one keyed on cgroup id (the
+/// lasting cut), one keyed on tgid (the containment, from the verdict until the processes sit
+/// in the cgroup). The restores must be idempotent: after a crash the manager cannot know
+/// whether a cut happened, so it restores anyway.
 pub trait NetworkCut {
-    /// Whether this host can cut a cgroup's network at all (the guards are attached). When it
-    /// cannot, a quarantine still freezes and says the network was not cut.
+    /// Whether this host can cut network at all (the guards are attached). When it cannot, a
+    /// quarantine still stops and freezes and says the network was not cut.
     fn available(&self) -> bool {
         true
     }
     fn cut(&mut self, cgroup_id: u64) -> Result<(), String>;
     fn restore(&mut self, cgroup_id: u64) -> Result<(), String>;
+    /// Cuts one process (thread group) by tgid. Entries must not outlive the capture that made
+    /// them: pids are recycled.
+    fn cut_tgid(&mut self, tgid: u32) -> Result<(), String>;
+    fn restore_tgid(&mut self, tgid: u32) -> Result<(), String>;
 }
 
 #[derive(Debug)]
@@ -129,15 +134,27 @@ impl QuarantineManager {
     }
 
     /// The write-ahead rule: note the step and persist the record before performing it, so a
-    /// crash in the middle of the step leaves a record that says it was under way.
+    /// crash in the middle of the step leaves a record that says it was under way. Durable
+    /// (fsynced) when it changes the state; see `QuarantineVault::write_record`.
     pub(super) fn step(
         &mut self,
         record: &mut QuarantineRecord,
         what: impl AsRef<str>,
     ) -> Result<(), QuarantineError> {
+        let durable = record.state != QState::Pending;
+        self.step_as(record, what, durable)
+    }
+
+    /// [`Self::step`] with the durability chosen by the caller.
+    pub(super) fn step_as(
+        &mut self,
+        record: &mut QuarantineRecord,
+        what: impl AsRef<str>,
+        durable: bool,
+    ) -> Result<(), QuarantineError> {
         info!(id = %record.id, step = what.as_ref(), "quarantine step");
         record.note(what);
-        self.save(record)
+        self.save_as(record, durable)
     }
 
     /// Like [`Self::step`] for rollback and failure notes, where a failing disk must not stop
@@ -153,7 +170,11 @@ impl QuarantineManager {
     }
 
     pub(super) fn save(&mut self, record: &QuarantineRecord) -> Result<(), QuarantineError> {
-        self.vault.write_record(record)?;
+        self.save_as(record, record.state != QState::Pending)
+    }
+
+    fn save_as(&mut self, record: &QuarantineRecord, durable: bool) -> Result<(), QuarantineError> {
+        self.vault.write_record(record, durable)?;
         self.records.insert(record.id.clone(), record.clone());
         Ok(())
     }

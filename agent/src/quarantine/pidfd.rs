@@ -27,14 +27,28 @@ impl PidFd {
         Ok(Self { pid, fd })
     }
 
+    /// A second descriptor on the same process.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self {
+            pid: self.pid,
+            fd: self.fd.try_clone()?,
+        })
+    }
+
     /// SIGKILL through the pidfd: reaches the process it was opened on, or nothing.
     pub fn kill(&self) -> io::Result<()> {
-        // SAFETY: as in `is_alive`, with SIGKILL.
+        self.signal(libc::SIGKILL)
+    }
+
+    /// `sig` through the pidfd, to the whole thread group: reaches the process it was opened
+    /// on, or nothing (ESRCH once it has exited).
+    pub fn signal(&self, sig: libc::c_int) -> io::Result<()> {
+        // SAFETY: as in `is_alive`, with `sig`.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 self.fd.as_raw_fd(),
-                libc::SIGKILL,
+                sig,
                 std::ptr::null::<libc::siginfo_t>(),
                 0_u32,
             )

@@ -2,7 +2,7 @@
 //! and who a process's children are.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// `PF_KTHREAD` in `/proc/PID/stat` field 9.
@@ -47,8 +47,26 @@ pub(super) fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 fn read_stat_at(path: &Path) -> io::Result<Stat> {
-    let text = fs::read_to_string(path)?;
-    parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))
+    // open, read, close: quarantine reads every process's stat per descendant scan, while
+    // `read_to_string` would add a statx and several growing reads (procfs sizes are 0).
+    let mut buf = [0_u8; 2048];
+    let mut file = fs::File::open(path)?;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // A stat line always ends in a newline; without one it was cut short. Lossy: a process
+    // must not hide from the scans by naming itself in invalid UTF-8.
+    let text = String::from_utf8_lossy(&buf[..n]);
+    Some(&*text)
+        .filter(|t| t.ends_with('\n'))
+        .and_then(parse_stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))
 }
 
 pub(super) fn read_stat(pid: u32) -> io::Result<Stat> {

@@ -103,7 +103,13 @@ pub struct QuarantineRecord {
     /// `cgroup.events` said `frozen 1` and no task was left running.
     pub frozen_verified: bool,
     pub network_cut: bool,
-    /// Audit trail: `<RFC 3339> <step>`, each written before the step it names is performed.
+    /// Processes the containment SIGSTOPped, as `(pid, start_ticks)`, until it sends them
+    /// SIGCONT inside the frozen cgroup. Non-empty only mid-capture, or in a record interrupted
+    /// there: release (SIGCONT) and kill (SIGKILL) then reach the ones still the same process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<(u32, u64)>,
+    /// Audit trail: `<RFC 3339> <step>`, each written before the step it names is performed
+    /// (`contained:` is the exception: it reports containment just put in effect).
     pub events: Vec<String>,
 }
 
@@ -137,6 +143,7 @@ impl QuarantineRecord {
             policy_version: req.policy_version.clone(),
             frozen_verified: false,
             network_cut: false,
+            stopped: Vec::new(),
             events: Vec::new(),
         }
     }

@@ -7,8 +7,10 @@
 use tracing::{info, warn};
 
 use super::cgroup::{Cgroup, SETTLE_TIMEOUT};
-use super::error::QuarantineError;
+use super::error::{QuarantineError, is_gone};
 use super::manager::{NetworkCut, QuarantineManager};
+use super::pidfd::PidFd;
+use super::procfs;
 use super::record::{QState, QuarantineRecord};
 
 /// Passes over `cgroup.procs` when moving processes out: after a thaw a process can fork once
@@ -50,6 +52,8 @@ impl QuarantineManager {
             cg.wait_frozen(false, self.cfg.freeze_timeout)?;
             self.move_all_out(record, &cg, true)?;
         }
+        // Still before the network: a resumed process runs with it cut, as above.
+        self.signal_left_stopped(record, libc::SIGCONT, "resume (SIGCONT)")?;
         self.restore_network(record, net)?;
         self.remove_cgroup(record, &cg)?;
         record.state = QState::Released;
@@ -73,10 +77,53 @@ impl QuarantineManager {
             cg.wait_empty(self.cfg.freeze_timeout.max(SETTLE_TIMEOUT))?;
             record.note("cgroup.procs is empty");
         }
+        self.signal_left_stopped(record, libc::SIGKILL, "SIGKILL")?;
         self.restore_network(record, net)?;
         self.remove_cgroup(record, &cg)?;
         record.state = QState::Killed;
         self.step(record, "killed")
+    }
+
+    /// Sends `sig` to the processes an interrupted capture may have left SIGSTOPped, in the
+    /// cgroup or outside it: those its record lists, and for an interrupted record the target
+    /// itself (a crash between its SIGSTOP and the `contained:` step left no list). Each must
+    /// still be the same process (pidfd, then start time) and be stopped; a completed capture
+    /// lists none, having sent them SIGCONT itself.
+    fn signal_left_stopped(
+        &mut self,
+        record: &mut QuarantineRecord,
+        sig: libc::c_int,
+        what: &str,
+    ) -> Result<(), QuarantineError> {
+        let mut candidates = record.stopped.clone();
+        if record.state == QState::Interrupted && !candidates.iter().any(|&(p, _)| p == record.pid)
+        {
+            candidates.push((record.pid, record.start_ticks));
+        }
+        for (pid, start_ticks) in candidates {
+            let Ok(pidfd) = PidFd::open(pid) else {
+                continue;
+            };
+            let Ok(stat) = procfs::read_stat(pid) else {
+                continue;
+            };
+            if stat.start_ticks != start_ticks || stat.state != 'T' {
+                continue;
+            }
+            self.step(
+                record,
+                format!(
+                    "{what} pid {pid} ({}), left stopped by the interrupted capture",
+                    stat.comm
+                ),
+            )?;
+            match pidfd.signal(sig) {
+                Err(e) if !is_gone(&e) => return Err(QuarantineError::Signal { pid, source: e }),
+                _ => {}
+            }
+        }
+        record.stopped.clear();
+        Ok(())
     }
 
     /// Removes the network entry. A vanished record's id may already name an unrelated cgroup,

@@ -2,6 +2,7 @@
 //! otherwise. Each test works under its own cgroup parent and vault and only touches processes it
 //! spawned; a drop guard SIGKILLs and removes whatever it left behind, even after a panic.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
@@ -22,7 +23,12 @@ use super::*;
 /// Records what the manager asked of the network instead of touching a BPF map.
 #[derive(Debug, Default)]
 struct RecordingNet {
+    /// Cgroup cuts and restores, in order.
     calls: Vec<(&'static str, u64)>,
+    /// Every tgid ever cut, in order.
+    tgids_cut: Vec<u32>,
+    /// tgid entries in the "map" now.
+    tgids: BTreeSet<u32>,
     fail_cut: bool,
 }
 
@@ -39,6 +45,48 @@ impl NetworkCut for RecordingNet {
         self.calls.push(("restore", cgroup_id));
         Ok(())
     }
+
+    fn cut_tgid(&mut self, tgid: u32) -> Result<(), String> {
+        self.tgids_cut.push(tgid);
+        self.tgids.insert(tgid);
+        Ok(())
+    }
+
+    fn restore_tgid(&mut self, tgid: u32) -> Result<(), String> {
+        self.tgids.remove(&tgid);
+        Ok(())
+    }
+}
+
+/// `/proc/PID/stat` state of every thread of `pid`.
+fn states(pid: u32) -> Vec<char> {
+    procfs::thread_states(pid)
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect()
+}
+
+fn stopped(pid: u32) -> bool {
+    states(pid).contains(&'T')
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+}
+
+/// The index of the first event containing each of `steps`, each after the one before;
+/// panics naming the first step missing.
+fn in_order(record: &QuarantineRecord, steps: &[&str]) -> Vec<usize> {
+    let mut at = 0;
+    let mut found = Vec::new();
+    for step in steps {
+        at += record.events[at..]
+            .iter()
+            .position(|e| e.contains(step))
+            .unwrap_or_else(|| panic!("no {step:?} after event {at}: {:#?}", record.events));
+        found.push(at);
+    }
+    found
 }
 
 /// One test's cgroup parent and vault, removed on drop.
@@ -283,6 +331,15 @@ fn quarantine_freezes_the_tree_and_release_restores_it() {
     );
     assert_eq!(net.calls, [("cut", record.cgroup_id)]);
     assert!(events_frozen(&record.cgroup));
+    // Contained by tgid first, then the tgid entries went with the containment's end.
+    assert_eq!(net.tgids_cut[0], child.pid());
+    assert!(net.tgids_cut.contains(&grandchild), "{:?}", net.tgids_cut);
+    assert!(net.tgids.is_empty(), "stale tgid entries: {:?}", net.tgids);
+    assert!(record.stopped.is_empty());
+    // SIGCONT moved them from the stop into the freezer: frozen, not stopped.
+    for pid in [child.pid(), grandchild] {
+        assert!(!stopped(pid), "pid {pid} left stopped: {:?}", states(pid));
+    }
     assert!(!grows(&out), "the quarantined shell kept writing");
     assert!(
         !grows(&inner_out),
@@ -324,24 +381,27 @@ fn quarantine_freezes_the_tree_and_release_restores_it() {
         .unwrap()
         .mode();
     assert_eq!(dir_mode & 0o777, 0o700);
-    // Each step was written before it ran, in order.
-    let steps: Vec<&str> = [
-        "pending",
-        "create cgroup",
-        "cut network",
-        "move pid",
-        "verify freeze",
-        "vault evidence",
-        "active",
-    ]
-    .into();
-    let mut at = 0;
-    for step in steps {
-        at += record.events[at..]
-            .iter()
-            .position(|e| e.contains(step))
-            .unwrap_or_else(|| panic!("no {step:?} after event {at}: {:#?}", record.events));
+    // Each step was written before it ran, in order; containment before the cgroup work.
+    let at = in_order(
+        &record,
+        &[
+            "pending",
+            "contained: ",
+            "create cgroup",
+            "cut network",
+            "move pid",
+            "verify freeze",
+            "end containment",
+            "vault evidence",
+            "active",
+        ],
+    );
+    // The shell, its child shell and whatever `sleep` each had running.
+    let contained = &record.events[at[1]];
+    for pid in [child.pid(), grandchild] {
+        assert!(contained.contains(&pid.to_string()), "{contained}");
     }
+    assert!(contained.contains("stopped (SIGSTOP)"), "{contained}");
 
     let released = manager.release(&record.id, &mut net).unwrap();
     assert_eq!(released.state, QState::Released);
@@ -349,6 +409,13 @@ fn quarantine_freezes_the_tree_and_release_restores_it() {
     assert!(!record.cgroup.exists(), "the cgroup was not removed");
     assert!(grows(&out), "the released shell did not resume");
     assert!(grows(&inner_out), "the released grandchild did not resume");
+    for pid in [child.pid(), grandchild] {
+        assert!(
+            !stopped(pid),
+            "pid {pid} stopped after release: {:?}",
+            states(pid)
+        );
+    }
     assert_eq!(procfs::v2_cgroup(child.pid()).unwrap(), original);
     assert_eq!(procfs::v2_cgroup(grandchild).unwrap(), original);
     assert_eq!(on_disk(&env, &record.id).state, QState::Released);
@@ -459,6 +526,123 @@ fn a_failed_step_rolls_back_and_leaves_a_failed_record() {
     assert!(!record.cgroup.exists());
     assert_eq!(net.calls.last(), Some(&("restore", record.cgroup_id)));
     assert_eq!(procfs::v2_cgroup(child.pid()).unwrap(), original);
+    // The containment was undone too, after the cgroup: resumed, and no tgid entry left.
+    in_order(
+        &record,
+        &[
+            "contained: ",
+            "failed: ",
+            "remove cgroup",
+            "end containment",
+            "rolled back",
+        ],
+    );
+    assert_eq!(net.tgids_cut[0], child.pid());
+    assert!(net.tgids.is_empty(), "stale tgid entries: {:?}", net.tgids);
+    assert!(record.stopped.is_empty());
+    assert!(!stopped(child.pid()), "{:?}", states(child.pid()));
+    assert!(grows(&out));
+}
+
+#[test]
+fn a_spared_descendant_is_neither_stopped_nor_moved() {
+    let Some(env) = TestEnv::new("a_spared_descendant_is_neither_stopped_nor_moved") else {
+        return;
+    };
+    let (out, inner_out, inner_pid) = (env.file("out"), env.file("inner"), env.file("inner.pid"));
+    let child = env.spawn_writer(&out, Some((&inner_out, &inner_pid)));
+    wait_for("both writers", || len(&out) > 0 && len(&inner_out) > 0);
+    let grandchild: u32 = fs::read_to_string(&inner_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut manager = env.open();
+    let mut net = RecordingNet::default();
+    let mut req = request(child.pid());
+    req.spare = vec![grandchild];
+    let record = manager.quarantine(req, &mut net).unwrap();
+
+    assert_eq!(record.state, QState::Active);
+    assert!(!record.pids.contains(&grandchild), "{:?}", record.pids);
+    assert!(!net.tgids_cut.contains(&grandchild), "{:?}", net.tgids_cut);
+    assert!(!stopped(grandchild));
+    assert!(grows(&inner_out), "the spared grandchild was stopped");
+    assert!(!grows(&out), "the quarantined shell kept writing");
+    manager.release(&record.id, &mut net).unwrap();
+    assert!(grows(&out));
+    signal(grandchild, nix::sys::signal::Signal::SIGKILL);
+}
+
+#[test]
+fn a_process_stopped_by_someone_else_stays_stopped_after_release() {
+    let Some(env) = TestEnv::new("a_process_stopped_by_someone_else_stays_stopped_after_release")
+    else {
+        return;
+    };
+    let out = env.file("out");
+    let child = env.spawn_writer(&out, None);
+    wait_for("the writer", || len(&out) > 0);
+    signal(child.pid(), nix::sys::signal::Signal::SIGSTOP);
+    wait_for("the stop", || stopped(child.pid()));
+    let mut manager = env.open();
+    let mut net = RecordingNet::default();
+    let record = manager.quarantine(request(child.pid()), &mut net).unwrap();
+    assert_eq!(record.state, QState::Active);
+    assert!(
+        record
+            .events
+            .iter()
+            .any(|e| e.contains("was already stopped")),
+        "{:#?}",
+        record.events
+    );
+    manager.release(&record.id, &mut net).unwrap();
+    // vigil did not stop it, so vigil does not continue it.
+    assert!(stopped(child.pid()), "{:?}", states(child.pid()));
+    assert!(!grows(&out));
+    signal(child.pid(), nix::sys::signal::Signal::SIGCONT);
+    assert!(grows(&out));
+}
+
+#[test]
+fn releasing_a_capture_interrupted_after_containment_resumes_its_processes() {
+    let Some(env) =
+        TestEnv::new("releasing_a_capture_interrupted_after_containment_resumes_its_processes")
+    else {
+        return;
+    };
+    let out = env.file("out");
+    let child = env.spawn_writer(&out, None);
+    wait_for("the writer", || len(&out) > 0);
+    // As a capture that died right after its `contained:` step leaves things: stopped, listed,
+    // no cgroup yet.
+    signal(child.pid(), nix::sys::signal::Signal::SIGSTOP);
+    wait_for("the stop", || stopped(child.pid()));
+    let req = request(child.pid());
+    let id = "q-20250101-000000-0000";
+    let mut record =
+        QuarantineRecord::pending(id.into(), env.parent.join(id), &req, req.start_ticks);
+    record.stopped.push((child.pid(), req.start_ticks));
+    let dir = env.config().vault.join(id);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(RECORD_FILE), serde_json::to_vec(&record).unwrap()).unwrap();
+
+    let mut manager = env.open();
+    assert_eq!(manager.get(id).unwrap().state, QState::Interrupted);
+    assert!(!grows(&out));
+    let released = manager.release(id, &mut RecordingNet::default()).unwrap();
+    assert_eq!(released.state, QState::Released);
+    assert!(released.stopped.is_empty());
+    assert!(
+        released
+            .events
+            .iter()
+            .any(|e| e.contains("resume (SIGCONT) pid")),
+        "{:#?}",
+        released.events
+    );
+    assert!(!stopped(child.pid()), "{:?}", states(child.pid()));
     assert!(grows(&out));
 }
 

@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::clock::Utc;
 use super::error::QuarantineError;
-use super::record::{QState, QuarantineRecord};
+use super::record::QuarantineRecord;
 
 pub(super) const RECORD_FILE: &str = "record.json";
 pub(super) const EVIDENCE_FILE: &str = "evidence.json";
@@ -86,13 +86,18 @@ impl QuarantineVault {
         ))
     }
 
-    /// Every write is atomic (a reader sees the old record or the new one); the first one and
-    /// every change of state are also fsynced. The steps in between are not: a daemon crash
-    /// keeps them (the page cache survives it), and after a power loss the durable `pending`
-    /// record is enough for the restart to find the quarantine interrupted and reconcile it
-    /// with the cgroup. Ten fsyncs per quarantine were most of its latency.
-    pub fn write_record(&self, record: &QuarantineRecord) -> Result<(), QuarantineError> {
-        let durable = record.state != QState::Pending || record.events.len() <= 1;
+    /// Every write is atomic (a reader sees the old record or the new one); `durable` ones are
+    /// also fsynced. The manager makes every change of state durable, and one write while a
+    /// quarantine is `Pending` (right after the processes are contained). The steps in between
+    /// are not: a daemon crash keeps them (the page cache survives it), and after a power loss
+    /// the durable `pending` record is enough for the restart to find the quarantine
+    /// interrupted and reconcile it with the cgroup. Ten fsyncs per quarantine were most of its
+    /// latency.
+    pub fn write_record(
+        &self,
+        record: &QuarantineRecord,
+        durable: bool,
+    ) -> Result<(), QuarantineError> {
         self.write_json_with(&record.id, RECORD_FILE, record, durable)
             .map(drop)
     }

@@ -99,6 +99,18 @@ impl NetworkCut for MapCut<'_> {
             None => Ok(()),
         }
     }
+    fn cut_tgid(&mut self, tgid: u32) -> Result<(), String> {
+        match self.0.as_deref_mut() {
+            Some(k) if k.network_guards => k.cut_tgid(tgid).map_err(|e| e.to_string()),
+            _ => Err("network guards are not attached on this host".into()),
+        }
+    }
+    fn restore_tgid(&mut self, tgid: u32) -> Result<(), String> {
+        match self.0.as_deref_mut() {
+            Some(k) => k.restore_tgid(tgid).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Actor {

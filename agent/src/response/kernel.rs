@@ -1,5 +1,5 @@
 //! The response maps the kernel programs read: mode, protected tgids, exec deny trie,
-//! quarantined cgroups and the outbound deny tries. User space is their only writer.
+//! quarantined cgroups and processes, and the outbound deny tries. User space is their only writer.
 
 use std::{collections::HashSet, net::IpAddr};
 
@@ -38,6 +38,7 @@ pub struct KernelResponse {
     protected_comms: BpfHashMap<MapData, [u8; 16], u8>,
     deny_exec: LpmTrie<MapData, [u8; PATH_LEN], u32>,
     quarantined: BpfHashMap<MapData, u64, u8>,
+    quarantined_tgids: BpfHashMap<MapData, u32, u8>,
     deny_net4: LpmTrie<MapData, [u8; NET4_KEY_LEN], u32>,
     deny_net6: LpmTrie<MapData, [u8; NET6_KEY_LEN], u32>,
     /// Whether connect/sendmsg guards are attached (a quarantine can cut the network).
@@ -62,6 +63,8 @@ impl KernelResponse {
                 .map_err(map_err(names::MAP_DENY_EXEC))?,
             quarantined: BpfHashMap::try_from(get(names::MAP_QUARANTINED)?)
                 .map_err(map_err(names::MAP_QUARANTINED))?,
+            quarantined_tgids: BpfHashMap::try_from(get(names::MAP_QUARANTINED_TGIDS)?)
+                .map_err(map_err(names::MAP_QUARANTINED_TGIDS))?,
             deny_net4: LpmTrie::try_from(get(names::MAP_DENY_NET4)?)
                 .map_err(map_err(names::MAP_DENY_NET4))?,
             deny_net6: LpmTrie::try_from(get(names::MAP_DENY_NET6)?)
@@ -220,6 +223,20 @@ impl KernelResponse {
         match self.quarantined.remove(&cgroup_id) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(map_err(names::MAP_QUARANTINED)(e)),
+        }
+    }
+
+    /// Cuts one process's network by tgid (a quarantine's containment, before its cgroup).
+    pub fn cut_tgid(&mut self, tgid: u32) -> Result<(), KernelMapError> {
+        self.quarantined_tgids
+            .insert(tgid, 1, 0)
+            .map_err(map_err(names::MAP_QUARANTINED_TGIDS))
+    }
+
+    pub fn restore_tgid(&mut self, tgid: u32) -> Result<(), KernelMapError> {
+        match self.quarantined_tgids.remove(&tgid) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(names::MAP_QUARANTINED_TGIDS)(e)),
         }
     }
 }
