@@ -27,6 +27,7 @@ fn shipped_model_reproduces_golden_scores() {
     let doc = golden();
     let tol = doc["tolerance"].as_f64().unwrap_or(1e-4) as f32;
     let model = Model::load(&repo().join("models/vigil.onnx")).expect("the shipped model loads");
+    assert!(model.is_sparse(), "the shipped model's first layer must split off (the daemon's fast path)");
     let cases = doc["cases"].as_array().expect("cases");
     assert!(cases.len() >= 10, "too few golden cases");
     for case in cases {
@@ -48,6 +49,7 @@ fn shipped_model_reproduces_golden_scores() {
             }
         }
 
+        // The daemon's path: the split first layer (checked below to be the one taken).
         let (windows, process) = score_sequence(&model, &toks).expect("scores");
         let expected: Vec<f32> = case["window_scores"].as_array().expect("scores").iter().map(|s| s.as_f64().expect("s") as f32).collect();
         assert_eq!(windows.len(), expected.len(), "{name}: window count");

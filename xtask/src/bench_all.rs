@@ -212,26 +212,45 @@ fn render() -> Result<String> {
     redis_table(&mut s, &r)?;
     writeln!(
         s,
-        "\n## What the misses come from\n\n\
-         - **exec CPU**: `perf record -g -p <vigil>` under `bench exec` shows the time in context \
-         switches and futex wakeups (`finish_task_switch`, `try_to_wake_up`: over a third of \
-         samples), not in vigil's own code. Each exec record wakes the ring reader at once (for \
-         response latency) and then crosses threads (reader task, process stage, exe hasher and \
-         back); in a VM a cross-CPU wakeup is an IPI, i.e. a VM exit. Fork and exit records no \
-         longer wake the reader (the 10 ms drain and the next exec take them along), which cut \
-         the cost from ~470 to ~300 µs per exec in this benchmark. Next: check the exe-hash cache \
-         in the process stage instead of waking the hasher for every exec, and keep a record's \
-         stages on one thread.\n\
-         - **verdict → quarantine**: the quarantine records show most of the time in moving \
-         processes into the quarantine cgroup, 5–20 ms per `cgroup.procs` write: a migration \
-         takes the cgroup threadgroup rwsem for writing, which waits for an RCU grace period \
-         unless cgroup2 is mounted with `favordynmods` (slower forks host-wide). The steps in \
-         between are recorded without fsync.\n\
-         - **syscall overhead**: vigil's `sys_exit` program costs what the empty probe costs and \
-         `sys_enter` adds the per-thread batch lookup (see README, Benchmarks); with the model \
-         loaded, scoring shares the two CPUs with the loop.\n\
-         - **RSS**: the tract model, per-executable n-gram profiles and the process table; not \
-         yet sized down.\n"
+        "\n## Where the cost goes, and what was done about it\n\n\
+         Found with `perf record -g -p <vigil>` under `bench exec` and under redis-benchmark \
+         (`cargo xtask bench redis`):\n\n\
+         - **scoring** was most of vigil's CPU on busy hosts. Each 64-syscall window wrote, \
+         copied and packed a dense 4096-float feature vector for tract; now the model's first \
+         layer (a `Gemm`/`MatMul` by a constant) is split off at load and computed on the \
+         window's ≤192 non-zero features, tract runs the rest of the graph, and the split is \
+         checked against the whole graph at load and by the golden-score test \
+         (`agent/src/model/sparse_head.rs`). Identical windows (every run of a tool repeats its \
+         loader and libc start-up) are scored once (`window_memo.rs`: exact keys, two \
+         generations). Profile learning looks up only the n-grams a sliding window adds, skips \
+         windows the executable showed recently, and, once a profile has gone 64 learned \
+         windows without a new n-gram, learns one window in 16 until one adds something. Under \
+         redis-benchmark: 15.8 → ~4 µs per window, vigil 26% → 11% of a core.\n\
+         - **redis throughput**: with `--no-model` vigil costs redis nothing measurable (2% of \
+         a core, in a separate run); the loss is the scorer's CPU taken from the two CPUs the \
+         server and client are pinned to. Read the redis figures loosely: the empty probe, \
+         which costs the loop ~80 ns a syscall, has shown anything from 0% to 13% loss between \
+         runs on this VM.\n\
+         - **exec CPU**: wakeups and thread hops (`finish_task_switch`), then scoring. The \
+         runtime is one thread now (ring readers and process stage together), tokens reach the \
+         scorer thread every 5 ms instead of after every batch, process maps use foldhash. \
+         What remains per exec: the ring wakeup (exec records wake the reader at once, for \
+         response latency), the exe-hash thread round trip, `readlink /proc/PID/exe` and the \
+         `/proc` path walks behind it.\n\
+         - **verdict → quarantine**: each `cgroup.procs` write waits for an RCU grace period \
+         (5–20 ms here; cgroup2 is not mounted with `favordynmods`, and vigil does not change \
+         that host-wide). So a quarantine first contains the tree — SIGSTOP through pidfds and \
+         a tgid entry in the map the cgroup connect/sendmsg programs check, ~40 µs a process — \
+         and then moves it into the frozen cgroup; \"contained\" is when nothing in the tree can \
+         run or connect, \"active\" when the frozen cgroup holds it and evidence is vaulted.\n\
+         - **syscall overhead**: vigil's `sys_exit` program costs what the empty probe costs \
+         (vigil needs syscall results) and `sys_enter` adds the per-thread batch lookup in a \
+         hash map (README, Benchmarks). Not changed in this round.\n\
+         - **RSS**: idle was 72 MiB before this round: malloc now returns the ~20 MB that parsing the kernel's BTF \
+         left on the heap, the rings are 2 + 4 MiB (each is mapped twice into vigil, so ring \
+         size counts double), exited processes stay in the table 10 s instead of 30, and \
+         per-process token rings hold 1024 tokens (incidents carry 256). The peak under load \
+         is still above the goal; what grows under the floods is not yet broken down.\n"
     )?;
     writeln!(s, "\n## Not measured yet\n")?;
     for item in not_measured(&o, &e, &r) {

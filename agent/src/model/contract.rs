@@ -58,31 +58,51 @@ const MAX_TOUCHED: usize = 3 * WINDOW;
 /// the norm are taken over those alone; the result is the contract's, ~10x cheaper.
 pub fn window_features(window: &[Token], out: &mut [f32]) {
     out.fill(0.0);
-    let mut touched = [0u16; MAX_TOUCHED];
-    let mut len = 0;
+    window_features_on_zeroed(window, out);
+}
+
+/// The buckets a window's features occupy: the only non-zero entries of its feature vector.
+pub struct Touched {
+    buckets: [u16; MAX_TOUCHED],
+    len: usize,
+}
+
+impl Touched {
+    pub fn buckets(&self) -> &[u16] {
+        &self.buckets[..self.len]
+    }
+}
+
+/// [`window_features`] into an `out` that is all zero on entry, returning the buckets it
+/// wrote, so that a caller scoring many windows re-zeroes those instead of all [`DIM`].
+pub fn window_features_on_zeroed(window: &[Token], out: &mut [f32]) -> Touched {
+    let mut t = Touched {
+        buckets: [0u16; MAX_TOUCHED],
+        len: 0,
+    };
     for n in 1..=MAX_N {
         for gram in window.windows(n) {
             let b = fnv1a(n, gram) as usize % DIM;
-            if out[b] == 0.0 && len < MAX_TOUCHED {
-                touched[len] = b as u16;
-                len += 1;
+            if out[b] == 0.0 && t.len < MAX_TOUCHED {
+                t.buckets[t.len] = b as u16;
+                t.len += 1;
             }
             out[b] += 1.0;
         }
     }
-    let touched = &touched[..len];
     let mut norm = 0.0f32;
-    for &b in touched {
+    for &b in t.buckets() {
         let x = &mut out[usize::from(b)];
         *x = x.ln_1p();
         norm += *x * *x;
     }
     if norm > 0.0 {
         let inv = norm.sqrt().recip();
-        for &b in touched {
+        for &b in t.buckets() {
             out[usize::from(b)] *= inv;
         }
     }
+    t
 }
 
 #[cfg(test)]

@@ -5,9 +5,13 @@ mod contract;
 mod onnx;
 mod process_score;
 mod profile;
+mod sparse_head;
 mod window_memo;
 
-pub use contract::{DIM, STRIDE, WINDOW, window_features, window_starts, windows};
+pub use contract::{
+    DIM, STRIDE, Touched, WINDOW, window_features, window_features_on_zeroed, window_starts,
+    windows,
+};
 pub use onnx::{Model, ModelError, Thresholds};
 pub use process_score::{ProcessScore, Verdict, score_sequence};
 pub use profile::NgramProfile;

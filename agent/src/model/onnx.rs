@@ -6,8 +6,11 @@ use std::{collections::HashMap, path::{Path, PathBuf}, sync::Arc};
 use thiserror::Error;
 use tract_onnx::prelude::*;
 
-use super::{DIM, STRIDE, WINDOW, process_score::Verdict};
-use crate::sequence::token::VOCAB_VERSION;
+use super::{
+    DIM, STRIDE, WINDOW, process_score::Verdict, sparse_head::SparseHead, window_features,
+    window_features_on_zeroed,
+};
+use crate::sequence::{Token, token::VOCAB_VERSION};
 
 #[derive(Debug, Error)]
 pub enum ModelError {
@@ -57,6 +60,9 @@ impl Thresholds {
 pub struct Model {
     path: PathBuf,
     plan: Arc<TypedRunnableModel>,
+    /// The first layer done on the touched features only, when the graph allows it and the
+    /// split reproduces the whole graph (see `sparse_head.rs`).
+    sparse: Option<SparseHead>,
     pub thresholds: Thresholds,
     pub trained_on: String,
 }
@@ -122,15 +128,75 @@ impl Model {
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| parse(format!("{e:#}")))?;
-        let model = Self {
+        let mut model = Self {
             path: path.into(),
             plan,
+            sparse: None,
             thresholds,
             trained_on: meta.get("vigil.trained_on").unwrap_or(&"").to_string(),
         };
         // A model that loads but cannot run is as useless as one that does not load.
         model.score(&vec![0.0; DIM])?;
+        match SparseHead::split(&proto) {
+            Ok(head) => match model.check_split(&head) {
+                Ok(()) => model.sparse = Some(head),
+                Err(why) => tracing::warn!(path = %path.display(), "model scored densely: the split first layer {why}"),
+            },
+            Err(why) => tracing::info!(path = %path.display(), "model scored densely: {why}"),
+        }
         Ok(model)
+    }
+
+    /// The split must give the whole graph's scores: on the empty window and on windows from a
+    /// fixed pseudo-random stream of tokens, all within 1e-5.
+    fn check_split(&self, head: &SparseHead) -> Result<(), String> {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 400) as Token
+        };
+        let mut dense = vec![0.0f32; DIM];
+        for len in [0usize, 1, 7, 64, 64, 64, 64, 64, 33, 64] {
+            let window: Vec<Token> = (0..len).map(|_| next()).collect();
+            window_features(&window, &mut dense);
+            let touched: Vec<u16> = (0..DIM).filter(|&k| dense[k] != 0.0).map(|k| k as u16).collect();
+            let want = self.score(&dense).map_err(|e| e.to_string())?;
+            let got = head.score(&touched, &dense).map_err(|e| format!("fails to run: {e:#}"))?;
+            // Written so that a NaN on either side counts as a difference.
+            let close = (want - got).abs() <= 1e-5;
+            if !close {
+                return Err(format!("differs from the whole graph ({got} vs {want})"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Scores one window: features, then the split first layer (or the dense graph). `scratch`
+    /// is all zero on entry and on return, [`DIM`] long.
+    pub fn score_window(&self, window: &[Token], scratch: &mut [f32]) -> Result<f32, ModelError> {
+        let touched = window_features_on_zeroed(window, scratch);
+        let scored = match &self.sparse {
+            Some(head) => head.score(touched.buckets(), scratch).map_err(|e| ModelError::Run {
+                path: self.path.clone(),
+                reason: format!("{e:#}"),
+            }),
+            None => self.score(scratch),
+        };
+        for &k in touched.buckets() {
+            scratch[usize::from(k)] = 0.0;
+        }
+        let s = scored?;
+        if !s.is_finite() {
+            return Err(ModelError::Run { path: self.path.clone(), reason: format!("non-finite score {s}") });
+        }
+        Ok(s)
+    }
+
+    /// Whether windows take the split first layer.
+    pub fn is_sparse(&self) -> bool {
+        self.sparse.is_some()
     }
 
     /// Scores one window's features (length [`DIM`]).
@@ -256,6 +322,7 @@ mod tests {
     fn scores_match_the_closed_form() {
         let w = weights();
         let m = Model::from_bytes(Path::new("t.onnx"), &logistic(&w, 0.25, &[])).expect("load");
+        assert!(m.is_sparse(), "MatMul head splits off; Add and Sigmoid stay in tract");
         assert_eq!(m.thresholds, Thresholds { alert: 0.5, quarantine: 0.8, kill: 0.95 });
         let tokens: Vec<u16> = (0..150).map(|i| (i * 37 % 300) as u16).collect();
         let (windows, process) = score_sequence(&m, &tokens).expect("score");
@@ -265,6 +332,22 @@ mod tests {
         let z: f32 = f.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + 0.25;
         assert!((windows[0] - 1.0 / (1.0 + (-z).exp())).abs() < 1e-5);
         assert!(process >= windows.iter().copied().fold(f32::MAX, f32::min));
+    }
+
+    #[test]
+    fn the_split_first_layer_scores_like_the_whole_graph_and_leaves_scratch_zeroed() {
+        let w = weights();
+        let m = Model::from_bytes(Path::new("t.onnx"), &logistic(&w, -0.4, &[])).expect("load");
+        let mut scratch = vec![0.0; DIM];
+        let mut dense = vec![0.0; DIM];
+        for seed in 0..20u16 {
+            let window: Vec<u16> = (0..64).map(|i| (i * 31 + seed * 7) % 350).collect();
+            let got = m.score_window(&window, &mut scratch).expect("sparse");
+            window_features(&window, &mut dense);
+            let want = m.score(&dense).expect("dense");
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+            assert!(scratch.iter().all(|&x| x == 0.0), "scratch must be zero again");
+        }
     }
 
     #[test]

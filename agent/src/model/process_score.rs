@@ -1,7 +1,7 @@
 //! From window scores to one score per process (models/FEATURES.md): the best mean of `k`
 //! consecutive windows, so one odd window never decides alone.
 
-use super::{DIM, Model, ModelError, window_features, windows};
+use super::{DIM, Model, ModelError, windows};
 use crate::sequence::Token;
 
 const AGGREGATE_K: usize = 3;
@@ -52,14 +52,14 @@ pub enum Verdict {
     Kill,
 }
 
-/// Every window score and the process score of a whole sequence (offline scoring).
+/// Every window score and the process score of a whole sequence (offline scoring), by the
+/// daemon's own path ([`Model::score_window`]).
 pub fn score_sequence(model: &Model, tokens: &[Token]) -> Result<(Vec<f32>, f32), ModelError> {
-    let mut features = vec![0.0f32; DIM];
+    let mut scratch = vec![0.0f32; DIM];
     let mut agg = ProcessScore::default();
     let mut scores = Vec::new();
     for w in windows(tokens) {
-        window_features(w, &mut features);
-        let s = model.score(&features)?;
+        let s = model.score_window(w, &mut scratch)?;
         agg.push(s);
         scores.push(s);
     }

@@ -61,7 +61,10 @@ impl NgramProfile {
         for n in 1..=MAX_N.min(seq.len()) {
             // The n-gram starting at i ends at i + n; it was learned already if i + n <= known.
             let first = (known + 1).saturating_sub(n).min(seq.len() + 1 - n);
-            self.grams.extend(seq[first..].windows(n).map(key));
+            // Not `extend`: it reserves for every n-gram offered, and nearly all are known.
+            for gram in seq[first..].windows(n) {
+                self.grams.insert(key(gram));
+            }
         }
         self.learned_sequences += 1;
         self.grams.len() - before

@@ -13,8 +13,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::sequence::Token;
 
-/// FNV-1a over the window's tokens; keys are short and attacker-chosen only in the sense that
-/// a process picks its syscalls, and a collision costs a comparison, not a wrong score.
+/// A multiplicative mix over the window's bytes, eight at a time. Keys are attacker-chosen only
+/// in the sense that a process picks its syscalls, and a collision costs a comparison, never a
+/// wrong score: the whole window is the key.
 #[derive(Default)]
 struct TokenHasher(u64);
 
@@ -23,13 +24,14 @@ impl Hasher for TokenHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let x = u64::from_le_bytes(c.try_into().expect("8-byte chunk"));
+            h = (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        }
+        for &b in chunks.remainder() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
         }
         self.0 = h;
     }
@@ -82,7 +84,10 @@ impl WindowMemo {
 
     fn insert(&mut self, window: &[Token], s: f32) {
         if self.young.len() >= self.capacity {
-            self.old = std::mem::take(&mut self.young);
+            // Swapped and cleared rather than replaced: the table keeps its capacity, so a
+            // turnover does not regrow it from nothing (a rehash at every doubling).
+            std::mem::swap(&mut self.old, &mut self.young);
+            self.young.clear();
         }
         self.young.insert(window.into(), s);
     }

@@ -17,7 +17,6 @@ use tracing::{error, warn};
 use crate::{
     model::{
         DIM, Model, NgramProfile, ProcessScore, STRIDE, Thresholds, Verdict, WINDOW, WindowMemo,
-        window_features,
     },
     process::ProcessKey,
     sequence::{Token, token},
@@ -88,7 +87,19 @@ struct ExeProfile {
     /// [`RECENT_WINDOWS`] and when learning ends.
     recent: HashMap<u64, f32>,
     recent_while_learning: bool,
+    /// Learned windows in a row that added no n-gram; from [`SETTLED_AFTER`] on, the profile
+    /// has settled and only one window in [`SETTLED_LEARN_EVERY`] is learned.
+    quiet: u32,
+    /// Windows skipped since the last one learned.
+    skipped: u32,
 }
+
+/// A learning profile counts as settled after this many learned windows that taught it nothing.
+const SETTLED_AFTER: u32 = 64;
+/// While settled, one window in this many is learned (whole, since the one before it was not);
+/// the first that adds an n-gram ends the settling. Learning is most of the scorer's work on a
+/// busy server (~190 set insertions a window), and a settled profile rarely gains anything.
+const SETTLED_LEARN_EVERY: u32 = 16;
 
 /// Bound of [`ExeProfile::recent`] per executable.
 const RECENT_WINDOWS: usize = 512;
@@ -122,6 +133,8 @@ impl Profiles {
                 learn_until: now + learn_for,
                 recent: HashMap::new(),
                 recent_while_learning: true,
+                quiet: 0,
+                skipped: 0,
             });
         let learning = now < p.learn_until;
         if learning != p.recent_while_learning {
@@ -136,8 +149,18 @@ impl Profiles {
             p.recent.clear();
         }
         if learning {
+            let settled = p.quiet >= SETTLED_AFTER;
+            if settled && p.skipped + 1 < SETTLED_LEARN_EVERY {
+                p.skipped += 1;
+                return None;
+            }
             if self.grams < PROFILE_BUDGET {
-                self.grams += p.profile.learn_after(window, known);
+                // A window after a skipped one shares nothing learned with its predecessor.
+                let known = if settled { 0 } else { known };
+                let added = p.profile.learn_after(window, known);
+                self.grams += added;
+                p.quiet = if added == 0 { p.quiet.saturating_add(1) } else { 0 };
+                p.skipped = 0;
                 p.recent.insert(h, f32::NAN);
             } else {
                 self.saturated += 1;
@@ -237,10 +260,9 @@ impl ModelScoring {
         st.windows.fetch_add(1, Relaxed);
         let (model, features) = (&self.model, &mut self.features);
         let hits = self.memo.hits;
-        let scored = self.memo.get_or_score(window, |w| {
-            window_features(w, features);
-            model.score(features)
-        });
+        let scored = self
+            .memo
+            .get_or_score(window, |w| model.score_window(w, features));
         if self.memo.hits != hits {
             st.memo_hits.fetch_add(1, Relaxed);
         }
@@ -359,4 +381,56 @@ fn feed(
         live.remove(&work.key);
     }
     update
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profiles() -> Profiles {
+        Profiles {
+            by_exe: HashMap::new(),
+            learn_for: Duration::from_secs(3600),
+            grams: 0,
+            saturated: 0,
+            digest: Default::default(),
+        }
+    }
+
+    /// Distinct windows over a two-token alphabet: every n-gram soon known.
+    fn window(seed: u32) -> Vec<Token> {
+        let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..WINDOW)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x & 1) as Token
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_settled_profile_learns_one_window_in_sixteen_until_something_is_new() {
+        let exe: Arc<str> = "/usr/bin/x".into();
+        let mut p = profiles();
+        let mut seed = 0u32;
+        while p.by_exe.get(&exe).is_none_or(|e| e.quiet < SETTLED_AFTER) {
+            assert_eq!(p.observe(&exe, &window(seed), 0), None);
+            seed += 1;
+            assert!(seed < 10_000, "never settled");
+        }
+        let learned = p.by_exe[&exe].profile.len();
+        // Settled: windows are skipped, except every 16th, and a skipped one teaches nothing.
+        let fresh: Vec<Token> = (0..WINDOW as u16).map(|i| 500 + i).collect();
+        for _ in 0..SETTLED_LEARN_EVERY - 1 {
+            p.observe(&exe, &fresh, 0);
+        }
+        assert_eq!(p.by_exe[&exe].profile.len(), learned, "skipped windows are not learned");
+        // The 16th is learned; it brings new n-grams, which ends the settling.
+        p.observe(&exe, &fresh[1..], 0);
+        let e = &p.by_exe[&exe];
+        assert!(e.profile.len() > learned);
+        assert_eq!(e.quiet, 0);
+    }
 }
