@@ -166,7 +166,8 @@ pub const SYSCALLS_RING_BYTES: u32 = 4 << 20;
 /// Syscall batches are written without waking the reader (a wakeup is an IPI, i.e. a VM exit)
 /// until this much data waits; the reader also drains on a short timer.
 pub const SYSCALLS_WAKEUP_BYTES: u64 = (SYSCALLS_RING_BYTES / 4) as u64;
-/// How often user space drains the syscall ring without a wakeup.
+/// How often user space drains a ring without a wakeup while records come (it backs off
+/// while the ring stays empty).
 pub const SYSCALLS_POLL_MS: u64 = 10;
 /// Concurrent threads with an open syscall batch.
 pub const BATCH_MAP_ENTRIES: u32 = 32768;

@@ -16,7 +16,9 @@ use aya_ebpf::{
 };
 
 use crate::{
-    emit::{count_emitted, count_lost, current_ids, header, lazy_wakeup, report_error},
+    emit::{
+        count_emitted, count_lost, current_ids, header, lazy_wakeup, prompt_wakeup, report_error,
+    },
     maps::{BATCHES, EVENTS, PENDING},
     response::{ExecVerdict, check_exec},
     syscalls::flush_thread,
@@ -126,7 +128,7 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         (*ev).args_len = args_len;
         (*ev).flags = flags | args_flags;
     }
-    entry.submit(0);
+    entry.submit(prompt_wakeup());
     count_emitted(EventKind::Exec);
     Ok(())
 }

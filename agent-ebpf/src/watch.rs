@@ -23,7 +23,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    emit::{bump, count_emitted, count_lost, current_ids, header},
+    emit::{bump, count_emitted, count_lost, current_ids, header, prompt_wakeup},
     maps::{EVENTS, PENDING, Pending},
     task::{KPtr, config, creds_of, leader_start_ns, offsets},
 };
@@ -148,7 +148,7 @@ macro_rules! emit {
                 $ev.header = header($kind, core::mem::size_of::<$ty>(), $ids.pid, $ids.tgid, $ids.start_ns);
                 $fill
                 entry.write($ev);
-                entry.submit(0);
+                entry.submit(prompt_wakeup());
                 count_emitted($kind);
             }
         }

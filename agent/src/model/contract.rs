@@ -52,6 +52,10 @@ fn fnv1a(n: usize, gram: &[Token]) -> u32 {
 /// Most buckets one window can touch: its 1-, 2- and 3-grams.
 const MAX_TOUCHED: usize = 3 * WINDOW;
 
+/// `ln(1 + count)` for every count a bucket can reach (a window has at most MAX_TOUCHED grams).
+static LN_1P: std::sync::LazyLock<[f32; MAX_TOUCHED + 1]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(|i| (i as f32).ln_1p()));
+
 /// The feature vector of one window into `out` (length [`DIM`]).
 ///
 /// Only the buckets the window's n-grams touch (at most 192 of 4096) are non-zero, so the log and
@@ -93,7 +97,9 @@ pub fn window_features_on_zeroed(window: &[Token], out: &mut [f32]) -> Touched {
     let mut norm = 0.0f32;
     for &b in t.buckets() {
         let x = &mut out[usize::from(b)];
-        *x = x.ln_1p();
+        // A bucket holds a count of at most MAX_TOUCHED: its log comes from a table (the same
+        // f32 `ln_1p` values, computed once).
+        *x = LN_1P[*x as usize];
         norm += *x * *x;
     }
     if norm > 0.0 {

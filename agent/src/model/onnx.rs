@@ -223,33 +223,12 @@ pub(crate) mod test_models {
     use prost::Message as _;
     use tract_onnx::pb::{
         GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
-        TensorShapeProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
     };
 
     use super::DIM;
+    use crate::model::sparse_head::value_info;
 
     const FLOAT: i32 = 1;
-
-    fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
-        let dim = dims
-            .iter()
-            .map(|d| tensor_shape_proto::Dimension {
-                value: Some(tensor_shape_proto::dimension::Value::DimValue(*d)),
-                ..Default::default()
-            })
-            .collect();
-        ValueInfoProto {
-            name: name.into(),
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: FLOAT,
-                    shape: Some(TensorShapeProto { dim }),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
 
     fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
         NodeProto {

@@ -150,7 +150,8 @@ fn floats(t: &TensorProto) -> Result<Vec<f32>, String> {
         .collect())
 }
 
-fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
+/// A float tensor input or output of the given shape.
+pub(super) fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| tensor_shape_proto::Dimension {

@@ -9,35 +9,14 @@
 //! because a hit in the old generation is copied into the young one.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
+use super::profile::MixHasher;
 use crate::sequence::Token;
 
-/// A multiplicative mix over the window's bytes, eight at a time. Keys are attacker-chosen only
-/// in the sense that a process picks its syscalls, and a collision costs a comparison, never a
-/// wrong score: the whole window is the key.
-#[derive(Default)]
-struct TokenHasher(u64);
-
-impl Hasher for TokenHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let x = u64::from_le_bytes(c.try_into().expect("8-byte chunk"));
-            h = (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
-        }
-        for &b in chunks.remainder() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
-        }
-        self.0 = h;
-    }
-}
-
-type Generation = HashMap<Box<[Token]>, f32, BuildHasherDefault<TokenHasher>>;
+/// Keys are attacker-chosen only in the sense that a process picks its syscalls, and a
+/// collision costs a comparison, never a wrong score: the whole window is the key.
+type Generation = HashMap<Box<[Token]>, f32, BuildHasherDefault<MixHasher>>;
 
 pub struct WindowMemo {
     young: Generation,

@@ -18,8 +18,10 @@ use crate::{
     sensors::{DecodeStats, DrainedUntil, EventBatch, KernelCounters, SensorError, spawn_reader},
 };
 
-/// Bounded queues between readers and their consumer, in batches of records.
-const READER_QUEUE: usize = 256;
+/// Bounded queues between readers and their consumer, in batches of records. The readers and the process stage share one thread, so a deeper queue buys no throughput,
+/// only memory: a decoded record is as large as the largest (an exec with its path and
+/// arguments), and a batch holds up to 512 of them. Beyond this, records wait in the ring.
+const READER_QUEUE: usize = 16;
 
 pub struct SensorFeed {
     sensors: Option<Sensors>,

@@ -1,18 +1,23 @@
-//! Hashes executables off the event path: one blocking thread owns the cache and works through a
-//! bounded queue, so a 100 MB binary delays its own hash, never the events behind it.
+//! Executable digests. The process stage opens each new image itself (pinned while the pid is
+//! still the process's) and looks its identity up in the shared cache: on a host that runs the
+//! same binaries over and over that answers nearly every exec with no thread hop. Only an image
+//! not seen before goes to the hasher thread, through a bounded queue, so a 100 MB binary
+//! delays its own hash, never the events behind it. The cache lock is never held while
+//! reading a file.
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::process::{ExeHashCache, ProcessKey};
+use crate::process::{ExeHashCache, KeyImage, ProcessKey};
 
 pub struct HashRequest {
     pub key: ProcessKey,
     /// Which image of the process (exec count) the hash belongs to, so a stale result for an
     /// image the process has since replaced is not applied.
     pub execs: u32,
+    pub image: KeyImage,
 }
 
 pub struct HashDone {
@@ -21,27 +26,79 @@ pub struct HashDone {
     pub sha256: Arc<str>,
 }
 
-const QUEUE: usize = 1024;
+/// Each queued request holds its image open: the queue stays well below the default soft limit
+/// of 1024 descriptors. A full queue is counted (`hash_requests_dropped`), never waited on.
+const QUEUE: usize = 256;
 
-/// Starts the hasher; returns its request queue and result queue.
-pub fn spawn(proc_root: PathBuf) -> (mpsc::Sender<HashRequest>, mpsc::Receiver<HashDone>) {
+/// The stage's side: the cache, and the queue to the thread that fills it.
+pub struct Hasher {
+    cache: Arc<Mutex<ExeHashCache>>,
+    tx: mpsc::Sender<HashRequest>,
+}
+
+/// What [`Hasher::lookup`] found out about an exec.
+pub enum Lookup {
+    /// The image was hashed before.
+    Cached(Arc<str>),
+    /// Queued for the hasher thread; its answer arrives as a [`HashDone`].
+    Queued,
+    /// The queue was full: counted by the caller, the process stays without a digest.
+    Dropped,
+}
+
+impl Hasher {
+    /// Answers from the cache for the image of the process `key` names (opened with
+    /// [`KeyImage::open`]), or queues it.
+    pub fn lookup(&self, key: ProcessKey, execs: u32, image: KeyImage) -> Lookup {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lookup(&image.identity);
+        match cached {
+            Some(d) => Lookup::Cached(d),
+            None if self.tx.try_send(HashRequest { key, execs, image }).is_ok() => Lookup::Queued,
+            None => Lookup::Dropped,
+        }
+    }
+}
+
+/// Starts the hasher thread; returns the stage's handle and the result queue.
+pub fn spawn() -> (Hasher, mpsc::Receiver<HashDone>) {
     let (req_tx, mut req_rx) = mpsc::channel::<HashRequest>(QUEUE);
     let (done_tx, done_rx) = mpsc::channel(QUEUE);
+    let cache = Arc::new(Mutex::new(ExeHashCache::default()));
+    let shared = cache.clone();
     tokio::task::spawn_blocking(move || {
-        let mut cache = ExeHashCache::default();
         while let Some(req) = req_rx.blocking_recv() {
-            // Checks the start time after opening the image, so a recycled pid is never hashed as ours.
-            match cache.hash_key_exe(&proc_root, &req.key) {
+            // The same image may have been queued twice before its first hash was done.
+            let known = shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .lookup(&req.image.identity);
+            let digest = match known {
+                Some(d) => Ok(d),
+                None => req.image.digest().inspect(|d| {
+                    shared
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remember(req.image.identity, Arc::clone(d));
+                }),
+            };
+            match digest {
                 Ok(sha256) => {
-                    let done = HashDone { key: req.key, execs: req.execs, sha256 };
+                    let done = HashDone {
+                        key: req.key,
+                        execs: req.execs,
+                        sha256,
+                    };
                     if done_tx.blocking_send(done).is_err() {
                         return;
                     }
                 }
-                // Short-lived processes are often gone before we get to them.
                 Err(e) => debug!(pid = req.key.tgid, "exe not hashed: {e}"),
             }
         }
     });
-    (req_tx, done_rx)
+    (Hasher { cache, tx: req_tx }, done_rx)
 }

@@ -13,13 +13,13 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::{
-    hasher::{self, HashDone, HashRequest},
+    hasher::{self, HashDone, Hasher, Lookup},
     scorer::{ScoreUpdate, ScoreWork, ScorerHandle},
 };
 use crate::response::Responder;
 use crate::{
     output::{Enrichment, EventJson, JsonSink, OutputError},
-    process::{ProcessKey, ProcessTable},
+    process::{KeyImage, ProcessKey, ProcessTable},
     reorder::TimeOrder,
     sensors::EventBatch,
     sequence::{BehaviourSequences, tokens_of},
@@ -31,7 +31,7 @@ pub struct ProcessStage {
     order: TimeOrder,
     sink: Option<JsonSink>,
     proc_root: PathBuf,
-    hash_tx: mpsc::Sender<HashRequest>,
+    hasher: Hasher,
     pub hashed: mpsc::Receiver<HashDone>,
     pub hash_requests_dropped: u64,
     pub events_handled: u64,
@@ -42,9 +42,14 @@ pub struct ProcessStage {
     score_work: Vec<ScoreWork>,
     score_tokens: usize,
     score_since: Option<Instant>,
+    /// Last `malloc_trim`.
+    trimmed: Instant,
     /// Policy decisions; `None` when the daemon runs without a response stage.
     pub responder: Option<Responder>,
 }
+
+/// How often freed memory is handed back to the kernel.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// Longest a token waits before the scorer gets it.
 pub const SCORE_HANDOFF: Duration = Duration::from_millis(5);
@@ -58,14 +63,14 @@ impl ProcessStage {
         proc_root: PathBuf,
         scorer: Option<ScorerHandle>,
     ) -> Self {
-        let (hash_tx, hashed) = hasher::spawn(proc_root.clone());
+        let (hasher, hashed) = hasher::spawn();
         Self {
             table,
             sequences,
             order: TimeOrder::default(),
             sink,
             proc_root,
-            hash_tx,
+            hasher,
             hashed,
             hash_requests_dropped: 0,
             events_handled: 0,
@@ -73,6 +78,7 @@ impl ProcessStage {
             score_work: Vec::new(),
             score_tokens: 0,
             score_since: None,
+            trimmed: Instant::now(),
             responder: None,
         }
     }
@@ -109,11 +115,39 @@ impl ProcessStage {
 
     fn apply(&mut self, event: &Event, now: Instant) {
         let key = ProcessKey::from_event_header(event.header());
+        let mut hashed_now = None;
+        let mut running = None;
         match event {
             Event::Exec(e) => {
                 let execs = self.table.on_exec(e, now).execs;
-                if self.hash_tx.try_send(HashRequest { key, execs }).is_err() {
-                    self.hash_requests_dropped += 1;
+                match KeyImage::open(&self.proc_root, &key) {
+                    Ok(mut image) => {
+                        running = image.running.take();
+                        match self.hasher.lookup(key, execs, image) {
+                            // Applied once the responder has seen the exec, as a hasher
+                            // answer would be.
+                            Lookup::Cached(sha256) => {
+                                hashed_now = Some(HashDone {
+                                    key,
+                                    execs,
+                                    sha256,
+                                })
+                            }
+                            Lookup::Queued => {}
+                            Lookup::Dropped => self.hash_requests_dropped += 1,
+                        }
+                    }
+                    // Short-lived processes are often gone before we get to them; an image that
+                    // cannot be opened may still name itself to the responder.
+                    Err(e) => {
+                        tracing::debug!(pid = key.tgid, "exe not hashed: {e}");
+                        if !e.is_vanished() {
+                            let link = self.proc_root.join(key.tgid.to_string()).join("exe");
+                            running = std::fs::read_link(link)
+                                .ok()
+                                .map(|p| p.to_string_lossy().into_owned());
+                        }
+                    }
                 }
             }
             Event::Fork(f) => {
@@ -131,7 +165,7 @@ impl ProcessStage {
         if let Some(r) = self.responder.as_mut() {
             let (table, seqs) = (&self.table, &self.sequences);
             match event {
-                Event::Exec(e) => r.on_exec(table, seqs, key, e),
+                Event::Exec(e) => r.on_exec(table, seqs, key, e, running.take()),
                 Event::Net(n) => r.on_net(table, seqs, key, n),
                 Event::Exit(_) => r.on_exit(key),
                 Event::Ptrace(_) => r.on_security_event(table, seqs, key, "ptrace"),
@@ -143,6 +177,9 @@ impl ProcessStage {
                 }
                 _ => {}
             }
+        }
+        if let Some(done) = hashed_now {
+            self.apply_hash(done);
         }
         // Tokens wait in kernel-time order until both rings have been read past them.
         self.order
@@ -248,9 +285,17 @@ impl ProcessStage {
 
     /// Periodic upkeep: bound the table, and forget sequences of processes it forgot.
     pub fn housekeeping(&mut self) {
-        self.table.evict_expired(Instant::now());
+        let now = Instant::now();
+        self.table.evict_expired(now);
         let table = &self.table;
         self.sequences.retain(|key| table.get_key(key).is_some());
+        if now.duration_since(self.trimmed) >= TRIM_EVERY {
+            self.trimmed = now;
+            // After a burst, the stages' threads leave freed memory in their malloc arenas,
+            // which glibc keeps (it trims only the main heap's top on its own).
+            // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+            unsafe { libc::malloc_trim(0) };
+        }
     }
 
     pub async fn close(self) -> Result<(), OutputError> {

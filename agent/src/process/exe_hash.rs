@@ -89,8 +89,7 @@ impl ExeHashCache {
     /// The identity comes from the opened descriptor, not the path, so a file swapped between
     /// stat and open cannot be cached under another file's identity.
     pub fn hash_file(&mut self, path: &Path) -> Result<Arc<str>, ProcessError> {
-        let file = open_image(path)?;
-        self.hash_open(&file, path)
+        self.hash_image(&KeyImage::of_file(open_image(path)?, path)?)
     }
 
     /// Hashes a live process's image through `/proc/PID/exe`, which opens the exact file the
@@ -113,44 +112,33 @@ impl ExeHashCache {
         proc_root: &Path,
         key: &ProcessKey,
     ) -> Result<Arc<str>, ProcessError> {
-        let dir = proc_root.join(key.tgid.to_string());
-        let exe = dir.join("exe");
-        let file = open_image(&exe)?;
-        let stat_path = dir.join("stat");
-        let stat =
-            std::fs::read_to_string(&stat_path).map_err(|e| ProcessError::io(&stat_path, e))?;
-        let start = parse_stat(&stat).ok_or(ProcessError::Parse {
-            path: stat_path,
-            what: "stat line",
-        })?;
-        if !ProcessKey::from_proc_ticks(key.tgid, start.start_ticks).same_process(key) {
-            return Err(ProcessError::io(
-                exe,
-                io::Error::from_raw_os_error(libc::ESRCH),
-            ));
-        }
-        self.hash_open(&file, &exe)
+        self.hash_image(&KeyImage::open(proc_root, key)?)
     }
 
-    fn hash_open(&mut self, file: &File, path: &Path) -> Result<Arc<str>, ProcessError> {
-        let meta = file.metadata().map_err(|e| ProcessError::io(path, e))?;
-        if !meta.is_file() {
-            return Err(ProcessError::NotRegularFile { path: path.into() });
-        }
-        let id = FileIdentity::of(&meta);
-        if let Some(d) = self.digests.get(&id) {
+    /// The cached digest of the file `id` names, if it was hashed before. Cheap: no I/O.
+    pub fn lookup(&mut self, id: &FileIdentity) -> Option<Arc<str>> {
+        let d = self.digests.get(id).map(Arc::clone);
+        if d.is_some() {
             self.hits += 1;
-            return Ok(Arc::clone(d));
         }
-        self.misses += 1;
-        let digest = sha256_hex(file).map_err(|e| ProcessError::io(path, e))?;
-        let after = file.metadata().map_err(|e| ProcessError::io(path, e))?;
-        if FileIdentity::of(&after) != id {
-            return Err(ProcessError::ChangedWhileHashing { path: path.into() });
+        d
+    }
+
+    /// The cached digest of an opened image, or reads and hashes it and caches the digest.
+    /// Blocking.
+    pub fn hash_image(&mut self, image: &KeyImage) -> Result<Arc<str>, ProcessError> {
+        if let Some(d) = self.lookup(&image.identity) {
+            return Ok(d);
         }
-        let digest: Arc<str> = digest.into();
-        self.insert(id, Arc::clone(&digest));
+        let digest = image.digest()?;
+        self.remember(image.identity, Arc::clone(&digest));
         Ok(digest)
+    }
+
+    /// Caches a digest computed elsewhere ([`KeyImage::digest`]), counted as a miss.
+    pub fn remember(&mut self, id: FileIdentity, digest: Arc<str>) {
+        self.misses += 1;
+        self.insert(id, digest);
     }
 
     fn insert(&mut self, id: FileIdentity, digest: Arc<str>) {
@@ -166,6 +154,114 @@ impl ExeHashCache {
             self.order.push_back(id);
         }
     }
+}
+
+/// A process's image, opened through `/proc/PID/exe` while the pid still named the process,
+/// with the identity of the file opened.
+#[derive(Debug)]
+pub struct KeyImage {
+    file: File,
+    path: std::path::PathBuf,
+    pub identity: FileIdentity,
+    /// Where the image lives (`/proc/PID/exe`'s link): the interpreter for a script,
+    /// `/memfd:name (deleted)` for a memfd. `None` when only a path was opened.
+    pub running: Option<String>,
+}
+
+impl KeyImage {
+    /// Opens the image of the process `key` names, and only it: the image is opened first,
+    /// then `/proc/PID/stat` must still show the key's start time; pids never return to an
+    /// earlier start time, so the descriptor was opened while the pid was the key's process.
+    /// A mismatch is reported as the process having vanished (`is_vanished()`).
+    pub fn open(proc_root: &Path, key: &ProcessKey) -> Result<Self, ProcessError> {
+        let dir_path = proc_root.join(key.tgid.to_string());
+        // `/proc/PID` is looked up once (for a new pid procfs takes its slow path and allocates
+        // the dentry) and everything else is opened relative to it.
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(&dir_path)
+            .map_err(|e| ProcessError::io(&dir_path, e))?;
+        let exe = dir_path.join("exe");
+        let file = open_at(&dir, c"exe", libc::O_RDONLY | libc::O_NONBLOCK)
+            .map_err(|e| ProcessError::io(&exe, e))?;
+        let running = read_link_at(&dir, c"exe");
+        let stat_path = dir_path.join("stat");
+        let mut stat = String::new();
+        open_at(&dir, c"stat", libc::O_RDONLY)
+            .and_then(|mut f| f.read_to_string(&mut stat))
+            .map_err(|e| ProcessError::io(&stat_path, e))?;
+        let start = parse_stat(&stat).ok_or(ProcessError::Parse {
+            path: stat_path,
+            what: "stat line",
+        })?;
+        if !ProcessKey::from_proc_ticks(key.tgid, start.start_ticks).same_process(key) {
+            return Err(ProcessError::io(
+                exe,
+                io::Error::from_raw_os_error(libc::ESRCH),
+            ));
+        }
+        let mut image = Self::of_file(file, &exe)?;
+        image.running = running;
+        Ok(image)
+    }
+
+    /// Reads and hashes the image; an error if the file changed while it was read. Blocking.
+    pub fn digest(&self) -> Result<Arc<str>, ProcessError> {
+        let digest = sha256_hex(&self.file).map_err(|e| ProcessError::io(&self.path, e))?;
+        let after = self
+            .file
+            .metadata()
+            .map_err(|e| ProcessError::io(&self.path, e))?;
+        if FileIdentity::of(&after) != self.identity {
+            return Err(ProcessError::ChangedWhileHashing {
+                path: self.path.clone(),
+            });
+        }
+        Ok(digest.into())
+    }
+
+    fn of_file(file: File, path: &Path) -> Result<Self, ProcessError> {
+        let meta = file.metadata().map_err(|e| ProcessError::io(path, e))?;
+        if !meta.is_file() {
+            return Err(ProcessError::NotRegularFile { path: path.into() });
+        }
+        Ok(Self {
+            identity: FileIdentity::of(&meta),
+            file,
+            path: path.into(),
+            running: None,
+        })
+    }
+}
+
+fn open_at(dir: &File, name: &std::ffi::CStr, flags: libc::c_int) -> io::Result<File> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    // SAFETY: a valid directory descriptor and a NUL-terminated name; the descriptor returned
+    // is owned by the File from here on.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+fn read_link_at(dir: &File, name: &std::ffi::CStr) -> Option<String> {
+    use std::os::fd::AsRawFd as _;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: buf is writable for its length; readlinkat writes at most that many bytes.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let n = usize::try_from(n).ok()?;
+    buf.truncate(n);
+    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 fn open_image(path: &Path) -> Result<File, ProcessError> {

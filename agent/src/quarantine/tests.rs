@@ -162,6 +162,20 @@ impl TestEnv {
     /// `sh` appending to `out` every 50 ms, optionally with a child shell of its own doing the
     /// same to `inner_out` (writing its pid to `inner_pid`): the grandchild of the test. The
     /// shell moves itself into the origin cgroup before it forks anything.
+    /// A writer with a writing child: (its output, the child's output, it, the child's pid),
+    /// once both write.
+    fn spawn_tree(&self) -> (PathBuf, PathBuf, Spawned, u32) {
+        let (out, inner_out, inner_pid) = (self.file("out"), self.file("inner"), self.file("inner.pid"));
+        let child = self.spawn_writer(&out, Some((&inner_out, &inner_pid)));
+        wait_for("both writers", || len(&out) > 0 && len(&inner_out) > 0);
+        let grandchild: u32 = fs::read_to_string(&inner_pid)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (out, inner_out, child, grandchild)
+    }
+
     fn spawn_writer(&self, out: &Path, inner: Option<(&Path, &Path)>) -> Spawned {
         let inner = inner.map_or(String::new(), |(inner_out, inner_pid)| {
             format!(
@@ -298,14 +312,7 @@ fn quarantine_freezes_the_tree_and_release_restores_it() {
     let Some(env) = TestEnv::new("quarantine_freezes_the_tree_and_release_restores_it") else {
         return;
     };
-    let (out, inner_out, inner_pid) = (env.file("out"), env.file("inner"), env.file("inner.pid"));
-    let child = env.spawn_writer(&out, Some((&inner_out, &inner_pid)));
-    wait_for("both writers", || len(&out) > 0 && len(&inner_out) > 0);
-    let grandchild: u32 = fs::read_to_string(&inner_pid)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (out, inner_out, child, grandchild) = env.spawn_tree();
     let original = procfs::v2_cgroup(child.pid()).unwrap();
     assert_eq!(original, env.origin_path());
     let exe_digest = sha256_hex(Path::new(&format!("/proc/{}/exe", child.pid())));
@@ -549,14 +556,7 @@ fn a_spared_descendant_is_neither_stopped_nor_moved() {
     let Some(env) = TestEnv::new("a_spared_descendant_is_neither_stopped_nor_moved") else {
         return;
     };
-    let (out, inner_out, inner_pid) = (env.file("out"), env.file("inner"), env.file("inner.pid"));
-    let child = env.spawn_writer(&out, Some((&inner_out, &inner_pid)));
-    wait_for("both writers", || len(&out) > 0 && len(&inner_out) > 0);
-    let grandchild: u32 = fs::read_to_string(&inner_pid)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (out, inner_out, child, grandchild) = env.spawn_tree();
     let mut manager = env.open();
     let mut net = RecordingNet::default();
     let mut req = request(child.pid());

@@ -181,18 +181,20 @@ impl Responder {
         }
     }
 
+    /// `running`: the image the process runs (`/proc/PID/exe`), read by the caller along with
+    /// the image it hashes; `None` once the process has exited.
     pub fn on_exec(
         &mut self,
         table: &ProcessTable,
         seqs: &BehaviourSequences,
         key: ProcessKey,
         ev: &ExecEvent,
+        running: Option<String>,
     ) {
         let policy = self.current();
         let Some(info) = table.get_key(&key) else {
             return;
         };
-        let running = image_of(key.tgid);
         if self.is_protected_image(
             &policy,
             key,

@@ -19,7 +19,7 @@ use tokio::{
     io::unix::AsyncFd,
     sync::{mpsc, watch},
     task::JoinHandle,
-    time::MissedTickBehavior,
+    time::Instant,
 };
 use tracing::debug;
 
@@ -111,21 +111,31 @@ async fn read_loop(
     poll: Duration,
     drained: DrainedUntil,
 ) -> Result<(), SensorError> {
-    let mut tick = tokio::time::interval(poll);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Records written without a wakeup wait for this drain, every `poll` while they come, and
+    // backing off to `poll * MAX_BACKOFF` while the ring stays empty: on a quiet host each
+    // timer wakeup is most of what vigil costs.
+    let mut every = poll;
+    let mut next = Instant::now() + every;
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                if !forward_all(name, fd.get_mut(), &tx, &stats, &drained).await {
+            () = tokio::time::sleep_until(next) => {
+                let Some(forwarded) = forward_all(name, fd.get_mut(), &tx, &stats, &drained).await else {
                     return Ok(());
-                }
+                };
+                every = if forwarded > 0 { poll } else { (every * 2).min(poll * MAX_BACKOFF) };
+                next = Instant::now() + every;
             }
             ready = fd.readable_mut() => {
                 let mut guard = ready.map_err(|source| SensorError::Poll { name, source })?;
-                if !forward_all(name, guard.get_inner_mut(), &tx, &stats, &drained).await {
+                if forward_all(name, guard.get_inner_mut(), &tx, &stats, &drained).await.is_none() {
                     return Ok(());
                 }
                 guard.clear_ready();
+                // Records are flowing: drain the unannounced ones at the short interval again.
+                if every > poll {
+                    every = poll;
+                    next = Instant::now() + every;
+                }
             }
             // The guard wait_for returns is not Send; drop it inside the future.
             () = async { drop(stop.wait_for(|s| *s).await) } => {
@@ -138,27 +148,33 @@ async fn read_loop(
     }
 }
 
-/// Drains the ring into the channel; `false` once the receiver is gone.
+/// Longest drain interval, in multiples of the shortest.
+const MAX_BACKOFF: u32 = 8;
+
+/// Drains the ring into the channel; how many records it forwarded, `None` once the receiver
+/// is gone.
 async fn forward_all(
     name: &'static str,
     ring: &mut RingBuf<MapData>,
     tx: &mpsc::Sender<EventBatch>,
     stats: &DecodeStats,
     drained: &DrainedUntil,
-) -> bool {
+) -> Option<usize> {
     let started = monotonic_ns();
+    let mut forwarded = 0;
     loop {
         let batch = drain(ring, stats);
         if batch.is_empty() {
             drained.0.fetch_max(started, Relaxed);
-            return true;
+            return Some(forwarded);
         }
-        let n = batch.len() as u64;
+        let n = batch.len();
         if tx.send(batch).await.is_err() {
-            stats.undelivered.fetch_add(n, Relaxed);
+            stats.undelivered.fetch_add(n as u64, Relaxed);
             debug!(ring = name, "pipeline closed; reader stops");
-            return false;
+            return None;
         }
+        forwarded += n;
     }
 }
 
