@@ -87,7 +87,8 @@ pub struct AgentConfig {
     /// vigil's own tgid: nothing it does is traced.
     pub self_tgid: u32,
     pub _pad: u32,
-    /// A partial batch older than this many jiffies is flushed at its thread's next syscall.
+    /// A partial batch older than this many jiffies is flushed at its thread's next syscall
+    /// (a thread that blocks or is preempted sends its batch then anyway).
     /// Jiffies, not ns: `bpf_jiffies64` is a variable read, while `bpf_ktime_get_ns` costs
     /// ~100 ns in a VM whose TSC reads are slow — too much for every syscall on the host.
     pub batch_max_age_jiffies: u64,
@@ -114,6 +115,7 @@ pub mod names {
     pub const PROG_FORK: &str = "vigil_sched_fork";
     pub const PROG_EXIT: &str = "vigil_sched_exit";
     pub const PROG_SYS_EXIT: &str = "vigil_sys_exit";
+    pub const PROG_SCHED_SWITCH: &str = "vigil_sched_switch";
     /// raw_tp twin of `PROG_SYS_EXIT` for kernels that refuse tp_btf.
     pub const PROG_SYS_EXIT_RAW: &str = "vigil_sys_exit_raw";
     /// Counts sys_enter and does nothing else: the floor any per-syscall tracer pays, for benches.
@@ -169,8 +171,6 @@ pub const SYSCALLS_WAKEUP_BYTES: u64 = (SYSCALLS_RING_BYTES / 4) as u64;
 /// How often user space drains a ring without a wakeup while records come (it backs off
 /// while the ring stays empty).
 pub const SYSCALLS_POLL_MS: u64 = 10;
-/// Concurrent threads with an open syscall batch.
-pub const BATCH_MAP_ENTRIES: u32 = 32768;
 /// Concurrent threads inside a watched syscall.
 pub const PENDING_MAP_ENTRIES: u32 = 16384;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;

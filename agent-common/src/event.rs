@@ -211,16 +211,20 @@ pub enum FlushReason {
     Exec = 2,
     Exit = 3,
     Age = 4,
+    /// The thread was switched out.
+    Switch = 5,
 }
 
-/// Up to [`BATCH_LEN`] syscall ids of one thread, in the order it entered them.
+/// Up to [`BATCH_LEN`] syscall ids of one thread, in the order it entered them, made while it
+/// stayed on one CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SyscallBatch {
     pub header: EventHeader,
     /// `bpf_ktime_get_ns()` at the first syscall in the batch.
     pub first_ns: u64,
-    /// Per-thread batch sequence number: batches of one thread arrive in this order.
+    /// Batch number on the CPU that sent it (a thread's own batches arrive in its order, since
+    /// its batch is sent whenever it leaves a CPU).
     pub seq: u32,
     /// Ids used in `ids`.
     pub count: u16,

@@ -5,8 +5,10 @@ use crate::EventKind;
 
 /// Syscalls inside batches whose ring-buffer reservation failed (the batch count, summed).
 pub const LOSS_SYSCALLS_IN_LOST_BATCHES: u32 = 16;
-/// A thread's batch could not be created because the batch map was full; its syscall was dropped.
-pub const LOSS_BATCH_MAP_FULL: u32 = 17;
+/// A CPU's batch slot named another task when a batch started there (the switch-out that
+/// should have released it was not seen; that task's last batch may hold the running task's
+/// syscalls). A diagnostic that should stay 0.
+pub const COUNT_UNSWITCHED_SLOTS: u32 = 17;
 /// A watched syscall's entry could not be remembered (pending map full); its event was dropped.
 pub const LOSS_PENDING_MAP_FULL: u32 = 18;
 /// A watched syscall exited without a remembered entry (e.g. attached mid-call).

@@ -19,9 +19,9 @@ use crate::{
     emit::{
         count_emitted, count_lost, current_ids, header, lazy_wakeup, prompt_wakeup, report_error,
     },
-    maps::{BATCHES, EVENTS, PENDING},
+    maps::{EVENTS, PENDING},
     response::{ExecVerdict, check_exec},
-    syscalls::flush_thread,
+    syscalls::release_slot,
     task::{KPtr, config, creds_of, leader_start_ns, offsets, parent_of, stdio_of},
 };
 
@@ -52,11 +52,8 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     // SAFETY: offsets inside the tracepoint record, read through bpf_probe_read_kernel.
     let old_pid: u32 = unsafe { ctx.read_at::<i32>(EXEC_OLD_PID) }.map_err(i64::from)? as u32;
     // Syscalls made before the exec belong to the old image: send them first, in order.
-    flush_thread(pid, FlushReason::Exec);
-    if old_pid != pid {
-        flush_thread(old_pid, FlushReason::Exec);
-        let _ = BATCHES.remove(old_pid);
-    }
+    // (A non-leader thread that execs ran as `old_pid` until now: its batch says so.)
+    release_slot(FlushReason::Exec);
 
     // Deny-exec acts first, before the new image returns to user space, and whether or not the
     // ring has room to report it: a flood must not open a window for denied images.
@@ -254,8 +251,7 @@ pub fn vigil_sched_exit(_ctx: TracePointContext) -> u32 {
         return 0;
     }
     // Whatever this thread did last goes out before its process's exit record.
-    flush_thread(pid, FlushReason::Exit);
-    let _ = BATCHES.remove(pid);
+    release_slot(FlushReason::Exit);
     // A task killed inside a watched syscall never reaches its sys_exit.
     let _ = PENDING.remove(pid);
 

@@ -1,7 +1,7 @@
 //! Every map the programs share. Sizes come from agent-common so user space agrees on them.
 
 use agent_common::{
-    BATCH_MAP_ENTRIES, COUNTER_SLOTS, Creds, EVENTS_RING_BYTES, IGNORED_TGIDS_ENTRIES,
+    COUNTER_SLOTS, Creds, EVENTS_RING_BYTES, IGNORED_TGIDS_ENTRIES,
     PENDING_MAP_ENTRIES, SYSCALLS_RING_BYTES, SyscallBatch,
 };
 use aya_ebpf::{
@@ -22,21 +22,36 @@ pub static SYSCALLS: RingBuf = RingBuf::with_byte_size(SYSCALLS_RING_BYTES, 0);
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
-/// A thread's open batch. `record` is exactly what is sent, so a flush is one copy.
+/// A CPU's open batch. `record` is exactly what is sent, so a flush is one copy.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct OpenBatch {
     pub record: SyscallBatch,
+    /// Address of the `task_struct` whose syscalls the slot holds; 0 while the slot is free.
+    pub task: u64,
     /// `bpf_jiffies64()` at the first syscall of the batch, for ageing.
     pub first_jiffies: u64,
-    /// Non-zero when the thread's process is in `IGNORED_TGIDS` (re-checked at every flush).
-    pub ignored: u32,
+    /// [`SlotState`] as u32.
+    pub state: u32,
     pub _pad: u32,
 }
 
-/// tid -> open batch. Keyed by thread, not CPU, so a migrating thread keeps one ordered stream.
-#[map(name = "BATCHES")]
-pub static BATCHES: HashMap<u32, OpenBatch> = HashMap::with_max_entries(BATCH_MAP_ENTRIES, 0);
+/// What the slot's task gets.
+#[repr(u32)]
+pub enum SlotState {
+    /// No task named yet (a new one is named at its first syscall).
+    Empty = 0,
+    /// Syscalls are batched.
+    Open = 1,
+    /// A process in `IGNORED_TGIDS`: watched syscalls are reported, others are not batched.
+    Ignored = 2,
+    /// vigil itself: nothing is traced.
+    Vigil = 3,
+}
+
+/// One open batch per CPU; see `syscalls` for why the CPU, not the thread, is the key.
+#[map(name = "CPU_BATCH")]
+pub static CPU_BATCH: PerCpuArray<OpenBatch> = PerCpuArray::with_max_entries(1, 0);
 
 /// What a watched syscall's entry left for its exit.
 #[repr(C)]

@@ -290,7 +290,9 @@ pub fn of_type<'a>(
 /// The syscall ids of `pid`'s batches, thread by thread in batch order, concatenated.
 pub fn syscalls_of(events: &[Value], pid: u32) -> Vec<i64> {
     let mut batches: Vec<&Value> = of_type(of_pid(events, pid), "syscall_batch").collect();
-    batches.sort_by_key(|b| (b["tid"].as_u64(), b["seq"].as_u64()));
+    // A thread's batches may come from different CPUs (`seq` counts per CPU): order by when
+    // each batch started, which for one thread is the order it made the calls.
+    batches.sort_by_key(|b| (b["tid"].as_u64(), b["first_ns"].as_u64()));
     batches
         .iter()
         .flat_map(|b| {

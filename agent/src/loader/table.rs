@@ -45,5 +45,8 @@ pub static ATTACH_TABLE: &[ProgramSpec] = &[
     ProgramSpec { program: names::PROG_FORK, hook: Hook::RawTp("sched_process_fork"), fallback: None },
     ProgramSpec { program: names::PROG_EXEC, hook: Hook::Tp("sched", "sched_process_exec"), fallback: None },
     ProgramSpec { program: names::PROG_EXIT, hook: Hook::Tp("sched", "sched_process_exit"), fallback: None },
+    // The switch program before sys_enter: a CPU's batch slot must be released whenever its task
+    // leaves the CPU from the first batched syscall on.
+    ProgramSpec { program: names::PROG_SCHED_SWITCH, hook: Hook::RawTp("sched_switch"), fallback: None },
     ProgramSpec { program: names::PROG_SYS_ENTER, hook: Hook::RawTp("sys_enter"), fallback: None },
 ];

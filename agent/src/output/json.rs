@@ -136,6 +136,7 @@ fn flush_reason(r: u16) -> &'static str {
         x if x == FlushReason::Exec as u16 => "exec",
         x if x == FlushReason::Exit as u16 => "exit",
         x if x == FlushReason::Age as u16 => "age",
+        x if x == FlushReason::Switch as u16 => "switch",
         _ => "unknown",
     }
 }

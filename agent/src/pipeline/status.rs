@@ -168,6 +168,8 @@ impl StatusBuilder {
         }
         s.kernel_emitted
             .insert("syscalls_batched".into(), counters.syscalls_batched);
+        s.kernel_emitted
+            .insert("unswitched_slots".into(), counters.unswitched_slots);
         s.losses = counters.losses();
         s.losses.insert(
             "exe_hash_requests_dropped".into(),

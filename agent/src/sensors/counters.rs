@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use agent_common::{
-    COUNT_SYSCALLS_BATCHED, COUNTER_SLOTS, EventKind, LOSS_BATCH_MAP_FULL, LOSS_PENDING_MAP_FULL,
+    COUNT_SYSCALLS_BATCHED, COUNTER_SLOTS, COUNT_UNSWITCHED_SLOTS, EventKind, LOSS_PENDING_MAP_FULL,
     LOSS_PENDING_MISSING, LOSS_SYSCALLS_IN_LOST_BATCHES, emitted_index, loss_index,
 };
 use aya::maps::{Map, MapData, PerCpuArray};
@@ -25,7 +25,8 @@ pub struct CounterSnapshot {
     pub emitted: BTreeMap<EventKind, u64>,
     pub syscalls_in_lost_batches: u64,
     pub syscalls_batched: u64,
-    pub batch_map_full: u64,
+    /// Batches found in a CPU's slot under another task (sent then; see agent_common::loss).
+    pub unswitched_slots: u64,
     pub pending_map_full: u64,
     pub pending_missing: u64,
     /// Kernel enforcement: execs killed, deny signals that failed, connects refused.
@@ -47,14 +48,13 @@ impl CounterSnapshot {
             "syscalls_in_lost_batches".into(),
             self.syscalls_in_lost_batches,
         );
-        out.insert("batch_map_full".into(), self.batch_map_full);
         out.insert("pending_map_full".into(), self.pending_map_full);
         out.insert("pending_missing".into(), self.pending_missing);
         out
     }
 
     pub fn total_lost(&self) -> u64 {
-        self.lost.values().sum::<u64>() + self.batch_map_full + self.pending_map_full
+        self.lost.values().sum::<u64>() + self.pending_map_full
     }
 }
 
@@ -82,7 +82,7 @@ impl KernelCounters {
         }
         s.syscalls_in_lost_batches = self.sum(LOSS_SYSCALLS_IN_LOST_BATCHES)?;
         s.syscalls_batched = self.sum(COUNT_SYSCALLS_BATCHED)?;
-        s.batch_map_full = self.sum(LOSS_BATCH_MAP_FULL)?;
+        s.unswitched_slots = self.sum(COUNT_UNSWITCHED_SLOTS)?;
         s.pending_map_full = self.sum(LOSS_PENDING_MAP_FULL)?;
         s.pending_missing = self.sum(LOSS_PENDING_MISSING)?;
         s.exec_denied = self.sum(agent_common::COUNT_EXEC_DENIED)?;

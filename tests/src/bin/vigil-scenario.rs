@@ -4,6 +4,7 @@
 //!   vigil-scenario known V4_PORT V6_PORT REFUSED_PORT EXIT_CODE
 //!   vigil-scenario flood SECONDS      (prints the number of getppid calls made)
 //!   vigil-scenario security           (prints "LISTEN_PORT CLIENT_PORT TRACED_PID")
+//!   vigil-scenario migrate ROUNDS      (moves itself to the next CPU before each marker call)
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
@@ -26,12 +27,17 @@ fn main() {
             flood(Duration::from_secs_f64(secs))
         }
         Some("security") => security(),
+        Some("migrate") if args.len() == 3 => {
+            migrate(args[2].parse::<u32>().unwrap_or_else(|_| usage()))
+        }
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: vigil-scenario known V4 V6 REFUSED CODE | flood SECONDS | security");
+    eprintln!(
+        "usage: vigil-scenario known V4 V6 REFUSED CODE | flood SECONDS | security | migrate ROUNDS"
+    );
     exit(2)
 }
 
@@ -94,6 +100,30 @@ fn flood(duration: Duration) -> ! {
     let secs = start.elapsed().as_secs_f64();
     println!("{calls} {secs}");
     exit(0)
+}
+
+/// Round i pins the thread to CPU i mod n (the kernel moves it before sched_setaffinity
+/// returns), then makes marker call i mod 3: getuid, getgid, getppid. vigil batches per CPU, so
+/// this is the case where a thread's calls could come back out of order.
+fn migrate(rounds: u32) -> ! {
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    let markers = [libc::SYS_getuid, libc::SYS_getgid, libc::SYS_getppid];
+    for i in 0..rounds as usize {
+        // SAFETY: a zeroed cpu_set_t with one bit set, passed with its size.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(i % cpus, &mut set);
+            check(
+                "sched_setaffinity",
+                libc::syscall(libc::SYS_sched_setaffinity, 0, size_of_val(&set), &set as *const libc::cpu_set_t),
+            );
+            libc::syscall(markers[i % 3]);
+        }
+    }
+    // SAFETY: ends the process.
+    unsafe { libc::syscall(libc::SYS_exit_group, 0) };
+    unreachable!("exit_group returned")
 }
 
 fn check(what: &str, rc: i64) -> i64 {
