@@ -28,6 +28,7 @@ fn shipped_model_reproduces_golden_scores() {
     let tol = doc["tolerance"].as_f64().unwrap_or(1e-4) as f32;
     let model = Model::load(&repo().join("models/vigil.onnx")).expect("the shipped model loads");
     assert!(model.is_sparse(), "the shipped model's first layer must split off (the daemon's fast path)");
+    assert!(model.has_native_tail(), "the shipped model's layers after the first must run without tract");
     let cases = doc["cases"].as_array().expect("cases");
     assert!(cases.len() >= 10, "too few golden cases");
     for case in cases {

@@ -2,6 +2,7 @@
 //! features, process score) and the ONNX model that scores windows, run by tract.
 
 mod contract;
+mod native_tail;
 mod onnx;
 mod process_score;
 mod profile;
@@ -13,6 +14,8 @@ pub use contract::{
     windows,
 };
 pub use onnx::{Model, ModelError, Thresholds};
+#[cfg(test)]
+pub(crate) use onnx::test_models;
 pub use process_score::{ProcessScore, Verdict, score_sequence};
 pub use profile::NgramProfile;
 pub use window_memo::WindowMemo;

@@ -199,6 +199,11 @@ impl Model {
         self.sparse.is_some()
     }
 
+    /// Whether the layers after the split one run without tract (see `native_tail.rs`).
+    pub fn has_native_tail(&self) -> bool {
+        self.sparse.as_ref().is_some_and(SparseHead::native_tail)
+    }
+
     /// Scores one window's features (length [`DIM`]).
     pub fn score(&self, features: &[f32]) -> Result<f32, ModelError> {
         let run = |reason: String| ModelError::Run { path: self.path.clone(), reason };
@@ -239,9 +244,43 @@ pub(crate) mod test_models {
         }
     }
 
+    fn floats(name: &str, dims: &[i64], values: Vec<f32>) -> TensorProto {
+        TensorProto { name: name.into(), dims: dims.to_vec(), data_type: FLOAT, float_data: values, ..Default::default() }
+    }
+
     /// `sigmoid(features · w + b)` with the contract's metadata, overridden by `meta`.
     pub fn logistic(w: &[f32], b: f32, meta: &[(&str, &str)]) -> Vec<u8> {
         assert_eq!(w.len(), DIM);
+        let nodes = vec![node("MatMul", &["features", "w"], "z"), node("Add", &["z", "b"], "zb"), node("Sigmoid", &["zb"], "score")];
+        let inits = vec![floats("w", &[DIM as i64, 1], w.to_vec()), floats("b", &[1], vec![b])];
+        model(nodes, inits, meta)
+    }
+
+    /// `features -> Gemm(W1ᵀ, b1) -> Relu -> Gemm(W2, b2) -> act -> score`, `hidden` wide, with
+    /// weights from a fixed formula (`act`: "Sigmoid", or another op to keep the tail in tract).
+    pub fn mlp(hidden: usize, act: &str) -> Vec<u8> {
+        let h = hidden as i64;
+        let w1: Vec<f32> = (0..DIM * hidden).map(|i| ((i * 7919) % 17) as f32 / 17.0 - 0.5).collect();
+        let b1: Vec<f32> = (0..hidden).map(|j| j as f32 / hidden as f32 - 0.5).collect();
+        let w2: Vec<f32> = (0..hidden).map(|j| ((j * 31) % 7) as f32 / 7.0 - 0.4).collect();
+        let mut dense1 = node("Gemm", &["features", "W1", "b1"], "h1");
+        dense1.attribute.push(tract_onnx::pb::AttributeProto { name: "transB".into(), i: 1, r#type: 2, ..Default::default() });
+        let nodes = vec![
+            dense1,
+            node("Relu", &["h1"], "r1"),
+            node("Gemm", &["r1", "W2", "b2"], "logit"),
+            node(act, &["logit"], "score"),
+        ];
+        let inits = vec![
+            floats("W1", &[h, DIM as i64], w1),
+            floats("b1", &[h], b1),
+            floats("W2", &[h, 1], w2),
+            floats("b2", &[1], vec![0.1]),
+        ];
+        model(nodes, inits, &[])
+    }
+
+    fn model(nodes: Vec<NodeProto>, initializer: Vec<TensorProto>, meta: &[(&str, &str)]) -> Vec<u8> {
         let mut props: Vec<(String, String)> = [
             ("vigil.contract", "1"),
             ("vigil.vocab_version", "1"),
@@ -266,11 +305,8 @@ pub(crate) mod test_models {
         }
         let graph = GraphProto {
             name: "test".into(),
-            node: vec![node("MatMul", &["features", "w"], "z"), node("Add", &["z", "b"], "zb"), node("Sigmoid", &["zb"], "score")],
-            initializer: vec![
-                TensorProto { name: "w".into(), dims: vec![DIM as i64, 1], data_type: FLOAT, float_data: w.to_vec(), ..Default::default() },
-                TensorProto { name: "b".into(), dims: vec![1], data_type: FLOAT, float_data: vec![b], ..Default::default() },
-            ],
+            node: nodes,
+            initializer,
             input: vec![value_info("features", &[1, DIM as i64])],
             output: vec![value_info("score", &[1, 1])],
             ..Default::default()
@@ -301,7 +337,7 @@ mod tests {
     fn scores_match_the_closed_form() {
         let w = weights();
         let m = Model::from_bytes(Path::new("t.onnx"), &logistic(&w, 0.25, &[])).expect("load");
-        assert!(m.is_sparse(), "MatMul head splits off; Add and Sigmoid stay in tract");
+        assert!(m.is_sparse() && m.has_native_tail(), "MatMul head splits off; Add and Sigmoid run in place");
         assert_eq!(m.thresholds, Thresholds { alert: 0.5, quarantine: 0.8, kill: 0.95 });
         let tokens: Vec<u16> = (0..150).map(|i| (i * 37 % 300) as u16).collect();
         let (windows, process) = score_sequence(&m, &tokens).expect("score");
@@ -311,6 +347,29 @@ mod tests {
         let z: f32 = f.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + 0.25;
         assert!((windows[0] - 1.0 / (1.0 + (-z).exp())).abs() < 1e-5);
         assert!(process >= windows.iter().copied().fold(f32::MAX, f32::min));
+    }
+
+    #[test]
+    fn an_mlp_splits_and_its_tail_runs_in_place_or_in_tract_like_the_whole_graph() {
+        let mut scratch = vec![0.0; DIM];
+        let mut dense = vec![0.0; DIM];
+        // 32 wide stays on the stack in the native tail, 80 does not; Tanh is left to tract.
+        for (hidden, act, native) in [(32, "Sigmoid", true), (80, "Sigmoid", true), (32, "Tanh", false)] {
+            let m = Model::from_bytes(Path::new("mlp.onnx"), &test_models::mlp(hidden, act)).expect("load");
+            assert!(m.is_sparse(), "{hidden} {act}");
+            assert_eq!(m.has_native_tail(), native, "{hidden} {act}");
+            let mut spread = (f32::MAX, f32::MIN);
+            for seed in 0..20u16 {
+                let window: Vec<u16> = (0..64).map(|i| (i * 13 + seed * 11) % 330).collect();
+                let got = m.score_window(&window, &mut scratch).expect("split");
+                window_features(&window, &mut dense);
+                let want = m.score(&dense).expect("dense");
+                assert!((got - want).abs() < 1e-5, "{hidden} {act}: {got} vs {want}");
+                spread = (spread.0.min(got), spread.1.max(got));
+            }
+            // Not a constant: the hidden layer and its Relu matter to the score.
+            assert!(spread.1 - spread.0 > 1e-3, "{hidden} {act}: scores {spread:?}");
+        }
     }
 
     #[test]

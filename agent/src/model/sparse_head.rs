@@ -5,8 +5,9 @@
 //! redis-benchmark (~500k syscalls/s, 16k windows/s) that was most of vigil's CPU. At load the
 //! graph's first node — a `Gemm` (alpha = beta = 1, A not transposed) or a `MatMul` of the
 //! input by a constant matrix — is split off and done here as a gather over the touched rows;
-//! tract runs the rest of the graph (bias-free heads leave any `Add` to it, then activations and
-//! later layers) from that node's output. [`super::Model`] checks the split against the whole
+//! the rest of the graph (bias-free heads leave any `Add` to it, then activations and later
+//! layers) runs from that node's output, in place when it is a plain chain (`native_tail.rs`),
+//! in tract otherwise. [`super::Model`] checks the split against the whole
 //! graph on sample windows before using it, and falls back to the dense graph if it differs.
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tract_onnx::pb::{
 };
 use tract_onnx::prelude::*;
 
-use super::DIM;
+use super::{DIM, native_tail::NativeTail};
 
 const FLOAT: i32 = 1;
 
@@ -26,7 +27,12 @@ pub struct SparseHead {
     rows: Vec<f32>,
     bias: Vec<f32>,
     hidden: usize,
-    tail: Arc<TypedRunnableModel>,
+    tail: Tail,
+}
+
+enum Tail {
+    Native(NativeTail),
+    Tract(Arc<TypedRunnableModel>),
 }
 
 impl SparseHead {
@@ -102,18 +108,34 @@ impl SparseHead {
         g.initializer.retain(|t| !dropped.contains(&t.name));
         g.input.retain(|i| i.name != input && !dropped.contains(&i.name));
         g.input.insert(0, value_info(&head_out, &[1, hidden as i64]));
+        match NativeTail::from_chain(g, &head_out, hidden) {
+            Ok(native) => return Ok(Self { rows, bias, hidden, tail: Tail::Native(native) }),
+            Err(why) => tracing::debug!("model tail left to tract: {why}"),
+        }
         let tail = tract_onnx::onnx()
             .model_for_proto_model(&tail)
             .and_then(|m| m.with_input_fact(0, f32::fact([1, hidden]).into()))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| format!("the rest of the graph does not load on its own: {e:#}"))?;
-        Ok(Self { rows, bias, hidden, tail })
+        Ok(Self { rows, bias, hidden, tail: Tail::Tract(tail) })
+    }
+
+    pub fn native_tail(&self) -> bool {
+        matches!(self.tail, Tail::Native(_))
     }
 
     /// The model's output for features that are zero outside `touched`.
     pub fn score(&self, touched: &[u16], features: &[f32]) -> TractResult<f32> {
-        let mut h = self.bias.clone();
+        let mut stack = [0.0f32; 64];
+        let mut heap = Vec::new();
+        let h: &mut [f32] = if self.hidden <= stack.len() {
+            &mut stack[..self.hidden]
+        } else {
+            heap.resize(self.hidden, 0.0);
+            &mut heap
+        };
+        h.copy_from_slice(&self.bias);
         for &k in touched {
             let k = usize::from(k);
             let x = features[k];
@@ -122,19 +144,23 @@ impl SparseHead {
                 *acc += x * w;
             }
         }
-        let input = Tensor::from_shape(&[1, self.hidden], &h)?;
-        let out = self.tail.run(tvec!(input.into()))?;
+        let tail = match &self.tail {
+            Tail::Native(t) => return Ok(t.run(h)),
+            Tail::Tract(t) => t,
+        };
+        let input = Tensor::from_shape(&[1, self.hidden], h)?;
+        let out = tail.run(tvec!(input.into()))?;
         let view = out[0].to_plain_array_view::<f32>()?;
         view.iter().next().copied().ok_or_else(|| anyhow::anyhow!("empty output"))
     }
 }
 
-fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+pub(super) fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }
 
 /// A float tensor's values, from `float_data` or little-endian `raw_data`.
-fn floats(t: &TensorProto) -> Result<Vec<f32>, String> {
+pub(super) fn floats(t: &TensorProto) -> Result<Vec<f32>, String> {
     if t.data_type != FLOAT {
         return Err(format!("`{}` is not float32", t.name));
     }

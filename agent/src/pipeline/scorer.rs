@@ -309,7 +309,10 @@ fn feed(
     let p = live.entry(work.key).or_default();
     p.total += work.tokens.len();
     p.buf.extend_from_slice(&work.tokens);
-    while p.buf.len() >= WINDOW {
+    // Windows by offset, and the consumed strides removed once: a chunk can bring thousands of
+    // tokens, and draining a stride at a time moved the rest of them for every window.
+    let mut start = 0;
+    while p.buf.len() - start >= WINDOW {
         let scores = Scores {
             model: &mut p.score,
             novelty: &mut p.novelty,
@@ -324,12 +327,16 @@ fn feed(
             profiles,
             scores,
             &work.exe,
-            (&p.buf[..WINDOW], known),
+            (&p.buf[start..start + WINDOW], known),
             st,
         );
-        p.drained.clear();
-        p.drained.extend(p.buf.drain(..STRIDE));
+        start += STRIDE;
         p.next_start += STRIDE;
+    }
+    if start > 0 {
+        p.drained.clear();
+        p.drained.extend_from_slice(&p.buf[start - STRIDE..start]);
+        p.buf.drain(..start);
     }
     if exited {
         // The contract's last window: the whole sequence if it is short, else the final W
@@ -432,5 +439,31 @@ mod tests {
         let e = &p.by_exe[&exe];
         assert!(e.profile.len() > learned);
         assert_eq!(e.quiet, 0);
+    }
+
+    #[test]
+    fn windows_fed_in_any_chunking_score_as_the_contract_says() {
+        let w: Vec<f32> = (0..DIM).map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.5).collect();
+        let bytes = crate::model::test_models::logistic(&w, 0.1, &[]);
+        // 64 + 29 strides: the contract's windows end exactly at the last token (no tail).
+        let tokens: Vec<Token> = (0..(WINDOW + 29 * STRIDE) as u32).map(|i| ((i * 37 + i / 7) % 300) as Token).collect();
+        let model = Model::from_bytes(std::path::Path::new("t.onnx"), &bytes).expect("model");
+        let (windows, want) = crate::model::score_sequence(&model, &tokens).expect("contract");
+        assert_eq!(windows.len(), 30);
+        let key = ProcessKey { tgid: 7, start_ns: 1 };
+        let limits = Thresholds { alert: 2.0, quarantine: 2.0, kill: 2.0 };
+        for chunk in [1, 31, 64, 100, tokens.len()] {
+            let model = Model::from_bytes(std::path::Path::new("t.onnx"), &bytes).expect("model");
+            let mut scoring = ModelScoring { model, features: vec![0.0; DIM], memo: WindowMemo::new(MEMO_WINDOWS) };
+            let (mut p, mut live, st) = (profiles(), Default::default(), ScorerStats::default());
+            for part in tokens.chunks(chunk) {
+                let work = ScoreWork { key, exe: "/bin/x".into(), tokens: part.to_vec() };
+                assert!(feed(&mut scoring, &limits, &mut p, &mut live, work, &st).is_none());
+            }
+            let got = &live[&key];
+            assert_eq!((got.score.windows(), got.buf.len()), (30, WINDOW - STRIDE), "chunks of {chunk}");
+            assert!((got.score.value() - want).abs() < 1e-6, "chunks of {chunk}: {} vs {want}", got.score.value());
+            assert_eq!(got.drained, tokens[tokens.len() - WINDOW..tokens.len() - STRIDE], "chunks of {chunk}");
+        }
     }
 }
