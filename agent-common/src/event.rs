@@ -154,9 +154,23 @@ pub struct ExecEvent {
     pub deny_rule: u32,
     /// Bit i set: fd i (0..3) is an AF_INET or AF_INET6 socket.
     pub stdio_inet: u32,
+    /// The file the new image was loaded from (`mm->exe_file`); `ino` 0 when unreadable.
+    pub image: ImageId,
     pub comm: [u8; COMM_LEN],
     pub filename: [u8; PATH_LEN],
     pub args: [u8; ARGS_LEN],
+}
+
+/// A file's identity as the kernel's inode has it (`dev` in the kernel's encoding,
+/// `MAJOR << 20 | MINOR`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImageId {
+    pub ino: u64,
+    pub size: i64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
+    pub dev: u32,
 }
 
 /// argv was longer than [`ARGS_LEN`].
@@ -365,7 +379,7 @@ pub struct ProbeErrorEvent {
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<EventHeader>() == 32);
-    assert!(size_of::<ExecEvent>() == 32 + 64 + COMM_LEN + PATH_LEN + ARGS_LEN);
+    assert!(size_of::<ExecEvent>() == 32 + 64 + 32 + COMM_LEN + PATH_LEN + ARGS_LEN);
     assert!(size_of::<ForkEvent>() == 32 + 32);
     assert!(size_of::<ExitEvent>() == 32 + 8);
     assert!(size_of::<SyscallBatch>() == 32 + 16 + 2 * BATCH_LEN);

@@ -22,7 +22,7 @@ use crate::{
     maps::{EVENTS, PENDING},
     response::{ExecVerdict, check_exec},
     syscalls::release_slot,
-    task::{KPtr, config, creds_of, leader_start_ns, offsets, parent_of, stdio_of},
+    task::{KPtr, config, creds_of, image_of, leader_start_ns, offsets, parent_of, stdio_of},
 };
 
 // Clone flags we report for calls whose flags are fixed or that we did not see.
@@ -120,6 +120,7 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         let (modes, inet) = stdio_of(&o, task);
         (*ev).stdio_modes = modes;
         (*ev).stdio_inet = inet;
+        (*ev).image = image_of(&o, task);
 
         let (args_len, args_flags) = read_args(&o, task, (*ev).args.as_mut_ptr());
         (*ev).args_len = args_len;

@@ -1,7 +1,7 @@
 //! Reading `task_struct`, `cred`, `mm_struct` and `signal_struct` fields at the byte offsets user
 //! space resolved from the running kernel's BTF (our CO-RE). An unknown offset reads as `None`.
 
-use agent_common::{AgentConfig, Creds, KernelOffsets, OFFSET_UNKNOWN};
+use agent_common::{AgentConfig, Creds, ImageId, KernelOffsets, OFFSET_UNKNOWN};
 use aya_ebpf::{
     Global,
     helpers::{bpf_get_current_task, bpf_probe_read_kernel},
@@ -107,6 +107,36 @@ pub fn creds_of(o: &KernelOffsets, task: KPtr) -> Creds {
 
 /// File type bits of the task's fds 0..3 (`files->fdt->fd[i]->f_inode->i_mode & S_IFMT`; 0 for
 /// a closed fd or an unreadable chain), and a bitmask of those that are internet sockets.
+/// The identity of the file `task` runs (`mm->exe_file`'s inode); all zero when any part of it
+/// cannot be read, so user space never trusts a half-read identity.
+#[inline(always)]
+pub fn image_of(o: &KernelOffsets, task: KPtr) -> ImageId {
+    let inode = task
+        .read_ptr(o.task_mm)
+        .and_then(|mm| mm.read_ptr(o.mm_exe_file))
+        .and_then(|file| file.read_ptr(o.file_inode));
+    let Some(inode) = inode else {
+        return ImageId::default();
+    };
+    let dev = inode.read_ptr(o.inode_sb).and_then(|sb| sb.read::<u32>(o.sb_dev));
+    match (
+        inode.read::<u64>(o.inode_ino),
+        inode.read::<i64>(o.inode_size),
+        inode.read::<i64>(o.inode_mtime_sec),
+        inode.read::<u32>(o.inode_mtime_nsec),
+        dev,
+    ) {
+        (Some(ino), Some(size), Some(mtime_sec), Some(mtime_nsec), Some(dev)) => ImageId {
+            ino,
+            size,
+            mtime_sec,
+            mtime_nsec,
+            dev,
+        },
+        _ => ImageId::default(),
+    }
+}
+
 #[inline(always)]
 pub fn stdio_of(o: &KernelOffsets, task: KPtr) -> ([u16; 4], u32) {
     const AF_INET: u16 = 2;

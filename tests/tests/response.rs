@@ -870,15 +870,32 @@ fn a_sha256_kill_rule_kills_the_first_and_the_cached_exec_of_an_image() {
     )
     .unwrap();
     let daemon = Daemon::start("sha256", &["--policy-dir", policy_dir.to_str().unwrap()]);
-    // The first exec is hashed on the hasher thread; the second is answered from the cache by
-    // the process stage. Both must end in a kill.
-    for run in ["first (hashed)", "second (cached)"] {
-        let mut victim = Command::new(&bin).arg("30").spawn().expect("spawn");
+    // The first exec is hashed on the hasher thread; the second, by the same path, is known
+    // from the kernel's identity of the image (no /proc lookup); the third, through a symlink,
+    // opens the image and finds its digest cached by file identity. All must end in a kill.
+    let link = dir.join("bin").join("another-name");
+    std::os::unix::fs::symlink(&bin, &link).expect("symlink");
+    let before = daemon.status();
+    let images = |s: &Value, k: &str| s["process_table"][k].as_u64().expect("image counters");
+    for (run, path) in [("first (hashed)", &bin), ("same path (known)", &bin), ("symlink (cached)", &link)] {
+        let mut victim = Command::new(path).arg("30").spawn().expect("spawn");
         let Some(status) = wait_exit(&mut victim, Duration::from_secs(10)) else {
             let _ = victim.kill();
             panic!("{run} exec of a sha256-denied image survived");
         };
         assert_eq!(status.signal(), Some(libc::SIGKILL), "{run}");
     }
+    // Other processes exec too: these bound ours from below. The stage publishes its
+    // counters periodically, so wait for them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let s = daemon.status();
+        if images(&s, "images_known") > images(&before, "images_known") || std::time::Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(images(&after, "images_known") > images(&before, "images_known"), "no exec was known without /proc");
+    assert!(images(&after, "images_opened") >= images(&before, "images_opened") + 2, "first and symlink execs open the image");
     drop(daemon);
 }

@@ -104,6 +104,12 @@ pub struct ProcessTableStatus {
     pub entries: usize,
     pub running: usize,
     pub evicted_total: u64,
+    /// Exec images recognised from the kernel's identity of the file (no `/proc` lookup).
+    #[serde(default)]
+    pub images_known: u64,
+    /// Exec images opened through `/proc/PID` (first seen, or seen under another path).
+    #[serde(default)]
+    pub images_opened: u64,
 }
 
 /// The table `vigil status` prints.
@@ -123,8 +129,8 @@ pub fn render_human(status: &Status) -> String {
     let table = &status.process_table;
     let _ = writeln!(
         out,
-        "\nProcess table: {} entries ({} running), {} evicted since start",
-        table.entries, table.running, table.evicted_total
+        "\nProcess table: {} entries ({} running), {} evicted since start; exec images: {} known, {} opened",
+        table.entries, table.running, table.evicted_total, table.images_known, table.images_opened
     );
     let _ = writeln!(out, "Sequences: {}", status.sequences);
     if let Some(r) = &status.response {
@@ -278,6 +284,8 @@ pub(crate) fn sample() -> Status {
             entries: 7,
             running: 5,
             evicted_total: 2,
+            images_known: 9,
+            images_opened: 4,
         },
         sequences: 3,
         scorer: None,

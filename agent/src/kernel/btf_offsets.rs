@@ -124,6 +124,15 @@ static FIELDS: &[FieldSpec] = &[
     field("file", &["private_data"], false, |o| &mut o.file_private_data),
     field("socket", &["sk"], false, |o| &mut o.socket_sk),
     field("sock_common", &["skc_family"], false, |o| &mut o.sock_common_family),
+    field("mm_struct", &["exe_file"], false, |o| &mut o.mm_exe_file),
+    field("inode", &["i_ino"], false, |o| &mut o.inode_ino),
+    field("inode", &["i_sb"], false, |o| &mut o.inode_sb),
+    field("super_block", &["s_dev"], false, |o| &mut o.sb_dev),
+    field("inode", &["i_size"], false, |o| &mut o.inode_size),
+    // Split out of `i_mtime` (a timespec64) in 6.7; older kernels leave the identity unknown
+    // and vigil opens /proc/PID/exe for it, as it does for any image it has not seen.
+    field("inode", &["i_mtime_sec"], false, |o| &mut o.inode_mtime_sec),
+    field("inode", &["i_mtime_nsec"], false, |o| &mut o.inode_mtime_nsec),
 ];
 
 /// Resolves from the running kernel's BTF.

@@ -1,6 +1,8 @@
-//! Executable digests. The process stage opens each new image itself (pinned while the pid is
-//! still the process's) and looks its identity up in the shared cache: on a host that runs the
-//! same binaries over and over that answers nearly every exec with no thread hop. Only an image
+//! Executable digests. An exec whose image (by the kernel's identity of it) was exec'd by the
+//! same path before is answered from the shared cache without touching `/proc`. Otherwise the
+//! process stage opens the image itself (pinned while the pid is still the process's) and
+//! looks its identity up in the cache: on a host that runs the same binaries over and over that
+//! answers nearly every exec with no thread hop. Only an image
 //! not seen before goes to the hasher thread, through a bounded queue, so a 100 MB binary
 //! delays its own hash, never the events behind it. The cache lock is never held while
 //! reading a file.
@@ -10,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::process::{ExeHashCache, KeyImage, ProcessKey};
+use crate::process::{ExeHashCache, FileIdentity, KeyImage, KnownImage, ProcessKey};
 
 pub struct HashRequest {
     pub key: ProcessKey,
@@ -18,6 +20,14 @@ pub struct HashRequest {
     /// image the process has since replaced is not applied.
     pub execs: u32,
     pub image: KeyImage,
+    pub exec: Option<ExecName>,
+}
+
+/// The kernel's identity of an exec'd image and the path it was exec'd by, under which the
+/// result is remembered for the next exec ([`ExeHashCache::lookup_exec`]).
+pub struct ExecName {
+    pub id: FileIdentity,
+    pub filename: Box<[u8]>,
 }
 
 pub struct HashDone {
@@ -47,18 +57,33 @@ pub enum Lookup {
 }
 
 impl Hasher {
-    /// Answers from the cache for the image of the process `key` names (opened with
-    /// [`KeyImage::open`]), or queues it.
-    pub fn lookup(&self, key: ProcessKey, execs: u32, image: KeyImage) -> Lookup {
-        let cached = self
-            .cache
+    /// What an earlier exec of this image by this path established, if any.
+    pub fn lookup_exec(&self, exec: &ExecName) -> Option<KnownImage> {
+        self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .lookup(&image.identity);
-        match cached {
-            Some(d) => Lookup::Cached(d),
-            None if self.tx.try_send(HashRequest { key, execs, image }).is_ok() => Lookup::Queued,
-            None => Lookup::Dropped,
+            .lookup_exec(&exec.id, &exec.filename)
+    }
+
+    /// Answers from the cache for the image of the process `key` names (opened with
+    /// [`KeyImage::open`]), or queues it. Either way the answer is remembered under `exec`.
+    pub fn lookup(&self, key: ProcessKey, execs: u32, image: KeyImage, exec: Option<ExecName>) -> Lookup {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.lookup(&image.identity) {
+            Some(d) => {
+                if let Some(exec) = exec {
+                    let known = KnownImage { sha256: Arc::clone(&d), running: image.running.clone() };
+                    cache.remember_exec(exec.id, &exec.filename, known);
+                }
+                Lookup::Cached(d)
+            }
+            None => {
+                drop(cache);
+                match self.tx.try_send(HashRequest { key, execs, image, exec }) {
+                    Ok(()) => Lookup::Queued,
+                    Err(_) => Lookup::Dropped,
+                }
+            }
         }
     }
 }
@@ -85,6 +110,13 @@ pub fn spawn() -> (Hasher, mpsc::Receiver<HashDone>) {
                         .remember(req.image.identity, Arc::clone(d));
                 }),
             };
+            if let (Ok(d), Some(exec)) = (&digest, &req.exec) {
+                let known = KnownImage { sha256: Arc::clone(d), running: req.image.running.clone() };
+                shared
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remember_exec(exec.id, &exec.filename, known);
+            }
             match digest {
                 Ok(sha256) => {
                     let done = HashDone {

@@ -8,18 +8,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::decode::Event;
+use agent_common::{ExecEvent, decode::Event};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::{
-    hasher::{self, HashDone, Hasher, Lookup},
+    hasher::{self, ExecName, HashDone, Hasher, Lookup},
     scorer::{ScoreUpdate, ScoreWork, ScorerHandle},
 };
 use crate::response::Responder;
 use crate::{
     output::{Enrichment, EventJson, JsonSink, OutputError},
-    process::{KeyImage, ProcessKey, ProcessTable},
+    process::{FileIdentity, KeyImage, ProcessKey, ProcessTable},
     reorder::TimeOrder,
     sensors::EventBatch,
     sequence::{BehaviourSequences, tokens_of},
@@ -34,6 +34,9 @@ pub struct ProcessStage {
     hasher: Hasher,
     pub hashed: mpsc::Receiver<HashDone>,
     pub hash_requests_dropped: u64,
+    /// Exec images answered from the kernel's identity, and opened through /proc.
+    pub images_known: u64,
+    pub images_opened: u64,
     pub events_handled: u64,
     scorer: Option<ScorerHandle>,
     /// Tokens for the scorer, handed over at most every [`SCORE_HANDOFF`] (or when
@@ -73,6 +76,8 @@ impl ProcessStage {
             hasher,
             hashed,
             hash_requests_dropped: 0,
+            images_known: 0,
+            images_opened: 0,
             events_handled: 0,
             scorer,
             score_work: Vec::new(),
@@ -113,6 +118,45 @@ impl ProcessStage {
         Ok(())
     }
 
+    /// The digest (now, or later from the hasher) and running path of an exec's image.
+    fn exec_image(&mut self, key: ProcessKey, execs: u32, e: &ExecEvent) -> (Option<String>, Option<HashDone>) {
+        let exec = FileIdentity::of_image(&e.image).map(|id| ExecName {
+            id,
+            filename: e.filename[..usize::from(e.filename_len).min(e.filename.len())].into(),
+        });
+        // This image was exec'd by this path before: nothing to open.
+        if let Some(known) = exec.as_ref().and_then(|x| self.hasher.lookup_exec(x)) {
+            self.images_known += 1;
+            return (known.running, Some(HashDone { key, execs, sha256: known.sha256 }));
+        }
+        self.images_opened += 1;
+        match KeyImage::open(&self.proc_root, &key) {
+            Ok(image) => {
+                let running = image.running.clone();
+                let done = match self.hasher.lookup(key, execs, image, exec) {
+                    // Applied once the responder has seen the exec, as a hasher answer would be.
+                    Lookup::Cached(sha256) => Some(HashDone { key, execs, sha256 }),
+                    Lookup::Queued => None,
+                    Lookup::Dropped => {
+                        self.hash_requests_dropped += 1;
+                        None
+                    }
+                };
+                (running, done)
+            }
+            // Short-lived processes are often gone before we get to them; an image that cannot
+            // be opened may still name itself to the responder.
+            Err(err) => {
+                tracing::debug!(pid = key.tgid, "exe not hashed: {err}");
+                let running = (!err.is_vanished())
+                    .then(|| std::fs::read_link(self.proc_root.join(key.tgid.to_string()).join("exe")).ok())
+                    .flatten()
+                    .map(|p| p.to_string_lossy().into_owned());
+                (running, None)
+            }
+        }
+    }
+
     fn apply(&mut self, event: &Event, now: Instant) {
         let key = ProcessKey::from_event_header(event.header());
         let mut hashed_now = None;
@@ -120,35 +164,7 @@ impl ProcessStage {
         match event {
             Event::Exec(e) => {
                 let execs = self.table.on_exec(e, now).execs;
-                match KeyImage::open(&self.proc_root, &key) {
-                    Ok(mut image) => {
-                        running = image.running.take();
-                        match self.hasher.lookup(key, execs, image) {
-                            // Applied once the responder has seen the exec, as a hasher
-                            // answer would be.
-                            Lookup::Cached(sha256) => {
-                                hashed_now = Some(HashDone {
-                                    key,
-                                    execs,
-                                    sha256,
-                                })
-                            }
-                            Lookup::Queued => {}
-                            Lookup::Dropped => self.hash_requests_dropped += 1,
-                        }
-                    }
-                    // Short-lived processes are often gone before we get to them; an image that
-                    // cannot be opened may still name itself to the responder.
-                    Err(e) => {
-                        tracing::debug!(pid = key.tgid, "exe not hashed: {e}");
-                        if !e.is_vanished() {
-                            let link = self.proc_root.join(key.tgid.to_string()).join("exe");
-                            running = std::fs::read_link(link)
-                                .ok()
-                                .map(|p| p.to_string_lossy().into_owned());
-                        }
-                    }
-                }
+                (running, hashed_now) = self.exec_image(key, execs, e);
             }
             Event::Fork(f) => {
                 self.table.on_fork(f, now);

@@ -99,11 +99,7 @@ impl StatusBuilder {
             kernel_emitted: BTreeMap::new(),
             losses: BTreeMap::new(),
             decode_errors: BTreeMap::new(),
-            process_table: ProcessTableStatus {
-                entries: 0,
-                running: 0,
-                evicted_total: 0,
-            },
+            process_table: ProcessTableStatus::default(),
             sequences: 0,
             scorer: self.model.as_ref().map(|(path, st)| {
                 let windows = st.windows.load(Relaxed);
@@ -195,6 +191,8 @@ impl StatusBuilder {
             entries: stage.table.len(),
             running: stage.table.running(),
             evicted_total: stage.table.evicted_total(),
+            images_known: stage.images_known,
+            images_opened: stage.images_opened,
         };
         s.sequences = stage.sequences.len();
         if let Some(r) = s.response.as_mut() {

@@ -31,6 +31,18 @@ pub struct FileIdentity {
 }
 
 impl FileIdentity {
+    /// The identity the kernel reported for an exec'd image (`ExecEvent::image`), in `stat`'s
+    /// terms; `None` when the probe could not read it.
+    pub fn of_image(image: &agent_common::ImageId) -> Option<Self> {
+        (image.ino != 0).then(|| Self {
+            // The kernel's dev_t is MAJOR << 20 | MINOR; stat(2) encodes it differently.
+            dev: libc::makedev(image.dev >> 20, image.dev & 0xf_ffff),
+            ino: image.ino,
+            mtime_ns: i128::from(image.mtime_sec) * 1_000_000_000 + i128::from(image.mtime_nsec),
+            size: image.size as u64,
+        })
+    }
+
     pub fn of(meta: &Metadata) -> Self {
         Self {
             dev: meta.dev(),
@@ -47,8 +59,21 @@ pub struct ExeHashCache {
     capacity: usize,
     digests: HashMap<FileIdentity, Arc<str>>,
     order: VecDeque<FileIdentity>,
+    /// Execs seen before, by the kernel's identity of the image and the path it was exec'd by:
+    /// the digest and where the image runs from (`/proc/PID/exe`'s link), so the same command
+    /// run again needs no `/proc` lookup at all. Keyed by path too because the running path
+    /// is a property of the exec (a script's interpreter, a hard link's name), not of the file.
+    execs: HashMap<(FileIdentity, Box<[u8]>), KnownImage>,
+    exec_order: VecDeque<(FileIdentity, Box<[u8]>)>,
     hits: u64,
     misses: u64,
+}
+
+/// What an earlier exec of the same image by the same path established.
+#[derive(Clone, Debug)]
+pub struct KnownImage {
+    pub sha256: Arc<str>,
+    pub running: Option<String>,
 }
 
 impl Default for ExeHashCache {
@@ -63,6 +88,8 @@ impl ExeHashCache {
             capacity: capacity.max(1),
             digests: HashMap::new(),
             order: VecDeque::new(),
+            execs: HashMap::new(),
+            exec_order: VecDeque::new(),
             hits: 0,
             misses: 0,
         }
@@ -133,6 +160,32 @@ impl ExeHashCache {
         let digest = image.digest()?;
         self.remember(image.identity, Arc::clone(&digest));
         Ok(digest)
+    }
+
+    /// An earlier exec's digest and running path for an exec of the image the kernel identified
+    /// as `id` by the path `filename` (the bytes the exec event carries). Cheap: no I/O.
+    pub fn lookup_exec(&mut self, id: &FileIdentity, filename: &[u8]) -> Option<KnownImage> {
+        let known = self.execs.get(&(*id, filename.into())).cloned();
+        if known.is_some() {
+            self.hits += 1;
+        }
+        known
+    }
+
+    /// Remembers what an exec established, for [`Self::lookup_exec`].
+    pub fn remember_exec(&mut self, id: FileIdentity, filename: &[u8], known: KnownImage) {
+        let key = (id, Box::<[u8]>::from(filename));
+        while self.execs.len() >= self.capacity {
+            match self.exec_order.pop_front() {
+                Some(old) => {
+                    self.execs.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if self.execs.insert(key.clone(), known).is_none() {
+            self.exec_order.push_back(key);
+        }
     }
 
     /// Caches a digest computed elsewhere ([`KeyImage::digest`]), counted as a miss.
@@ -299,6 +352,43 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     const ABC_SHA256: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    #[test]
+    fn the_kernels_image_identity_reads_as_stat_would_report_it() {
+        let image = agent_common::ImageId { ino: 42, size: 7, mtime_sec: 3, mtime_nsec: 5, dev: (259 << 20) | 0x1_2345 };
+        let id = FileIdentity::of_image(&image).expect("readable");
+        assert_eq!(id, FileIdentity { dev: libc::makedev(259, 0x1_2345), ino: 42, mtime_ns: 3_000_000_005, size: 7 });
+        // An unreadable identity is never used.
+        assert_eq!(FileIdentity::of_image(&agent_common::ImageId { ino: 0, ..image }), None);
+        // And a real file's: 8:1-style devices encode the same either way round.
+        let meta = std::fs::metadata("/proc/self/exe").expect("stat");
+        let kernel_dev = ((libc::major(meta.dev()) as u32) << 20) | libc::minor(meta.dev()) as u32;
+        let image = agent_common::ImageId {
+            ino: meta.ino(),
+            size: meta.size() as i64,
+            mtime_sec: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec() as u32,
+            dev: kernel_dev,
+        };
+        assert_eq!(FileIdentity::of_image(&image), Some(FileIdentity::of(&meta)));
+    }
+
+    #[test]
+    fn an_exec_is_known_by_image_and_path_and_the_memory_is_bounded() {
+        let mut cache = ExeHashCache::new(2);
+        let id = |ino| FileIdentity { dev: 1, ino, mtime_ns: 0, size: 1 };
+        let known = |d: &str| KnownImage { sha256: d.into(), running: Some(format!("/run/{d}")) };
+        cache.remember_exec(id(1), b"/bin/a", known("a"));
+        assert_eq!(cache.lookup_exec(&id(1), b"/bin/a").map(|k| k.running), Some(Some("/run/a".into())));
+        // The same image exec'd by another path (a symlink, a script's interpreter) is not known.
+        assert!(cache.lookup_exec(&id(1), b"/bin/link").is_none());
+        assert!(cache.lookup_exec(&id(2), b"/bin/a").is_none());
+        cache.remember_exec(id(2), b"/bin/b", known("b"));
+        cache.remember_exec(id(3), b"/bin/c", known("c"));
+        assert!(cache.lookup_exec(&id(1), b"/bin/a").is_none(), "the oldest went first");
+        assert!(cache.lookup_exec(&id(3), b"/bin/c").is_some());
+        assert_eq!(cache.hits(), 2);
+    }
 
     fn write(path: &Path, data: &[u8]) {
         let mut f = File::create(path).unwrap();

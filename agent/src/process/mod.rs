@@ -17,7 +17,7 @@ mod fake_proc;
 mod table_tests;
 
 pub use error::ProcessError;
-pub use exe_hash::{ExeHashCache, FileIdentity, KeyImage};
+pub use exe_hash::{ExeHashCache, FileIdentity, KeyImage, KnownImage};
 pub use info::{Ancestor, EXIT_CODE_UNKNOWN, ProcessInfo, ProcessSource, ProcessState};
 pub use key::{ProcessKey, ns_per_tick};
 pub use lineage::MAX_ANCESTRY;

@@ -111,9 +111,10 @@ async fn read_loop(
     poll: Duration,
     drained: DrainedUntil,
 ) -> Result<(), SensorError> {
-    // Records written without a wakeup wait for this drain, every `poll` while they come, and
-    // backing off to `poll * MAX_BACKOFF` while the ring stays empty: on a quiet host each
-    // timer wakeup is most of what vigil costs.
+    // Records written without a wakeup wait for this drain, every `poll` while they come in
+    // numbers, and backing off to `poll * MAX_BACKOFF` while a drain finds only a few: on a
+    // quiet host each timer wakeup is most of what vigil costs (and since syscall batches leave
+    // at every context switch, a quiet host still sends a few dozen a second).
     let mut every = poll;
     let mut next = Instant::now() + every;
     loop {
@@ -122,7 +123,7 @@ async fn read_loop(
                 let Some(forwarded) = forward_all(name, fd.get_mut(), &tx, &stats, &drained).await else {
                     return Ok(());
                 };
-                every = if forwarded > 0 { poll } else { (every * 2).min(poll * MAX_BACKOFF) };
+                every = if forwarded >= BUSY_DRAIN { poll } else { (every * 2).min(poll * MAX_BACKOFF) };
                 next = Instant::now() + every;
             }
             ready = fd.readable_mut() => {
@@ -150,6 +151,8 @@ async fn read_loop(
 
 /// Longest drain interval, in multiples of the shortest.
 const MAX_BACKOFF: u32 = 8;
+/// A timed drain that forwards fewer records than this lets the interval grow.
+const BUSY_DRAIN: usize = 16;
 
 /// Drains the ring into the channel; how many records it forwarded, `None` once the receiver
 /// is gone.

@@ -125,7 +125,7 @@ fn synthetic(flags_bit_offset: u32, with_tgid: bool) -> Btf {
         KIND_STRUCT,
         "",
         24,
-        &[("arg_start", long, 64, 0), ("arg_end", long, 128, 0)],
+        &[("exe_file", long, 0, 0), ("arg_start", long, 64, 0), ("arg_end", long, 128, 0)],
     );
     b.composite(KIND_STRUCT, "mm_struct", 48, &[("", mm_inner, 64, 0)]);
     b.build()
@@ -142,6 +142,7 @@ fn anonymous_members_add_their_offsets() {
     assert_eq!(offsets.task_start_boottime, 40);
     assert_eq!(offsets.mm_arg_start, 16);
     assert_eq!(offsets.mm_arg_end, 24);
+    assert_eq!(offsets.mm_exe_file, 8);
     // Absent structs/fields are reported, not fatal.
     assert_eq!(offsets.cred_uid, OFFSET_UNKNOWN);
     assert_eq!(offsets.signal_live, OFFSET_UNKNOWN);
