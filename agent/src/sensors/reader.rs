@@ -182,7 +182,8 @@ async fn forward_all(
 }
 
 fn drain(ring: &mut RingBuf<MapData>, stats: &DecodeStats) -> EventBatch {
-    let mut batch = Vec::new();
+    // Most drains find a handful of records; growing from empty reallocated several times each.
+    let mut batch = Vec::with_capacity(16);
     while batch.len() < MAX_BATCH {
         let Some(item) = ring.next() else { break };
         match decode(&item) {
