@@ -218,7 +218,7 @@ impl ProcessStage {
                     Some(w) if w.key == key => w.tokens.extend_from_slice(tokens),
                     _ => {
                         let exe: Arc<str> =
-                            table.get_key(&key).map_or("", |p| p.exe.as_str()).into();
+                            table.get_key(&key).map_or_else(|| "".into(), |p| Arc::clone(&p.exe));
                         work.push(ScoreWork {
                             key,
                             exe,
@@ -263,7 +263,7 @@ impl ProcessStage {
         let exe = self
             .table
             .get_key(&key)
-            .map(|p| p.exe.clone())
+            .map(|p| p.exe.to_string())
             .unwrap_or_default();
         let line = serde_json::json!({
             "type": "score",
@@ -282,7 +282,7 @@ impl ProcessStage {
         let key = ProcessKey::from_event_header(event.header());
         match self.table.get_key(&key) {
             Some(p) => Enrichment {
-                exe: (!p.exe.is_empty()).then(|| p.exe.clone()),
+                exe: (!p.exe.is_empty()).then(|| p.exe.to_string()),
                 ppid: Some(p.ppid),
             },
             None => Enrichment::default(),

@@ -77,7 +77,7 @@ impl FakeProc {
         );
         fs::write(dir.join("status"), status).unwrap();
         let mut cmdline = Vec::new();
-        for a in p.cmdline {
+        for a in p.cmdline.iter() {
             cmdline.extend_from_slice(a.as_bytes());
             cmdline.push(0);
         }

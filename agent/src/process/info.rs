@@ -1,6 +1,6 @@
 //! What the table knows about one process.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use super::key::ProcessKey;
 
@@ -38,9 +38,11 @@ pub struct ProcessInfo {
     pub parent_start_ns: Option<u64>,
     /// Path of the image: the exec'd filename as the kernel saw it, or `/proc/PID/exe` when
     /// seeded (which may end in " (deleted)"). Empty for kernel threads and when unknown.
-    pub exe: String,
-    pub cmdline: Vec<String>,
-    pub comm: String,
+    /// The strings are shared with forked children (which run the parent's image until they
+    /// exec): a fork storm leaves tens of thousands of entries for the exit grace period.
+    pub exe: Arc<str>,
+    pub cmdline: Arc<[String]>,
+    pub comm: Arc<str>,
     pub uid: u32,
     pub euid: u32,
     pub gid: u32,
@@ -48,7 +50,7 @@ pub struct ProcessInfo {
     /// cgroup v2 id; only kernel events carry it.
     pub cgroup_id: Option<u64>,
     /// Filled later by whoever hashes the image (see `ExeHashCache`), reset by exec.
-    pub exe_sha256: Option<String>,
+    pub exe_sha256: Option<Arc<str>>,
     pub state: ProcessState,
     /// Exec events seen for this process; 0 for a forked child still running its parent's image.
     pub execs: u32,
@@ -67,9 +69,9 @@ impl ProcessInfo {
             key,
             ppid: 0,
             parent_start_ns: None,
-            exe: String::new(),
-            cmdline: Vec::new(),
-            comm: String::new(),
+            exe: "".into(),
+            cmdline: Arc::new([]),
+            comm: "".into(),
             uid: 0,
             euid: 0,
             gid: 0,

@@ -46,8 +46,8 @@ impl ProcessTable {
             }
             out.push(Ancestor {
                 pid: parent.key.tgid,
-                exe: parent.exe.clone(),
-                comm: parent.comm.clone(),
+                exe: parent.exe.to_string(),
+                comm: parent.comm.to_string(),
             });
             if parent.key.tgid == 1 {
                 break;

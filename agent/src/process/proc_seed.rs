@@ -119,9 +119,9 @@ impl ProcSnapshot {
             };
         }
         info.ppid = self.stat.ppid;
-        info.comm = self.stat.comm;
-        info.exe = self.exe;
-        info.cmdline = self.cmdline;
+        info.comm = self.stat.comm.into();
+        info.exe = self.exe.into();
+        info.cmdline = self.cmdline.into();
         info.uid = self.uid;
         info.euid = self.euid;
         info.gid = self.gid;
@@ -205,7 +205,7 @@ mod tests {
     fn stat_comm_with_spaces_and_parens() {
         let text = format!("123 (a) b (c)) S 77 123 123 {STAT_TAIL}\n");
         let s = parse_stat(&text).unwrap();
-        assert_eq!(s.comm, "a) b (c)");
+        assert_eq!(&*s.comm, "a) b (c)");
         assert_eq!(s.state, 'S');
         assert_eq!(s.ppid, 77);
         assert_eq!(s.flags, 4194560);

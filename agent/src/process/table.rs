@@ -3,6 +3,7 @@
 
 use foldhash::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_common::{ExecEvent, ExitEvent, ForkEvent};
@@ -103,10 +104,10 @@ impl ProcessTable {
 
     /// Records the image's digest, unless the process has exec'd again since `execs` was read
     /// (the digest would then describe the previous image). Returns whether it was stored.
-    pub fn set_exe_sha256(&mut self, key: &ProcessKey, execs: u32, sha256: &str) -> bool {
+    pub fn set_exe_sha256(&mut self, key: &ProcessKey, execs: u32, sha256: &Arc<str>) -> bool {
         match self.get_key_mut(key) {
             Some(p) if p.execs == execs => {
-                p.exe_sha256 = Some(sha256.to_owned());
+                p.exe_sha256 = Some(Arc::clone(sha256));
                 true
             }
             _ => false,
@@ -122,9 +123,9 @@ impl ProcessTable {
         info.key = key;
         info.ppid = ev.ppid;
         info.parent_start_ns = nonzero(ev.parent_start_ns);
-        info.exe = ev.filename();
-        info.cmdline = ev.argv();
-        info.comm = ev.comm();
+        info.exe = ev.filename().into();
+        info.cmdline = ev.argv().into();
+        info.comm = ev.comm().into();
         info.uid = ev.uid;
         info.euid = ev.euid;
         info.gid = ev.gid;

@@ -135,9 +135,9 @@ fn seeds_from_fake_proc() {
     assert!(t.get(200).is_none(), "vanished mid-walk: skipped");
 
     let app = t.get(100).unwrap();
-    assert_eq!(app.comm, "my (odd)) app");
-    assert_eq!(app.exe, "/opt/app/bin/app (deleted)");
-    assert_eq!(app.cmdline, ["app", "--name", "a b"]);
+    assert_eq!(&*app.comm, "my (odd)) app");
+    assert_eq!(&*app.exe, "/opt/app/bin/app (deleted)");
+    assert_eq!(&app.cmdline[..], ["app", "--name", "a b"]);
     assert_eq!((app.uid, app.euid, app.gid, app.egid), (1000, 0, 100, 101));
     assert_eq!(app.ppid, 1);
     assert_eq!(
@@ -170,7 +170,7 @@ fn seeding_keeps_what_events_already_reported() {
         Instant::now(),
     );
     assert_eq!(t.seed_from_proc(fp.root()).unwrap(), 4);
-    assert_eq!(t.get(100).unwrap().exe, "/usr/bin/newer");
+    assert_eq!(&*t.get(100).unwrap().exe, "/usr/bin/newer");
     assert_eq!(t.get(100).unwrap().key.start_ns, at_tick(500));
 }
 
@@ -191,9 +191,9 @@ fn exec_on_seeded_entry_matches_at_tick_granularity() {
     );
     assert_eq!(p.source, ProcessSource::Seeded);
     assert_eq!(p.execs, 1);
-    assert_eq!(p.exe, "/usr/bin/bash");
-    assert_eq!(p.cmdline, ["bash", "--flag"]);
-    assert_eq!(p.comm, "bash");
+    assert_eq!(&*p.exe, "/usr/bin/bash");
+    assert_eq!(&p.cmdline[..], ["bash", "--flag"]);
+    assert_eq!(&*p.comm, "bash");
     assert_eq!(p.cgroup_id, Some(77));
     assert_eq!(p.last_exec_ktime_ns, Some(5_000));
     assert_eq!(t.len(), 5, "no duplicate entry");
@@ -205,17 +205,17 @@ fn repeated_exec_updates_the_image_and_counts() {
     let now = Instant::now();
     let k = ProcessKey::new(50, at_tick(10));
     t.on_exec(&exec(50, k.start_ns, 1, 0, "/bin/sh"), now);
-    assert!(t.set_exe_sha256(&k, 1, "aa"));
+    assert!(t.set_exe_sha256(&k, 1, &"aa".into()));
     let p = t.on_exec(&exec(50, k.start_ns, 1, 0, "/usr/bin/python3"), now);
-    assert_eq!((p.execs, p.exe.as_str()), (2, "/usr/bin/python3"));
+    assert_eq!((p.execs, &*p.exe), (2, "/usr/bin/python3"));
     assert_eq!(p.exe_sha256, None, "a new image invalidates the digest");
     assert_eq!(p.source, ProcessSource::Exec);
     assert_eq!(p.parent_start_ns, None, "0 from the kernel means unknown");
     assert!(
-        !t.set_exe_sha256(&k, 1, "aa"),
+        !t.set_exe_sha256(&k, 1, &"aa".into()),
         "digest of the old image is refused"
     );
-    assert!(t.set_exe_sha256(&k, 2, "bb"));
+    assert!(t.set_exe_sha256(&k, 2, &"bb".into()));
     assert_eq!(t.len(), 1);
 }
 
@@ -225,7 +225,7 @@ fn fork_inherits_and_threads_are_ignored() {
     let now = Instant::now();
     let parent = ProcessKey::new(10, at_tick(5));
     t.on_exec(&exec(10, parent.start_ns, 1, 0, "/usr/sbin/sshd"), now);
-    t.set_exe_sha256(&parent, 1, "cafe");
+    t.set_exe_sha256(&parent, 1, &"cafe".into());
 
     assert!(
         t.on_fork(&fork(parent, 11, 10, at_tick(6)), now).is_none(),
@@ -239,8 +239,8 @@ fn fork_inherits_and_threads_are_ignored() {
         (child.ppid, child.parent_start_ns),
         (10, Some(parent.start_ns))
     );
-    assert_eq!(child.exe, "/usr/sbin/sshd");
-    assert_eq!(child.cmdline, ["sshd", "--flag"]);
+    assert_eq!(&*child.exe, "/usr/sbin/sshd");
+    assert_eq!(&child.cmdline[..], ["sshd", "--flag"]);
     assert_eq!((child.uid, child.cgroup_id), (1000, Some(77)));
     assert_eq!(
         child.exe_sha256.as_deref(),
@@ -249,7 +249,7 @@ fn fork_inherits_and_threads_are_ignored() {
     );
     assert_eq!((child.execs, child.source), (0, ProcessSource::Fork));
     assert_eq!(t.len(), 2);
-    assert_eq!(t.ancestry(12)[0].comm, "sshd");
+    assert_eq!(&*t.ancestry(12)[0].comm, "sshd");
 }
 
 #[test]
@@ -260,7 +260,7 @@ fn fork_arriving_after_the_childs_exec_keeps_the_exec_image() {
     t.on_exec(&exec(10, parent.start_ns, 1, 0, "/bin/bash"), now);
     t.on_exec(&exec(12, at_tick(7), 10, 0, "/bin/ls"), now);
     let child = t.on_fork(&fork(parent, 12, 12, at_tick(7)), now).unwrap();
-    assert_eq!(child.exe, "/bin/ls");
+    assert_eq!(&*child.exe, "/bin/ls");
     assert_eq!(
         child.parent_start_ns,
         Some(parent.start_ns),
@@ -276,7 +276,7 @@ fn fork_from_unknown_parent_and_from_kthreadd() {
     let c = t
         .on_fork(&fork(ProcessKey::new(77, 1), 78, 78, at_tick(9)), now)
         .unwrap();
-    assert_eq!((c.ppid, c.exe.as_str(), c.kernel_thread), (77, "", false));
+    assert_eq!((c.ppid, &*c.exe, c.kernel_thread), (77, "", false));
     let k = t
         .on_fork(&fork(ProcessKey::new(2, 1), 90, 90, at_tick(9)), now)
         .unwrap();
@@ -307,7 +307,7 @@ fn exit_is_kept_for_the_grace_period() {
 
     assert_eq!(t.evict_expired(t0 + Duration::from_secs(29)), 0);
     assert_eq!(
-        t.get(40).unwrap().exe,
+        &*t.get(40).unwrap().exe,
         "/bin/false",
         "late events still resolve"
     );
@@ -332,9 +332,9 @@ fn pid_reuse_makes_a_new_process() {
     t.on_exec(&exec(100, new.start_ns, 1, 0, "/bin/new"), now);
 
     assert_eq!(t.len(), 3);
-    assert_eq!(t.get(100).unwrap().exe, "/bin/new");
+    assert_eq!(&*t.get(100).unwrap().exe, "/bin/new");
     assert!(t.get(100).unwrap().is_running());
-    assert_eq!(t.get_key(&old).unwrap().exe, "/bin/old");
+    assert_eq!(&*t.get_key(&old).unwrap().exe, "/bin/old");
     assert!(!t.get_key(&old).unwrap().is_running());
     assert_eq!(
         t.ancestry(150)[0].exe,
@@ -374,7 +374,7 @@ fn parent_by_pid_ignores_a_younger_recycled_pid() {
     let a = t.ancestry(61);
     assert_eq!(a.len(), 1);
     assert_eq!(
-        (a[0].pid, a[0].exe.as_str()),
+        (a[0].pid, &*a[0].exe),
         (60, ""),
         "unknown, not the impostor"
     );
@@ -487,7 +487,7 @@ fn ensure_fills_lazily_from_proc() {
 
     let p = t.ensure(ProcessKey::new(100, at_tick(500)), fp.root(), now);
     assert_eq!(
-        (p.source, p.exe.as_str()),
+        (p.source, &*p.exe),
         (ProcessSource::Lazy, "/opt/app/bin/app (deleted)")
     );
     assert_eq!(
@@ -507,7 +507,7 @@ fn ensure_fills_lazily_from_proc() {
     let k = ProcessKey::new(7, at_tick(1));
     t.on_exec(&exec(7, k.start_ns, 1, 0, "/bin/known"), now);
     assert_eq!(
-        t.ensure(k, Path::new("/nonexistent"), now).exe,
+        &*t.ensure(k, Path::new("/nonexistent"), now).exe,
         "/bin/known"
     );
     assert_eq!(t.len(), 4);
@@ -521,7 +521,7 @@ fn seeds_from_real_proc_and_finds_itself() {
     let me = t.get(std::process::id()).expect("own pid seeded");
     assert_eq!(me.ppid, std::os::unix::process::parent_id());
     let exe = std::env::current_exe().unwrap();
-    assert_eq!(me.exe, exe.to_string_lossy());
+    assert_eq!(&*me.exe, exe.to_string_lossy());
     // SAFETY: getuid has no preconditions.
     assert_eq!(me.uid, unsafe { libc::getuid() });
     assert!(me.is_running() && !me.kernel_thread);

@@ -165,7 +165,7 @@ mod tests {
         let text = "4242 (a) b (c)) S 17 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 \
                     1000 10 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
         let stat = parse_stat(text).unwrap();
-        assert_eq!(stat.comm, "a) b (c)");
+        assert_eq!(&*stat.comm, "a) b (c)");
         assert_eq!(stat.state, 'S');
         assert_eq!(stat.ppid, 17);
         assert_eq!(stat.start_ticks, 987_654);

@@ -55,11 +55,11 @@ impl Target {
         };
         if let Some(p) = table.get_key(&key) {
             t.ppid = p.ppid;
-            t.exe = p.exe.clone();
-            t.comm = p.comm.clone();
-            t.cmdline = p.cmdline.clone();
+            t.exe = p.exe.to_string();
+            t.comm = p.comm.to_string();
+            t.cmdline = p.cmdline.to_vec();
             t.uid = p.uid;
-            t.sha256 = p.exe_sha256.clone();
+            t.sha256 = p.exe_sha256.as_deref().map(str::to_owned);
             t.kernel_thread = p.kernel_thread;
         }
         t.ancestry = table

@@ -212,7 +212,7 @@ impl Responder {
         let parent_exe = info
             .parent_key()
             .and_then(|k| table.get_key(&k))
-            .map(|p| p.exe.clone());
+            .map(|p| p.exe.to_string());
         let seen = ExecSeen {
             filename,
             image,
@@ -257,7 +257,7 @@ impl Responder {
             .get(&id(key))
             .cloned()
             .unwrap_or_else(|| ExecSeen {
-                filename: info.exe.clone(),
+                filename: info.exe.to_string(),
                 ..Default::default()
             });
         let hits = exec_hits(&policy, &seen, Some(&sha));
