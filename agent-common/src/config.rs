@@ -40,7 +40,7 @@ pub struct KernelOffsets {
     pub file_private_data: u32,
     pub socket_sk: u32,
     pub sock_common_family: u32,
-    /// `mm->exe_file->f_inode`: `i_ino`, `i_sb->s_dev`, `i_size`, `i_mtime_sec/nsec` — the
+    /// `mm->exe_file->f_inode`: `i_ino`, `i_sb->s_dev`, `i_size`, `i_[mc]time_sec/nsec` — the
     /// running image's identity, so a known image is recognised without opening `/proc/PID`.
     pub mm_exe_file: u32,
     pub inode_ino: u32,
@@ -49,6 +49,8 @@ pub struct KernelOffsets {
     pub inode_size: u32,
     pub inode_mtime_sec: u32,
     pub inode_mtime_nsec: u32,
+    pub inode_ctime_sec: u32,
+    pub inode_ctime_nsec: u32,
     pub _pad: u32,
 }
 
@@ -92,6 +94,8 @@ impl KernelOffsets {
         inode_size: OFFSET_UNKNOWN,
         inode_mtime_sec: OFFSET_UNKNOWN,
         inode_mtime_nsec: OFFSET_UNKNOWN,
+        inode_ctime_sec: OFFSET_UNKNOWN,
+        inode_ctime_nsec: OFFSET_UNKNOWN,
         _pad: 0,
     };
 }
@@ -191,5 +195,5 @@ pub const SYSCALLS_POLL_MS: u64 = 10;
 pub const PENDING_MAP_ENTRIES: u32 = 16384;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 37 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
 const _: () = assert!(core::mem::size_of::<AgentConfig>() == 16);

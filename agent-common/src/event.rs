@@ -171,6 +171,9 @@ pub struct ImageId {
     pub mtime_sec: i64,
     pub mtime_nsec: u32,
     pub dev: u32,
+    pub ctime_sec: i64,
+    pub ctime_nsec: u32,
+    pub _pad: u32,
 }
 
 /// argv was longer than [`ARGS_LEN`].
@@ -379,7 +382,7 @@ pub struct ProbeErrorEvent {
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<EventHeader>() == 32);
-    assert!(size_of::<ExecEvent>() == 32 + 64 + 32 + COMM_LEN + PATH_LEN + ARGS_LEN);
+    assert!(size_of::<ExecEvent>() == 32 + 64 + 48 + COMM_LEN + PATH_LEN + ARGS_LEN);
     assert!(size_of::<ForkEvent>() == 32 + 32);
     assert!(size_of::<ExitEvent>() == 32 + 8);
     assert!(size_of::<SyscallBatch>() == 32 + 16 + 2 * BATCH_LEN);

@@ -119,20 +119,20 @@ pub fn image_of(o: &KernelOffsets, task: KPtr) -> ImageId {
         return ImageId::default();
     };
     let dev = inode.read_ptr(o.inode_sb).and_then(|sb| sb.read::<u32>(o.sb_dev));
+    let ctime = inode
+        .read::<i64>(o.inode_ctime_sec)
+        .zip(inode.read::<u32>(o.inode_ctime_nsec));
     match (
         inode.read::<u64>(o.inode_ino),
         inode.read::<i64>(o.inode_size),
         inode.read::<i64>(o.inode_mtime_sec),
         inode.read::<u32>(o.inode_mtime_nsec),
         dev,
+        ctime,
     ) {
-        (Some(ino), Some(size), Some(mtime_sec), Some(mtime_nsec), Some(dev)) => ImageId {
-            ino,
-            size,
-            mtime_sec,
-            mtime_nsec,
-            dev,
-        },
+        (Some(ino), Some(size), Some(mtime_sec), Some(mtime_nsec), Some(dev), Some((ctime_sec, ctime_nsec))) => {
+            ImageId { ino, size, mtime_sec, mtime_nsec, dev, ctime_sec, ctime_nsec, _pad: 0 }
+        }
         _ => ImageId::default(),
     }
 }

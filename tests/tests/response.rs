@@ -899,3 +899,54 @@ fn a_sha256_kill_rule_kills_the_first_and_the_cached_exec_of_an_image() {
     assert!(images(&after, "images_opened") >= images(&before, "images_opened") + 2, "first and symlink execs open the image");
     drop(daemon);
 }
+
+#[test]
+fn an_image_rewritten_in_place_with_its_mtime_put_back_is_hashed_again() {
+    let test = "an_image_rewritten_in_place_with_its_mtime_put_back_is_hashed_again";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let dir = scratch("rewrite");
+    let bin = copy_bin("/usr/bin/sleep", &dir.join("bin"), "rewritten-sleep");
+    let original = fs::read(&bin).expect("read copy");
+    let marked = |tag: &str| {
+        let mut b = original.clone();
+        b.extend_from_slice(format!("vigil-test-{}-{tag}", std::process::id()).as_bytes());
+        b
+    };
+    let (benign, denied) = (marked("old"), marked("new"));
+    assert_eq!(benign.len(), denied.len());
+    fs::write(&bin, &benign).expect("write benign");
+    let sha = {
+        let f = dir.join("denied-copy");
+        fs::write(&f, &denied).unwrap();
+        let out = Command::new("sha256sum").arg(&f).output().expect("sha256sum");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("digest").to_owned()
+    };
+    let policy_dir = dir.join("policy.d");
+    fs::create_dir_all(&policy_dir).unwrap();
+    fs::write(
+        policy_dir.join("50-test.toml"),
+        format!("[[rule.exec]]\nname = \"test-rewrite\"\naction = \"kill\"\nsha256 = [\"{sha}\"]\n"),
+    )
+    .unwrap();
+    let daemon = Daemon::start("rewrite", &["--policy-dir", policy_dir.to_str().unwrap()]);
+    // The benign contents run (and are hashed and remembered) twice: the second exec is the
+    // one answered from memory, so the memory is there to be fooled.
+    for _ in 0..2 {
+        let status = Command::new(&bin).arg("0.2").status().expect("run benign");
+        assert!(status.success(), "the benign image was acted on: {status:?}");
+    }
+    // Same inode, same size, mtime put back: only ctime tells the new contents apart.
+    let mtime = fs::metadata(&bin).unwrap().modified().unwrap();
+    fs::write(&bin, &denied).expect("rewrite in place");
+    fs::File::options().write(true).open(&bin).unwrap().set_modified(mtime).expect("restore mtime");
+    let mut victim = Command::new(&bin).arg("30").spawn().expect("spawn rewritten");
+    let Some(status) = wait_exit(&mut victim, Duration::from_secs(10)) else {
+        let _ = victim.kill();
+        panic!("the rewritten image passed for its old digest");
+    };
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    drop(daemon);
+}

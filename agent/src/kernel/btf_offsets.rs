@@ -129,10 +129,12 @@ static FIELDS: &[FieldSpec] = &[
     field("inode", &["i_sb"], false, |o| &mut o.inode_sb),
     field("super_block", &["s_dev"], false, |o| &mut o.sb_dev),
     field("inode", &["i_size"], false, |o| &mut o.inode_size),
-    // Split out of `i_mtime` (a timespec64) in 6.7; older kernels leave the identity unknown
-    // and vigil opens /proc/PID/exe for it, as it does for any image it has not seen.
+    // Split out of the `i_mtime`/`i_ctime` timespec64s in 6.7-6.11; older kernels leave the
+    // identity unknown and vigil opens /proc/PID/exe for it, as for any image it has not seen.
     field("inode", &["i_mtime_sec"], false, |o| &mut o.inode_mtime_sec),
     field("inode", &["i_mtime_nsec"], false, |o| &mut o.inode_mtime_nsec),
+    field("inode", &["i_ctime_sec"], false, |o| &mut o.inode_ctime_sec),
+    field("inode", &["i_ctime_nsec"], false, |o| &mut o.inode_ctime_nsec),
 ];
 
 /// Resolves from the running kernel's BTF.

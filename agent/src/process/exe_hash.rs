@@ -21,13 +21,20 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 const READ_BUF: usize = 64 * 1024;
 
 /// What makes two opens the same file contents, without reading them. A rewrite in place
-/// changes mtime (and usually size); a replaced file has a new inode.
+/// changes mtime and ctime (and usually size); a replaced file has a new inode. ctime matters:
+/// the owner of a file can put its mtime back with utimensat(2), but not its ctime, so a binary
+/// rewritten in place to the same size cannot pass for the digest cached for its old contents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FileIdentity {
     pub dev: u64,
     pub ino: u64,
     pub mtime_ns: i128,
+    pub ctime_ns: i128,
     pub size: u64,
+}
+
+fn ns(sec: i64, nsec: i64) -> i128 {
+    i128::from(sec) * 1_000_000_000 + i128::from(nsec)
 }
 
 impl FileIdentity {
@@ -38,7 +45,8 @@ impl FileIdentity {
             // The kernel's dev_t is MAJOR << 20 | MINOR; stat(2) encodes it differently.
             dev: libc::makedev(image.dev >> 20, image.dev & 0xf_ffff),
             ino: image.ino,
-            mtime_ns: i128::from(image.mtime_sec) * 1_000_000_000 + i128::from(image.mtime_nsec),
+            mtime_ns: ns(image.mtime_sec, image.mtime_nsec.into()),
+            ctime_ns: ns(image.ctime_sec, image.ctime_nsec.into()),
             size: image.size as u64,
         })
     }
@@ -47,7 +55,8 @@ impl FileIdentity {
         Self {
             dev: meta.dev(),
             ino: meta.ino(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
             size: meta.size(),
         }
     }
@@ -355,9 +364,19 @@ mod tests {
 
     #[test]
     fn the_kernels_image_identity_reads_as_stat_would_report_it() {
-        let image = agent_common::ImageId { ino: 42, size: 7, mtime_sec: 3, mtime_nsec: 5, dev: (259 << 20) | 0x1_2345 };
+        let image = agent_common::ImageId {
+            ino: 42,
+            size: 7,
+            mtime_sec: 3,
+            mtime_nsec: 5,
+            dev: (259 << 20) | 0x1_2345,
+            ctime_sec: 4,
+            ctime_nsec: 6,
+            _pad: 0,
+        };
         let id = FileIdentity::of_image(&image).expect("readable");
-        assert_eq!(id, FileIdentity { dev: libc::makedev(259, 0x1_2345), ino: 42, mtime_ns: 3_000_000_005, size: 7 });
+        let want = FileIdentity { dev: libc::makedev(259, 0x1_2345), ino: 42, mtime_ns: 3_000_000_005, ctime_ns: 4_000_000_006, size: 7 };
+        assert_eq!(id, want);
         // An unreadable identity is never used.
         assert_eq!(FileIdentity::of_image(&agent_common::ImageId { ino: 0, ..image }), None);
         // And a real file's: 8:1-style devices encode the same either way round.
@@ -369,6 +388,9 @@ mod tests {
             mtime_sec: meta.mtime(),
             mtime_nsec: meta.mtime_nsec() as u32,
             dev: kernel_dev,
+            ctime_sec: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec() as u32,
+            _pad: 0,
         };
         assert_eq!(FileIdentity::of_image(&image), Some(FileIdentity::of(&meta)));
     }
@@ -376,7 +398,7 @@ mod tests {
     #[test]
     fn an_exec_is_known_by_image_and_path_and_the_memory_is_bounded() {
         let mut cache = ExeHashCache::new(2);
-        let id = |ino| FileIdentity { dev: 1, ino, mtime_ns: 0, size: 1 };
+        let id = |ino| FileIdentity { dev: 1, ino, mtime_ns: 0, ctime_ns: 0, size: 1 };
         let known = |d: &str| KnownImage { sha256: d.into(), running: Some(format!("/run/{d}")) };
         cache.remember_exec(id(1), b"/bin/a", known("a"));
         assert_eq!(cache.lookup_exec(&id(1), b"/bin/a").map(|k| k.running), Some(Some("/run/a".into())));
