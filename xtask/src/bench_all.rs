@@ -221,55 +221,58 @@ fn render() -> Result<String> {
         "\n## Where the cost goes, and what was done about it\n\n\
          Found with `perf record -g -p <vigil>` under `bench exec` and under redis-benchmark \
          (`cargo xtask bench redis`):\n\n\
-         - **scoring** was most of vigil's CPU on busy hosts. Each 64-syscall window wrote, \
-         copied and packed a dense 4096-float feature vector for tract; now the model's first \
-         layer (a `Gemm`/`MatMul` by a constant) is split off at load and computed on the \
-         window's ≤192 non-zero features, tract runs the rest of the graph, and the split is \
-         checked against the whole graph at load and by the golden-score test \
-         (`agent/src/model/sparse_head.rs`). Identical windows (every run of a tool repeats its \
-         loader and libc start-up) are scored once (`window_memo.rs`: exact keys, two \
-         generations). Profile learning looks up only the n-grams a sliding window adds, skips \
-         windows the executable showed recently, and, once a profile has gone 64 learned \
-         windows without a new n-gram, learns one window in 16 until one adds something. Under \
-         redis-benchmark: 15.8 → ~4 µs per window, vigil 26% → 11% of a core.\n\
-         - **redis throughput**: with `--no-model` vigil costs redis nothing measurable (2% of \
-         a core, in a separate run); the loss is the scorer's CPU taken from the two CPUs the \
-         server and client are pinned to. Read the redis figures loosely: the empty probe, \
-         which costs the loop ~80 ns a syscall, has shown anything from 0% to 13% loss between \
-         runs on this VM.\n\
-         - **exec CPU**: wakeups and thread hops (`finish_task_switch`), then scoring. The \
-         runtime is one thread now (ring readers and process stage together), tokens reach the \
-         scorer thread every 5 ms instead of after every batch, process maps use foldhash. \
-         What remains per exec: the ring wakeup (exec records wake the reader at once, for \
-         response latency), the exe-hash thread round trip, `readlink /proc/PID/exe` and the \
-         `/proc` path walks behind it. Images already hashed are now answered from the \
-         shared cache by the process stage (one `/proc/PID` lookup, then `openat`), so the \
-         hasher thread only wakes for new images, and the drain timer backs off to 80 ms while \
-         a ring stays empty (idle CPU 1.4% → under 1%).\n\
-         - **exec → response**: exec and security records were submitted with the kernel's \
-         default wakeup, which wakes the reader only if it has consumed everything before the \
-         record; behind a fork or exit written without a wakeup, an exec waited for the drain \
-         timer. They now force the wakeup: exec → journald kill entry went from ~6 ms to \
-         under 1 ms. The price is a wakeup per exec: an A/B at 800 exec/s in one session \
-         (`/bin/true` loop, vigil's CPU from /proc) gave 75–86 µs per exec without it and \
-         140–162 µs with it, about 6% vs 11% of a core at 1000 exec/s. vigil takes the \
-         latency; coalescing wakeups (at most one per few ms, with a trailing drain) would buy \
-         part of it back.\n\
+         - **syscall overhead**: `sys_enter` now costs what the empty probe costs. Batches \
+         live in one slot per CPU that always belongs to the task running there (a raw_tp \
+         `sched_switch` program sends the batch when the task leaves the CPU), so the per-syscall \
+         path calls no helper and looks nothing up by thread; the per-thread hash map it \
+         replaced cost ~60 ns a syscall (A/B in one session: vigil's added ns per getppid \
+         181 → 107, the empty probe's 57–63). The gap left is the `sys_exit` program, ~45 ns a \
+         syscall and nearly all of it tracepoint dispatch, which vigil keeps for the results of \
+         watched syscalls (connect's errno, whether a setuid or ptrace succeeded); per-syscall \
+         `syscalls:sys_exit_<name>` tracepoints for the watched calls instead were measured at \
+         ~31 ns on every syscall (empty programs, A/B), so they would not reach the goal either.\n\
+         - **scoring** was most of vigil's CPU on busy hosts. The model's first layer (a \
+         `Gemm`/`MatMul` by a constant) is split off at load and computed on the window's ≤192 \
+         non-zero features, the layers after it run in place when they are a plain chain (no \
+         tract tensors allocated per window), and the split is checked against the whole graph \
+         at load and by the golden-score test (`agent/src/model/sparse_head.rs`, \
+         `native_tail.rs`). Windows are taken by offset from each chunk of tokens (draining one \
+         stride at a time moved the rest of the chunk for every window). Identical windows are \
+         scored once (`window_memo.rs`). Profile learning looks up only the n-grams a sliding \
+         window adds, skips windows the executable showed recently, and a settled profile \
+         learns one window in 16. Under redis-benchmark: 15.8 → 5.0 → 2.1 µs per window over \
+         the last two rounds.\n\
+         - **redis throughput**: the loss is mostly the scorer's CPU taken from the two CPUs \
+         the server and client are pinned to (with `--no-model` vigil costs redis nothing \
+         measurable). Read the redis figures loosely: the empty probe, which costs the loop \
+         60–95 ns a syscall, has shown anything from 0% to 14% loss between runs on this VM.\n\
+         - **exec CPU**: the exec record carries the kernel's identity of the new image \
+         (`mm->exe_file`'s inode, device, size, mtime), so an image already exec'd by the same \
+         path is recognised with no `/proc` lookup; the `/proc/PID` walk and reads were a third \
+         of vigil's CPU under exec load (one session at 800 exec/s: 125 → 80 µs per exec). The \
+         reorder buffer holds records in one heap without allocating per record. What remains \
+         is mostly the ring wakeup each exec forces (below), then policy matching and the \
+         process table.\n\
+         - **exec → response**: exec and security records force the ring wakeup (the kernel's \
+         default wakes the reader only when it has consumed everything before the record, and a \
+         lazily written fork record always precedes an exec): exec → journald kill entry ~0.3 \
+         ms instead of ~6 ms. Its price, measured with `sysctl kernel.bpf_stats_enabled=1`: the \
+         exec program takes ~24 µs with it and ~4 µs without (an irq_work self-IPI and a \
+         cross-CPU wakeup, both VM exits here), charged to the process that execs, and the \
+         wakeup is about a fifth of vigil's own CPU under exec load (`finish_task_switch`).\n\
          - **verdict → quarantine**: each `cgroup.procs` write waits for an RCU grace period \
          (5–20 ms here; cgroup2 is not mounted with `favordynmods`, and vigil does not change \
          that host-wide). So a quarantine first contains the tree — SIGSTOP through pidfds and \
          a tgid entry in the map the cgroup connect/sendmsg programs check, ~40 µs a process — \
          and then moves it into the frozen cgroup; \"contained\" is when nothing in the tree can \
          run or connect, \"active\" when the frozen cgroup holds it and evidence is vaulted.\n\
-         - **syscall overhead**: vigil's `sys_exit` program costs what the empty probe costs \
-         (vigil needs syscall results) and `sys_enter` adds the per-thread batch lookup in a \
-         hash map (README, Benchmarks). Not changed in this round.\n\
-         - **RSS**: idle was 72 MiB before this round: malloc now returns the ~20 MB that parsing the kernel's BTF \
-         left on the heap, the rings are 2 + 4 MiB (each is mapped twice into vigil, so ring \
-         size counts double), exited processes stay in the table 10 s instead of 30, and \
-         per-process token rings hold 1024 tokens (incidents carry 256). The start-up peak \
-         (VmHWM) is the aya loader's parse of the 5.5 MB kernel BTF (three parses in turn: \
-         field offsets, relocations, the tp_btf attach); parsing it once would lower it.\n"
+         - **RSS**: malloc returns the ~20 MB that parsing the kernel's BTF leaves on the heap, \
+         the rings are 2 + 4 MiB (each is mapped twice into vigil, so ring size counts double), \
+         exited processes stay in the table 10 s, per-process token rings hold 1024 tokens, and \
+         forked children share their parent's exe, comm, cmdline and digest strings (right \
+         after a 20,000-fork storm: 62.7 → 55.6 MiB). The start-up peak (VmHWM) is the aya \
+         loader's parse of the 5.5 MB kernel BTF (three parses in turn: field offsets, \
+         relocations, the tp_btf attach); parsing it once would lower it.\n"
     )?;
     writeln!(s, "\n## Not measured yet\n")?;
     for item in not_measured(&o, &e, &r) {
