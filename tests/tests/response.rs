@@ -846,6 +846,32 @@ fn connect_deny_lists_refuse_in_the_kernel_and_alert() {
     drop(daemon);
 }
 
+/// `sleep` with bytes of our own appended: an image no other process on the host runs.
+fn marked_sleep(tag: &str) -> Vec<u8> {
+    let mut bytes = fs::read("/usr/bin/sleep").expect("read sleep");
+    bytes.extend_from_slice(format!("vigil-test-{}-{tag}", std::process::id()).as_bytes());
+    bytes
+}
+
+/// Hex SHA-256 of `bytes`, from the system's sha256sum rather than vigil's own code.
+fn sha256sum(dir: &Path, bytes: &[u8]) -> String {
+    let f = dir.join("sha256sum-input");
+    fs::write(&f, bytes).unwrap();
+    let out = Command::new("sha256sum").arg(&f).output().expect("sha256sum");
+    let sha = String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("digest").to_owned();
+    assert_eq!(sha.len(), 64, "{sha}");
+    sha
+}
+
+/// A policy directory whose one rule kills images with digest `sha`.
+fn sha256_kill_policy(dir: &Path, rule: &str, sha: &str) -> PathBuf {
+    let policy_dir = dir.join("policy.d");
+    fs::create_dir_all(&policy_dir).unwrap();
+    let text = format!("[[rule.exec]]\nname = \"{rule}\"\naction = \"kill\"\nsha256 = [\"{sha}\"]\n");
+    fs::write(policy_dir.join("50-test.toml"), text).unwrap();
+    policy_dir
+}
+
 #[test]
 fn a_sha256_kill_rule_kills_the_first_and_the_cached_exec_of_an_image() {
     let test = "a_sha256_kill_rule_kills_the_first_and_the_cached_exec_of_an_image";
@@ -854,21 +880,12 @@ fn a_sha256_kill_rule_kills_the_first_and_the_cached_exec_of_an_image() {
     }
     let _serial = serial();
     let dir = scratch("sha256");
-    // A binary no other process on the host runs: sleep plus trailing bytes of our own.
-    let bin = copy_bin("/usr/bin/sleep", &dir.join("bin"), "marked-sleep");
-    let mut bytes = fs::read(&bin).expect("read copy");
-    bytes.extend_from_slice(format!("vigil-test-{}", std::process::id()).as_bytes());
-    fs::write(&bin, &bytes).expect("mark copy");
-    let out = Command::new("sha256sum").arg(&bin).output().expect("sha256sum");
-    let sha = String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("digest").to_owned();
-    assert_eq!(sha.len(), 64, "{sha}");
-    let policy_dir = dir.join("policy.d");
-    fs::create_dir_all(&policy_dir).unwrap();
-    fs::write(
-        policy_dir.join("50-test.toml"),
-        format!("[[rule.exec]]\nname = \"test-kill-sha\"\naction = \"kill\"\nsha256 = [\"{sha}\"]\n"),
-    )
-    .unwrap();
+    let bin = dir.join("bin").join("marked-sleep");
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    let bytes = marked_sleep("sha256");
+    fs::write(&bin, &bytes).expect("write marked copy");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let policy_dir = sha256_kill_policy(&dir, "test-kill-sha", &sha256sum(&dir, &bytes));
     let daemon = Daemon::start("sha256", &["--policy-dir", policy_dir.to_str().unwrap()]);
     // The first exec is hashed on the hasher thread; the second, by the same path, is known
     // from the kernel's identity of the image (no /proc lookup); the third, through a symlink,
@@ -908,29 +925,13 @@ fn an_image_rewritten_in_place_with_its_mtime_put_back_is_hashed_again() {
     }
     let _serial = serial();
     let dir = scratch("rewrite");
-    let bin = copy_bin("/usr/bin/sleep", &dir.join("bin"), "rewritten-sleep");
-    let original = fs::read(&bin).expect("read copy");
-    let marked = |tag: &str| {
-        let mut b = original.clone();
-        b.extend_from_slice(format!("vigil-test-{}-{tag}", std::process::id()).as_bytes());
-        b
-    };
-    let (benign, denied) = (marked("old"), marked("new"));
+    let bin = dir.join("bin").join("rewritten-sleep");
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    let (benign, denied) = (marked_sleep("old"), marked_sleep("new"));
     assert_eq!(benign.len(), denied.len());
     fs::write(&bin, &benign).expect("write benign");
-    let sha = {
-        let f = dir.join("denied-copy");
-        fs::write(&f, &denied).unwrap();
-        let out = Command::new("sha256sum").arg(&f).output().expect("sha256sum");
-        String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("digest").to_owned()
-    };
-    let policy_dir = dir.join("policy.d");
-    fs::create_dir_all(&policy_dir).unwrap();
-    fs::write(
-        policy_dir.join("50-test.toml"),
-        format!("[[rule.exec]]\nname = \"test-rewrite\"\naction = \"kill\"\nsha256 = [\"{sha}\"]\n"),
-    )
-    .unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let policy_dir = sha256_kill_policy(&dir, "test-rewrite", &sha256sum(&dir, &denied));
     let daemon = Daemon::start("rewrite", &["--policy-dir", policy_dir.to_str().unwrap()]);
     // The benign contents run (and are hashed and remembered) twice: the second exec is the
     // one answered from memory, so the memory is there to be fooled.
