@@ -36,8 +36,10 @@ pub fn vigil_sys_enter(ctx: RawTracePointContext) -> u32 {
     let Some(slot) = CPU_BATCH.get_ptr_mut(0) else {
         return 0;
     };
-    // SAFETY: this CPU's slot of an array map. Only the task running on this CPU writes it
-    // (programs of one CPU do not nest), and it is released before another task runs here.
+    // SAFETY: this CPU's slot of an array map. Only the task running on this CPU writes it, and
+    // it is released before another task runs here. Runs of one program do not nest on a CPU:
+    // while a task preempted inside this one is off the CPU, the kernel skips (and counts, see
+    // `program_runs_skipped`) other tasks' runs of it there.
     let slot = unsafe { &mut *slot };
     if slot.state == SlotState::Empty as u32 {
         take_slot(slot, current_task());

@@ -110,6 +110,21 @@ impl Sensors {
     pub fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, LoadError> {
         self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))
     }
+
+    /// Descriptors of the attached tracing programs (the attach table's rows, not the cgroup
+    /// guards), for reading the kernel's count of runs it skipped.
+    pub fn tracing_program_fds(&self) -> Vec<(&'static str, std::os::fd::OwnedFd)> {
+        use std::os::fd::AsFd as _;
+        self.report
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Attached))
+            .filter(|r| ATTACH_TABLE.iter().any(|s| s.program == r.program || s.fallback.as_ref().is_some_and(|(f, _)| *f == r.program)))
+            .filter_map(|r| {
+                let fd = self.ebpf.program(r.program)?.fd().ok()?;
+                Some((r.program, fd.as_fd().try_clone_to_owned().ok()?))
+            })
+            .collect()
+    }
 }
 
 fn load_object(offsets: &KernelOffsets, config: &AgentConfig) -> Result<Ebpf, LoadError> {

@@ -63,7 +63,8 @@ impl SensorFeed {
         };
         let mut sensors = Sensors::load(&kernel.offsets, &config, cgroup2.as_deref())?;
         set_ignored(&mut sensors, ignore_tgids)?;
-        let counters = KernelCounters::new(sensors.take_map(names::MAP_COUNTERS)?)?;
+        let programs = sensors.tracing_program_fds();
+        let counters = KernelCounters::new(sensors.take_map(names::MAP_COUNTERS)?, programs)?;
         let decode = Arc::new(DecodeStats::default());
         let (stop, stopped) = watch::channel(false);
         let (events_tx, events) = mpsc::channel(READER_QUEUE);

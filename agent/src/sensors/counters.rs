@@ -6,6 +6,8 @@ use agent_common::{
     COUNT_SYSCALLS_BATCHED, COUNTER_SLOTS, COUNT_UNSWITCHED_SLOTS, EventKind, LOSS_PENDING_MAP_FULL,
     LOSS_PENDING_MISSING, LOSS_SYSCALLS_IN_LOST_BATCHES, emitted_index, loss_index,
 };
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
+
 use aya::maps::{Map, MapData, PerCpuArray};
 
 use super::SensorError;
@@ -14,6 +16,8 @@ const MAP: &str = agent_common::names::MAP_COUNTERS;
 
 pub struct KernelCounters {
     map: PerCpuArray<MapData, u64>,
+    /// vigil's tracing programs, whose skipped runs the kernel counts itself.
+    programs: Vec<(&'static str, OwnedFd)>,
 }
 
 /// One reading of every counter.
@@ -24,6 +28,10 @@ pub struct CounterSnapshot {
     /// Records submitted per kind.
     pub emitted: BTreeMap<EventKind, u64>,
     pub syscalls_in_lost_batches: u64,
+    /// Runs of vigil's programs the kernel skipped because one of them was already running on
+    /// that CPU (a task preempted inside a program, or a program firing inside another):
+    /// whatever those runs would have recorded is lost.
+    pub program_runs_skipped: u64,
     pub syscalls_batched: u64,
     /// Batches found in a CPU's slot under another task (sent then; see agent_common::loss).
     pub unswitched_slots: u64,
@@ -49,20 +57,21 @@ impl CounterSnapshot {
             self.syscalls_in_lost_batches,
         );
         out.insert("pending_map_full".into(), self.pending_map_full);
+        out.insert("program_runs_skipped".into(), self.program_runs_skipped);
         out.insert("pending_missing".into(), self.pending_missing);
         out
     }
 
     pub fn total_lost(&self) -> u64 {
-        self.lost.values().sum::<u64>() + self.pending_map_full
+        self.lost.values().sum::<u64>() + self.pending_map_full + self.program_runs_skipped
     }
 }
 
 impl KernelCounters {
-    pub fn new(map: Map) -> Result<Self, SensorError> {
+    pub fn new(map: Map, programs: Vec<(&'static str, OwnedFd)>) -> Result<Self, SensorError> {
         let map = PerCpuArray::try_from(map)
             .map_err(|source| SensorError::MapType { name: MAP, source })?;
-        Ok(Self { map })
+        Ok(Self { map, programs })
     }
 
     fn sum(&self, index: u32) -> Result<u64, SensorError> {
@@ -84,6 +93,10 @@ impl KernelCounters {
         s.syscalls_batched = self.sum(COUNT_SYSCALLS_BATCHED)?;
         s.unswitched_slots = self.sum(COUNT_UNSWITCHED_SLOTS)?;
         s.pending_map_full = self.sum(LOSS_PENDING_MAP_FULL)?;
+        for (name, fd) in &self.programs {
+            s.program_runs_skipped += recursion_misses(fd.as_fd())
+                .map_err(|source| SensorError::ProgramInfo { name, source })?;
+        }
         s.pending_missing = self.sum(LOSS_PENDING_MISSING)?;
         s.exec_denied = self.sum(agent_common::COUNT_EXEC_DENIED)?;
         s.exec_deny_signal_failed = self.sum(agent_common::COUNT_EXEC_DENY_SIGNAL_FAILED)?;
@@ -91,4 +104,37 @@ impl KernelCounters {
         s.net_denied_rule = self.sum(agent_common::COUNT_NET_DENIED_RULE)?;
         Ok(s)
     }
+}
+
+/// `bpf_prog_info.recursion_misses` of a program (kernel 5.12+; 0 before): aya does not expose
+/// it, so this is the one `BPF_OBJ_GET_INFO_BY_FD` call vigil makes itself.
+fn recursion_misses(prog: BorrowedFd<'_>) -> std::io::Result<u64> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    /// The `info` member of `union bpf_attr`.
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // SAFETY: bpf_prog_info is plain integers; all-zero is what the kernel expects on input.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let attr = InfoAttr {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: std::ptr::addr_of_mut!(info) as u64,
+    };
+    // SAFETY: a valid attr of the size passed, pointing at a writable info of `info_len` bytes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            std::ptr::addr_of!(attr),
+            std::mem::size_of::<InfoAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info.recursion_misses)
 }

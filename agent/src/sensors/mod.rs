@@ -30,4 +30,10 @@ pub enum SensorError {
         #[source]
         source: std::io::Error,
     },
+    #[error("reading program `{name}`'s info: {source}")]
+    ProgramInfo {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
