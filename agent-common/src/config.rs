@@ -191,6 +191,10 @@ pub const SYSCALLS_WAKEUP_BYTES: u64 = (SYSCALLS_RING_BYTES / 4) as u64;
 /// How often user space drains a ring without a wakeup while records come (it backs off
 /// while the ring stays empty).
 pub const SYSCALLS_POLL_MS: u64 = 10;
+/// Records response acts on force a ring wakeup at most once per this many ns; the ones in
+/// between are read by the drain the reader makes this long after each wakeup (or by the next
+/// wakeup, if one comes first). So an exec in a burst waits at most ~this long for user space.
+pub const PROMPT_WAKEUP_COALESCE_NS: u64 = 2_000_000;
 /// Concurrent threads inside a watched syscall.
 pub const PENDING_MAP_ENTRIES: u32 = 16384;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;

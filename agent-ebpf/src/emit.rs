@@ -5,7 +5,7 @@ use agent_common::{
 };
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns};
 
-use crate::maps::{COUNTERS, EVENTS};
+use crate::maps::{COUNTERS, EVENTS, LAST_PROMPT_WAKEUP};
 
 /// Adds `n` to a per-CPU counter. Per-CPU, so no atomics on the hot path; user space sums.
 #[inline(always)]
@@ -70,13 +70,30 @@ pub fn report_error(probe: ProbeId, code: i64, pid: u32, tgid: u32) {
     count_emitted(EventKind::ProbeError);
 }
 
-/// Wakeup flags for records response acts on (exec, connect, ptrace...): always a wakeup. The
-/// kernel's default (flags 0) wakes the reader only if it has consumed everything before the
-/// record, so behind a fork or exit written without a wakeup an exec would wait for the
-/// reader's timer (measured: exec -> quarantine 28-109 ms instead of ~25).
+/// Wakeup flags for records response acts on (exec, connect, ptrace...): a forced wakeup,
+/// unless one went out less than `PROMPT_WAKEUP_COALESCE_NS` ago, in which case the reader
+/// (which follows a wakeup with a drain within that time, see `sensors::reader`) takes this
+/// record along. The kernel's default (flags 0) wakes the reader only if it has consumed
+/// everything before the record, so behind a fork or exit written without a wakeup an exec
+/// would wait for the reader's timer (measured: exec -> quarantine 28-109 ms instead of ~25).
+/// A forced wakeup costs the exec'ing task ~20 us here (irq_work self-IPI, then the reader's
+/// wakeup: VM exits), so back-to-back execs share one.
 #[inline(always)]
 pub fn prompt_wakeup() -> u64 {
-    aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP.into()
+    use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(last) = LAST_PROMPT_WAKEUP.get_ptr_mut(0) {
+        // SAFETY: the one slot of an array map. CPUs race on it; the worst outcome is an extra
+        // wakeup.
+        unsafe {
+            if now.wrapping_sub(*last) < agent_common::PROMPT_WAKEUP_COALESCE_NS {
+                return BPF_RB_NO_WAKEUP.into();
+            }
+            *last = now;
+        }
+    }
+    BPF_RB_FORCE_WAKEUP.into()
 }
 
 /// Wakeup flags for lifecycle records that response does not wait on (fork, exit): no wakeup

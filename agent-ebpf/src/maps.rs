@@ -6,13 +6,17 @@ use agent_common::{
 };
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 
 /// Lifecycle and security records: kept apart from the bulk syscall stream so a syscall flood
 /// cannot crowd out the events the process table depends on.
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
+
+/// `bpf_ktime_get_ns()` of the last forced wakeup of `EVENTS` (see `emit::prompt_wakeup`).
+#[map(name = "LAST_PROMPT_WAKEUP")]
+pub static LAST_PROMPT_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Syscall batches.
 #[map(name = "SYSCALLS")]

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agent_common::{AgentConfig, SYSCALLS_POLL_MS, names};
+use agent_common::{AgentConfig, PROMPT_WAKEUP_COALESCE_NS, SYSCALLS_POLL_MS, names};
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use tokio::{
     sync::{mpsc, watch},
@@ -15,7 +15,9 @@ use super::DaemonError;
 use crate::{
     kernel::{self, KernelInfo},
     loader::{AttachReport, Sensors, kernel_hz, to_jiffies},
-    sensors::{DecodeStats, DrainedUntil, EventBatch, KernelCounters, SensorError, spawn_reader},
+    sensors::{
+        DecodeStats, DrainTiming, DrainedUntil, EventBatch, KernelCounters, SensorError, spawn_reader,
+    },
 };
 
 /// Bounded queues between readers and their consumer, in batches of records. The readers and the process stage share one thread, so a deeper queue buys no throughput,
@@ -71,6 +73,8 @@ impl SensorFeed {
         let (syscalls_tx, syscalls) = mpsc::channel(READER_QUEUE);
         let drained = [DrainedUntil::default(), DrainedUntil::default()];
         let poll = Duration::from_millis(SYSCALLS_POLL_MS);
+        // A millisecond past the kernel's coalescing window, measured from a wakeup's drain.
+        let after_prompt = Duration::from_nanos(PROMPT_WAKEUP_COALESCE_NS) + Duration::from_millis(1);
         let readers = vec![
             // Lifecycle records also wake the reader at once: response latency depends on them.
             spawn_reader(
@@ -79,7 +83,7 @@ impl SensorFeed {
                 events_tx,
                 decode.clone(),
                 stopped.clone(),
-                poll,
+                DrainTiming { poll, after_wakeup: after_prompt },
                 drained[0].clone(),
             )?,
             // Batches are written without wakeups until the ring fills up: the timer collects them.
@@ -89,7 +93,7 @@ impl SensorFeed {
                 syscalls_tx,
                 decode.clone(),
                 stopped,
-                poll,
+                DrainTiming { poll, after_wakeup: poll },
                 drained[1].clone(),
             )?,
         ];

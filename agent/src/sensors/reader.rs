@@ -86,20 +86,30 @@ impl DecodeStats {
 /// Starts the reader for `ring`. It runs until `stop` turns true — then drains what is left in
 /// the ring and returns — or until the receiving side closes. It drains on wakeups and every
 /// `poll`: producers may skip wakeups, and `drained` must advance even when nothing arrives.
+/// When a reader drains without being woken.
+#[derive(Clone, Copy, Debug)]
+pub struct DrainTiming {
+    /// Between timed drains while records come (backing off while they do not).
+    pub poll: Duration,
+    /// After a wakeup: the kernel coalesces prompt wakeups (`emit::prompt_wakeup`), so records
+    /// written just after one are left for this drain.
+    pub after_wakeup: Duration,
+}
+
 pub fn spawn_reader(
     name: &'static str,
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<EventBatch>,
     stats: Arc<DecodeStats>,
     stop: watch::Receiver<bool>,
-    poll: Duration,
+    timing: DrainTiming,
     drained: DrainedUntil,
 ) -> Result<JoinHandle<Result<(), SensorError>>, SensorError> {
     // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged for as long as it lives,
     // and the AsyncFd owns the RingBuf.
     let fd = unsafe { AsyncFd::register(ring) }
         .map_err(|e| SensorError::Poll { name, source: e.into_parts().1 })?;
-    Ok(tokio::spawn(read_loop(name, fd, tx, stats, stop, poll, drained)))
+    Ok(tokio::spawn(read_loop(name, fd, tx, stats, stop, timing, drained)))
 }
 
 async fn read_loop(
@@ -108,9 +118,10 @@ async fn read_loop(
     tx: mpsc::Sender<EventBatch>,
     stats: Arc<DecodeStats>,
     mut stop: watch::Receiver<bool>,
-    poll: Duration,
+    timing: DrainTiming,
     drained: DrainedUntil,
 ) -> Result<(), SensorError> {
+    let poll = timing.poll;
     // Records written without a wakeup wait for this drain, every `poll` while they come in
     // numbers, and backing off to `poll * MAX_BACKOFF` while a drain finds only a few: on a
     // quiet host each timer wakeup is most of what vigil costs (and since syscall batches leave
@@ -132,11 +143,11 @@ async fn read_loop(
                     return Ok(());
                 }
                 guard.clear_ready();
-                // Records are flowing: drain the unannounced ones at the short interval again.
-                if every > poll {
-                    every = poll;
-                    next = Instant::now() + every;
-                }
+                // Records are flowing: drain the unannounced ones at the short interval again,
+                // and the ones a coalesced wakeup left behind soon. While wakeups keep coming
+                // this deadline keeps moving: each wakeup's drain takes those records along.
+                every = poll;
+                next = Instant::now() + timing.after_wakeup.min(poll);
             }
             // The guard wait_for returns is not Send; drop it inside the future.
             () = async { drop(stop.wait_for(|s| *s).await) } => {
