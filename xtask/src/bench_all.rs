@@ -251,15 +251,20 @@ fn render() -> Result<String> {
          path is recognised with no `/proc` lookup; the `/proc/PID` walk and reads were a third \
          of vigil's CPU under exec load (one session at 800 exec/s: 125 → 80 µs per exec). The \
          reorder buffer holds records in one heap without allocating per record. What remains \
-         is mostly the ring wakeup each exec forces (below), then policy matching and the \
+         is mostly the ring wakeups (below), then policy matching and the \
          process table.\n\
          - **exec → response**: exec and security records force the ring wakeup (the kernel's \
          default wakes the reader only when it has consumed everything before the record, and a \
          lazily written fork record always precedes an exec): exec → journald kill entry ~0.3 \
          ms instead of ~6 ms. Its price, measured with `sysctl kernel.bpf_stats_enabled=1`: the \
-         exec program takes ~24 µs with it and ~4 µs without (an irq_work self-IPI and a \
-         cross-CPU wakeup, both VM exits here), charged to the process that execs, and the \
-         wakeup is about a fifth of vigil's own CPU under exec load (`finish_task_switch`).\n\
+         exec program takes ~21 µs with it and ~4 µs without (an irq_work self-IPI and a \
+         cross-CPU wakeup, both VM exits here), charged to the process that execs. So prompt \
+         wakeups are now at most one per 2 ms, and the reader drains 3 ms after each wakeup for \
+         the records in between: in a `/bin/true` shell loop (~1,100 exec/s) the exec program \
+         averages ~10 µs. The price of that: an exec within 2 ms of another waits up to ~3 ms \
+         for user space, and `sh -c` style launches are exactly that (the kill median above \
+         went from 0.3 to 1.4 ms). vigil's own CPU per exec did not move measurably with it \
+         (A/B, two runs each).\n\
          - **verdict → quarantine**: each `cgroup.procs` write waits for an RCU grace period \
          (5–20 ms here; cgroup2 is not mounted with `favordynmods`, and vigil does not change \
          that host-wide). So a quarantine first contains the tree — SIGSTOP through pidfds and \
