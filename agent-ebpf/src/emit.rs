@@ -72,8 +72,8 @@ pub fn report_error(probe: ProbeId, code: i64, pid: u32, tgid: u32) {
 
 /// Wakeup flags for records response acts on (exec, connect, ptrace...): a forced wakeup,
 /// unless one went out less than `PROMPT_WAKEUP_COALESCE_NS` ago, in which case the reader
-/// (which follows a wakeup with a drain within that time, see `sensors::reader`) takes this
-/// record along. The kernel's default (flags 0) wakes the reader only if it has consumed
+/// takes this record along with the drain it makes 1 ms past that window after each wakeup
+/// (`sensors::reader::DrainTiming`), or with the next wakeup. The kernel's default (flags 0) wakes the reader only if it has consumed
 /// everything before the record, so behind a fork or exit written without a wakeup an exec
 /// would wait for the reader's timer (measured: exec -> quarantine 28-109 ms instead of ~25).
 /// A forced wakeup costs the exec'ing task ~20 us here (irq_work self-IPI, then the reader's

@@ -1,11 +1,10 @@
 //! Executable digests. An exec whose image (by the kernel's identity of it) was exec'd by the
 //! same path before is answered from the shared cache without touching `/proc`. Otherwise the
-//! process stage opens the image itself (pinned while the pid is still the process's) and
-//! looks its identity up in the cache: on a host that runs the same binaries over and over that
-//! answers nearly every exec with no thread hop. Only an image
-//! not seen before goes to the hasher thread, through a bounded queue, so a 100 MB binary
-//! delays its own hash, never the events behind it. The cache lock is never held while
-//! reading a file.
+//! process stage opens the image itself (pinned while the pid is still the process's) and looks
+//! its identity up in the cache: on a host that runs the same binaries over and over that
+//! answers nearly every exec with no thread hop. Only an image not seen before goes to the
+//! hasher thread, through a bounded queue, so a 100 MB binary delays its own hash, never the
+//! events behind it. The cache lock is never held while reading a file.
 
 use std::sync::{Arc, Mutex};
 
@@ -66,7 +65,8 @@ impl Hasher {
     }
 
     /// Answers from the cache for the image of the process `key` names (opened with
-    /// [`KeyImage::open`]), or queues it. Either way the answer is remembered under `exec`.
+    /// [`KeyImage::open`]), or queues it. Once the digest is known (now, or on the hasher
+    /// thread) it is also remembered under `exec`, for [`Self::lookup_exec`].
     pub fn lookup(&self, key: ProcessKey, execs: u32, image: KeyImage, exec: Option<ExecName>) -> Lookup {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         match cache.lookup(&image.identity) {

@@ -33,7 +33,8 @@ pub struct CounterSnapshot {
     /// whatever those runs would have recorded is lost.
     pub program_runs_skipped: u64,
     pub syscalls_batched: u64,
-    /// Batches found in a CPU's slot under another task (sent then; see agent_common::loss).
+    /// Batches started in a CPU slot that still named another task (a diagnostic that should
+    /// stay 0; see `agent_common::loss`).
     pub unswitched_slots: u64,
     pub pending_map_full: u64,
     pub pending_missing: u64,

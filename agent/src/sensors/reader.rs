@@ -83,9 +83,6 @@ impl DecodeStats {
     }
 }
 
-/// Starts the reader for `ring`. It runs until `stop` turns true — then drains what is left in
-/// the ring and returns — or until the receiving side closes. It drains on wakeups and every
-/// `poll`: producers may skip wakeups, and `drained` must advance even when nothing arrives.
 /// When a reader drains without being woken.
 #[derive(Clone, Copy, Debug)]
 pub struct DrainTiming {
@@ -96,6 +93,10 @@ pub struct DrainTiming {
     pub after_wakeup: Duration,
 }
 
+/// Starts the reader for `ring`. It runs until `stop` turns true — then drains what is left in
+/// the ring and returns — or until the receiving side closes. It drains on wakeups and on the
+/// timer `timing` sets: producers may skip wakeups, and `drained` must advance even when
+/// nothing arrives.
 pub fn spawn_reader(
     name: &'static str,
     ring: RingBuf<MapData>,
