@@ -136,18 +136,8 @@ impl QuarantineManager {
         let mut complete = false;
         for _ in 0..MAX_MOVE_PASSES {
             let mut found_new = false;
-            for child in children_of(&members) {
+            for (child, pidfd, stat) in pinned_children(&members) {
                 if protected.contains(&child) || req.spare.contains(&child) {
-                    continue;
-                }
-                // Pin first, then re-read, as in `move_descendants`.
-                let Ok(pidfd) = PidFd::open(child) else {
-                    continue;
-                };
-                let Ok(stat) = procfs::read_stat(child) else {
-                    continue;
-                };
-                if !members.contains(&stat.ppid) || stat.is_kernel_thread() {
                     continue;
                 }
                 members.insert(child);
@@ -366,18 +356,7 @@ impl QuarantineManager {
         let mut members: BTreeSet<u32> = record.pids.iter().copied().collect();
         for _ in 0..MAX_MOVE_PASSES {
             let mut found_new = false;
-            for pid in children_of(&members) {
-                // Pin first, then re-read: the parent link checked below then belongs to the
-                // process the pidfd holds.
-                let Ok(pidfd) = PidFd::open(pid) else {
-                    continue;
-                };
-                let Ok(stat) = procfs::read_stat(pid) else {
-                    continue;
-                };
-                if !members.contains(&stat.ppid) || stat.is_kernel_thread() {
-                    continue;
-                }
+            for (pid, pidfd, stat) in pinned_children(&members) {
                 if spare.contains(&pid) {
                     if spared.insert(pid) {
                         record.note(format!(
@@ -640,6 +619,19 @@ fn gone_or_io(pid: u32, e: std::io::Error) -> QuarantineError {
 /// Pids whose parent is in `members` and which are not members yet: the per-task `children`
 /// files first (cheap), then a scan of every ppid, since `children` can miss a child that is
 /// being reparented.
+/// The processes [`children_of`] finds, each pinned by a pidfd and then re-read, so the parent
+/// link checked belongs to the process the pidfd holds; kernel threads left out.
+fn pinned_children(members: &BTreeSet<u32>) -> Vec<(u32, PidFd, procfs::Stat)> {
+    children_of(members)
+        .into_iter()
+        .filter_map(|pid| {
+            let pidfd = PidFd::open(pid).ok()?;
+            let stat = procfs::read_stat(pid).ok()?;
+            (members.contains(&stat.ppid) && !stat.is_kernel_thread()).then_some((pid, pidfd, stat))
+        })
+        .collect()
+}
+
 fn children_of(members: &BTreeSet<u32>) -> BTreeSet<u32> {
     let me = std::process::id();
     let mut found: BTreeSet<u32> = members

@@ -70,6 +70,13 @@ fn stopped(pid: u32) -> bool {
     states(pid).contains(&'T')
 }
 
+/// After a rollback or release: no stop left on record or on `pid`, and its writer runs on.
+fn assert_running_again(record: &QuarantineRecord, pid: u32, out: &Path) {
+    assert!(record.stopped.is_empty(), "still recorded as stopped: {:?}", record.stopped);
+    assert!(!stopped(pid), "pid {pid} left stopped: {:?}", states(pid));
+    assert!(grows(out), "pid {pid}'s writer did not resume");
+}
+
 fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
 }
@@ -546,9 +553,7 @@ fn a_failed_step_rolls_back_and_leaves_a_failed_record() {
     );
     assert_eq!(net.tgids_cut[0], child.pid());
     assert!(net.tgids.is_empty(), "stale tgid entries: {:?}", net.tgids);
-    assert!(record.stopped.is_empty());
-    assert!(!stopped(child.pid()), "{:?}", states(child.pid()));
-    assert!(grows(&out));
+    assert_running_again(&record, child.pid(), &out);
 }
 
 #[test]
@@ -633,7 +638,6 @@ fn releasing_a_capture_interrupted_after_containment_resumes_its_processes() {
     assert!(!grows(&out));
     let released = manager.release(id, &mut RecordingNet::default()).unwrap();
     assert_eq!(released.state, QState::Released);
-    assert!(released.stopped.is_empty());
     assert!(
         released
             .events
@@ -642,8 +646,7 @@ fn releasing_a_capture_interrupted_after_containment_resumes_its_processes() {
         "{:#?}",
         released.events
     );
-    assert!(!stopped(child.pid()), "{:?}", states(child.pid()));
-    assert!(grows(&out));
+    assert_running_again(&released, child.pid(), &out);
 }
 
 #[test]
