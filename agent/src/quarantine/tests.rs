@@ -70,6 +70,15 @@ fn stopped(pid: u32) -> bool {
     states(pid).contains(&'T')
 }
 
+/// A writer that has written, then stopped with SIGSTOP by someone other than vigil.
+fn spawn_stopped_writer(env: &TestEnv, out: &Path) -> Spawned {
+    let child = env.spawn_writer(out, None);
+    wait_for("the writer", || len(out) > 0);
+    signal(child.pid(), nix::sys::signal::Signal::SIGSTOP);
+    wait_for("the stop", || stopped(child.pid()));
+    child
+}
+
 /// After a rollback or release: no stop left on record or on `pid`, and its writer runs on.
 fn assert_running_again(record: &QuarantineRecord, pid: u32, out: &Path) {
     assert!(record.stopped.is_empty(), "still recorded as stopped: {:?}", record.stopped);
@@ -586,10 +595,7 @@ fn a_process_stopped_by_someone_else_stays_stopped_after_release() {
         return;
     };
     let out = env.file("out");
-    let child = env.spawn_writer(&out, None);
-    wait_for("the writer", || len(&out) > 0);
-    signal(child.pid(), nix::sys::signal::Signal::SIGSTOP);
-    wait_for("the stop", || stopped(child.pid()));
+    let child = spawn_stopped_writer(&env, &out);
     let mut manager = env.open();
     let mut net = RecordingNet::default();
     let record = manager.quarantine(request(child.pid()), &mut net).unwrap();
@@ -618,12 +624,9 @@ fn releasing_a_capture_interrupted_after_containment_resumes_its_processes() {
         return;
     };
     let out = env.file("out");
-    let child = env.spawn_writer(&out, None);
-    wait_for("the writer", || len(&out) > 0);
     // As a capture that died right after its `contained:` step leaves things: stopped, listed,
     // no cgroup yet.
-    signal(child.pid(), nix::sys::signal::Signal::SIGSTOP);
-    wait_for("the stop", || stopped(child.pid()));
+    let child = spawn_stopped_writer(&env, &out);
     let req = request(child.pid());
     let id = "q-20250101-000000-0000";
     let mut record =
