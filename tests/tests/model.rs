@@ -146,3 +146,74 @@ fn a_live_attack_scores_above_alert_and_a_benign_workload_does_not() {
     eprintln!("archive_crypto: {n} processes, score events {benign:?}");
     assert!(benign.is_empty(), "benign processes crossed a threshold: {benign:?}");
 }
+
+/// The two layers live: once an executable's profile has learned, a run that only repeats what
+/// it learned is scored 0 without the model, and a run that does something new gets the model's
+/// score. Thresholds are overridden to an alert at any score above zero, so that a score event
+/// says the model scored the process and its absence says it was gated.
+#[test]
+fn a_learned_executable_repeating_itself_is_gated_and_new_behaviour_is_scored() {
+    if !require_root("a_learned_executable_repeating_itself_is_gated_and_new_behaviour_is_scored") {
+        return;
+    }
+    let _serial = serial();
+    let dir = scratch("gate");
+    // A private copy of dash: profiles are per executable path, and nothing else on the host
+    // runs this one.
+    let sh = dir.join("gate-sh");
+    std::fs::copy("/usr/bin/dash", &sh).expect("copy dash");
+    let policy_d = dir.join("policy.d");
+    std::fs::create_dir_all(&policy_d).expect("policy.d");
+    std::fs::write(
+        policy_d.join("00-gate.toml"),
+        "mode = \"monitor\"\n[thresholds]\nalert = 0.000001\nquarantine = 1.0\nkill = 1.0\n",
+    )
+    .expect("policy");
+    let model = repo().join("models/vigil.onnx");
+    let daemon = Daemon::start(
+        "gate",
+        &[
+            "--model",
+            model.to_str().expect("utf-8 path"),
+            "--profile-learn-secs",
+            "2",
+            "--policy-dir",
+            policy_d.to_str().expect("utf-8 path"),
+        ],
+    );
+    let repeat = "i=0; while [ $i -lt 40 ]; do echo x >/dev/null; i=$((i+1)); done";
+    let run = |script: &str| -> u64 {
+        let out = Command::new(&sh).args(["-c", script]).spawn().expect("spawn");
+        let pid = u64::from(out.id());
+        let status = out.wait_with_output().expect("wait").status;
+        assert!(status.success(), "{script}: {status}");
+        pid
+    };
+    let scored = |pid: u64| {
+        move |e: &Value| e["type"] == "score" && e["pid"] == pid && e["score"].as_f64().is_some_and(|s| s > 0.0)
+    };
+    // Learning: the model scores everything.
+    let learning = run(repeat);
+    daemon.wait_for("a score for the run while learning", Duration::from_secs(20), scored(learning));
+    std::thread::sleep(Duration::from_secs(3));
+    // Learned: the same run again, then something the loop never did (reads, resource limits).
+    let repeated = run(repeat);
+    let novel = run("read x </etc/hostname; ulimit -a >/dev/null; i=0; while [ $i -lt 10 ]; do read y </etc/hostname; i=$((i+1)); done");
+    daemon.wait_for("a score for the new behaviour", Duration::from_secs(20), scored(novel));
+    // One scorer thread takes work in order: by the time the later run is scored, the repeated
+    // run's windows have all been through it. The status snapshot is refreshed every second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let gated = loop {
+        let status = daemon.status();
+        let gated = status["scorer"]["windows_gated"].as_u64().unwrap_or(0);
+        if gated > 0 || std::time::Instant::now() > deadline {
+            break gated;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (_, events) = daemon.stop();
+    let repeated_scores: Vec<&Value> = events.iter().filter(|e| scored(repeated)(e)).collect();
+    assert!(repeated_scores.is_empty(), "the repeated run was scored: {repeated_scores:?}");
+    assert!(gated > 0, "no window was counted as gated");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -59,11 +59,15 @@ pub struct ResponseStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScorerStatus {
     pub model: String,
+    /// Windows the model scored.
     pub windows_scored: u64,
-    /// Of those, windows whose score came from the memo of identical windows.
+    /// Windows the executable's learned profile held entirely: scored 0 without the model.
+    #[serde(default)]
+    pub windows_gated: u64,
+    /// Of the windows scored, those whose score came from the memo of identical windows.
     #[serde(default)]
     pub windows_memo_hits: u64,
-    /// Mean scorer time per window (features + inference), microseconds.
+    /// Mean scorer time per window, scored or gated (profile, features, inference), microseconds.
     pub mean_us_per_window: f64,
     /// Chunks of tokens the scorer could not take (its queue was full): those windows went unscored.
     pub work_dropped: u64,
@@ -167,10 +171,11 @@ pub fn render_human(status: &Status) -> String {
         Some(sc) => {
             let _ = writeln!(
                 out,
-                "Scorer: {} — {} windows ({} from the memo), {:.1} µs/window, {} chunks dropped, {} errors; profiles hold {} n-grams ({} windows unlearned: budget spent)",
+                "Scorer: {} — {} windows scored ({} from the memo), {} known to their executable's profile, {:.1} µs/window, {} chunks dropped, {} errors; profiles hold {} n-grams ({} windows unlearned: budget spent)",
                 sc.model,
                 sc.windows_scored,
                 sc.windows_memo_hits,
+                sc.windows_gated,
                 sc.mean_us_per_window,
                 sc.work_dropped,
                 sc.errors,

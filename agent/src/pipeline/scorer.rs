@@ -1,6 +1,12 @@
-//! The scoring stage: windows of each process's token stream go through the model as they
-//! complete, on a thread of their own so inference never sits on the event path. Scores travel
-//! on with the process identity; a rise in verdict is logged (the policy stage acts on it).
+//! The scoring stage: windows of each process's token stream are scored as they complete, on a
+//! thread of their own so inference never sits on the event path. Scores travel on with the
+//! process identity; a rise in verdict is logged (the policy stage acts on it).
+//!
+//! Two layers (models/FEATURES.md, "Layers in the daemon"): every window goes to its
+//! executable's n-gram profile first, and to the model unless that profile, once learned, already
+//! holds every n-gram of it. Such a window is behaviour this executable showed while learning: it
+//! enters the process score as 0 without running the model, so the gate can only lower a score,
+//! never raise one above what the calibrated model gives.
 
 use std::{
     collections::HashMap,
@@ -46,6 +52,8 @@ pub struct ScoreUpdate {
 #[derive(Debug, Default)]
 pub struct ScorerStats {
     pub windows: AtomicU64,
+    /// Windows the executable's learned profile holds entirely: scored 0, the model not run.
+    pub windows_gated: AtomicU64,
     /// Windows whose score came from the memo (an identical window was scored before).
     pub memo_hits: AtomicU64,
     pub busy_ns: AtomicU64,
@@ -277,8 +285,9 @@ impl ModelScoring {
     }
 }
 
-/// Scores one window with the model, and with the executable's profile once it has learned.
-/// `known`: leading tokens shared with the process's previous window.
+/// Scores one window with the executable's profile once it has learned, and with the model
+/// unless the profile holds the whole window. `known`: leading tokens shared with the process's
+/// previous window.
 fn score_window(
     scoring: &mut ModelScoring,
     profiles: &mut Profiles,
@@ -287,10 +296,17 @@ fn score_window(
     (window, known): (&[Token], usize),
     st: &ScorerStats,
 ) {
-    if let Some(novelty) = profiles.observe(exe, window, known) {
-        scores.novelty.push(novelty);
+    let novelty = profiles.observe(exe, window, known);
+    if let Some(n) = novelty {
+        scores.novelty.push(n);
     }
-    if let Some(s) = scoring.score(window, st) {
+    if novelty == Some(0.0) {
+        // 0, not skipped: a known window between two anomalous ones breaks their run of k, as
+        // a low model score would, and leaving it out could join windows the model never saw
+        // side by side into a higher score than calibration allowed for.
+        st.windows_gated.fetch_add(1, Relaxed);
+        scores.model.push(0.0);
+    } else if let Some(s) = scoring.score(window, st) {
         scores.model.push(s);
     }
 }
@@ -439,6 +455,34 @@ mod tests {
         let e = &p.by_exe[&exe];
         assert!(e.profile.len() > learned);
         assert_eq!(e.quiet, 0);
+    }
+
+    #[test]
+    fn a_window_the_learned_profile_holds_scores_zero_without_the_model() {
+        let exe: Arc<str> = "/usr/bin/x".into();
+        let bytes = crate::model::test_models::logistic(&vec![0.0; DIM], 5.0, &[]);
+        let model = Model::from_bytes(std::path::Path::new("t.onnx"), &bytes).expect("model");
+        let mut scoring = ModelScoring { model, features: vec![0.0; DIM], memo: WindowMemo::new(MEMO_WINDOWS) };
+        let (mut p, st) = (profiles(), ScorerStats::default());
+        let (mut model_score, mut novelty) = (ProcessScore::default(), ProcessScore::default());
+        let mut feed_one = |p: &mut Profiles, w: &[Token]| {
+            let scores = Scores { model: &mut model_score, novelty: &mut novelty };
+            score_window(&mut scoring, p, scores, &exe, (w, 0), &st);
+        };
+        let (learned, fresh) = (window(1), (0..WINDOW as u16).map(|i| 500 + i).collect::<Vec<_>>());
+        // While the executable learns, the model scores everything.
+        feed_one(&mut p, &learned);
+        assert_eq!((st.windows.load(Relaxed), st.windows_gated.load(Relaxed)), (1, 0));
+        p.by_exe.get_mut(&exe).expect("profile").learn_until = Instant::now();
+        feed_one(&mut p, &learned);
+        assert_eq!((st.windows.load(Relaxed), st.windows_gated.load(Relaxed)), (1, 1), "known window gated");
+        feed_one(&mut p, &fresh);
+        assert_eq!((st.windows.load(Relaxed), st.windows_gated.load(Relaxed)), (2, 1), "novel window scored");
+        let s = 1.0 / (1.0 + (-5.0f32).exp());
+        assert_eq!(model_score.windows(), 3);
+        assert!((model_score.value() - 2.0 * s / 3.0).abs() < 1e-6, "{} vs s, 0, s", model_score.value());
+        assert_eq!(novelty.windows(), 2);
+        assert!(novelty.value() > 0.0);
     }
 
     #[test]

@@ -103,13 +103,15 @@ impl StatusBuilder {
             sequences: 0,
             scorer: self.model.as_ref().map(|(path, st)| {
                 let windows = st.windows.load(Relaxed);
+                let gated = st.windows_gated.load(Relaxed);
                 ScorerStatus {
                     model: path.clone(),
                     windows_scored: windows,
+                    windows_gated: gated,
                     windows_memo_hits: st.memo_hits.load(Relaxed),
                     mean_us_per_window: st.busy_ns.load(Relaxed) as f64
                         / 1e3
-                        / windows.max(1) as f64,
+                        / (windows + gated).max(1) as f64,
                     work_dropped: st.work_dropped.load(Relaxed),
                     errors: st.errors.load(Relaxed),
                     profile_grams: st.profile_grams.load(Relaxed),
