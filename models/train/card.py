@@ -61,8 +61,10 @@ def render(ev: dict) -> str:
     w("")
     w("- Two layers, as the measurements in `../shared/DESIGN-NOTES.md` favour. (1) A per-executable n-gram "
       "novelty **profile**, learned in the daemon from each executable's own learn period and checked on every "
-      "window (\"## Profile (unsupervised)\" in FEATURES.md). (2) This **window classifier** (`vigil.onnx`), run by "
-      "tract when the profile or an event calls for it; its window scores are aggregated per process "
+      "window (\"## Profile (unsupervised)\" in FEATURES.md). (2) This **window classifier** (`vigil.onnx`), run on "
+      "every window that profile does not hold entirely: once an executable has learned, a window made only of "
+      "n-grams it showed while learning scores 0 without the model (\"## Layers in the daemon\"), which can lower a "
+      "process score but never raise it. Window scores are aggregated per process "
       f"(k = {contract.AGGREGATE_K} consecutive windows) and compared with the thresholds below.")
     w("- A score is evidence for the policy stage, not a verdict: per DESIGN-NOTES, anomaly alone alerts; "
       "quarantine and kill want a corroborating event or rule. Neither layer alone justifies a kill.")
@@ -200,6 +202,32 @@ def render(ev: dict) -> str:
         w(f"Mean detection rate over alert: {pct(lo['mean_detection_rate_alert'])}. Global profile (lower bound for "
           "per-executable profiles), AUC per family vs benign test workloads: "
           + ", ".join(f"{k} {f3(v)}" for k, v in own["unsupervised_global_profile"]["auc_per_family"].items()) + ".")
+    layers = (own or {}).get("layers")
+    if layers:
+        w("")
+        w("### Own data: the daemon's two layers")
+        w("")
+        w(f"One profile per executable ({layers['executables_profiled']} executables), learned on the benign train "
+          "workloads' processes of that executable; then the shipped model's process scores without and with the "
+          "gate. Processes whose executable has no profile are scored ungated, as the daemon does while an executable "
+          "learns. The malicious families trained the shipped model, so their rows are in-sample for it (the "
+          "leave-one-family-out table above is the honest estimate); the benign rows are held-out workloads.")
+        w("")
+        w("| group | processes | with a profile | profile AUC vs benign test | over alert / quarantine, ungated | over alert / quarantine, gated | mean score ungated → gated |")
+        w("| --- | --- | --- | --- | --- | --- | --- |")
+        for k, r in layers["groups"].items():
+            ou, og = r["over_ungated"], r["over_gated"]
+            w(f"| {k} | {r['processes']} | {r['profiled']} | {f3(r['profile_auc_vs_benign_test'])} | "
+              f"{ou['alert']['count']} / {ou['quarantine']['count']} | {og['alert']['count']} / {og['quarantine']['count']} | "
+              f"{f3(r['mean_score_ungated'])} → {f3(r['mean_score_gated'])} |")
+        aucs = [r["profile_auc_vs_benign_test"] for r in layers["groups"].values() if r["profile_auc_vs_benign_test"] is not None]
+        if aucs:
+            w("")
+            w(f"Mean per-executable profile AUC over the families: {f3(sum(aucs) / len(aucs))}. An AUC below 0.5 "
+              "means the family's processes looked less novel to their executables' profiles than the held-out "
+              "benign workloads' processes did: novelty measures how far a tool strays from what it did while "
+              "learning, not intent. The gate lowers the scores of benign and malicious processes alike; what it "
+              "changes at the thresholds is in the two \"over\" columns.")
     w("")
     w("### Shipped model at its thresholds")
     w("")
@@ -246,7 +274,12 @@ def render(ev: dict) -> str:
           "per-process classifier can learn; labelling only the processes that perform the attack step is the likely fix.")
     w("- Thresholds from \"the highest held-out benign score\" certify nothing below roughly one false positive "
       "per calibration-set size; DESIGN-NOTES suggests fitting the tail for lower rates.")
-    w("- The unsupervised figure uses one global profile; the daemon's per-executable profiles are untested here.")
+    if layers:
+        w("- Per-executable profiles are learned here from the benign train workloads only; a deployed daemon "
+          "learns from whatever each executable does in its first minutes on that host, attacks included if "
+          "they come that early.")
+    else:
+        w("- The unsupervised figure uses one global profile; the daemon's per-executable profiles are untested here.")
     w("")
     w("## Reproduce")
     w("")

@@ -242,6 +242,7 @@ def run(args: argparse.Namespace, variants: dict[str, adfa.Adfa], raw: adfa.Adfa
             "label_overlap": label_overlap(procs),
             "lofo": evaluate.own_data_lofo(pool, role, config, thr, args.seed),
             "unsupervised_global_profile": evaluate.own_data_unsupervised(seqs, pool, role),
+            "layers": evaluate.own_data_layers(procs, pool, role, clf, thr),
         }
     else:
         ev["own"] = None

@@ -93,6 +93,12 @@ def nanmean_rows(f: np.ndarray) -> np.ndarray:
     return np.where(ok, f, 0.0).sum(axis=0) / ok.sum(axis=0)
 
 
+def gate(window_scores: np.ndarray, novelty: np.ndarray) -> np.ndarray:
+    """FEATURES.md "## Layers in the daemon": a window the executable's learned profile holds
+    entirely (novelty 0) scores 0 instead of its model score."""
+    return np.where(np.asarray(novelty) > 0, window_scores, 0.0)
+
+
 # --- plain reference, as FEATURES.md reads ------------------------------------------------------
 def fit_ref(seqs: Iterable[Sequence[int]], orders: Sequence[int] = ORDERS) -> dict[int, set]:
     sets: dict[int, set] = {n: set() for n in orders}

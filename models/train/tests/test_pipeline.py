@@ -67,6 +67,14 @@ class Pipeline(unittest.TestCase):
             self.assertIn("own", ev["shipped"]["training"])
             self.assertNotIn("pending", card)
             self.assertIn("reverse_shell", card)
+            layers = ev["own"]["layers"]["groups"]
+            self.assertIn("benign test", layers)
+            self.assertEqual(sorted(k for k in layers if not k.startswith("benign")), ["cred_read", "memfd_exec", "reverse_shell"])
+            for r in layers.values():
+                # The gate only ever lowers a score.
+                self.assertLessEqual(r["mean_score_gated"], r["mean_score_ungated"] + 1e-12)
+                self.assertLessEqual(r["profiled"], r["processes"])
+            self.assertIn("the daemon's two layers", card)
             gold = json.loads((Path(tmp) / "golden.json").read_text())
             self.assertTrue(any(c["name"].startswith("own_") for c in gold["cases"]))
 

@@ -27,6 +27,15 @@ class Profile(unittest.TestCase):
         self.assertEqual(p.score([]), 0.0)
         self.assertEqual(p.score([1, 2, 3]), 1.0)
 
+    def test_gate_zeroes_only_known_windows(self):
+        p = u.Profile().fit([list(range(64))])
+        seq = list(range(64)) + [1000 + i for i in range(32)]  # windows: known, half novel
+        nov = p.window_novelty(seq)
+        self.assertEqual(nov[0], 0.0)
+        self.assertGreater(nov[1], 0.0)
+        gated = u.gate(np.array([0.9, 0.8]), nov)
+        self.assertEqual(gated.tolist(), [0.0, 0.8])
+
     def test_matches_reference(self):
         rng = np.random.default_rng(5)
         learn = [rng.integers(0, 12, size=rng.integers(0, 200)).tolist() for _ in range(10)]
