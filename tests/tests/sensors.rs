@@ -183,10 +183,10 @@ fn a_thread_moving_between_cpus_keeps_its_syscall_order() {
     assert_eq!(first_difference(&arrived), None, "order of arrival");
     let unswitched = |s: &Value| s["kernel_emitted"]["unswitched_slots"].as_u64().expect("unswitched_slots");
     assert_eq!(unswitched(&after) - unswitched(&before), 0, "a CPU slot outlived its task");
-    if let Ok(n) = std::thread::available_parallelism() {
-        if n.get() < 2 {
-            eprintln!("a_thread_moving_between_cpus_keeps_its_syscall_order: one CPU, so no migration was exercised");
-        }
+    if let Ok(n) = std::thread::available_parallelism()
+        && n.get() < 2
+    {
+        eprintln!("a_thread_moving_between_cpus_keeps_its_syscall_order: one CPU, so no migration was exercised");
     }
 }
 

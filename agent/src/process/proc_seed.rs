@@ -28,6 +28,13 @@ pub struct StatFields {
     pub exit_code: Option<u32>,
 }
 
+impl StatFields {
+    /// A kernel thread: flagged so, or a child of kthreadd.
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0 || self.ppid == KTHREADD_PID
+    }
+}
+
 /// Parses `/proc/PID/stat`. `comm` may itself contain spaces and parentheses, so it spans from
 /// the first '(' to the LAST ')'; the numeric fields follow.
 pub fn parse_stat(text: &str) -> Option<StatFields> {
@@ -171,8 +178,7 @@ pub fn read_process(proc_root: &Path, pid: u32) -> Result<Option<ProcSnapshot>, 
         what: "stat line",
     })?;
 
-    let kernel_thread =
-        pid == KTHREADD_PID || stat.ppid == KTHREADD_PID || stat.flags & PF_KTHREAD != 0;
+    let kernel_thread = pid == KTHREADD_PID || stat.is_kernel_thread();
     Ok(Some(ProcSnapshot {
         tgid: pid,
         stat,

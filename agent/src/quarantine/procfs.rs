@@ -5,45 +5,11 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-/// `PF_KTHREAD` in `/proc/PID/stat` field 9.
-const PF_KTHREAD: u64 = 0x0020_0000;
-pub(super) const KTHREADD_PID: u32 = 2;
+pub(super) use crate::process::proc_seed::{KTHREADD_PID, StatFields as Stat};
+use crate::process::proc_seed::parse_stat;
 
 fn proc_path(pid: u32, rest: &str) -> PathBuf {
     Path::new("/proc").join(pid.to_string()).join(rest)
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Stat {
-    pub comm: String,
-    pub state: char,
-    pub ppid: u32,
-    pub flags: u64,
-    pub start_ticks: u64,
-}
-
-impl Stat {
-    pub fn is_kernel_thread(&self) -> bool {
-        self.flags & PF_KTHREAD != 0 || self.ppid == KTHREADD_PID
-    }
-}
-
-/// Parses `/proc/PID/stat`. `comm` may hold spaces and parentheses, so fields are counted from
-/// the last `)`.
-pub(super) fn parse_stat(text: &str) -> Option<Stat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_owned();
-    // Index 0 is field 3 (state), so field N is at index N - 3.
-    let rest: Vec<&str> = text.get(close + 1..)?.split_ascii_whitespace().collect();
-    let field = |n: usize| rest.get(n - 3).copied();
-    Some(Stat {
-        comm,
-        state: field(3)?.chars().next()?,
-        ppid: field(4)?.parse().ok()?,
-        flags: field(9)?.parse().ok()?,
-        start_ticks: field(22)?.parse().ok()?,
-    })
 }
 
 fn read_stat_at(path: &Path) -> io::Result<Stat> {
