@@ -18,7 +18,8 @@ pub fn all() -> Result<()> {
         requests: 200_000,
         clients: 50,
         rounds: 5,
-        modes: bench_overhead::Mode::ALL.to_vec(),
+        // With vigil's scorer off as well, to tell its share of the loss from the kernel side's.
+        modes: [bench_overhead::Mode::ALL.as_slice(), &[bench_overhead::Mode::VigilNoModel]].concat(),
         pin: true,
     })?;
     bench_model::model(&bench_model::Opts {
@@ -241,11 +242,7 @@ fn render() -> Result<String> {
          scored once (`window_memo.rs`). Profile learning looks up only the n-grams a sliding \
          window adds, skips windows the executable showed recently, and a settled profile \
          learns one window in 16. Under redis-benchmark: 15.8 → 5.0 → 2.1 µs per window over \
-         the last two rounds.\n\
-         - **redis throughput**: the loss is mostly the scorer's CPU taken from the two CPUs \
-         the server and client are pinned to (with `--no-model` vigil costs redis nothing \
-         measurable). Read the redis figures loosely: the empty probe, which costs the loop \
-         60–95 ns a syscall, has shown anything from 0% to 14% loss between runs on this VM.\n\
+         the last two rounds.\n{}\
          - **exec CPU**: the exec record carries the kernel's identity of the new image \
          (`mm->exe_file`'s inode, device, size, mtime), so an image already exec'd by the same \
          path is recognised with no `/proc` lookup; the `/proc/PID` walk and reads were a third \
@@ -262,8 +259,8 @@ fn render() -> Result<String> {
          wakeups are now at most one per 2 ms, and the reader drains 3 ms after each wakeup for \
          the records in between: in a `/bin/true` shell loop (~1,100 exec/s) the exec program \
          averages ~10 µs. The price of that: an exec within 2 ms of another waits up to ~3 ms \
-         for user space, and `sh -c` style launches are exactly that (the kill median above \
-         went from 0.3 to 1.4 ms). vigil's own CPU per exec did not move measurably with it \
+         for user space, and `sh -c` style launches are exactly that (the kill median went \
+         from 0.3 to 1.4 ms in the run that introduced this; 0.5–1.4 ms since). vigil's own CPU per exec did not move measurably with it \
          (A/B, two runs each).\n\
          - **verdict → quarantine**: each `cgroup.procs` write waits for an RCU grace period \
          (5–20 ms here; cgroup2 is not mounted with `favordynmods`, and vigil does not change \
@@ -277,7 +274,8 @@ fn render() -> Result<String> {
          forked children share their parent's exe, comm, cmdline and digest strings (right \
          after a 20,000-fork storm: 62.7 → 55.6 MiB). The start-up peak (VmHWM) is the aya \
          loader's parse of the 5.5 MB kernel BTF (three parses in turn: field offsets, \
-         relocations, the tp_btf attach); parsing it once would lower it.\n"
+         relocations, the tp_btf attach); parsing it once would lower it.\n",
+        redis_split(&r)
     )?;
     writeln!(s, "\n## Not measured yet\n")?;
     for item in not_measured(&o, &e, &r) {
@@ -329,6 +327,30 @@ fn overhead_peer_rows(s: &mut String, o: &Value) -> Result<()> {
     Ok(())
 }
 
+/// The prose bullet on where redis-benchmark's loss comes from, from the same run's modes.
+fn redis_split(r: &Value) -> String {
+    let loss = |m: &str| r["modes"][m]["loss_percent_vs_bare"].as_f64();
+    let (Some(v), Some(nm), Some(e)) = (loss("vigil"), loss("vigil-no-model"), loss("empty-probe")) else {
+        return String::new();
+    };
+    format!(
+        "- **redis throughput** (same run, medians of per-round losses): vigil in monitor {v:.1}%, \
+         the same without the model {nm:.1}%, the empty sys_enter probe {e:.1}%. So about \
+         {:.1} points are the scorer's CPU, taken from the two CPUs the server and client are \
+         pinned to, and the rest is what every syscall pays in the kernel: redis makes several \
+         syscalls per request, each paying the tracepoint dispatch of `sys_enter` and `sys_exit` \
+         (above). The per-round losses in the table show how much one round can move on this VM.\n",
+        v - nm
+    )
+}
+
+/// Smallest and largest of a JSON array of numbers, if it has any.
+fn range(v: &Value) -> Option<(f64, f64)> {
+    let xs: Vec<f64> = v.as_array()?.iter().filter_map(Value::as_f64).collect();
+    let lo = xs.iter().copied().reduce(f64::min)?;
+    Some((lo, xs.iter().copied().fold(lo, f64::max)))
+}
+
 /// The redis-benchmark row of the summary.
 fn redis_rows(s: &mut String, r: &Value) -> Result<()> {
     if r.is_null() {
@@ -337,16 +359,20 @@ fn redis_rows(s: &mut String, r: &Value) -> Result<()> {
     let modes = &r["modes"];
     let loss = |m: &str| modes[m]["loss_percent_vs_bare"].as_f64();
     let mut parts = vec![format!("bare {:.0} req/s", f(&modes["bare"]["median_rps"]))];
+    // A loss as −x%, a (noise) gain as +x%.
+    let signed = |l: f64| format!("{}{:.1}%", if l >= 0.0 { '−' } else { '+' }, l.abs());
     for (label, m) in [
         ("empty raw_tp probe", "empty-probe"),
         ("vigil (monitor)", "vigil"),
         ("vigil (enforce)", "vigil-enforce"),
+        ("vigil without the model (monitor, diagnostic)", "vigil-no-model"),
         ("auditd", "auditd"),
     ] {
         if let Some(l) = loss(m) {
-            // A loss as −x%, a (noise) gain as +x%.
-            let sign = if l >= 0.0 { '−' } else { '+' };
-            parts.push(format!("{label} {sign}{:.1}%", l.abs()));
+            let rounds = range(&modes[m]["loss_percent_per_round"]).map_or(String::new(), |(lo, hi)| {
+                format!(" (rounds {} … {})", signed(lo), signed(hi))
+            });
+            parts.push(format!("{label} {}{rounds}", signed(l)));
         }
     }
     if let Some(reason) = skipped(r) {
@@ -358,7 +384,7 @@ fn redis_rows(s: &mut String, r: &Value) -> Result<()> {
         && vigil.iter().all(|v| *v <= 12.0 && auditd.is_none_or(|a| *v < a));
     writeln!(
         s,
-        "| redis-benchmark, Debian's redis-server {} (SET + GET, {} clients, unix socket, {} rounds): throughput loss vs bare | {} | vigil loss ≤ 12% and below auditd's | {} |",
+        "| redis-benchmark, Debian's redis-server {} (SET + GET, {} clients, unix socket, {} rounds): throughput loss vs bare, median over rounds of the loss against the same round's bare run | {} | vigil loss ≤ 12% and below auditd's | {} |",
         r["redis_version"].as_str().unwrap_or("?"),
         r["clients"],
         r["rounds"],
@@ -389,16 +415,20 @@ fn redis_table(s: &mut String, r: &Value) -> Result<()> {
     let Some(modes) = r["modes"].as_object() else {
         return Ok(());
     };
-    writeln!(s, "\n| redis mode | requests/s (SET + GET) | SET | GET | loss vs bare |\n| --- | --- | --- | --- | --- |")?;
-    for name in bench_overhead::Mode::ALL.map(bench_overhead::Mode::name) {
+    writeln!(s, "\n| redis mode | requests/s (SET + GET) | SET | GET | loss vs bare | loss per round |\n| --- | --- | --- | --- | --- | --- |")?;
+    let names = bench_overhead::Mode::ALL.iter().chain(&[bench_overhead::Mode::VigilNoModel]).map(|m| m.name());
+    for name in names {
         let Some(m) = modes.get(name) else { continue };
         writeln!(
             s,
-            "| {name} | {:.0} | {:.0} | {:.0} | {} |",
+            "| {name} | {:.0} | {:.0} | {:.0} | {} | {} |",
             f(&m["median_rps"]),
             f(&m["tests"]["SET"]["median_rps"]),
             f(&m["tests"]["GET"]["median_rps"]),
-            m["loss_percent_vs_bare"].as_f64().map_or("-".to_string(), |l| format!("{l:.1}%"))
+            m["loss_percent_vs_bare"].as_f64().map_or("-".to_string(), |l| format!("{l:.1}%")),
+            m["loss_percent_per_round"].as_array().filter(|a| !a.is_empty() && name != "bare").map_or("-".to_string(), |a| {
+                a.iter().filter_map(Value::as_f64).map(|l| format!("{l:.1}%")).collect::<Vec<_>>().join(" ")
+            })
         )?;
     }
     Ok(())

@@ -36,6 +36,9 @@ pub enum Mode {
     Vigil,
     /// The same with the shipped policy in enforce.
     VigilEnforce,
+    /// `vigil run` in monitor with `--no-model`: sensors, process table and policy without the
+    /// scorer, to split vigil's cost into the kernel side and the scoring (a diagnostic mode).
+    VigilNoModel,
     /// auditd with an exec+connect rule set (a peer baseline; skipped where the kernel or host
     /// has no audit).
     Auditd,
@@ -48,6 +51,7 @@ impl Mode {
             Mode::EmptyProbe => "empty-probe",
             Mode::Vigil => "vigil",
             Mode::VigilEnforce => "vigil-enforce",
+            Mode::VigilNoModel => "vigil-no-model",
             Mode::Auditd => "auditd",
         }
     }
@@ -154,10 +158,16 @@ impl Modes {
         let vigil_run = |policy_mode: &str, dir: &str| -> Result<Tracer> {
             let mut c = Command::new(bin()?);
             c.args(["run", "--ready-line"]);
-            c.args(crate::run::shipped_args(
+            let mut args = crate::run::shipped_args(
                 &self.out_dir.join(format!("{}{dir}", self.tag)),
                 policy_mode,
-            )?);
+            )?;
+            if mode == Mode::VigilNoModel
+                && let Some(at) = args.iter().position(|a| a == "--model")
+            {
+                args.splice(at..at + 2, ["--no-model".into()]);
+            }
+            c.args(args);
             let n = never()?;
             Ok(Tracer::Probe(Probe::start(c, &log)?, n))
         };
@@ -171,6 +181,7 @@ impl Modes {
             }
             Mode::Vigil => vigil_run("monitor", "vigil-run"),
             Mode::VigilEnforce => vigil_run("enforce", "vigil-enforce-run"),
+            Mode::VigilNoModel => vigil_run("monitor", "vigil-no-model-run"),
             Mode::Auditd => Ok(Tracer::Auditd(Auditd::start(
                 &self.out_dir.join("auditd"),
             )?)),
