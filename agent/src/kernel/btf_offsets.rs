@@ -6,7 +6,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use agent_common::config::{KernelOffsets, OFFSET_UNKNOWN};
-use btf_rs::{Btf, Member, Struct, Type};
 use serde::Serialize;
 use thiserror::Error;
 use tracing::{debug, warn};
@@ -145,14 +144,14 @@ pub fn resolve_from_sys() -> Result<(KernelOffsets, Vec<MissingField>), BtfError
 /// Resolves every [`KernelOffsets`] field from a BTF file. Missing optional fields are returned
 /// (and logged) rather than failing: the agent still runs, with less detail in its records.
 pub fn resolve_offsets(vmlinux: &Path) -> Result<(KernelOffsets, Vec<MissingField>), BtfError> {
-    let btf = Btf::from_file(vmlinux).map_err(|e| BtfError::Parse {
+    let btf = KernelBtf::from_file(vmlinux).map_err(|reason| BtfError::Parse {
         path: vmlinux.to_path_buf(),
-        reason: format!("{e:#}"),
+        reason,
     })?;
     resolve_in(&btf)
 }
 
-pub(crate) fn resolve_in(btf: &Btf) -> Result<(KernelOffsets, Vec<MissingField>), BtfError> {
+pub(crate) fn resolve_in(btf: &KernelBtf) -> Result<(KernelOffsets, Vec<MissingField>), BtfError> {
     let mut offsets = KernelOffsets::UNKNOWN;
     let mut missing = Vec::new();
     for spec in FIELDS {
@@ -183,12 +182,12 @@ pub(crate) fn resolve_in(btf: &Btf) -> Result<(KernelOffsets, Vec<MissingField>)
 }
 
 /// Byte offset of the first of `spec.names` present in `spec.strukt`, with the name found.
-fn resolve_field(btf: &Btf, spec: &FieldSpec) -> Result<Option<(&'static str, u32)>, BtfError> {
-    let Some(strukt) = find_struct(btf, spec.strukt) else {
+fn resolve_field(btf: &KernelBtf, spec: &FieldSpec) -> Result<Option<(&'static str, u32)>, BtfError> {
+    let Some(strukt) = btf.find_struct(spec.strukt) else {
         return Ok(None);
     };
     for &name in spec.names {
-        let lookup = find_member(btf, &strukt, name, 0).map_err(|reason| BtfError::Malformed {
+        let lookup = find_member(btf, strukt, name, 0).map_err(|reason| BtfError::Malformed {
             strukt: spec.strukt,
             field: name,
             reason,
@@ -207,42 +206,27 @@ fn resolve_field(btf: &Btf, spec: &FieldSpec) -> Result<Option<(&'static str, u3
     Ok(None)
 }
 
-/// The struct definition named `name` (BTF may also hold forward declarations of it).
-fn find_struct(btf: &Btf, name: &str) -> Option<Struct> {
-    let types = btf.resolve_types_by_name(name).ok()?;
-    types.into_iter().find_map(|t| match t {
-        Type::Struct(s) => Some(s),
-        _ => None,
-    })
-}
-
 /// Anonymous structs/unions nest a few levels at most; the bound guards against cyclic BTF.
 const MAX_ANON_DEPTH: usize = 8;
 
 /// Bit offset of member `name` in `strukt`, looking through anonymous struct/union members
 /// (mm_struct keeps most fields in one; task_struct has several) and adding their offsets.
-fn find_member(
-    btf: &Btf,
-    strukt: &Struct,
-    name: &str,
-    depth: usize,
-) -> Result<Option<u32>, String> {
+fn find_member(btf: &KernelBtf, strukt: u32, name: &str, depth: usize) -> Result<Option<u32>, String> {
     if depth > MAX_ANON_DEPTH {
         return Err(format!(
             "anonymous members nested deeper than {MAX_ANON_DEPTH}"
         ));
     }
-    for member in &strukt.members {
-        let member_name = btf.resolve_name(member).map_err(|e| format!("{e:#}"))?;
-        if member_name == name {
-            return Ok(Some(member.bit_offset()));
+    for member in btf.members(strukt)? {
+        if member.name == name {
+            return Ok(Some(member.bit_offset));
         }
-        if member_name.is_empty()
-            && let Some(inner) = anonymous_composite(btf, member)?
-            && let Some(bits) = find_member(btf, &inner, name, depth + 1)?
+        if member.name.is_empty()
+            && let Some(inner) = anonymous_composite(btf, member.type_id)?
+            && let Some(bits) = find_member(btf, inner, name, depth + 1)?
         {
             return member
-                .bit_offset()
+                .bit_offset
                 .checked_add(bits)
                 .map(Some)
                 .ok_or_else(|| "member offset overflows u32".to_string());
@@ -252,29 +236,19 @@ fn find_member(
 }
 
 /// The struct/union an unnamed member stands for, seen through typedefs and qualifiers.
-fn anonymous_composite(btf: &Btf, member: &Member) -> Result<Option<Struct>, String> {
-    let mut ty = btf
-        .resolve_chained_type(member)
-        .map_err(|e| format!("{e:#}"))?;
+fn anonymous_composite(btf: &KernelBtf, mut id: u32) -> Result<Option<u32>, String> {
     for _ in 0..MAX_ANON_DEPTH {
-        let next = match &ty {
-            Type::Struct(s) | Type::Union(s) => return Ok(Some(s.clone())),
-            Type::Typedef(_)
-            | Type::TypeTag(_)
-            | Type::Const(_)
-            | Type::Volatile(_)
-            | Type::Restrict(_) => match ty.as_btf_type() {
-                Some(inner) => btf
-                    .resolve_chained_type(inner)
-                    .map_err(|e| format!("{e:#}"))?,
-                None => return Ok(None),
-            },
-            _ => return Ok(None),
-        };
-        ty = next;
+        match btf.kind(id)? {
+            Kind::Composite(c) => return Ok(Some(c)),
+            Kind::Alias(target) => id = target,
+            Kind::Other => return Ok(None),
+        }
     }
     Ok(None)
 }
+
+mod reader;
+use reader::{Kind, KernelBtf};
 
 #[cfg(test)]
 mod tests;

@@ -73,7 +73,7 @@ impl BtfBuilder {
         self.push(&words)
     }
 
-    fn build(&self) -> Btf {
+    fn build(&self) -> KernelBtf {
         let mut blob = Vec::new();
         blob.extend_from_slice(&0xEB9F_u16.to_le_bytes());
         blob.extend_from_slice(&[1, 0]);
@@ -88,13 +88,13 @@ impl BtfBuilder {
         }
         blob.extend_from_slice(&self.types);
         blob.extend_from_slice(&self.strings);
-        Btf::from_bytes(&blob).expect("synthetic BTF parses")
+        KernelBtf::from_bytes(blob).expect("synthetic BTF parses")
     }
 }
 
 /// task_struct with pid/tgid inside an anonymous struct inside an anonymous union (via a
 /// typedef), mm_struct with everything in an anonymous struct, and a bitfield `flags`.
-fn synthetic(flags_bit_offset: u32, with_tgid: bool) -> Btf {
+fn synthetic(flags_bit_offset: u32, with_tgid: bool) -> KernelBtf {
     let mut b = BtfBuilder::new();
     let int = b.int("int", 4);
     let long = b.int("long unsigned int", 8);
@@ -284,4 +284,53 @@ fn bpftool_member_bits(dump: &str, strukt: &str, field: &str) -> Option<u32> {
         .next()?
         .parse()
         .ok()
+}
+
+#[test]
+fn malformed_btf_is_refused_with_what_is_wrong() {
+    let err = |blob: Vec<u8>| KernelBtf::from_bytes(blob).err().expect("refused");
+    assert!(err(vec![0x9f]).contains("header"));
+    assert!(err(vec![0x9f, 0xeb, 1, 0]).contains("header"));
+    let mut b = BtfBuilder::new();
+    b.int("int", 4);
+    let good = {
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&0xEB9F_u16.to_le_bytes());
+        blob.extend_from_slice(&[1, 0]);
+        for w in [24u32, 0, b.types.len() as u32, b.types.len() as u32, b.strings.len() as u32] {
+            blob.extend_from_slice(&w.to_le_bytes());
+        }
+        blob.extend_from_slice(&b.types);
+        blob.extend_from_slice(&b.strings);
+        blob
+    };
+    assert!(KernelBtf::from_bytes(good.clone()).is_ok());
+    let mut big_endian = good.clone();
+    big_endian.swap(0, 1);
+    assert!(err(big_endian).contains("magic"));
+    // The string section said to run past the end of the blob.
+    assert!(err(good[..good.len() - 1].to_vec()).contains("past the end"));
+    // A kind BTF does not define.
+    let mut unknown = good.clone();
+    unknown[24 + 7] = 31; // the top byte of info: kind 31
+    assert!(err(unknown).contains("unknown kind"));
+    // A type record longer than the section holding it (an INT without its extra word).
+    let mut cut = good;
+    let types_len = u32::from_le_bytes(cut[12..16].try_into().unwrap()) - 4;
+    cut[12..16].copy_from_slice(&types_len.to_le_bytes());
+    cut[16..20].copy_from_slice(&types_len.to_le_bytes());
+    assert!(err(cut).contains("runs past"));
+}
+
+#[test]
+fn a_forward_declaration_is_not_the_struct() {
+    let mut b = BtfBuilder::new();
+    let int = b.int("int", 4);
+    let fwd_name = b.name("task_struct");
+    b.push(&[fwd_name, 7 << 24, 0]); // BTF_KIND_FWD
+    let id = b.composite(KIND_STRUCT, "task_struct", 8, &[("pid", int, 0, 0), ("tgid", int, 32, 0), ("real_parent", int, 0, 0)]);
+    let btf = b.build();
+    assert_eq!(btf.find_struct("task_struct"), Some(id));
+    let (offsets, _) = resolve_in(&btf).expect("resolves");
+    assert_eq!(offsets.task_tgid, 4);
 }
