@@ -199,8 +199,9 @@ def render(ev: dict) -> str:
             w(f"| {fam} | {r['processes']} | {dft['alert']['count']} | {dft['quarantine']['count']} | {dft['kill']['count']} | "
               f"{dsh['alert']['count']} | {f3(r['auc_vs_test_benign'])} |")
         w("")
-        w(f"Mean detection rate over alert: {pct(lo['mean_detection_rate_alert'])}. Global profile (lower bound for "
-          "per-executable profiles), AUC per family vs benign test workloads: "
+        w(f"Mean detection rate over alert: {pct(lo['mean_detection_rate_alert'])}. One global profile learned on all "
+          "benign train workloads (the daemon keeps one per executable: see the next table), AUC per family vs "
+          "benign test workloads: "
           + ", ".join(f"{k} {f3(v)}" for k, v in own["unsupervised_global_profile"]["auc_per_family"].items()) + ".")
     layers = (own or {}).get("layers")
     if layers:

@@ -353,8 +353,9 @@ def own_data_layers(procs: list, pool: supervised.Pool, role: np.ndarray, clf, t
 
 def own_data_unsupervised(pool_seqs: list, pool: supervised.Pool, role: np.ndarray) -> dict:
     """A single global profile (the daemon keeps one per executable) learned on the own benign
-    train workloads: AUC of each own family against the own benign test workloads. A lower bound
-    on what per-executable profiles do."""
+    train workloads: AUC of each own family against the own benign test workloads. Not a bound on
+    the per-executable profiles (`own_data_layers`): one set of n-grams from every tool at once
+    is more forgiving in some families and less in others."""
     own = pool.source == "own"
     learn = np.flatnonzero(own & (role == "train") & (pool.label == 0))
     test_b = np.flatnonzero(own & (role == "test"))

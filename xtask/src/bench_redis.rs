@@ -1,8 +1,9 @@
 //! `cargo xtask bench redis`: what a tracer costs a real server. `redis-benchmark` against
 //! Debian's redis-server on a private unix socket, bare, under the empty raw_tp probe, under
-//! vigil in monitor and in enforce, and under auditd with an exec+connect rule set; the modes are
-//! interleaved round by round (as in `bench overhead`) and each round starts a fresh server after
-//! the mode's tracer is attached. With two or more CPUs the server is pinned to CPU 0 and the
+//! vigil in monitor and in enforce, under vigil without its model (a diagnostic that splits
+//! vigil's cost), and under auditd with an exec+connect rule set. Every round runs each mode once,
+//! starting one mode later than the round before, and each mode's loss is taken against the same
+//! round's bare run; each mode starts a fresh server after its tracer is attached. With two or more CPUs the server is pinned to CPU 0 and the
 //! client to CPU 1; the tracers' own threads share both.
 
 use std::collections::BTreeMap;

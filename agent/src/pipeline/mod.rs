@@ -136,7 +136,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         "process table seeded from {}",
         cfg.proc_root.display()
     );
-    // Loading parsed the kernel's BTF three times over (offsets, relocations, tp_btf attach):
+    // Loading parsed the kernel's BTF twice over (the loader's relocations, the tp_btf attach):
     // some 20 MB of heap, all freed by now but kept by malloc unless handed back.
     // SAFETY: malloc_trim only releases free memory; it has no preconditions.
     unsafe { libc::malloc_trim(0) };

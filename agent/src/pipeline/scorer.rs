@@ -4,9 +4,10 @@
 //!
 //! Two layers (models/FEATURES.md, "Layers in the daemon"): every window goes to its
 //! executable's n-gram profile first, and to the model unless that profile, once learned, already
-//! holds every n-gram of it. Such a window is behaviour this executable showed while learning: it
-//! enters the process score as 0 without running the model, so the gate can only lower a score,
-//! never raise one above what the calibrated model gives.
+//! holds every n-gram of it. Such a window is made only of n-grams this executable showed while
+//! learning (though not necessarily as often): it enters the process score as 0 without running
+//! the model, so the gate can only lower a score, never raise one above what the calibrated model
+//! gives.
 
 use std::{
     collections::HashMap,

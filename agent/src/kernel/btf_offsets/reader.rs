@@ -2,7 +2,7 @@
 //!
 //! The kernel's BTF is ~5.5 MB with ~150k types. A general BTF crate turns every type and string
 //! into an owned object and hash map entry (btf-rs peaked at ~60 MB of heap here, most of vigil's
-//! start-up high-water mark), while vigil needs the members of ten structs. This keeps the file's
+//! start-up high-water mark), while vigil needs the members of a dozen structs. This keeps the file's
 //! bytes and one offset per type, and decodes a type only when asked. Format:
 //! <https://docs.kernel.org/bpf/btf.html>.
 
@@ -72,6 +72,9 @@ impl KernelBtf {
             return Err(format!(
                 "magic {magic:#06x}, expected {MAGIC:#06x} (little-endian BTF)"
             ));
+        }
+        if bytes.get(2) != Some(&1) {
+            return Err(format!("version {:?}, expected 1", bytes.get(2)));
         }
         let word = |at: usize| read_u32(&bytes, at).ok_or("shorter than a BTF header");
         let hdr_len = word(4)? as usize;

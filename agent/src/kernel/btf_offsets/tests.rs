@@ -334,3 +334,25 @@ fn a_forward_declaration_is_not_the_struct() {
     let (offsets, _) = resolve_in(&btf).expect("resolves");
     assert_eq!(offsets.task_tgid, 4);
 }
+
+#[test]
+fn every_kind_s_trailing_data_is_stepped_over() {
+    // One record of each kind with data after its 12-byte header, ahead of the struct: a wrong
+    // size for any of them would misplace every type after it.
+    let mut b = BtfBuilder::new();
+    let int = b.int("int", 4);
+    let e = b.name("e");
+    b.push(&[0, 3 << 24, 0, int, int, 4]); // ARRAY: type, index type, nelems
+    b.push(&[0, (6 << 24) | 2, 4, e, 0, e, 1]); // ENUM, two values
+    b.push(&[0, (13 << 24) | 1, int, e, int]); // FUNC_PROTO, one parameter
+    b.push(&[e, 14 << 24, int, 1]); // VAR: linkage
+    b.push(&[e, (15 << 24) | 1, 8, int, 0, 4]); // DATASEC, one variable
+    b.push(&[e, 17 << 24, int, u32::MAX]); // DECL_TAG: component index
+    b.push(&[0, (19 << 24) | 1, 8, e, 0, 1]); // ENUM64, one value
+    b.push(&[0, 18 << 24, int]); // TYPE_TAG: nothing after the header
+    let id = b.composite(KIND_STRUCT, "task_struct", 16, &[("pid", int, 0, 0), ("tgid", int, 32, 0), ("real_parent", int, 64, 0)]);
+    let btf = b.build();
+    assert_eq!(btf.find_struct("task_struct"), Some(id));
+    let (offsets, _) = resolve_in(&btf).expect("resolves");
+    assert_eq!((offsets.task_pid, offsets.task_tgid, offsets.task_real_parent), (0, 4, 8));
+}
