@@ -277,7 +277,7 @@ fn render() -> Result<String> {
          loader's parse of the 5.5 MB kernel BTF (relocations, then the tp_btf attach). vigil's \
          own lookup of kernel field offsets reads the raw BTF and keeps one offset per type \
          (`agent/src/kernel/btf_offsets/reader.rs`); btf-rs, which it replaced, built every type \
-         and string as an object and peaked at ~60 MB of heap on its own: VmHWM 69 → 52 MiB, \
+         and string as an object and peaked at ~60 MB of heap on its own: VmHWM 69 → 52–55 MiB, \
          and the lookup takes ~6 ms instead of ~200.\n",
         redis_split(&r)
     )?;
