@@ -251,6 +251,66 @@ def stide_baseline(d: adfa_mod.Adfa, n: int = 6) -> float:
     return auc(s[: len(d.validation)], s[len(d.validation) :])
 
 
+class SubstringIndex:
+    """Every substring of a set of sequences (a generalised suffix automaton: states hold their
+    outgoing transitions, suffix link and longest length), built in time linear in their total
+    length, so that the longest training substring starting at any point is found by walking."""
+
+    def __init__(self, seqs: Sequence[Sequence[int]]):
+        self.next: list[dict] = [{}]
+        self.link = [-1]
+        self.len = [0]
+        for j, s in enumerate(seqs):
+            last = 0
+            # A separator no token equals, so that no substring spans two sequences.
+            for c in list(s) + [-1 - j]:
+                last = self._extend(last, c)
+
+    def _extend(self, last: int, c: int) -> int:
+        nxt, link, ln = self.next, self.link, self.len
+        cur = len(ln)
+        nxt.append({}); link.append(0); ln.append(ln[last] + 1)
+        p = last
+        while p != -1 and c not in nxt[p]:
+            nxt[p][c] = cur
+            p = link[p]
+        if p != -1:
+            q = nxt[p][c]
+            if ln[p] + 1 == ln[q]:
+                link[cur] = q
+            else:
+                clone = len(ln)
+                nxt.append(dict(nxt[q])); link.append(link[q]); ln.append(ln[p] + 1)
+                while p != -1 and nxt[p].get(c) == q:
+                    nxt[p][c] = clone
+                    p = link[p]
+                link[q] = link[cur] = clone
+        return cur
+
+    def cover(self, tokens: Sequence[int]) -> int:
+        """Segments of the greedy cover of `tokens` by training substrings: from each point the
+        longest substring the training sequences contain (one token if none does)."""
+        segments, i, n = 0, 0, len(tokens)
+        while i < n:
+            state, length = 0, 0
+            while i + length < n and (t := self.next[state].get(tokens[i + length])) is not None:
+                state, length = t, length + 1
+            i += max(length, 1)
+            segments += 1
+        return segments
+
+
+def sequence_covering_baseline(d: adfa_mod.Adfa) -> float:
+    """Sequence covering (after Marteau 2019, "Sequence Covering for Efficient Host-Based
+    Intrusion Detection"): a whole trace's score is how many pieces it must be cut into to be
+    spelled with substrings of the training normals, per token. A reference, not shipped: it needs
+    every training trace at hand and scores finished traces."""
+    index = SubstringIndex([t.tokens for t in d.train])
+    tests = d.validation + d.attack
+    s = [index.cover(t.tokens) / len(t.tokens) if t.tokens else 0.0 for t in tests]
+    return auc(s[: len(d.validation)], s[len(d.validation) :])
+
+
 # --- (c) own data ------------------------------------------------------------------------------------
 def own_data_lofo(pool: supervised.Pool, role: np.ndarray, config: str, shipped_thresholds: dict, seed: int) -> dict:
     """Per own malicious family f: refit `config` on every training process except f's;

@@ -181,6 +181,11 @@ def run(args: argparse.Namespace, variants: dict[str, adfa.Adfa], raw: adfa.Adfa
         "raw_i386": evaluate.stide_baseline(raw),
         **{k: evaluate.stide_baseline(d) for k, d in variants.items()},
     }
+    ev["baselines"]["sequence_covering_whole_trace"] = {
+        "note": "reference: greedy cover of each whole trace by substrings of the training normals, pieces per token (post hoc, not shipped)",
+        "raw_i386": evaluate.sequence_covering_baseline(raw),
+        **{k: evaluate.sequence_covering_baseline(d) for k, d in variants.items()},
+    }
     ev["baselines"]["profile_on_raw_i386"] = {
         "note": "reference: the shipped profile algorithm on unmapped i386 ids (not vigil tokens)",
         "auc": evaluate.unsupervised_standard(raw)["auc"],

@@ -36,6 +36,16 @@ class Profile(unittest.TestCase):
         gated = u.gate(np.array([0.9, 0.8]), nov)
         self.assertEqual(gated.tolist(), [0.0, 0.8])
 
+    def test_sequence_covering_by_hand(self):
+        from train.evaluate import SubstringIndex
+        index = SubstringIndex([[1, 2, 3, 4], [5, 6]])
+        # [1 2 3] [5 6] [9]: 5 does not follow 3 anywhere, 9 is never seen.
+        self.assertEqual(index.cover([1, 2, 3, 5, 6, 9]), 3)
+        # [2 3 4] [5]: no substring runs from one training sequence into the next.
+        self.assertEqual(index.cover([2, 3, 4, 5]), 2)
+        self.assertEqual(index.cover([1, 2, 3, 4]), 1)
+        self.assertEqual(index.cover([]), 0)
+
     def test_matches_reference(self):
         rng = np.random.default_rng(5)
         learn = [rng.integers(0, 12, size=rng.integers(0, 200)).tolist() for _ in range(10)]
