@@ -864,6 +864,25 @@ fn sha256sum(dir: &Path, bytes: &[u8]) -> String {
 }
 
 /// A policy directory whose one rule kills images with digest `sha`.
+/// Writes `bytes` as the executable `dir/bin/name`.
+fn install_image(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let bin = dir.join("bin").join(name);
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    fs::write(&bin, bytes).expect("write image");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Runs `path 30` and expects SIGKILL within 10 s; `what` names the run in the failure.
+fn assert_exec_killed(path: &Path, what: &str) {
+    let mut victim = Command::new(path).arg("30").spawn().expect("spawn");
+    let Some(status) = wait_exit(&mut victim, Duration::from_secs(10)) else {
+        let _ = victim.kill();
+        panic!("{what}: the image survived");
+    };
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{what}");
+}
+
 fn sha256_kill_policy(dir: &Path, rule: &str, sha: &str) -> PathBuf {
     let policy_dir = dir.join("policy.d");
     fs::create_dir_all(&policy_dir).unwrap();
@@ -880,11 +899,8 @@ fn a_sha256_kill_rule_kills_the_first_and_the_cached_exec_of_an_image() {
     }
     let _serial = serial();
     let dir = scratch("sha256");
-    let bin = dir.join("bin").join("marked-sleep");
-    fs::create_dir_all(dir.join("bin")).unwrap();
     let bytes = marked_sleep("sha256");
-    fs::write(&bin, &bytes).expect("write marked copy");
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = install_image(&dir, "marked-sleep", &bytes);
     let policy_dir = sha256_kill_policy(&dir, "test-kill-sha", &sha256sum(&dir, &bytes));
     let daemon = Daemon::start("sha256", &["--policy-dir", policy_dir.to_str().unwrap()]);
     // The first exec is hashed on the hasher thread; the second, by the same path, is known
@@ -895,12 +911,7 @@ fn a_sha256_kill_rule_kills_the_first_and_the_cached_exec_of_an_image() {
     let before = daemon.status();
     let images = |s: &Value, k: &str| s["process_table"][k].as_u64().expect("image counters");
     for (run, path) in [("first (hashed)", &bin), ("same path (known)", &bin), ("symlink (cached)", &link)] {
-        let mut victim = Command::new(path).arg("30").spawn().expect("spawn");
-        let Some(status) = wait_exit(&mut victim, Duration::from_secs(10)) else {
-            let _ = victim.kill();
-            panic!("{run} exec of a sha256-denied image survived");
-        };
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "{run}");
+        assert_exec_killed(path, &format!("{run} exec of a sha256-denied image"));
     }
     // Other processes exec too: these bound ours from below. The stage publishes its
     // counters periodically, so wait for them.
@@ -925,12 +936,9 @@ fn an_image_rewritten_in_place_with_its_mtime_put_back_is_hashed_again() {
     }
     let _serial = serial();
     let dir = scratch("rewrite");
-    let bin = dir.join("bin").join("rewritten-sleep");
-    fs::create_dir_all(dir.join("bin")).unwrap();
     let (benign, denied) = (marked_sleep("old"), marked_sleep("new"));
     assert_eq!(benign.len(), denied.len());
-    fs::write(&bin, &benign).expect("write benign");
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = install_image(&dir, "rewritten-sleep", &benign);
     let policy_dir = sha256_kill_policy(&dir, "test-rewrite", &sha256sum(&dir, &denied));
     let daemon = Daemon::start("rewrite", &["--policy-dir", policy_dir.to_str().unwrap()]);
     // The benign contents run (and are hashed and remembered) twice: the second exec is the
@@ -943,11 +951,6 @@ fn an_image_rewritten_in_place_with_its_mtime_put_back_is_hashed_again() {
     let mtime = fs::metadata(&bin).unwrap().modified().unwrap();
     fs::write(&bin, &denied).expect("rewrite in place");
     fs::File::options().write(true).open(&bin).unwrap().set_modified(mtime).expect("restore mtime");
-    let mut victim = Command::new(&bin).arg("30").spawn().expect("spawn rewritten");
-    let Some(status) = wait_exit(&mut victim, Duration::from_secs(10)) else {
-        let _ = victim.kill();
-        panic!("the rewritten image passed for its old digest");
-    };
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_exec_killed(&bin, "the rewritten image, same size and mtime as its benign contents");
     drop(daemon);
 }

@@ -361,15 +361,20 @@ mod tests {
             let mut spread = (f32::MAX, f32::MIN);
             for seed in 0..20u16 {
                 let window: Vec<u16> = (0..64).map(|i| (i * 13 + seed * 11) % 330).collect();
-                let got = m.score_window(&window, &mut scratch).expect("split");
-                window_features(&window, &mut dense);
-                let want = m.score(&dense).expect("dense");
+                let (got, want) = split_and_dense(&m, &window, &mut scratch, &mut dense);
                 assert!((got - want).abs() < 1e-5, "{hidden} {act}: {got} vs {want}");
                 spread = (spread.0.min(got), spread.1.max(got));
             }
             // Not a constant: the hidden layer and its Relu matter to the score.
             assert!(spread.1 - spread.0 > 1e-3, "{hidden} {act}: scores {spread:?}");
         }
+    }
+
+    /// A window's score through the split first layer, and through the whole graph.
+    fn split_and_dense(m: &Model, window: &[u16], scratch: &mut [f32], dense: &mut [f32]) -> (f32, f32) {
+        let got = m.score_window(window, scratch).expect("split");
+        window_features(window, dense);
+        (got, m.score(dense).expect("dense"))
     }
 
     #[test]
@@ -380,9 +385,7 @@ mod tests {
         let mut dense = vec![0.0; DIM];
         for seed in 0..20u16 {
             let window: Vec<u16> = (0..64).map(|i| (i * 31 + seed * 7) % 350).collect();
-            let got = m.score_window(&window, &mut scratch).expect("sparse");
-            window_features(&window, &mut dense);
-            let want = m.score(&dense).expect("dense");
+            let (got, want) = split_and_dense(&m, &window, &mut scratch, &mut dense);
             assert!((got - want).abs() < 1e-6, "{got} vs {want}");
             assert!(scratch.iter().all(|&x| x == 0.0), "scratch must be zero again");
         }
