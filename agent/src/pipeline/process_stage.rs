@@ -173,10 +173,23 @@ impl ProcessStage {
                 self.table.on_exit(x, now);
             }
             Event::SyscallBatch(_) => {
-                // A process we have no entry for (seeding raced its start) is filled in from /proc.
+                // An unknown process is filled in at release, not here: its fork record is in
+                // the other ring and may simply not have been read yet (measured under exec
+                // load: ~5% of short-lived children, each costing a /proc read that mostly
+                // found the process gone and left a retired entry ahead of its own fork).
+                self.table.touch(&key, now);
+            }
+            // Security records are rare and decided on right away: a process the table lacks
+            // is looked up in /proc now, so rules see its executable.
+            Event::Net(_)
+            | Event::CredChange(_)
+            | Event::Ptrace(_)
+            | Event::Memfd(_)
+            | Event::ModuleLoad(_)
+            | Event::BpfProgLoad(_) => {
                 self.table.ensure(key, &self.proc_root, now);
             }
-            _ => {}
+            Event::ProbeError(_) => {}
         }
         if let Some(r) = self.responder.as_mut() {
             let (table, seqs) = (&self.table, &self.sequences);
@@ -206,11 +219,22 @@ impl ProcessStage {
     /// to the scorer.
     pub fn release(&mut self, watermark: u64) {
         let sequences = &mut self.sequences;
-        let table = &self.table;
+        let table = &mut self.table;
+        let proc_root = &self.proc_root;
         let work = &mut self.score_work;
         let mut added = 0;
         let scoring = self.scorer.is_some();
+        let now = Instant::now();
+        let mut last_key = None;
         self.order.release(watermark, |key, tokens| {
+            // Both rings have been read past these tokens, so a process still unknown here
+            // started before seeding or was evicted: only now is /proc worth asking.
+            if last_key != Some(key) {
+                last_key = Some(key);
+                if table.get_key(&key).is_none() {
+                    table.ensure(key, proc_root, now);
+                }
+            }
             sequences.push_tokens(key, tokens);
             if scoring {
                 added += tokens.len();
@@ -332,3 +356,7 @@ pub fn describe(stage: &ProcessStage) -> String {
         stage.events_handled
     )
 }
+
+#[cfg(test)]
+#[path = "process_stage_tests.rs"]
+mod tests;

@@ -95,6 +95,13 @@ impl ProcessTable {
             .find(|p| p.key.same_process(key))
     }
 
+    /// Marks the process as just seen, if the table knows it.
+    pub fn touch(&mut self, key: &ProcessKey, now: Instant) {
+        if let Some(p) = self.get_key_mut(key) {
+            p.last_seen = now;
+        }
+    }
+
     fn get_key_mut(&mut self, key: &ProcessKey) -> Option<&mut ProcessInfo> {
         self.by_tgid
             .get_mut(&key.tgid)?

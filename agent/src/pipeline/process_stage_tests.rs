@@ -1,0 +1,91 @@
+//! The stage with synthetic records in the orders the two readers can deliver them.
+
+use agent_common::{ABI_VERSION, EventHeader, EventKind, ExecEvent, ForkEvent, SyscallBatch};
+
+use super::*;
+use crate::process::{ProcessSource, ProcessState, TableConfig};
+
+fn header(kind: EventKind, size: usize, tgid: u32, start_ns: u64, ktime_ns: u64) -> EventHeader {
+    EventHeader {
+        kind: kind as u16,
+        abi_version: ABI_VERSION,
+        size: size as u32,
+        ktime_ns,
+        pid: tgid,
+        tgid,
+        start_ns,
+    }
+}
+
+fn exec(key: ProcessKey, ktime_ns: u64, file: &str) -> Event {
+    // SAFETY: all-zero is a valid value of every ABI record.
+    let mut e: ExecEvent = unsafe { core::mem::zeroed() };
+    e.header = header(EventKind::Exec, size_of::<ExecEvent>(), key.tgid, key.start_ns, ktime_ns);
+    e.filename[..file.len()].copy_from_slice(file.as_bytes());
+    e.filename_len = file.len() as u16;
+    Event::Exec(Box::new(e))
+}
+
+fn fork(parent: ProcessKey, child: ProcessKey, ktime_ns: u64) -> Event {
+    // SAFETY: as above.
+    let mut e: ForkEvent = unsafe { core::mem::zeroed() };
+    e.header = header(EventKind::Fork, size_of::<ForkEvent>(), parent.tgid, parent.start_ns, ktime_ns);
+    e.child_pid = child.tgid;
+    e.child_tgid = child.tgid;
+    e.child_start_ns = child.start_ns;
+    Event::Fork(e)
+}
+
+fn batch(key: ProcessKey, ktime_ns: u64, ids: &[u16]) -> Event {
+    // SAFETY: as above.
+    let mut b: SyscallBatch = unsafe { core::mem::zeroed() };
+    b.header = header(EventKind::SyscallBatch, size_of::<SyscallBatch>(), key.tgid, key.start_ns, ktime_ns);
+    b.ids[..ids.len()].copy_from_slice(ids);
+    b.count = ids.len() as u16;
+    Event::SyscallBatch(b)
+}
+
+fn stage(proc_root: &std::path::Path) -> ProcessStage {
+    ProcessStage::new(
+        ProcessTable::new(TableConfig::default()),
+        BehaviourSequences::new(crate::sequence::SequenceConfig::default()),
+        None,
+        proc_root.to_path_buf(),
+        None,
+    )
+}
+
+/// The child's first batch (SYSCALLS ring) is read before its fork record (EVENTS ring): the
+/// child must still come out as its parent's fork, not as a process looked up in /proc.
+#[tokio::test]
+async fn a_batch_read_before_its_fork_record_leaves_the_child_to_the_fork() {
+    let no_proc = tempfile::tempdir().expect("tempdir");
+    let mut s = stage(no_proc.path());
+    let parent = ProcessKey::new(4000, 1_000);
+    let child = ProcessKey::new(4001, 2_000);
+    s.handle(vec![exec(parent, 1_500, "/usr/bin/make")]).await.expect("handle");
+    s.handle(vec![batch(child, 3_000, &[0, 1, 60])]).await.expect("handle");
+    s.handle(vec![fork(parent, child, 2_500)]).await.expect("handle");
+    s.release(10_000);
+
+    let c = s.table.get_key(&child).expect("the child is in the table");
+    assert_eq!(c.source, ProcessSource::Fork);
+    assert_eq!(&*c.exe, "/usr/bin/make");
+    assert_eq!(c.ppid, parent.tgid);
+    assert!(matches!(c.state, ProcessState::Running), "{:?}", c.state);
+    assert_eq!(s.sequences.recent(&child, 8).len(), 3);
+}
+
+/// A process the table never heard of (it started before seeding) is still filled in, once
+/// both rings are past its tokens.
+#[tokio::test]
+async fn a_process_never_seen_is_filled_in_at_release() {
+    let no_proc = tempfile::tempdir().expect("tempdir");
+    let mut s = stage(no_proc.path());
+    let stranger = ProcessKey::new(4100, 1_000);
+    s.handle(vec![batch(stranger, 3_000, &[0, 1])]).await.expect("handle");
+    assert!(s.table.get_key(&stranger).is_none(), "not before the watermark passes");
+    s.release(10_000);
+    let p = s.table.get_key(&stranger).expect("filled in at release");
+    assert_eq!(p.source, ProcessSource::Lazy);
+}
