@@ -11,6 +11,7 @@
 pub mod actions_log;
 pub mod actor;
 pub mod decision;
+mod exec_memo;
 pub mod kernel;
 pub mod ratelimit;
 pub mod responder;

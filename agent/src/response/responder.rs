@@ -22,12 +22,13 @@ use tracing::{debug, warn};
 use super::{
     actor::ActorMsg,
     decision::{Act, Decision, Target},
+    exec_memo::{ExecMemo, ExecSeen},
     ratelimit::{Admit, RateLimit},
 };
 use crate::{
     model::Verdict,
     pipeline::scorer::ScoreUpdate,
-    policy::{Action, ConnectContext, ExecContext, Mode, Policy},
+    policy::{Action, ConnectContext, Mode, Policy},
     process::{ProcessKey, ProcessTable},
     sequence::BehaviourSequences,
 };
@@ -55,16 +56,6 @@ fn id(key: ProcessKey) -> Id {
     (key.tgid, key.start_ticks())
 }
 
-/// What an exec showed that the table does not keep, for rules that can only be checked later
-/// (sha256 arrives from the hasher after the exec).
-#[derive(Clone, Debug, Default)]
-struct ExecSeen {
-    filename: String,
-    image: Option<String>,
-    parent_exe: Option<String>,
-    stdio_socket: bool,
-}
-
 pub struct Responder {
     policy: watch::Receiver<Arc<Policy>>,
     /// Processes found protected at any exec or at first sight stay protected until they exit:
@@ -78,6 +69,7 @@ pub struct Responder {
     /// Model verdicts held back for want of corroboration, re-decided when it arrives.
     held: HashMap<Id, ScoreUpdate>,
     execs: HashMap<Id, ExecSeen>,
+    exec_memo: ExecMemo,
     limiter: RateLimit,
     /// Alerts have their own, larger budget: a rule that matches everything in monitor mode must
     /// not bury the journal either.
@@ -97,6 +89,7 @@ impl Responder {
             decided: HashSet::new(),
             held: HashMap::new(),
             execs: HashMap::new(),
+            exec_memo: ExecMemo::default(),
             limiter: RateLimit::new(limits.max_actions, Duration::from_secs(limits.per_seconds)),
             alert_limiter: RateLimit::new(
                 limits.max_actions.saturating_mul(ALERTS_PER_ACTION),
@@ -222,7 +215,7 @@ impl Responder {
         let kernel_rule = ev
             .denied_by()
             .and_then(|i| policy.rule_name(i).map(str::to_owned));
-        let hits = exec_hits(&policy, &seen, None);
+        let hits = self.exec_memo.hits(&policy, &seen, None);
         self.execs.insert(id(key), seen);
         if let Some(rule) = kernel_rule {
             let target = Target::from_table(table, seqs, key);
@@ -260,7 +253,7 @@ impl Responder {
                 filename: info.exe.to_string(),
                 ..Default::default()
             });
-        let hits = exec_hits(&policy, &seen, Some(&sha));
+        let hits = self.exec_memo.hits(&policy, &seen, Some(&sha));
         self.rule_hits(&policy, table, seqs, key, hits, None);
     }
 
@@ -609,25 +602,6 @@ const ALERTS_PER_ACTION: u32 = 10;
 
 /// Bound on ancestry walks (the table's own bound on ancestry lines is similar).
 const MAX_ANCESTRY: usize = 32;
-
-/// Exec rules matching the exec'd name or the running image (deduplicated by rule name).
-fn exec_hits(policy: &Policy, seen: &ExecSeen, sha256: Option<&str>) -> Vec<(String, Action)> {
-    let mut hits: Vec<(String, Action)> = Vec::new();
-    for path in std::iter::once(seen.filename.as_str()).chain(seen.image.as_deref()) {
-        let ctx = ExecContext {
-            path,
-            sha256,
-            parent_exe: seen.parent_exe.as_deref(),
-            stdio_socket: seen.stdio_socket,
-        };
-        for r in policy.exec_rules(&ctx) {
-            if !hits.iter().any(|(n, _)| n == r.name) {
-                hits.push((r.name.to_owned(), r.action));
-            }
-        }
-    }
-    hits
-}
 
 fn to_act(a: Action) -> Act {
     match a {
