@@ -108,8 +108,9 @@ impl TimeOrder {
             self.pending_tokens -= usize::from(held.len);
             due.push(held);
         }
-        // Stable: each process's records stay in time order.
-        due.sort_by_key(|h| h.key);
+        // Each process's records stay in (time, arrival) order, as a stable sort by key would
+        // keep them; unstable, because the stable sort allocated scratch space per release.
+        due.sort_unstable_by_key(|h| (h.key, h.ktime_ns, h.arrival));
         for h in &due {
             out(h.key, &h.tokens[..usize::from(h.len)]);
         }
