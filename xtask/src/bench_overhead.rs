@@ -23,6 +23,8 @@ const GOAL_RATIO: f64 = 1.25;
 /// How long a probe may take to attach before we give up on it.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// The learn period of [`Mode::VigilLearned`] (the shipped default is 600 s).
+pub(crate) const LEARNED_AFTER: Duration = Duration::from_secs(20);
 /// The CPU the syscall loop runs on when there are at least two.
 const LOOP_CPU: usize = 1;
 
@@ -39,6 +41,11 @@ pub enum Mode {
     /// `vigil run` in monitor with `--no-model`: sensors, process table and policy without the
     /// scorer, to split vigil's cost into the kernel side and the scoring (a diagnostic mode).
     VigilNoModel,
+    /// `vigil run` in monitor with each executable's learn period cut to
+    /// [`LEARNED_AFTER`], measured after the server has run past it: the steady state of a
+    /// host whose server vigil has already learned, where the profile gates most windows (a
+    /// diagnostic mode, redis only: vigil is judged on its fresh start).
+    VigilLearned,
     /// auditd with an exec+connect rule set (a peer baseline; skipped where the kernel or host
     /// has no audit).
     Auditd,
@@ -52,6 +59,7 @@ impl Mode {
             Mode::Vigil => "vigil",
             Mode::VigilEnforce => "vigil-enforce",
             Mode::VigilNoModel => "vigil-no-model",
+            Mode::VigilLearned => "vigil-learned",
             Mode::Auditd => "auditd",
         }
     }
@@ -137,6 +145,13 @@ impl Modes {
         })
     }
 
+    /// `vigil status --json` of the vigil a vigil mode attached (on the default control socket).
+    pub(crate) fn vigil_status(&self) -> Result<serde_json::Value> {
+        let bin = self.vigil.as_deref().context("vigil is built whenever a probe mode is selected")?;
+        let text = cmd::stdout_of(Command::new(bin).args(["status", "--json"]))?;
+        serde_json::from_str(&text).context("parsing `vigil status --json`")
+    }
+
     /// Attaches what `mode` measures under. Processes measured in the other modes of a bench
     /// that also runs auditd are kept free of audit contexts; see [`NoAuditContext`].
     pub(crate) fn attach(&self, mode: Mode) -> Result<Tracer> {
@@ -167,6 +182,9 @@ impl Modes {
             {
                 args.splice(at..at + 2, ["--no-model".into()]);
             }
+            if mode == Mode::VigilLearned {
+                args.extend(["--profile-learn-secs".into(), LEARNED_AFTER.as_secs().to_string().into()]);
+            }
             c.args(args);
             let n = never()?;
             Ok(Tracer::Probe(Probe::start(c, &log)?, n))
@@ -182,6 +200,7 @@ impl Modes {
             Mode::Vigil => vigil_run("monitor", "vigil-run"),
             Mode::VigilEnforce => vigil_run("enforce", "vigil-enforce-run"),
             Mode::VigilNoModel => vigil_run("monitor", "vigil-no-model-run"),
+            Mode::VigilLearned => vigil_run("monitor", "vigil-learned-run"),
             Mode::Auditd => Ok(Tracer::Auditd(Auditd::start(
                 &self.out_dir.join("auditd"),
             )?)),
@@ -369,6 +388,9 @@ pub(crate) fn median(samples: &[f64]) -> f64 {
 pub fn overhead(opts: &Opts) -> Result<()> {
     if opts.iterations == 0 || opts.rounds == 0 || opts.modes.is_empty() {
         bail!("need at least one iteration, one round and one mode");
+    }
+    if opts.modes.contains(&Mode::VigilLearned) {
+        bail!("mode vigil-learned needs a workload that runs through the learn period: redis only");
     }
     let out_dir = cmd::target_dir().join("bench");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;

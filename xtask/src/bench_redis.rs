@@ -1,7 +1,7 @@
 //! `cargo xtask bench redis`: what a tracer costs a real server. `redis-benchmark` against
 //! Debian's redis-server on a private unix socket, bare, under the empty raw_tp probe, under
-//! vigil in monitor and in enforce, under vigil without its model (a diagnostic that splits
-//! vigil's cost), and under auditd with an exec+connect rule set. Every round runs each mode once,
+//! vigil in monitor and in enforce, under vigil without its model and under vigil once it has
+//! learned the server (diagnostics that split vigil's cost), and under auditd with an exec+connect rule set. Every round runs each mode once,
 //! starting one mode later than the round before, and each mode's loss is taken against the same
 //! round's bare run; each mode starts a fresh server after its tracer is attached. With two or more CPUs the server is pinned to CPU 0 and the
 //! client to CPU 1; the tracers' own threads share both.
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 
-use crate::bench_overhead::{Mode, Modes, median, online_cpus, utc_now};
+use crate::bench_overhead::{LEARNED_AFTER, Mode, Modes, median, online_cpus, utc_now};
 use crate::{bench_peer, cmd};
 
 /// Largest acceptable throughput loss of vigil against bare, in percent.
@@ -196,6 +196,15 @@ fn benchmark(sock: &Path, opts: &Opts) -> Result<Vec<(String, f64)>> {
     parse_csv(&cmd::stdout_of(&mut c)?)
 }
 
+/// vigil's (windows gated, windows scored by the model) so far, once its status snapshot (taken
+/// every second) is newer than the benchmark before.
+fn scorer_windows(modes: &Modes) -> Result<(f64, f64)> {
+    thread::sleep(Duration::from_millis(1300));
+    let s = modes.vigil_status()?;
+    let get = |k: &str| s["scorer"][k].as_f64().with_context(|| format!("status has no scorer.{k}"));
+    Ok((get("windows_gated")?, get("windows_scored")?))
+}
+
 fn redis_version() -> String {
     Command::new("redis-server")
         .arg("--version")
@@ -229,12 +238,31 @@ pub fn redis(opts: &Opts) -> Result<()> {
     let n = modes.run.len();
     let mut combined: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut per_test: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); n];
+    // vigil-learned: the share of windows the profile gated while it was measured, per round.
+    let mut gated_share: Vec<f64> = Vec::new();
     for round in 1..=opts.rounds {
         for i in (0..n).map(|k| (k + round as usize - 1) % n) {
             let mode = &modes.run[i];
             let tracer = modes.attach(*mode)?;
             let server = Server::start(&server_dir, pinned(opts))?;
+            let learned_mode = *mode == Mode::VigilLearned;
+            let mut windows_before = None;
+            if learned_mode {
+                // The server and the client learn from their first sight, which was just now.
+                let learned = Instant::now() + LEARNED_AFTER + Duration::from_secs(2);
+                while Instant::now() < learned {
+                    benchmark(&server.sock, opts)?;
+                }
+                windows_before = Some(scorer_windows(&modes)?);
+            }
             let rows = benchmark(&server.sock, opts)?;
+            if let Some((gated0, scored0)) = windows_before {
+                let (gated1, scored1) = scorer_windows(&modes)?;
+                let (gated, scored) = (gated1 - gated0, scored1 - scored0);
+                let share = 100.0 * gated / (gated + scored).max(1.0);
+                eprintln!("bench: round {round} vigil-learned: {gated} windows gated, {scored} scored by the model ({share:.1}% gated)");
+                gated_share.push(share);
+            }
             server.stop()?;
             tracer.stop()?;
             let all = combined_rps(&rows);
@@ -324,6 +352,9 @@ pub fn redis(opts: &Opts) -> Result<()> {
                 "tests": tests,
             }),
         );
+        if *mode == Mode::VigilLearned {
+            modes_json[mode.name()]["gated_percent_per_round"] = json!(gated_share);
+        }
     }
     if let Some(reason) = &modes.auditd_skipped {
         println!("{:<14} skipped: {reason}", Mode::Auditd.name());
@@ -367,6 +398,7 @@ pub fn redis(opts: &Opts) -> Result<()> {
         "pipeline": 1,
         "tests": TESTS,
         "rounds": opts.rounds,
+        "learned_after": format!("{} s", LEARNED_AFTER.as_secs()),
         "loss_method": "per round, against that round's bare run; median over rounds; the modes' order rotates by one each round",
         "modes": modes_json,
         "goal_loss_percent": GOAL_LOSS_PERCENT,
