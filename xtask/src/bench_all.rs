@@ -260,9 +260,11 @@ fn render() -> Result<String> {
          reorder buffer holds records in one heap without allocating per record. Exec rule \
          answers are remembered per exec context and policy (each exec was matched twice, \
          against two paths: ~8% of vigil's CPU), and a syscall batch read before its process's \
-         fork record no longer sends vigil to `/proc` (~5% of short-lived children did). In one \
-         session at 1000 exec/s those two moved vigil's user time ~5%, inside the run-to-run \
-         noise of the total. What remains is mostly the ring wakeups (below: ~15% of vigil's \
+         fork record no longer sends vigil to `/proc` (~5% of short-lived children did). A/B \
+         with `bench exec --rates 800,1600`, alternating builds, two runs each: 4.5% and 3.9% \
+         of a core at 1000 exec/s before those two, 3.6% and 3.8% after. Whole runs of \
+         `bench all` have put this figure between 2.9% and 5.5%, so it sits near the goal \
+         rather than safely under it. What remains is mostly the ring wakeups (below: ~15% of vigil's \
          samples are the switch back in after each wakeup), then the process table and \
          allocation.\n\
          - **exec → response**: exec and security records force the ring wakeup (the kernel's \
