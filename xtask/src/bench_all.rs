@@ -251,8 +251,10 @@ fn render() -> Result<String> {
          the last two rounds. Once an executable has learned, the profile's check decides \
          whether the model runs at all; it had cost more than the model (~370 set lookups a \
          window), and now a window whose 6-grams are all known is settled by those ~60 (the \
-         profile holds every piece of what it learned): with the server learned, vigil's CPU \
-         under redis-benchmark went 8.7% → 4.3% of a core (`vigil-learned` below).\n{}\
+         profile holds every piece of what it learned). A/B in one session, redis-benchmark \
+         against a server vigil had learned (learn period cut to 15 s, windows ~100% gated), \
+         vigil's CPU over the measured run: 8.7% → 4.3% of a core, two runs each; the \
+         `vigil-learned` mode below measures that state's throughput.\n{}\
          - **exec CPU**: the exec record carries the kernel's identity of the new image \
          (`mm->exe_file`'s inode, device, size, mtime), so an image already exec'd by the same \
          path is recognised with no `/proc` lookup; the `/proc/PID` walk and reads were a third \
