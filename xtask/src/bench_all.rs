@@ -129,7 +129,7 @@ fn render() -> Result<String> {
     let storm_lost = storm["all_losses"].as_u64().unwrap_or(u64::MAX);
     writeln!(
         s,
-        "| fork storm ({:.0} forks at {:.0}/s) | fork events {} of {}, exit events {} of {}, {} lost | exec/exit never lost | {} |",
+        "| fork storm ({:.0} forks at {:.0}/s) | fork events {} of {}, exit events {} of {}, {} lost{} | exec/exit never lost | {} |",
         f(&storm["forks"]),
         f(&storm["forks_per_s"]),
         storm["fork_received"],
@@ -137,6 +137,7 @@ fn render() -> Result<String> {
         storm["exit_received"],
         storm["exit_emitted"],
         storm_lost,
+        storm["vigil_cpu_percent"].as_f64().map_or(String::new(), |c| format!("; vigil {c:.0}% of a core meanwhile")),
         met(storm_lost == 0)
     )?;
     let ran = l["denied_images_that_ran"].as_u64().unwrap_or(u64::MAX);
@@ -178,7 +179,7 @@ fn render() -> Result<String> {
     let (load, hwm) = (most("vigil_rss_kib", "rss_kib"), most("vigil_peak_rss_kib", "peak_rss_kib"));
     writeln!(
         s,
-        "| footprint (model loaded) | idle {:.2}% of a core; RSS {} MiB idle, up to {} MiB under the loads above (VmRSS at the end of each); VmHWM {} MiB, reached at start-up while the loader parses the kernel's BTF, handed back before the first event | RSS and VmHWM ≤ 64 MB | {} |",
+        "| footprint (model loaded) | idle {:.2}% of a core (under each load: the tables below); RSS {} MiB idle, up to {} MiB under the loads above (VmRSS at the end of each); VmHWM {} MiB, reached at start-up while the loader parses the kernel's BTF, handed back before the first event | RSS and VmHWM ≤ 64 MB | {} |",
         f(&e["idle_cpu_percent"]),
         e["idle_rss_kib"].as_u64().unwrap_or(0) / 1024,
         load / 1024,
@@ -210,16 +211,17 @@ fn render() -> Result<String> {
             r["events_lost"]
         )?;
     }
-    writeln!(s, "\n| syscalls/s target | achieved | generated | kernel-counted (host-wide) | lost |\n| --- | --- | --- | --- | --- |")?;
+    writeln!(s, "\n| syscalls/s target | achieved | generated | kernel-counted (host-wide) | lost | vigil % of a core |\n| --- | --- | --- | --- | --- | --- |")?;
     for r in &rows {
         writeln!(
             s,
-            "| {} | {:.0} | {:.0} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {} | {} | {} |",
             r["target_rate"],
             f(&r["achieved_rate"]),
             f(&r["generated"]),
             r["kernel_counted_host_wide"],
-            r["syscalls_lost"]
+            r["syscalls_lost"],
+            r["vigil_cpu_percent"].as_f64().map_or("-".to_string(), |c| format!("{c:.1}"))
         )?;
     }
     redis_table(&mut s, &r)?;
@@ -466,20 +468,21 @@ fn redis_table(s: &mut String, r: &Value) -> Result<()> {
     let Some(modes) = r["modes"].as_object() else {
         return Ok(());
     };
-    writeln!(s, "\n| redis mode | requests/s (SET + GET) | SET | GET | loss vs bare | loss per round |\n| --- | --- | --- | --- | --- | --- |")?;
+    writeln!(s, "\n| redis mode | requests/s (SET + GET) | SET | GET | loss vs bare | loss per round | tracer's own CPU, % of a core |\n| --- | --- | --- | --- | --- | --- | --- |")?;
     let names = bench_overhead::Mode::ALL.iter().chain(&DIAGNOSTIC_REDIS_MODES).map(|m| m.name());
     for name in names {
         let Some(m) = modes.get(name) else { continue };
         writeln!(
             s,
-            "| {name} | {:.0} | {:.0} | {:.0} | {} | {} |",
+            "| {name} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
             f(&m["median_rps"]),
             f(&m["tests"]["SET"]["median_rps"]),
             f(&m["tests"]["GET"]["median_rps"]),
             m["loss_percent_vs_bare"].as_f64().map_or("-".to_string(), |l| format!("{l:.1}%")),
             m["loss_percent_per_round"].as_array().filter(|a| !a.is_empty() && name != "bare").map_or("-".to_string(), |a| {
                 a.iter().filter_map(Value::as_f64).map(|l| format!("{l:.1}%")).collect::<Vec<_>>().join(" ")
-            })
+            }),
+            m["tracer_cpu_percent"].as_f64().map_or("-".to_string(), |c| format!("{c:.1}"))
         )?;
     }
     Ok(())

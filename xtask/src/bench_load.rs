@@ -346,7 +346,9 @@ pub fn flood(rates: &[u64], seconds: u64, forks: u64) -> Result<()> {
     let mut rows = Vec::new();
     for &rate in rates {
         let before = d.settled_status()?;
+        let (cpu0, started) = (d.cpu_seconds()?, Instant::now());
         let (n, wall) = run_self(&["bench-paced".into(), rate.to_string(), seconds.to_string()])?;
+        let cpu = 100.0 * (d.cpu_seconds()? - cpu0) / started.elapsed().as_secs_f64();
         let after = d.settled_status()?;
         let batched = counter(&after, "kernel_emitted", "syscalls_batched")
             - counter(&before, "kernel_emitted", "syscalls_batched");
@@ -356,12 +358,15 @@ pub fn flood(rates: &[u64], seconds: u64, forks: u64) -> Result<()> {
         let row = json!({
             "target_rate": rate, "achieved_rate": n / wall, "generated": n as u64,
             "kernel_counted_host_wide": batched, "syscalls_lost": lost_syscalls, "all_losses": lost,
+            "vigil_cpu_percent": cpu,
         });
         eprintln!("bench: flood {row}");
         rows.push(row);
     }
     let before = d.settled_status()?;
+    let (cpu0, started) = (d.cpu_seconds()?, Instant::now());
     let (n, wall) = run_self(&["bench-forks".into(), forks.to_string()])?;
+    let cpu = 100.0 * (d.cpu_seconds()? - cpu0) / started.elapsed().as_secs_f64();
     let after = d.settled_status()?;
     let delta = |section: &str, key: &str| counter(&after, section, key) - counter(&before, section, key);
     let storm = json!({
@@ -370,15 +375,17 @@ pub fn flood(rates: &[u64], seconds: u64, forks: u64) -> Result<()> {
         "exit_emitted": delta("kernel_emitted", "exit"), "exit_received": delta("events", "exit"),
         "fork_lost": delta("losses", "fork"), "exit_lost": delta("losses", "exit"),
         "all_losses": total_losses(&after) - total_losses(&before),
+        "vigil_cpu_percent": cpu,
     });
     let (rss, hwm) = d.rss_kib()?;
     d.probe.stop()?;
     println!("\nsyscall floods ({seconds} s each) and a fork storm, {}", utc_now());
     for r in &rows {
         println!(
-            "  {:>8}/s target, {:>9.0}/s achieved: generated {}, kernel-counted (host) {}, lost {} ({} loss counters)",
+            "  {:>8}/s target, {:>9.0}/s achieved: generated {}, kernel-counted (host) {}, lost {} ({} loss counters); vigil {:.1}% of a core",
             r["target_rate"], r["achieved_rate"].as_f64().unwrap_or(0.0), r["generated"],
-            r["kernel_counted_host_wide"], r["syscalls_lost"], r["all_losses"]
+            r["kernel_counted_host_wide"], r["syscalls_lost"], r["all_losses"],
+            r["vigil_cpu_percent"].as_f64().unwrap_or(0.0)
         );
     }
     println!(

@@ -81,6 +81,16 @@ pub(crate) enum Tracer {
 }
 
 impl Tracer {
+    /// CPU seconds the tracer's own processes have used so far (vigil or the empty probe's
+    /// loader; auditd with its kauditd thread); `None` with nothing attached.
+    pub(crate) fn cpu_seconds(&self) -> Result<Option<f64>> {
+        match self {
+            Tracer::None(_) => Ok(None),
+            Tracer::Probe(p, _) => crate::bench_model::cpu_seconds(p.pid()).map(Some),
+            Tracer::Auditd(a) => a.cpu_seconds().map(Some),
+        }
+    }
+
     pub(crate) fn stop(self) -> Result<()> {
         match self {
             Tracer::None(never) => {

@@ -238,6 +238,8 @@ pub fn redis(opts: &Opts) -> Result<()> {
     let n = modes.run.len();
     let mut combined: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut per_test: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); n];
+    // The tracer's own CPU (% of a core) over each measured benchmark.
+    let mut tracer_cpu: Vec<Vec<f64>> = vec![Vec::new(); n];
     // vigil-learned: the share of windows the profile gated while it was measured, per round.
     let mut gated_share: Vec<f64> = Vec::new();
     for round in 1..=opts.rounds {
@@ -255,7 +257,11 @@ pub fn redis(opts: &Opts) -> Result<()> {
                 }
                 windows_before = Some(scorer_windows(&modes)?);
             }
+            let (cpu0, started) = (tracer.cpu_seconds()?, Instant::now());
             let rows = benchmark(&server.sock, opts)?;
+            if let (Some(c0), Some(c1)) = (cpu0, tracer.cpu_seconds()?) {
+                tracer_cpu[i].push(100.0 * (c1 - c0) / started.elapsed().as_secs_f64());
+            }
             if let Some((gated0, scored0)) = windows_before {
                 let (gated1, scored1) = scorer_windows(&modes)?;
                 let (gated, scored) = (gated1 - gated0, scored1 - scored0);
@@ -334,13 +340,14 @@ pub fn redis(opts: &Opts) -> Result<()> {
         let per_round = round_losses(*mode).unwrap_or_default();
         let losses_txt: Vec<String> = per_round.iter().map(|x| format!("{x:.1}%")).collect();
         println!(
-            "{:<14} {:>12.0} {:>10}   {}; {}{}",
+            "{:<14} {:>12.0} {:>10}   {}; {}{}{}",
             mode.name(),
             medians[i],
             l.map_or("-".into(), |l| format!("{l:.1}%")),
             tests_txt.join(", "),
             rounds_txt.join(" "),
-            if *mode == Mode::Bare { String::new() } else { format!("; losses {}", losses_txt.join(" ")) }
+            if *mode == Mode::Bare { String::new() } else { format!("; losses {}", losses_txt.join(" ")) },
+            if tracer_cpu[i].is_empty() { String::new() } else { format!("; tracer CPU {:.1}% of a core", median(&tracer_cpu[i])) }
         );
         modes_json.insert(
             mode.name().to_string(),
@@ -350,6 +357,8 @@ pub fn redis(opts: &Opts) -> Result<()> {
                 "loss_percent_per_round": per_round,
                 "samples_rps": combined[i],
                 "tests": tests,
+                "tracer_cpu_percent": (!tracer_cpu[i].is_empty()).then(|| median(&tracer_cpu[i])),
+                "tracer_cpu_percent_per_round": tracer_cpu[i],
             }),
         );
         if *mode == Mode::VigilLearned {
