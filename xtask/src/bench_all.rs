@@ -372,8 +372,24 @@ fn redis_split(r: &Value) -> String {
          rest is vigil without its scorer: the `sys_exit` and `sched_switch` programs on top of \
          the probe's `sys_enter` dispatch (redis makes several syscalls per request), and the \
          user-space stages that read, order and track every event. The per-round losses in the \
-         table show how much one round can move on this VM.{}\n",
+         table show how much one round can move on this VM.{}{}\n",
+        cpu_sentence(r),
         learned_sentence(r)
+    )
+}
+
+/// The tracers' own CPU, which moves far less between rounds than throughput does.
+fn cpu_sentence(r: &Value) -> String {
+    let cpu = |m: &str| r["modes"][m]["tracer_cpu_percent"].as_f64();
+    let (Some(v), Some(nm)) = (cpu("vigil"), cpu("vigil-no-model")) else {
+        return String::new();
+    };
+    format!(
+        " By CPU, which varies far less from round to round than throughput: vigil's process \
+         used {v:.1}% of a core during the measured runs and {nm:.1}% without the model, so \
+         scoring (the scorer thread and the hand-over to it) took {:.1}% of a core{}.",
+        v - nm,
+        cpu("vigil-learned").map_or(String::new(), |l| format!(" ({l:.1}% in all once the server was learned)"))
     )
 }
 
