@@ -150,13 +150,7 @@ impl Model {
     /// The split must give the whole graph's scores: on the empty window and on windows from a
     /// fixed pseudo-random stream of tokens, all within 1e-5.
     fn check_split(&self, head: &SparseHead) -> Result<(), String> {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 400) as Token
-        };
+        let mut next = super::token_stream(400);
         let mut dense = vec![0.0f32; DIM];
         for len in [0usize, 1, 7, 64, 64, 64, 64, 64, 33, 64] {
             let window: Vec<Token> = (0..len).map(|_| next()).collect();
