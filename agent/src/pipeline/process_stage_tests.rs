@@ -89,3 +89,26 @@ async fn a_process_never_seen_is_filled_in_at_release() {
     let p = s.table.get_key(&stranger).expect("filled in at release");
     assert_eq!(p.source, ProcessSource::Lazy);
 }
+
+fn cred_change(before: (u32, u32, u32), after_euid: u32, ret: i32) -> CredChangeEvent {
+    // SAFETY: all-zero is a valid value of every ABI record.
+    let mut c: CredChangeEvent = unsafe { core::mem::zeroed() };
+    (c.before.uid, c.before.euid, c.before.suid) = before;
+    c.after = c.before;
+    c.after.euid = after_euid;
+    c.ret = ret;
+    c
+}
+
+#[test]
+fn only_a_process_that_held_no_root_id_gains_root() {
+    // An exploit (or a CAP_SETUID grant): no root id before, root after.
+    assert!(gained_root(&cred_change((1000, 1000, 1000), 0, 0)));
+    // sudo/su/passwd taking root back from their saved set-user-ID, or from the real uid.
+    assert!(!gained_root(&cred_change((1000, 1000, 0), 0, 0)));
+    assert!(!gained_root(&cred_change((0, 1000, 1000), 0, 0)));
+    // Already root, a failed call, or a change between unprivileged ids.
+    assert!(!gained_root(&cred_change((0, 0, 0), 0, 0)));
+    assert!(!gained_root(&cred_change((1000, 1000, 1000), 0, -1)));
+    assert!(!gained_root(&cred_change((1000, 1000, 1000), 1001, 0)));
+}

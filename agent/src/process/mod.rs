@@ -12,7 +12,7 @@ pub mod proc_seed;
 mod table;
 
 #[cfg(test)]
-mod fake_proc;
+pub(crate) mod fake_proc;
 #[cfg(test)]
 mod table_tests;
 

@@ -199,6 +199,7 @@ impl Responder {
             self.protect(key, info.kernel_thread);
         }
         let filename = ev.filename();
+        let fileless = running.as_deref().is_some_and(|p| p.starts_with("/memfd:"));
         // fexecve of a memfd shows as /dev/fd/N, a script as itself: the running image says
         // what it really is (the interpreter, /memfd:name).
         let image = running.filter(|p| *p != filename);
@@ -215,6 +216,11 @@ impl Responder {
         let kernel_rule = ev
             .denied_by()
             .and_then(|i| policy.rule_name(i).map(str::to_owned));
+        // Fileless execution corroborates whatever the rules say about it. memfd_create alone
+        // does not: systemd, JVMs, browsers and Wayland clients use memfds all the time.
+        if fileless {
+            self.corroborate(table, seqs, key, "memfd exec");
+        }
         let hits = self.exec_memo.hits(&policy, &seen, None);
         self.execs.insert(id(key), seen);
         if let Some(rule) = kernel_rule {
@@ -308,6 +314,11 @@ impl Responder {
         self.corroborate(table, seqs, key, what);
     }
 
+    /// Records `what` as evidence beyond the score for `key` and its descendants, unless `key`
+    /// is protected: pid 1, sshd, container runtimes and the like load BPF programs, trace and
+    /// gain privileges as the host's own machinery, and everything descends from them. Taken
+    /// as evidence, one `bpf()` by systemd would let a model verdict alone quarantine any
+    /// process on the host.
     fn corroborate(
         &mut self,
         table: &ProcessTable,
@@ -315,6 +326,10 @@ impl Responder {
         key: ProcessKey,
         what: &'static str,
     ) {
+        if key.tgid <= 2 || self.protected.contains(&id(key)) {
+            debug!(pid = key.tgid, what, "protected process: not taken as corroboration");
+            return;
+        }
         self.corroborated.entry(id(key)).or_insert(what);
         // The process itself, or a descendant whose verdict waits on its ancestors.
         let waiting: Vec<ScoreUpdate> = self
@@ -622,6 +637,10 @@ fn image_of(tgid: u32) -> Option<String> {
 fn cgroup_path(tgid: u32) -> Option<String> {
     crate::quarantine::cgroup_of(tgid)
 }
+
+#[cfg(test)]
+#[path = "corroboration_tests.rs"]
+mod corroboration_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,130 @@
+//! What counts as corroboration for a model verdict, and from whom: a verdict to quarantine is
+//! carried out at full strength only with it, and held back to an alert without it.
+
+use super::*;
+use crate::process::fake_proc::{FakeProc, FakeProcess};
+use crate::process::TableConfig;
+use crate::sequence::SequenceConfig;
+
+// Above any pid this machine hands out (pid_max is at most 4194304), so the responder's own
+// /proc/PID/exe reads find nothing real.
+const SSHD: u32 = 4_194_301;
+const SHELL: u32 = 4_194_302;
+const TOOL: u32 = 4_194_303;
+
+/// systemd (pid 1) → sshd (protected by the policy) → bash → a tool.
+fn host() -> (FakeProc, ProcessTable) {
+    let fake = FakeProc::new();
+    let procs = [
+        (1, 0, "systemd", "/usr/lib/systemd/systemd"),
+        (SSHD, 1, "sshd", "/usr/sbin/sshd"),
+        (SHELL, SSHD, "bash", "/usr/bin/bash"),
+        (TOOL, SHELL, "tool", "/opt/site/tool"),
+    ];
+    for (i, (pid, ppid, comm, exe)) in procs.into_iter().enumerate() {
+        fake.add(&FakeProcess {
+            pid,
+            ppid,
+            comm,
+            exe: Some(exe),
+            start_ticks: 10 + i as u64,
+            uid: (1000, 1000),
+            ..Default::default()
+        });
+    }
+    let mut table = ProcessTable::new(TableConfig::default());
+    table.seed_from_proc(fake.root()).expect("seeding from the fake /proc");
+    (fake, table)
+}
+
+fn responder(table: &ProcessTable) -> (Responder, mpsc::Receiver<ActorMsg>) {
+    let policy = Policy::from_sources(&[(
+        "/test/policy.toml".into(),
+        "mode = \"enforce\"\n[protected]\nexe = [\"/usr/sbin/sshd\"]\n".into(),
+    )])
+    .expect("policy");
+    let (_tx, rx_policy) = watch::channel(Arc::new(policy));
+    let (actor, rx) = mpsc::channel(64);
+    let mut r = Responder::new(rx_policy, actor);
+    r.policy.mark_unchanged();
+    r.seed(table);
+    (r, rx)
+}
+
+fn key(table: &ProcessTable, pid: u32) -> ProcessKey {
+    table.get(pid).expect("seeded").key
+}
+
+fn quarantine_verdict(key: ProcessKey) -> ScoreUpdate {
+    ScoreUpdate {
+        pid: key.tgid,
+        start_ns: key.start_ns,
+        score: 0.9999,
+        windows: 4,
+        verdict: Verdict::Quarantine,
+        novelty: None,
+    }
+}
+
+/// The decisions sent to the actor (protect updates skipped).
+fn decisions(rx: &mut mpsc::Receiver<ActorMsg>) -> Vec<Decision> {
+    std::iter::from_fn(|| rx.try_recv().ok())
+        .filter_map(|m| match m {
+            ActorMsg::Act(d) => Some(*d),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_protected_ancestors_events_do_not_corroborate_its_descendants() {
+    let (_fake, table) = host();
+    let seqs = BehaviourSequences::new(SequenceConfig::default());
+    let (mut r, mut rx) = responder(&table);
+    // systemd loads BPF programs and sshd traces as part of running the host.
+    r.on_security_event(&table, &seqs, key(&table, 1), "bpf_prog_load");
+    r.on_security_event(&table, &seqs, key(&table, SSHD), "ptrace");
+    r.on_score(&table, &seqs, &quarantine_verdict(key(&table, TOOL)));
+    let d = decisions(&mut rx);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].act, Act::Alert);
+    assert!(
+        d[0].held_back.as_deref().is_some_and(|h| h.contains("no corroborating event")),
+        "{:?}",
+        d[0].held_back
+    );
+}
+
+#[test]
+fn an_unprotected_ancestors_event_corroborates_and_releases_a_held_verdict() {
+    let (_fake, table) = host();
+    let seqs = BehaviourSequences::new(SequenceConfig::default());
+    let (mut r, mut rx) = responder(&table);
+    r.on_score(&table, &seqs, &quarantine_verdict(key(&table, TOOL)));
+    assert_eq!(decisions(&mut rx)[0].act, Act::Alert, "held back at first");
+    // The shell that started the tool attaches to another process.
+    r.on_security_event(&table, &seqs, key(&table, SHELL), "ptrace");
+    let d = decisions(&mut rx);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].act, Act::Quarantine);
+    assert_eq!(d[0].target.key.tgid, TOOL);
+}
+
+#[test]
+fn a_fileless_exec_corroborates_by_itself() {
+    let (_fake, table) = host();
+    let seqs = BehaviourSequences::new(SequenceConfig::default());
+    let (mut r, mut rx) = responder(&table);
+    let tool = key(&table, TOOL);
+    // SAFETY: all-zero is a valid value of every ABI record.
+    let mut ev: ExecEvent = unsafe { core::mem::zeroed() };
+    let name = b"/dev/fd/3";
+    ev.filename[..name.len()].copy_from_slice(name);
+    ev.filename_len = name.len() as u16;
+    // The policy has no exec rules: no rule hit corroborates it.
+    r.on_exec(&table, &seqs, tool, &ev, Some("/memfd:payload (deleted)".into()));
+    r.on_score(&table, &seqs, &quarantine_verdict(tool));
+    let d = decisions(&mut rx);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].act, Act::Quarantine);
+}
