@@ -954,3 +954,68 @@ fn an_image_rewritten_in_place_with_its_mtime_put_back_is_hashed_again() {
     assert_exec_killed(&bin, "the rewritten image, same size and mtime as its benign contents");
     drop(daemon);
 }
+
+/// The shipped default's event rules: a process that seizes another with ptrace and one that
+/// tries to load a kernel module are each alerted on, with what they did in `VIGIL_DETAIL`.
+#[test]
+fn a_ptrace_attach_and_a_module_load_attempt_are_alerted_with_what_happened() {
+    let test = "a_ptrace_attach_and_a_module_load_attempt_are_alerted_with_what_happened";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let daemon = Daemon::start("events", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let target = Reap(Command::new("sleep").arg("60").spawn().expect("sleep"));
+    let target_pid = target.0.id();
+    // PTRACE_SEIZE of the target (released when the tracer exits), then init_module (175) of
+    // 64 zero bytes, which the kernel refuses: not a module, and lockdown wants a signature.
+    let script = format!(
+        "import ctypes\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         libc.syscall.restype = ctypes.c_long\n\
+         seize = libc.syscall(101, 0x4206, {target_pid}, 0, 0)\n\
+         buf = ctypes.create_string_buffer(64)\n\
+         load = libc.syscall(175, buf, ctypes.c_ulong(64), b'')\n\
+         print(seize, load)\n"
+    );
+    let tracer = Command::new("python3")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let tracer_pid = tracer.id();
+    let out = tracer.wait_with_output().expect("python3");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python3: {printed}");
+    assert!(printed.starts_with("0 -1"), "seize succeeds and the load fails: {printed}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 2 {
+        assert!(Instant::now() < deadline, "no two alerts: {}", daemon.status()["response"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tracer = tracer_pid.to_string();
+    let ptrace = entries(&cursor, "the ptrace-attach alert", |e| {
+        f(e, "VIGIL_REASON") == "ptrace-attach" && f(e, "VIGIL_PID") == tracer
+    });
+    if let Some(a) = ptrace.first() {
+        assert_eq!(f(a, "VIGIL_EVENT"), "alert", "{a}");
+        assert_eq!(
+            f(a, "VIGIL_DETAIL"),
+            format!("ptrace PTRACE_SEIZE of pid {target_pid} (result 0)"),
+            "{a}"
+        );
+        assert!(f(a, "MESSAGE").contains("PTRACE_SEIZE"), "{a}");
+    }
+    let module = entries(&cursor, "the kernel-module-load alert", |e| {
+        f(e, "VIGIL_REASON") == "kernel-module-load" && f(e, "VIGIL_PID") == tracer
+    });
+    if let Some(a) = module.first() {
+        let detail = f(a, "VIGIL_DETAIL");
+        assert!(detail.starts_with("init_module of 64 bytes (result -"), "{a}");
+    }
+    drop(target);
+    drop(daemon);
+}

@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::{CredChangeEvent, ExecEvent, decode::Event};
+use agent_common::{
+    CredChangeEvent, ExecEvent,
+    decode::{Event, c_str},
+};
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -19,10 +22,11 @@ use super::{
 use crate::response::Responder;
 use crate::{
     output::{Enrichment, EventJson, JsonSink, OutputError},
+    policy::SecurityEvent,
     process::{FileIdentity, KeyImage, ProcessKey, ProcessTable},
     reorder::TimeOrder,
     sensors::EventBatch,
-    sequence::{BehaviourSequences, tokens_of},
+    sequence::{BehaviourSequences, Token, token_name, tokens_of},
 };
 
 pub struct ProcessStage {
@@ -197,13 +201,11 @@ impl ProcessStage {
                 Event::Exec(e) => r.on_exec(table, seqs, key, e, running.take()),
                 Event::Net(n) => r.on_net(table, seqs, key, n),
                 Event::Exit(_) => r.on_exit(key),
-                Event::Ptrace(_) => r.on_security_event(table, seqs, key, "ptrace"),
-                Event::ModuleLoad(_) => r.on_security_event(table, seqs, key, "module_load"),
-                Event::BpfProgLoad(_) => r.on_security_event(table, seqs, key, "bpf_prog_load"),
-                Event::CredChange(c) if gained_root(c) => {
-                    r.on_security_event(table, seqs, key, "gained root")
+                other => {
+                    if let Some((event, detail)) = security_event(other) {
+                        r.on_security_event(table, seqs, key, event, detail);
+                    }
                 }
-                _ => {}
             }
         }
         if let Some(done) = hashed_now {
@@ -355,6 +357,62 @@ pub fn describe(stage: &ProcessStage) -> String {
         stage.events_handled
     )
 }
+
+/// The `rule.event` event a record is, with what an operator reads about it.
+fn security_event(ev: &Event) -> Option<(SecurityEvent, String)> {
+    Some(match ev {
+        Event::Ptrace(p) if matches!(p.request, PTRACE_ATTACH | PTRACE_SEIZE) => {
+            let request = if p.request == PTRACE_ATTACH { "PTRACE_ATTACH" } else { "PTRACE_SEIZE" };
+            (
+                SecurityEvent::PtraceAttach,
+                format!("ptrace {request} of pid {} (result {})", p.target_pid, p.ret),
+            )
+        }
+        Event::ModuleLoad(m) => {
+            let call = token_name(m.syscall_nr as Token);
+            let what = if m.fd >= 0 {
+                format!("fd {}", m.fd)
+            } else {
+                format!("{} bytes", m.len)
+            };
+            (SecurityEvent::ModuleLoad, format!("{call} of {what} (result {})", m.ret))
+        }
+        Event::BpfProgLoad(b) => (
+            SecurityEvent::BpfProgLoad,
+            format!(
+                "BPF_PROG_LOAD of `{}`, type {}, {} instructions (result {})",
+                c_str(&b.prog_name, b.prog_name.len()),
+                b.prog_type,
+                b.insn_cnt,
+                b.ret
+            ),
+        ),
+        Event::Memfd(m) => (
+            SecurityEvent::MemfdCreate,
+            format!(
+                "memfd_create `{}` (result {})",
+                c_str(&m.name, m.name.len()),
+                m.ret
+            ),
+        ),
+        Event::CredChange(c) if gained_root(c) => (
+            SecurityEvent::GainedRoot,
+            format!(
+                "{} by uid {} (euid {}, saved {}) to euid 0 (result {})",
+                token_name(c.syscall_nr as Token),
+                c.before.uid,
+                c.before.euid,
+                c.before.suid,
+                c.ret
+            ),
+        ),
+        _ => return None,
+    })
+}
+
+/// ptrace(2) requests that take hold of another process.
+const PTRACE_ATTACH: i64 = 16;
+const PTRACE_SEIZE: i64 = 0x4206;
 
 /// A process that held root in none of its user ids and now runs as root: what an exploit or a
 /// capability grant does. A setuid-root program taking root back from its saved set-user-ID

@@ -112,3 +112,26 @@ fn only_a_process_that_held_no_root_id_gains_root() {
     assert!(!gained_root(&cred_change((1000, 1000, 1000), 0, -1)));
     assert!(!gained_root(&cred_change((1000, 1000, 1000), 1001, 0)));
 }
+
+#[test]
+fn only_taking_hold_of_a_process_is_a_ptrace_attach() {
+    let ptrace = |request: i64| {
+        // SAFETY: all-zero is a valid value of every ABI record.
+        let mut p: agent_common::PtraceEvent = unsafe { core::mem::zeroed() };
+        p.request = request;
+        p.target_pid = 812;
+        Event::Ptrace(p)
+    };
+    let (event, detail) = security_event(&ptrace(PTRACE_SEIZE)).expect("seize");
+    assert_eq!(event, SecurityEvent::PtraceAttach);
+    assert_eq!(detail, "ptrace PTRACE_SEIZE of pid 812 (result 0)");
+    assert!(security_event(&ptrace(PTRACE_ATTACH)).is_some());
+    // PTRACE_TRACEME (a debuggee asking for its parent) and PTRACE_PEEKDATA (already attached).
+    assert!(security_event(&ptrace(0)).is_none());
+    assert!(security_event(&ptrace(2)).is_none());
+    // A cred change that is no gain of root is no event either.
+    assert!(security_event(&Event::CredChange(cred_change((1000, 1000, 0), 0, 0))).is_none());
+    let (event, _) = security_event(&Event::CredChange(cred_change((1000, 1000, 1000), 0, 0)))
+        .expect("gained root");
+    assert_eq!(event, SecurityEvent::GainedRoot);
+}

@@ -49,7 +49,10 @@ fn default_settings() {
             "service-spawns-shell",
             "exec-from-dev-shm",
             "fileless-exec",
-            "shell-connects-out"
+            "shell-connects-out",
+            "kernel-module-load",
+            "ptrace-attach",
+            "gained-root"
         ]
     );
 }
@@ -175,4 +178,20 @@ fn a_monitor_drop_in_keeps_the_default_rules() {
         hit("exec-from-dev-shm", Action::Kill)
     );
     assert!(p.kernel_exec_denies().is_empty());
+}
+
+#[test]
+fn module_loads_ptrace_attaches_and_gains_of_root_alert_but_bpf_and_memfds_do_not() {
+    let p = default_policy();
+    let hits = |event| {
+        p.event_rules(&EventContext { event, exe: "/usr/bin/anything" })
+            .iter()
+            .map(|r| (r.name.to_owned(), r.action))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hits(SecurityEvent::ModuleLoad), hit("kernel-module-load", Action::Alert));
+    assert_eq!(hits(SecurityEvent::PtraceAttach), hit("ptrace-attach", Action::Alert));
+    assert_eq!(hits(SecurityEvent::GainedRoot), hit("gained-root", Action::Alert));
+    assert!(hits(SecurityEvent::BpfProgLoad).is_empty());
+    assert!(hits(SecurityEvent::MemfdCreate).is_empty());
 }

@@ -279,3 +279,35 @@ fn setting_errors() {
         )
     );
 }
+
+#[test]
+fn event_rule_errors() {
+    assert_eq!(
+        error(&rule("event", "action = \"alert\"\nevent = [\"module_load\", \"kexec\"]")),
+        format!(
+            "{FILE}:5:25: unknown event `kexec`: expected one of module_load, ptrace_attach, bpf_prog_load, gained_root, memfd_create"
+        )
+    );
+    assert_eq!(
+        error(&rule("event", "action = \"alert\"\nexe = [\"/usr/bin/gdb\"]")),
+        format!(
+            "{FILE}:3:8: rule.event `r` has no `event`: expected a list of module_load, ptrace_attach, bpf_prog_load, gained_root, memfd_create"
+        )
+    );
+    assert_eq!(
+        error(&rule("event", "action = \"alert\"\nevent = []")),
+        format!("{FILE}:5:9: `event` is empty: expected at least one entry, or leave `event` out")
+    );
+    assert_eq!(
+        error(&rule("event", "action = \"deny\"\nevent = [\"ptrace_attach\"]")),
+        format!(
+            "{FILE}:4:10: `deny` is only valid for rule.connect; expected one of alert, kill, quarantine"
+        )
+    );
+    assert_eq!(
+        error(&rule("event", "action = \"alert\"\nevents = [\"ptrace_attach\"]")),
+        format!(
+            "{FILE}:5:1: in `rule.event`: unknown field `events`, expected one of `name`, `action`, `event`, `exe`"
+        )
+    );
+}

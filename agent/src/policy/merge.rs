@@ -31,6 +31,7 @@ pub(super) struct Merged {
     pub per_seconds: Option<At<u64>>,
     pub exec: Vec<ExecRuleDef>,
     pub connect: Vec<ConnectRuleDef>,
+    pub event: Vec<EventRuleDef>,
     pub allow_exe: Vec<At<String>>,
     pub allow_sha256: Vec<At<String>>,
     pub allow_users: Vec<At<RawUser>>,
@@ -55,6 +56,14 @@ pub(super) struct ConnectRuleDef {
     pub action: At<Action>,
     pub addr: AtList<String>,
     pub ports: AtList<u16>,
+    pub exe: AtList<String>,
+}
+
+#[derive(Debug)]
+pub(super) struct EventRuleDef {
+    pub name: At<String>,
+    pub action: At<Action>,
+    pub event: AtList<String>,
     pub exe: AtList<String>,
 }
 
@@ -97,6 +106,13 @@ impl Merged {
                 action: locate(src, r.action),
                 addr: list(src, r.addr),
                 ports: list(src, r.ports),
+                exe: list(src, r.exe),
+            }));
+        self.event
+            .extend(file.rule.event.into_iter().map(|r| EventRuleDef {
+                name: locate(src, r.name),
+                action: locate(src, r.action),
+                event: list(src, r.event),
                 exe: list(src, r.exe),
             }));
         self.allow_exe.extend(all(src, file.allow.exe));

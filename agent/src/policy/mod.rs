@@ -1,7 +1,7 @@
 //! The operator's policy: TOML files merged in load order (the shipped default, then
 //! `/etc/vigil/policy.d/*.toml` by file name), validated with `file:line:column` errors, and
-//! compiled into matchers the pipeline asks: which rules an exec or connect hits, whether a
-//! process is allowlisted or protected, and what the kernel can deny by itself.
+//! compiled into matchers the pipeline asks: which rules an exec, connect or security event
+//! hits, whether a process is allowlisted or protected, and what the kernel can deny by itself.
 
 mod allow;
 mod check;
@@ -34,7 +34,7 @@ pub use error::{Location, PolicyError};
 pub use kernel::KernelExecMatch;
 pub use policy::Policy;
 pub use protected::{BUILTIN_PROTECTED_COMM, BUILTIN_PROTECTED_EXE};
-pub use rules::{ConnectContext, ExecContext, RuleRef};
+pub use rules::{ConnectContext, EventContext, ExecContext, RuleRef, SecurityEvent};
 pub use settings::{Action, Mode, ModelActions, ResponseLimits, Thresholds};
 pub use source::load_sources;
 

@@ -7,7 +7,9 @@ use super::allow::Allowlist;
 use super::error::{Location, PolicyError};
 use super::merge::{At, Merged};
 use super::protected::ProtectedSet;
-use super::rules::{ConnectContext, ConnectRule, ExecContext, ExecRule, RuleRef};
+use super::rules::{
+    ConnectContext, ConnectRule, EventContext, EventRule, ExecContext, ExecRule, RuleRef,
+};
 use super::settings::{Action, Mode, ModelActions, ResponseLimits, Thresholds};
 use super::source::{self, Source};
 use super::users::UserDb;
@@ -22,9 +24,11 @@ pub struct Policy {
     /// First 16 hex digits of SHA-256 over the sources' file names and bytes, in load order.
     pub version: String,
     pub sources: Vec<PathBuf>,
-    /// Rule index `i` is `exec[i]` for `i < exec.len()`, then `connect[i - exec.len()]`.
+    /// Rule index `i` is `exec[i]` for `i < exec.len()`, then `connect[i - exec.len()]`, then
+    /// `event[..]`.
     pub(super) exec: Vec<ExecRule>,
     pub(super) connect: Vec<ConnectRule>,
+    pub(super) event: Vec<EventRule>,
     pub(super) allow: Allowlist,
     pub(super) protected: ProtectedSet,
 }
@@ -39,7 +43,7 @@ impl Policy {
             version = %policy.version,
             mode = %policy.mode,
             files = policy.sources.len(),
-            rules = policy.exec.len() + policy.connect.len(),
+            rules = policy.exec.len() + policy.connect.len() + policy.event.len(),
             "policy loaded"
         );
         Ok(policy)
@@ -71,6 +75,7 @@ impl Policy {
             .iter()
             .map(|r| &r.name)
             .chain(merged.connect.iter().map(|r| &r.name))
+            .chain(merged.event.iter().map(|r| &r.name))
         {
             if let Some(first) = names.insert(name.value.clone(), name.at.clone()) {
                 return Err(PolicyError::DuplicateRule {
@@ -96,6 +101,11 @@ impl Policy {
             .into_iter()
             .map(ConnectRule::compile)
             .collect::<Result<_, _>>()?;
+        let event = merged
+            .event
+            .into_iter()
+            .map(EventRule::compile)
+            .collect::<Result<_, _>>()?;
         Ok(Policy {
             mode,
             thresholds,
@@ -105,6 +115,7 @@ impl Policy {
             sources: sources.iter().map(|(p, _)| p.clone()).collect(),
             exec,
             connect,
+            event,
             allow,
             protected,
         })
@@ -187,23 +198,39 @@ impl Policy {
         self.protected.protects(exe, comm)
     }
 
+    /// Every event rule that matches, in policy order.
+    pub fn event_rules<'a>(&'a self, ctx: &EventContext) -> Vec<RuleRef<'a>> {
+        let base = self.exec.len() + self.connect.len();
+        self.event
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.matches(ctx))
+            .map(|(i, r)| RuleRef {
+                name: &r.name,
+                action: r.action,
+                index: (base + i) as u32,
+            })
+            .collect()
+    }
+
     pub fn rule_name(&self, index: u32) -> Option<&str> {
-        let i = index as usize;
-        match self.exec.get(i) {
-            Some(r) => Some(&r.name),
-            None => self
-                .connect
-                .get(i - self.exec.len())
-                .map(|r| r.name.as_str()),
-        }
+        self.rule_at(index).map(|(name, _)| name)
     }
 
     /// The action of rule `index`, to go with `rule_name` when the kernel reports a denial.
     pub fn rule_action(&self, index: u32) -> Option<Action> {
+        self.rule_at(index).map(|(_, action)| action)
+    }
+
+    fn rule_at(&self, index: u32) -> Option<(&str, Action)> {
         let i = index as usize;
-        match self.exec.get(i) {
-            Some(r) => Some(r.action),
-            None => self.connect.get(i - self.exec.len()).map(|r| r.action),
+        let (e, c) = (self.exec.len(), self.connect.len());
+        if i < e {
+            self.exec.get(i).map(|r| (r.name.as_str(), r.action))
+        } else if i < e + c {
+            self.connect.get(i - e).map(|r| (r.name.as_str(), r.action))
+        } else {
+            self.event.get(i - e - c).map(|r| (r.name.as_str(), r.action))
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Exec and connect rules: compiled from their definitions, and matched against one event.
+//! Exec, connect and event rules: compiled from their definitions, and matched against one
+//! event.
 //! Within a rule every condition present must hold; within a list any entry may match.
 
 use std::net::IpAddr;
@@ -7,7 +8,7 @@ use ipnet::IpNet;
 
 use super::error::PolicyError;
 use super::glob::GlobList;
-use super::merge::{At, AtList, ConnectRuleDef, ExecRuleDef};
+use super::merge::{At, AtList, ConnectRuleDef, EventRuleDef, ExecRuleDef};
 use super::settings::Action;
 
 /// What an exec event offers to `rule.exec`.
@@ -28,6 +29,63 @@ pub struct ConnectContext<'a> {
     pub exe: &'a str,
     pub addr: IpAddr,
     pub port: u16,
+}
+
+/// The security events `rule.event` can name, as written in policy files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityEvent {
+    /// init_module or finit_module, whatever its result.
+    ModuleLoad,
+    /// PTRACE_ATTACH or PTRACE_SEIZE of another process, whatever its result.
+    PtraceAttach,
+    /// bpf(BPF_PROG_LOAD), whatever its result.
+    BpfProgLoad,
+    /// A process that held root in none of its user ids now runs as root.
+    GainedRoot,
+    /// memfd_create.
+    MemfdCreate,
+}
+
+impl SecurityEvent {
+    pub const ALL: [SecurityEvent; 5] = [
+        SecurityEvent::ModuleLoad,
+        SecurityEvent::PtraceAttach,
+        SecurityEvent::BpfProgLoad,
+        SecurityEvent::GainedRoot,
+        SecurityEvent::MemfdCreate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityEvent::ModuleLoad => "module_load",
+            SecurityEvent::PtraceAttach => "ptrace_attach",
+            SecurityEvent::BpfProgLoad => "bpf_prog_load",
+            SecurityEvent::GainedRoot => "gained_root",
+            SecurityEvent::MemfdCreate => "memfd_create",
+        }
+    }
+
+    fn parse(s: &At<String>) -> Result<Self, PolicyError> {
+        Self::ALL.into_iter().find(|e| e.name() == s.value).ok_or_else(|| {
+            PolicyError::invalid(
+                s.at.clone(),
+                format!(
+                    "unknown event `{}`: expected one of {}",
+                    s.value,
+                    Self::ALL.map(Self::name).join(", ")
+                ),
+            )
+        })
+    }
+}
+
+/// What a security event offers to `rule.event`.
+#[derive(Debug, Clone, Copy)]
+pub struct EventContext<'a> {
+    pub event: SecurityEvent,
+    /// The executable of the process that made the call.
+    pub exe: &'a str,
 }
 
 /// A rule that matched: cheap to copy, borrowing the name from the policy.
@@ -164,6 +222,46 @@ impl ConnectRule {
                     .any(|n| n.contains(&ctx.addr) || n.contains(&canonical))
             })
             && self.exe.as_ref().is_none_or(|g| g.is_match(ctx.exe))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct EventRule {
+    pub name: String,
+    pub action: Action,
+    pub events: Vec<SecurityEvent>,
+    pub exe: Option<GlobList>,
+}
+
+impl EventRule {
+    pub fn compile(def: EventRuleDef) -> Result<Self, PolicyError> {
+        check_name(&def.name)?;
+        if def.action.value == Action::Deny {
+            return Err(PolicyError::invalid(
+                def.action.at,
+                "`deny` is only valid for rule.connect; expected one of alert, kill, quarantine",
+            ));
+        }
+        let Some(events) = non_empty(def.event, "event")? else {
+            return Err(PolicyError::invalid(
+                def.name.at,
+                format!(
+                    "rule.event `{}` has no `event`: expected a list of {}",
+                    def.name.value,
+                    SecurityEvent::ALL.map(SecurityEvent::name).join(", ")
+                ),
+            ));
+        };
+        Ok(Self {
+            events: events.iter().map(SecurityEvent::parse).collect::<Result<_, _>>()?,
+            exe: globs(def.exe, "exe")?,
+            name: def.name.value,
+            action: def.action.value,
+        })
+    }
+
+    pub fn matches(&self, ctx: &EventContext) -> bool {
+        self.events.contains(&ctx.event) && self.exe.as_ref().is_none_or(|g| g.is_match(ctx.exe))
     }
 }
 

@@ -59,6 +59,8 @@ pub(super) struct RawRules {
     pub exec: Vec<RawExecRule>,
     #[serde(default)]
     pub connect: Vec<RawConnectRule>,
+    #[serde(default)]
+    pub event: Vec<RawEventRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +81,15 @@ pub(super) struct RawConnectRule {
     pub action: Spanned<Action>,
     pub addr: SpannedList<String>,
     pub ports: SpannedList<u16>,
+    pub exe: SpannedList<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEventRule {
+    pub name: Spanned<String>,
+    pub action: Spanned<Action>,
+    pub event: SpannedList<String>,
     pub exe: SpannedList<String>,
 }
 

@@ -40,8 +40,17 @@ impl Policy {
             }
             json!({ "name": r.name, "kind": "connect", "action": r.action, "conditions": when })
         });
+        let event = self.event.iter().map(|r| {
+            let mut when = serde_json::Map::new();
+            when.insert("event".into(), json!(r.events));
+            if let Some(e) = &r.exe {
+                when.insert("exe".into(), globs(e));
+            }
+            json!({ "name": r.name, "kind": "event", "action": r.action, "conditions": when })
+        });
         let rules: Vec<Value> = exec
             .chain(connect)
+            .chain(event)
             .enumerate()
             .map(|(i, mut r)| {
                 r["index"] = json!(i);

@@ -512,6 +512,41 @@ fn version_follows_names_and_content_only() {
 }
 
 #[test]
+fn event_rules_match_the_event_and_exe_and_are_named_by_index() {
+    let p = one(r#"
+[[rule.exec]]
+name = "e"
+action = "alert"
+path = ["/x"]
+[[rule.event]]
+name = "modules"
+action = "alert"
+event = ["module_load"]
+[[rule.event]]
+name = "injection"
+action = "kill"
+event = ["ptrace_attach", "memfd_create"]
+exe = ["/tmp/**"]
+"#);
+    let hits = |event, exe| names(&p.event_rules(&EventContext { event, exe }));
+    assert_eq!(hits(SecurityEvent::ModuleLoad, "/usr/sbin/insmod"), ["modules"]);
+    assert_eq!(hits(SecurityEvent::PtraceAttach, "/tmp/x/inject"), ["injection"]);
+    assert_eq!(hits(SecurityEvent::MemfdCreate, "/tmp/dropper"), ["injection"]);
+    assert!(hits(SecurityEvent::PtraceAttach, "/usr/bin/gdb").is_empty());
+    assert!(hits(SecurityEvent::GainedRoot, "/tmp/x").is_empty());
+    let r = p.event_rules(&EventContext {
+        event: SecurityEvent::PtraceAttach,
+        exe: "/tmp/y",
+    });
+    // Indices run on after the exec and connect rules, as the kernel's reports use them.
+    assert_eq!((r[0].index, r[0].action), (2, Action::Kill));
+    assert_eq!(p.rule_name(2), Some("injection"));
+    assert_eq!(p.rule_action(1), Some(Action::Alert));
+    assert_eq!(p.rule_name(0), Some("e"));
+    assert_eq!(p.rule_name(3), None);
+}
+
+#[test]
 fn summary_lists_rules_with_their_conditions() {
     let p = one(r#"
 [[rule.exec]]
@@ -524,6 +559,11 @@ name = "c"
 action = "deny"
 addr = ["10.0.0.0/8"]
 ports = [22]
+[[rule.event]]
+name = "v"
+action = "alert"
+event = ["ptrace_attach", "module_load"]
+exe = ["/opt/**"]
 [allow]
 users = ["backup"]
 "#);
@@ -540,6 +580,8 @@ users = ["backup"]
               "conditions": { "path": ["/dev/shm/**"], "stdio_socket": true } },
             { "index": 1, "name": "c", "kind": "connect", "action": "deny",
               "conditions": { "addr": ["10.0.0.0/8"], "ports": [22] } },
+            { "index": 2, "name": "v", "kind": "event", "action": "alert",
+              "conditions": { "event": ["ptrace_attach", "module_load"], "exe": ["/opt/**"] } },
         ])
     );
     assert_eq!(
@@ -630,7 +672,7 @@ fn check_files_validates_the_files_as_one_policy() {
     assert_eq!(
         check_report(&p),
         format!(
-            "ok: 1 file(s), 1 exec rule(s), 0 connect rule(s), mode enforce, version {}",
+            "ok: 1 file(s), 1 exec rule(s), 0 connect rule(s), 0 event rule(s), mode enforce, version {}",
             p.version
         )
     );

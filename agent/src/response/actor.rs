@@ -235,6 +235,9 @@ impl Actor {
         if let Some(s) = d.score {
             inc = inc.with_score(s);
         }
+        if let Some(x) = &d.detail {
+            inc = inc.with_extra("VIGIL_DETAIL", x.clone());
+        }
         inc
     }
 
@@ -261,7 +264,12 @@ impl Actor {
                     .as_deref()
                     .map(|h| format!(" — {h}"))
                     .unwrap_or_default();
-                let msg = format!("vigil: alert on {who} by {}{why}", d.reason);
+                let what = d
+                    .detail
+                    .as_deref()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default();
+                let msg = format!("vigil: alert on {who} by {}{what}{why}", d.reason);
                 let outcome = d.held_back.clone().unwrap_or_else(|| "alerted".into());
                 let inc = self
                     .incident(IncidentKind::Alert, msg, &d)

@@ -100,4 +100,7 @@ pub struct Decision {
     pub killed_in_kernel: bool,
     /// For a quarantine: protected processes to leave out even if they descend from the target.
     pub spare: Vec<u32>,
+    /// What the process did that a rule matched, for the operator: `connect to 203.0.113.7
+    /// port 4444 (result -115)`, `ptrace PTRACE_ATTACH of pid 812 (result 0)`.
+    pub detail: Option<String>,
 }

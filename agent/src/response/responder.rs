@@ -28,7 +28,7 @@ use super::{
 use crate::{
     model::Verdict,
     pipeline::scorer::ScoreUpdate,
-    policy::{Action, ConnectContext, Mode, Policy},
+    policy::{Action, ConnectContext, EventContext, Mode, Policy, SecurityEvent},
     process::{ProcessKey, ProcessTable},
     sequence::BehaviourSequences,
 };
@@ -235,10 +235,11 @@ impl Responder {
                 held_back: None,
                 killed_in_kernel: true,
                 spare: Vec::new(),
+                detail: None,
             });
             return;
         }
-        self.rule_hits(&policy, table, seqs, key, hits, None);
+        self.rule_hits(&policy, table, seqs, key, hits, Matched::Exec);
     }
 
     /// sha256 rules can only match once the hasher is done with the image; the rest of the
@@ -260,7 +261,7 @@ impl Responder {
                 ..Default::default()
             });
         let hits = self.exec_memo.hits(&policy, &seen, Some(&sha));
-        self.rule_hits(&policy, table, seqs, key, hits, None);
+        self.rule_hits(&policy, table, seqs, key, hits, Matched::Exec);
     }
 
     pub fn on_net(
@@ -298,20 +299,39 @@ impl Responder {
             seqs,
             key,
             hits,
-            Some((addr, ev.addr.port, ev.ret)),
+            Matched::Connect {
+                addr,
+                port: ev.addr.port,
+                ret: ev.ret,
+            },
         );
     }
 
-    /// Events that corroborate a model verdict by themselves. A verdict held back for want of
-    /// one is decided again now.
+    /// A security event: matched against `rule.event`, and (all but memfd_create, which
+    /// systemd, JVMs, browsers and Wayland clients make all the time) corroboration of a model
+    /// verdict by itself. A verdict held back for want of one is decided again now.
     pub fn on_security_event(
         &mut self,
         table: &ProcessTable,
         seqs: &BehaviourSequences,
         key: ProcessKey,
-        what: &'static str,
+        event: SecurityEvent,
+        detail: String,
     ) {
-        self.corroborate(table, seqs, key, what);
+        if event != SecurityEvent::MemfdCreate {
+            self.corroborate(table, seqs, key, event.name());
+        }
+        let policy = self.current();
+        let exe = table
+            .get_key(&key)
+            .map(|p| p.exe.clone())
+            .unwrap_or_default();
+        let hits: Vec<(String, Action)> = policy
+            .event_rules(&EventContext { event, exe: &exe })
+            .into_iter()
+            .map(|r| (r.name.to_owned(), r.action))
+            .collect();
+        self.rule_hits(&policy, table, seqs, key, hits, Matched::Event(&detail));
     }
 
     /// Records `what` as evidence beyond the score for `key` and its descendants, unless `key`
@@ -433,6 +453,7 @@ impl Responder {
                 held_back,
                 killed_in_kernel: false,
                 spare: Vec::new(),
+                detail: None,
             },
         );
     }
@@ -460,11 +481,12 @@ impl Responder {
         seqs: &BehaviourSequences,
         key: ProcessKey,
         hits: Vec<(String, Action)>,
-        net: Option<(IpAddr, u16, i32)>,
+        what: Matched,
     ) {
         if hits.is_empty() {
             return;
         }
+        let detail = what.detail();
         let target = Target::from_table(table, seqs, key);
         if policy.allowlisted(
             &target.exe,
@@ -488,7 +510,7 @@ impl Responder {
             let mut act = match action {
                 // The kernel refused the connect (when enforcing); what is left is telling.
                 Action::Deny => {
-                    if let Some((addr, port, ret)) = net {
+                    if let Matched::Connect { addr, port, ret } = what {
                         held_back = Some(if ret == -libc::EPERM {
                             format!("connect to {addr} port {port} denied in the kernel")
                         } else {
@@ -517,6 +539,7 @@ impl Responder {
                     held_back,
                     killed_in_kernel: false,
                     spare: Vec::new(),
+                    detail: detail.clone(),
                 },
             );
         }
@@ -612,6 +635,28 @@ impl Responder {
     }
 }
 
+/// What a process did that rules were matched against.
+#[derive(Clone, Copy)]
+enum Matched<'a> {
+    Exec,
+    Connect { addr: IpAddr, port: u16, ret: i32 },
+    /// A security event, described for the operator.
+    Event(&'a str),
+}
+
+impl Matched<'_> {
+    /// For the incident's `VIGIL_DETAIL`; an exec is already the incident's exe and cmdline.
+    fn detail(self) -> Option<String> {
+        match self {
+            Matched::Exec => None,
+            Matched::Connect { addr, port, ret } => {
+                Some(format!("connect to {addr} port {port} (result {ret})"))
+            }
+            Matched::Event(what) => Some(what.to_owned()),
+        }
+    }
+}
+
 /// Alerts allowed per window for each allowed action.
 const ALERTS_PER_ACTION: u32 = 10;
 
@@ -639,8 +684,8 @@ fn cgroup_path(tgid: u32) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "corroboration_tests.rs"]
-mod corroboration_tests;
+#[path = "security_event_tests.rs"]
+mod security_event_tests;
 
 #[cfg(test)]
 mod tests {
@@ -691,6 +736,7 @@ per_seconds = 60
             held_back: None,
             killed_in_kernel: false,
             spare: Vec::new(),
+            detail: None,
         }
     }
 

@@ -1,9 +1,11 @@
-//! What counts as corroboration for a model verdict, and from whom: a verdict to quarantine is
-//! carried out at full strength only with it, and held back to an alert without it.
+//! Security events: the rules that name them, and what counts as corroboration for a model
+//! verdict, from whom (a verdict to quarantine is carried out at full strength only with it,
+//! and held back to an alert without it).
 
 use super::*;
 use crate::process::fake_proc::{FakeProc, FakeProcess};
 use crate::process::TableConfig;
+use crate::policy::SecurityEvent;
 use crate::sequence::SequenceConfig;
 
 // Above any pid this machine hands out (pid_max is at most 4194304), so the responder's own
@@ -38,9 +40,13 @@ fn host() -> (FakeProc, ProcessTable) {
 }
 
 fn responder(table: &ProcessTable) -> (Responder, mpsc::Receiver<ActorMsg>) {
+    responder_with(table, "")
+}
+
+fn responder_with(table: &ProcessTable, rules: &str) -> (Responder, mpsc::Receiver<ActorMsg>) {
     let policy = Policy::from_sources(&[(
         "/test/policy.toml".into(),
-        "mode = \"enforce\"\n[protected]\nexe = [\"/usr/sbin/sshd\"]\n".into(),
+        format!("mode = \"enforce\"\n[protected]\nexe = [\"/usr/sbin/sshd\"]\n{rules}"),
     )])
     .expect("policy");
     let (_tx, rx_policy) = watch::channel(Arc::new(policy));
@@ -82,8 +88,8 @@ fn a_protected_ancestors_events_do_not_corroborate_its_descendants() {
     let seqs = BehaviourSequences::new(SequenceConfig::default());
     let (mut r, mut rx) = responder(&table);
     // systemd loads BPF programs and sshd traces as part of running the host.
-    r.on_security_event(&table, &seqs, key(&table, 1), "bpf_prog_load");
-    r.on_security_event(&table, &seqs, key(&table, SSHD), "ptrace");
+    r.on_security_event(&table, &seqs, key(&table, 1), SecurityEvent::BpfProgLoad, "bpf".into());
+    r.on_security_event(&table, &seqs, key(&table, SSHD), SecurityEvent::PtraceAttach, "ptrace".into());
     r.on_score(&table, &seqs, &quarantine_verdict(key(&table, TOOL)));
     let d = decisions(&mut rx);
     assert_eq!(d.len(), 1, "{d:?}");
@@ -103,7 +109,7 @@ fn an_unprotected_ancestors_event_corroborates_and_releases_a_held_verdict() {
     r.on_score(&table, &seqs, &quarantine_verdict(key(&table, TOOL)));
     assert_eq!(decisions(&mut rx)[0].act, Act::Alert, "held back at first");
     // The shell that started the tool attaches to another process.
-    r.on_security_event(&table, &seqs, key(&table, SHELL), "ptrace");
+    r.on_security_event(&table, &seqs, key(&table, SHELL), SecurityEvent::PtraceAttach, "ptrace".into());
     let d = decisions(&mut rx);
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].act, Act::Quarantine);
@@ -127,4 +133,58 @@ fn a_fileless_exec_corroborates_by_itself() {
     let d = decisions(&mut rx);
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].act, Act::Quarantine);
+}
+
+const EVENT_RULES: &str = r#"
+[[rule.event]]
+name = "module-load"
+action = "alert"
+event = ["module_load"]
+[[rule.event]]
+name = "injection"
+action = "kill"
+event = ["ptrace_attach"]
+"#;
+
+#[test]
+fn an_event_rule_alerts_once_per_process_with_what_happened() {
+    let (_fake, table) = host();
+    let seqs = BehaviourSequences::new(SequenceConfig::default());
+    let (mut r, mut rx) = responder_with(&table, EVENT_RULES);
+    let detail = "finit_module of fd 3 (result -1)";
+    for _ in 0..3 {
+        r.on_security_event(&table, &seqs, key(&table, SHELL), SecurityEvent::ModuleLoad, detail.into());
+    }
+    let d = decisions(&mut rx);
+    assert_eq!(d.len(), 1, "one alert per process and rule: {d:?}");
+    assert_eq!((d[0].act, d[0].reason.as_str()), (Act::Alert, "module-load"));
+    assert_eq!(d[0].detail.as_deref(), Some(detail));
+}
+
+#[test]
+fn an_event_rule_kills_but_never_a_protected_process() {
+    let (_fake, table) = host();
+    let seqs = BehaviourSequences::new(SequenceConfig::default());
+    let (mut r, mut rx) = responder_with(&table, EVENT_RULES);
+    r.on_security_event(&table, &seqs, key(&table, TOOL), SecurityEvent::PtraceAttach, "x".into());
+    r.on_security_event(&table, &seqs, key(&table, SSHD), SecurityEvent::PtraceAttach, "y".into());
+    let d = decisions(&mut rx);
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert_eq!((d[0].act, d[0].target.key.tgid), (Act::Kill, TOOL));
+    assert_eq!((d[1].act, d[1].target.key.tgid), (Act::Alert, SSHD));
+    assert!(d[1].held_back.as_deref().is_some_and(|h| h.contains("protected")), "{:?}", d[1].held_back);
+}
+
+#[test]
+fn memfd_create_alone_does_not_corroborate() {
+    let (_fake, table) = host();
+    let seqs = BehaviourSequences::new(SequenceConfig::default());
+    // No rule names it (a rule hit would corroborate, as any rule hit does).
+    let (mut r, mut rx) = responder(&table);
+    let tool = key(&table, TOOL);
+    r.on_security_event(&table, &seqs, tool, SecurityEvent::MemfdCreate, "memfd_create `x`".into());
+    r.on_score(&table, &seqs, &quarantine_verdict(tool));
+    let d = decisions(&mut rx);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].act, d[0].reason.as_str()), (Act::Alert, "model:quarantine"));
 }
