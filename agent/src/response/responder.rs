@@ -346,7 +346,13 @@ impl Responder {
         key: ProcessKey,
         what: &'static str,
     ) {
-        if key.tgid <= 2 || self.protected.contains(&id(key)) {
+        let policy = self.current();
+        let protected = key.tgid <= 2
+            || self.protected.contains(&id(key))
+            || table.get_key(&key).is_some_and(|p| {
+                self.is_protected(&policy, key, &p.exe, &p.comm, p.kernel_thread)
+            });
+        if protected {
             debug!(pid = key.tgid, what, "protected process: not taken as corroboration");
             return;
         }
