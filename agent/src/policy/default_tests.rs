@@ -24,10 +24,7 @@ fn exec_hits(
         parent_exe: parent,
         stdio_socket,
     };
-    p.exec_rules(&ctx)
-        .iter()
-        .map(|r| (r.name.to_owned(), r.action))
-        .collect()
+    p.exec_rules(&ctx).iter().map(RuleRef::owned).collect()
 }
 
 fn hit(name: &str, action: Action) -> Vec<(String, Action)> {
@@ -186,7 +183,7 @@ fn module_loads_ptrace_attaches_and_gains_of_root_alert_but_bpf_and_memfds_do_no
     let hits = |event| {
         p.event_rules(&EventContext { event, exe: "/usr/bin/anything" })
             .iter()
-            .map(|r| (r.name.to_owned(), r.action))
+            .map(RuleRef::owned)
             .collect::<Vec<_>>()
     };
     assert_eq!(hits(SecurityEvent::ModuleLoad), hit("kernel-module-load", Action::Alert));

@@ -123,32 +123,14 @@ impl Policy {
 
     /// Every exec rule that matches, in policy order.
     pub fn exec_rules<'a>(&'a self, ctx: &ExecContext) -> Vec<RuleRef<'a>> {
-        self.exec
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.matches(ctx))
-            .map(|(i, r)| RuleRef {
-                name: &r.name,
-                action: r.action,
-                index: i as u32,
-            })
-            .collect()
+        matching(&self.exec, 0, |r| r.matches(ctx), |r| (&r.name, r.action))
     }
 
     /// Every connect rule that matches, in policy order (`deny` rules included: the kernel has
     /// already refused the connection, user space reports it).
     pub fn connect_rules<'a>(&'a self, ctx: &ConnectContext) -> Vec<RuleRef<'a>> {
         let base = self.exec.len();
-        self.connect
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.matches(ctx))
-            .map(|(i, r)| RuleRef {
-                name: &r.name,
-                action: r.action,
-                index: (base + i) as u32,
-            })
-            .collect()
+        matching(&self.connect, base, |r| r.matches(ctx), |r| (&r.name, r.action))
     }
 
     /// Whether the process is allowlisted: never acted on, never alerted on by rules or score.
@@ -201,16 +183,7 @@ impl Policy {
     /// Every event rule that matches, in policy order.
     pub fn event_rules<'a>(&'a self, ctx: &EventContext) -> Vec<RuleRef<'a>> {
         let base = self.exec.len() + self.connect.len();
-        self.event
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.matches(ctx))
-            .map(|(i, r)| RuleRef {
-                name: &r.name,
-                action: r.action,
-                index: (base + i) as u32,
-            })
-            .collect()
+        matching(&self.event, base, |r| r.matches(ctx), |r| (&r.name, r.action))
     }
 
     pub fn rule_name(&self, index: u32) -> Option<&str> {
@@ -233,6 +206,29 @@ impl Policy {
             self.event.get(i - e - c).map(|r| (r.name.as_str(), r.action))
         }
     }
+}
+
+/// The rules of one kind that `hit`, in policy order, indexed from `base` (where the kind starts
+/// in the policy's rule numbering).
+fn matching<'a, R>(
+    rules: &'a [R],
+    base: usize,
+    hit: impl Fn(&R) -> bool,
+    head: impl Fn(&'a R) -> (&'a String, Action),
+) -> Vec<RuleRef<'a>> {
+    rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| hit(r))
+        .map(|(i, r)| {
+            let (name, action) = head(r);
+            RuleRef {
+                name,
+                action,
+                index: (base + i) as u32,
+            }
+        })
+        .collect()
 }
 
 fn model_actions(m: &Merged) -> Result<ModelActions, PolicyError> {

@@ -97,6 +97,13 @@ pub struct RuleRef<'a> {
     pub index: u32,
 }
 
+impl RuleRef<'_> {
+    /// Name and action, owned: what the response stage keeps once the policy may change.
+    pub fn owned(&self) -> (String, Action) {
+        (self.name.to_owned(), self.action)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct ExecRule {
     pub name: String,

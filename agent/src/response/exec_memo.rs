@@ -63,7 +63,7 @@ pub(super) fn exec_hits(policy: &Policy, seen: &ExecSeen, sha256: Option<&str>) 
         };
         for r in policy.exec_rules(&ctx) {
             if !hits.iter().any(|(n, _)| n == r.name) {
-                hits.push((r.name.to_owned(), r.action));
+                hits.push(r.owned());
             }
         }
     }

@@ -291,7 +291,7 @@ impl Responder {
         let hits: Vec<(String, Action)> = policy
             .connect_rules(&ctx)
             .into_iter()
-            .map(|r| (r.name.to_owned(), r.action))
+            .map(|r| r.owned())
             .collect();
         self.rule_hits(
             &policy,
@@ -329,7 +329,7 @@ impl Responder {
         let hits: Vec<(String, Action)> = policy
             .event_rules(&EventContext { event, exe: &exe })
             .into_iter()
-            .map(|r| (r.name.to_owned(), r.action))
+            .map(|r| r.owned())
             .collect();
         self.rule_hits(&policy, table, seqs, key, hits, Matched::Event(&detail));
     }
