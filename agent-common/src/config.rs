@@ -51,7 +51,16 @@ pub struct KernelOffsets {
     pub inode_mtime_nsec: u32,
     pub inode_ctime_sec: u32,
     pub inode_ctime_nsec: u32,
-    pub _pad: u32,
+    /// The opened file's path, walked up to find a watched directory:
+    /// `file->f_path.dentry` (`file_f_path + path_dentry`), `dentry->d_parent`, `d_inode`,
+    /// `d_name.name` (`dentry_d_name + qstr_name`); `fdtable->max_fds` bounds the fd lookup.
+    pub fdt_max_fds: u32,
+    pub file_f_path: u32,
+    pub path_dentry: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_inode: u32,
+    pub dentry_d_name: u32,
+    pub qstr_name: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -96,7 +105,13 @@ impl KernelOffsets {
         inode_mtime_nsec: OFFSET_UNKNOWN,
         inode_ctime_sec: OFFSET_UNKNOWN,
         inode_ctime_nsec: OFFSET_UNKNOWN,
-        _pad: 0,
+        fdt_max_fds: OFFSET_UNKNOWN,
+        file_f_path: OFFSET_UNKNOWN,
+        path_dentry: OFFSET_UNKNOWN,
+        dentry_d_parent: OFFSET_UNKNOWN,
+        dentry_d_inode: OFFSET_UNKNOWN,
+        dentry_d_name: OFFSET_UNKNOWN,
+        qstr_name: OFFSET_UNKNOWN,
     };
 }
 
@@ -163,6 +178,17 @@ pub mod names {
     pub const PROG_CONNECT6: &str = "vigil_connect6";
     pub const PROG_SENDMSG4: &str = "vigil_sendmsg4";
     pub const PROG_SENDMSG6: &str = "vigil_sendmsg6";
+
+    /// `FileKey` -> `FileWatch`: inodes whose opens are reported (see `FileEvent`).
+    pub const MAP_WATCHED_FILES: &str = "WATCHED_FILES";
+    /// `FILE_WALK[0]`: 0 while `WATCHED_FILES` is empty (opens are not looked at), else one
+    /// more than the deepest `max_depth` in it; `FILE_WALK[1 + i]` the same over the watches
+    /// with access bit `i`. An open walks no further than a watch for its access needs: reads,
+    /// most of a host's opens, usually only look up the file itself.
+    pub const MAP_FILE_WALK: &str = "FILE_WALK";
+    /// A bitmap over [`super::file_filter_bit`] of every watched inode: an array lookup (which
+    /// the verifier inlines) that spares most opens the hash lookup, ~200 ns here.
+    pub const MAP_FILE_FILTER: &str = "FILE_FILTER";
 }
 
 /// Values of `RESPONSE_MODE[0]`: monitor never acts in the kernel.
@@ -173,6 +199,20 @@ pub const DENY_EXEC_ENTRIES: u32 = 1024;
 pub const QUARANTINED_ENTRIES: u32 = 1024;
 pub const QUARANTINED_TGIDS_ENTRIES: u32 = 4096;
 pub const DENY_NET_ENTRIES: u32 = 4096;
+pub const WATCHED_FILES_ENTRIES: u32 = 8192;
+/// Entries of `FILE_WALK`: the gate, then one per `FILE_ACCESS_*` bit.
+pub const FILE_WALK_ENTRIES: u32 = 5;
+/// u64 words of `FILE_FILTER` (64 Ki bits: with the default policy's few hundred watched
+/// inodes, well under 1% of other inodes share a bit with one).
+pub const FILE_FILTER_WORDS: u32 = 1024;
+
+/// The `FILE_FILTER` bit of an inode number (both sides compute it). The device is left out
+/// so that an open whose inode misses the filter never reads it.
+#[inline(always)]
+pub const fn file_filter_bit(ino: u64) -> u32 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    (ino.wrapping_mul(K) >> 48) as u32 % (FILE_FILTER_WORDS * 64)
+}
 
 /// Key data of `DENY_NET4`: big-endian port, then the IPv4 address (network order).
 pub const NET4_KEY_LEN: usize = 6;
@@ -199,5 +239,5 @@ pub const PROMPT_WAKEUP_COALESCE_NS: u64 = 2_000_000;
 pub const PENDING_MAP_ENTRIES: u32 = 16384;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 45 * 4);
 const _: () = assert!(core::mem::size_of::<AgentConfig>() == 16);

@@ -11,6 +11,8 @@ use crate::*;
 unsafe impl aya::Pod for KernelOffsets {}
 unsafe impl aya::Pod for AgentConfig {}
 unsafe impl aya::Pod for SyscallBatch {}
+unsafe impl aya::Pod for FileKey {}
+unsafe impl aya::Pod for FileWatch {}
 
 /// One decoded record.
 #[derive(Clone, Debug)]
@@ -28,6 +30,8 @@ pub enum Event {
     ModuleLoad(ModuleLoadEvent),
     BpfProgLoad(BpfProgLoadEvent),
     ProbeError(ProbeErrorEvent),
+    /// Boxed: ~600 bytes.
+    File(std::boxed::Box<FileEvent>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -61,6 +65,7 @@ impl Event {
             Event::ModuleLoad(e) => &e.header,
             Event::BpfProgLoad(e) => &e.header,
             Event::ProbeError(e) => &e.header,
+            Event::File(e) => &e.header,
         }
     }
 
@@ -134,6 +139,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::ModuleLoad => Event::ModuleLoad(read(kind, h, bytes)?),
         EventKind::BpfProgLoad => Event::BpfProgLoad(read(kind, h, bytes)?),
         EventKind::ProbeError => Event::ProbeError(read(kind, h, bytes)?),
+        EventKind::FileOpen => Event::File(std::boxed::Box::new(read(kind, h, bytes)?)),
     })
 }
 
@@ -174,6 +180,19 @@ impl ExecEvent {
         used.split(|&b| b == 0)
             .filter(|s| !s.is_empty())
             .map(|s| std::string::String::from_utf8_lossy(s).into_owned())
+            .collect()
+    }
+}
+
+impl FileEvent {
+    /// The path components below the watch, outermost first (`depth` of them; a component the
+    /// kernel could not read is empty).
+    pub fn components(&self) -> std::vec::Vec<std::string::String> {
+        let depth = (self.depth as usize).min(FILE_WATCH_MAX_DEPTH);
+        self.names[..depth]
+            .iter()
+            .rev()
+            .map(|n| c_str(n, FILE_NAME_LEN))
             .collect()
     }
 }
@@ -292,6 +311,50 @@ mod tests {
             decode(&bytes).is_ok(),
             "trailing bytes the header accounts for are fine"
         );
+    }
+
+    #[test]
+    fn file_opens_decode_with_their_path_below_the_watch_and_truncations_are_refused() {
+        let mut names = [[0u8; FILE_NAME_LEN]; FILE_WATCH_MAX_DEPTH];
+        names[0][..6].copy_from_slice(b"shadow");
+        names[1][..3].copy_from_slice(b"etc");
+        names[2][..5].copy_from_slice(b"stale");
+        let ev = FileEvent {
+            header: header(EventKind::FileOpen, size_of::<FileEvent>()),
+            flags: 0,
+            fd: 3,
+            access: FILE_ACCESS_READ,
+            depth: 2,
+            watch_ino: 2,
+            watch_dev: 1,
+            dev: 1,
+            ino: 40,
+            names,
+        };
+        let bytes = bytes_of(&ev);
+        let Event::File(d) = decode(&bytes).unwrap() else {
+            panic!("wrong variant")
+        };
+        assert_eq!(d.components(), ["etc", "shadow"], "outermost first, `depth` of them");
+        for len in [EventHeader::SIZE, bytes.len() - 1] {
+            assert!(matches!(decode(&bytes[..len]), Err(DecodeError::BadSize { .. })), "{len}");
+        }
+    }
+
+    #[test]
+    fn open_flags_map_to_what_the_open_can_do() {
+        let (r, w, t) = (FILE_ACCESS_READ, FILE_ACCESS_WRITE, FILE_ACCESS_TRUNCATE);
+        let rw = FILE_ACCESS_REWRITE;
+        assert_eq!(file_access(0), r, "O_RDONLY");
+        assert_eq!(file_access(0o1), w | rw, "O_WRONLY");
+        assert_eq!(file_access(0o2), r | w | rw, "O_RDWR");
+        assert_eq!(file_access(0o1101), w | t | rw, "creat: O_WRONLY|O_CREAT|O_TRUNC");
+        assert_eq!(file_access(0o2101), w, "a logger: O_WRONLY|O_CREAT|O_APPEND");
+        assert_eq!(file_access(0o4101), w | rw, "truncate(1): O_WRONLY|O_CREAT|O_NONBLOCK");
+        assert_eq!(file_access(0o1000), r | w | t | rw, "O_RDONLY|O_TRUNC truncates on Linux");
+        assert_eq!(file_access(0o100), r | w, "O_RDONLY|O_CREAT can create, not change");
+        assert_eq!(file_access(0o10000000), 0, "O_PATH opens nothing");
+        assert_eq!(file_access(0o3), 0, "access mode 3: ioctl only");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! batches travel in `SYSCALLS`, so that a syscall flood cannot crowd out exec/exit/connect.
 
 /// Bumped on any layout change; the kernel writes it into every header.
-pub const ABI_VERSION: u16 = 2;
+pub const ABI_VERSION: u16 = 3;
 
 pub const COMM_LEN: usize = 16;
 /// Bytes of the exec'd filename kept (NUL-terminated when shorter).
@@ -13,6 +13,11 @@ pub const ARGS_LEN: usize = 512;
 pub const BATCH_LEN: usize = 64;
 /// Bytes of a memfd name / bpf program name kept.
 pub const NAME_LEN: usize = 64;
+/// Levels a file open is walked up its directories looking for a watched one, and so path
+/// components a [`FileEvent`] carries.
+pub const FILE_WATCH_MAX_DEPTH: usize = 8;
+/// Bytes kept of each path component in a [`FileEvent`] (NUL-terminated when shorter).
+pub const FILE_NAME_LEN: usize = 64;
 
 /// What follows the header. Stored as a raw `u16` in the header; decode with
 /// [`EventKind::from_u16`] so an unknown value is an error, not undefined behaviour.
@@ -36,13 +41,15 @@ pub enum EventKind {
     BpfProgLoad = 13,
     /// An error a probe hit, sent in-band so it is visible rather than swallowed.
     ProbeError = 14,
+    /// An open of a watched file, or of a file below a watched directory.
+    FileOpen = 15,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
 
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -57,6 +64,7 @@ impl EventKind {
         EventKind::ModuleLoad,
         EventKind::BpfProgLoad,
         EventKind::ProbeError,
+        EventKind::FileOpen,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -75,6 +83,7 @@ impl EventKind {
             12 => Self::ModuleLoad,
             13 => Self::BpfProgLoad,
             14 => Self::ProbeError,
+            15 => Self::FileOpen,
             _ => return None,
         })
     }
@@ -95,6 +104,7 @@ impl EventKind {
             Self::ModuleLoad => "module_load",
             Self::BpfProgLoad => "bpf_prog_load",
             Self::ProbeError => "probe_error",
+            Self::FileOpen => "file_open",
         }
     }
 }
@@ -355,6 +365,93 @@ pub struct BpfProgLoadEvent {
     pub prog_name: [u8; 16],
 }
 
+/// open / openat / openat2 / creat that returned a file the `WATCHED_FILES` map names, either
+/// the file itself or one of its first [`FILE_WATCH_MAX_DEPTH`] directories, with the access
+/// the watch asked for. Reported at syscall exit, so only opens that succeeded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileEvent {
+    pub header: EventHeader,
+    /// The open flags (`O_*`; creat's are `O_CREAT | O_WRONLY | O_TRUNC`).
+    pub flags: u32,
+    /// The new fd.
+    pub fd: i32,
+    /// `FILE_ACCESS_*` bits the open asked for.
+    pub access: u32,
+    /// Directory levels between the file and the watched inode: 0 when the file itself is
+    /// watched, 1 for a file in a watched directory, ...
+    pub depth: u32,
+    /// The watched inode that matched (kernel `s_dev` encoding, `MAJOR << 20 | MINOR`).
+    pub watch_ino: u64,
+    pub watch_dev: u32,
+    pub dev: u32,
+    /// The opened file's inode (same device as the watch: the walk stops at mount roots).
+    pub ino: u64,
+    /// `names[0]` is the file's own name, `names[1]` its directory's, ... up to `depth`
+    /// entries: appended to the watch's path they give the file's path.
+    pub names: [[u8; FILE_NAME_LEN]; FILE_WATCH_MAX_DEPTH],
+}
+
+/// The open can read (`O_RDONLY` or `O_RDWR`, not `O_PATH`).
+pub const FILE_ACCESS_READ: u32 = 1 << 0;
+/// The open can write, create or truncate (`O_WRONLY`, `O_RDWR`, `O_CREAT` or `O_TRUNC`).
+pub const FILE_ACCESS_WRITE: u32 = 1 << 1;
+/// The open truncates (`O_TRUNC`): how logs and histories are emptied.
+pub const FILE_ACCESS_TRUNCATE: u32 = 1 << 2;
+/// The open can change what is already there: it writes without `O_APPEND`, or truncates.
+/// Loggers append; `truncate -s 0`, `shred`, `> file` and editors do not.
+pub const FILE_ACCESS_REWRITE: u32 = 1 << 3;
+
+/// What an open with `flags` can do to the file, as `FILE_ACCESS_*` bits. Linux checks write
+/// permission for `O_TRUNC` whatever the access mode and truncates, so it counts as a write.
+pub const fn file_access(flags: u32) -> u32 {
+    const O_ACCMODE: u32 = 0o3;
+    const O_WRONLY: u32 = 0o1;
+    const O_RDWR: u32 = 0o2;
+    const O_CREAT: u32 = 0o100;
+    const O_TRUNC: u32 = 0o1000;
+    const O_APPEND: u32 = 0o2000;
+    const O_PATH: u32 = 0o10000000;
+    if flags & O_PATH != 0 {
+        return 0;
+    }
+    let mode = flags & O_ACCMODE;
+    let mut access = 0;
+    if mode == 0 || mode == O_RDWR {
+        access |= FILE_ACCESS_READ;
+    }
+    if mode == O_WRONLY || mode == O_RDWR || flags & (O_CREAT | O_TRUNC) != 0 {
+        access |= FILE_ACCESS_WRITE;
+    }
+    if flags & O_TRUNC != 0 {
+        access |= FILE_ACCESS_TRUNCATE | FILE_ACCESS_REWRITE;
+    }
+    if (mode == O_WRONLY || mode == O_RDWR) && flags & O_APPEND == 0 {
+        access |= FILE_ACCESS_REWRITE;
+    }
+    access
+}
+
+/// Key of `WATCHED_FILES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    pub ino: u64,
+    /// Kernel `s_dev` encoding.
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+/// Value of `WATCHED_FILES`: which accesses to report, and how far below this inode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileWatch {
+    /// `FILE_ACCESS_*` bits; an open is reported when it asks for any of them.
+    pub access: u32,
+    /// 0: only this inode; n: also anything up to n directory levels below it.
+    pub max_depth: u32,
+}
+
 /// Which probe reported a [`ProbeErrorEvent`].
 #[repr(u16)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -395,4 +492,7 @@ const _: () = {
     assert!(size_of::<ModuleLoadEvent>() == 32 + 24);
     assert!(size_of::<BpfProgLoadEvent>() == 32 + 16 + 16);
     assert!(size_of::<ProbeErrorEvent>() == 32 + 8);
+    assert!(size_of::<FileEvent>() == 32 + 40 + FILE_NAME_LEN * FILE_WATCH_MAX_DEPTH);
+    assert!(size_of::<FileKey>() == 16);
+    assert!(size_of::<FileWatch>() == 8);
 };

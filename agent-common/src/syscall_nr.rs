@@ -1,6 +1,7 @@
 //! x86-64 syscall numbers the probes treat specially. The full name table lives in user space
 //! (the `syscalls` crate); these few are what the kernel side must know.
 
+pub const OPEN: u32 = 2;
 pub const CONNECT: u32 = 42;
 pub const ACCEPT: u32 = 43;
 pub const BIND: u32 = 49;
@@ -10,6 +11,7 @@ pub const FORK: u32 = 57;
 pub const VFORK: u32 = 58;
 pub const EXECVE: u32 = 59;
 pub const PTRACE: u32 = 101;
+pub const CREAT: u32 = 85;
 pub const SETUID: u32 = 105;
 pub const SETGID: u32 = 106;
 pub const SETREUID: u32 = 113;
@@ -19,12 +21,14 @@ pub const SETRESGID: u32 = 119;
 pub const SETFSUID: u32 = 122;
 pub const SETFSGID: u32 = 123;
 pub const INIT_MODULE: u32 = 175;
+pub const OPENAT: u32 = 257;
 pub const ACCEPT4: u32 = 288;
 pub const FINIT_MODULE: u32 = 313;
 pub const MEMFD_CREATE: u32 = 319;
 pub const BPF: u32 = 321;
 pub const EXECVEAT: u32 = 322;
 pub const CLONE3: u32 = 435;
+pub const OPENAT2: u32 = 437;
 
 /// `BPF_PROG_LOAD` command of bpf(2).
 pub const BPF_PROG_LOAD: u32 = 5;
@@ -32,8 +36,9 @@ pub const BPF_PROG_LOAD: u32 = 5;
 /// Syscalls whose entry and exit vigil inspects beyond batching them, by name and number. The
 /// raw sys_enter/sys_exit programs test membership in [`WATCHED_BITS`] and take a slow path only
 /// for these. clone and clone3 are watched only so the fork probe can report the caller's flags;
-/// fork and vfork have fixed flags the fork probe derives.
-pub const WATCHED: [(&str, u32); 20] = [
+/// fork and vfork have fixed flags the fork probe derives. The opens are only looked at while
+/// some file is watched (`FILE_WALK[0] != 0`).
+pub const WATCHED: [(&str, u32); 24] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
     ("accept4", ACCEPT4),
@@ -54,6 +59,10 @@ pub const WATCHED: [(&str, u32); 20] = [
     ("bpf", BPF),
     ("clone", CLONE),
     ("clone3", CLONE3),
+    ("open", OPEN),
+    ("creat", CREAT),
+    ("openat", OPENAT),
+    ("openat2", OPENAT2),
 ];
 
 /// Bitmap of [`WATCHED`] over syscall numbers 0..512.
@@ -75,6 +84,10 @@ pub fn is_watched(nr: u64) -> bool {
         Some(word) => word & (1 << (nr % 64)) != 0,
         None => false,
     }
+}
+
+pub const fn is_open(nr: u32) -> bool {
+    matches!(nr, OPEN | CREAT | OPENAT | OPENAT2)
 }
 
 pub const fn is_cred_change(nr: u32) -> bool {

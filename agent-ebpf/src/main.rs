@@ -8,6 +8,7 @@
 
 mod bench;
 mod emit;
+mod files;
 mod lifecycle;
 mod maps;
 mod response;

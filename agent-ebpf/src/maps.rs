@@ -1,8 +1,8 @@
 //! Every map the programs share. Sizes come from agent-common so user space agrees on them.
 
 use agent_common::{
-    COUNTER_SLOTS, Creds, EVENTS_RING_BYTES, IGNORED_TGIDS_ENTRIES,
-    PENDING_MAP_ENTRIES, SYSCALLS_RING_BYTES, SyscallBatch,
+    COUNTER_SLOTS, Creds, EVENTS_RING_BYTES, FILE_FILTER_WORDS, FILE_WALK_ENTRIES, FileKey, FileWatch, IGNORED_TGIDS_ENTRIES,
+    PENDING_MAP_ENTRIES, SYSCALLS_RING_BYTES, SyscallBatch, WATCHED_FILES_ENTRIES,
 };
 use aya_ebpf::{
     macros::map,
@@ -71,6 +71,20 @@ pub struct Pending {
 /// tid -> pending watched syscall.
 #[map(name = "PENDING")]
 pub static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(PENDING_MAP_ENTRIES, 0);
+
+/// Inodes whose opens are reported; written by user space from the policy's file rules.
+#[map(name = "WATCHED_FILES")]
+pub static WATCHED_FILES: HashMap<FileKey, FileWatch> =
+    HashMap::with_max_entries(WATCHED_FILES_ENTRIES, 0);
+
+/// `[0]`: 0 while nothing is watched, else 1 + the deepest `FileWatch::max_depth`; `[1 + i]`:
+/// the same over watches with access bit `i`.
+#[map(name = "FILE_WALK")]
+pub static FILE_WALK: Array<u32> = Array::with_max_entries(FILE_WALK_ENTRIES, 0);
+
+/// Bit `file_filter_bit(dev, ino)` is set for every key of `WATCHED_FILES`.
+#[map(name = "FILE_FILTER")]
+pub static FILE_FILTER: Array<u64> = Array::with_max_entries(FILE_FILTER_WORDS, 0);
 
 /// tgids whose syscalls are not batched (their lifecycle and security events still flow).
 #[map(name = "IGNORED_TGIDS")]

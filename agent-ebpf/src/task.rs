@@ -9,7 +9,7 @@ use aya_ebpf::{
 
 /// Written by the loader before load; see `agent_common::KernelOffsets`.
 #[unsafe(no_mangle)]
-static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UNKNOWN);
+pub(crate) static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UNKNOWN);
 
 /// Written by the loader before load; see `agent_common::AgentConfig`.
 #[unsafe(no_mangle)]
@@ -24,13 +24,25 @@ pub fn offsets() -> KernelOffsets {
     OFFSETS.load()
 }
 
+/// One offset, read by itself from the frozen read-only global: the verifier then knows its
+/// value, which direct loads through BTF-typed pointers need (a whole-struct copy goes through
+/// the stack, where it may not).
+macro_rules! offset {
+    ($field:ident) => {{
+        let all = core::ptr::addr_of!($crate::task::OFFSETS).cast::<agent_common::KernelOffsets>();
+        // SAFETY: `Global` is a transparent wrapper around the initialised struct.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*all).$field)) }
+    }};
+}
+pub(crate) use offset;
+
 #[inline(always)]
 pub fn config() -> AgentConfig {
     CONFIG.load()
 }
 
 /// A kernel object we only ever read through `bpf_probe_read_kernel`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct KPtr(*const u8);
 
 impl KPtr {
@@ -43,6 +55,11 @@ impl KPtr {
     #[inline(always)]
     pub fn from_raw(p: *const u8) -> Self {
         Self(p)
+    }
+
+    #[inline(always)]
+    pub fn as_ptr(self) -> *const u8 {
+        self.0
     }
 
     #[inline(always)]
@@ -59,6 +76,37 @@ impl KPtr {
         }
         // SAFETY: bpf_probe_read_kernel tolerates any address and reports faults as errors.
         unsafe { bpf_probe_read_kernel(self.0.wrapping_add(offset as usize).cast::<T>()).ok() }
+    }
+
+    /// Two 8-byte fields at `a` and `b` in one probe read when they are 8-aligned and at most
+    /// 64 bytes apart (each helper call costs tens of ns, and opens make several); two reads
+    /// otherwise. A 4-byte field comes back in the low half (little-endian).
+    #[inline(always)]
+    pub fn read_pair(self, a: u32, b: u32) -> Option<(u64, u64)> {
+        if a == OFFSET_UNKNOWN || b == OFFSET_UNKNOWN || self.0.is_null() {
+            return None;
+        }
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        if (a | b) % 8 != 0 || hi - lo > 56 {
+            return Some((self.read::<u64>(a)?, self.read::<u64>(b)?));
+        }
+        let mut buf = [0u64; 8];
+        let len = hi - lo + 8;
+        // SAFETY: at most 64 bytes into a 64-byte local; faults come back as an error.
+        let rc = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                buf.as_mut_ptr().cast(),
+                len,
+                self.0.wrapping_add(lo as usize).cast(),
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        Some((
+            *buf.get(((a - lo) / 8) as usize)?,
+            *buf.get(((b - lo) / 8) as usize)?,
+        ))
     }
 
     #[inline(always)]

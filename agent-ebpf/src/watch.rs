@@ -1,6 +1,6 @@
 //! Security-relevant syscalls, seen at entry (arguments, credentials before) and reported at exit
 //! with the result: connect/accept/bind/listen, the setuid family, ptrace, memfd_create,
-//! (f)init_module and bpf(BPF_PROG_LOAD).
+//! (f)init_module and bpf(BPF_PROG_LOAD); and, while some file is watched, the opens (`files`).
 //!
 //! Entry is handled inside `vigil_sys_enter` (which runs for every syscall anyway) behind a bitmap
 //! test; exit by one raw `sys_exit` program that returns after reading the syscall number unless
@@ -24,6 +24,7 @@ use aya_ebpf::{
 
 use crate::{
     emit::{bump, count_emitted, count_lost, current_ids, header, prompt_wakeup},
+    files,
     maps::{EVENTS, PENDING, Pending},
     task::{KPtr, config, creds_of, leader_start_ns, offsets},
 };
@@ -32,6 +33,11 @@ use crate::{
 /// it) for its exit. Called from `vigil_sys_enter` with the user registers it was given.
 #[inline(never)]
 pub fn on_enter(pid: u32, nr: u64, regs: *const pt_regs) {
+    // Opens need nothing from their entry: their exit reads the arguments from the saved
+    // registers, which syscalls leave as the caller set them.
+    if nr::is_open(nr as u32) {
+        return;
+    }
     // SAFETY: probe read of the saved user registers the tracepoint handed us.
     let Ok(r) = (unsafe { bpf_probe_read_kernel(regs) }) else {
         bump(LOSS_PENDING_MISSING, 1);
@@ -61,6 +67,19 @@ pub fn vigil_sys_exit(ctx: BtfTracePointContext) -> u32 {
     // SAFETY: `regs` is the tracepoint's trusted pt_regs pointer; the verifier checks the load.
     let sys = unsafe { (*regs).orig_rax };
     if nr::is_watched(sys) {
+        if nr::is_open(sys as u32) {
+            let ret: i64 = ctx.arg(1);
+            if ret >= 0 && files::watching() {
+                // SAFETY: as above, direct loads the verifier checks against pt_regs.
+                let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] };
+                let flags = files::open_flags(sys as u32, args);
+                if files::levels_for(flags) != 0 {
+                    let file = files::file_of_btf(ret as u32).map_or(0, |f| f.as_ptr() as u64);
+                    files::opened(flags, ret, file);
+                }
+            }
+            return 0;
+        }
         exit_watched(sys, ctx.arg(1));
     }
     0
@@ -75,6 +94,21 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
         return 0;
     };
     if nr::is_watched(sys) {
+        if nr::is_open(sys as u32) {
+            let ret: i64 = ctx.arg(1);
+            if ret >= 0 && files::watching() {
+                // SAFETY: probe reads of the saved user registers.
+                let args = unsafe {
+                    [
+                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdi)).unwrap_or(0),
+                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsi)).unwrap_or(0),
+                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx)).unwrap_or(0),
+                    ]
+                };
+                files::opened(files::open_flags(sys as u32, args), ret, 0);
+            }
+            return 0;
+        }
         exit_watched(sys, ctx.arg(1));
     }
     0

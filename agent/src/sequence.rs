@@ -93,7 +93,8 @@ pub fn event_token(ev: &Event) -> Option<Token> {
         Event::Memfd(_) => token::MEMFD_CREATE,
         Event::ModuleLoad(_) => token::MODULE_LOAD,
         Event::BpfProgLoad(_) => token::BPF_PROG_LOAD,
-        Event::ProbeError(_) => return None,
+        // Which file was opened is a policy matter; the open itself is in the batch.
+        Event::ProbeError(_) | Event::File(_) => return None,
     })
 }
 

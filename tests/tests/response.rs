@@ -1019,3 +1019,126 @@ fn a_ptrace_attach_and_a_module_load_attempt_are_alerted_with_what_happened() {
     drop(target);
     drop(daemon);
 }
+
+/// File rules on the real kernel: a watched file read through a relative path, a new file
+/// written under a watched directory after the policy loaded (killed), and the shipped default's
+/// credential and log rules, each journaled with the path the kernel resolved.
+#[test]
+fn watched_files_are_seen_by_inode_whatever_path_opened_them() {
+    let test = "watched_files_are_seen_by_inode_whatever_path_opened_them";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("files");
+    let secret = dir.join("secret");
+    fs::write(&secret, "s3cret\n").unwrap();
+    fs::create_dir_all(dir.join("drop")).unwrap();
+    let policy_dir = dir.join("policy.d");
+    fs::create_dir_all(&policy_dir).unwrap();
+    fs::write(
+        policy_dir.join("50-test.toml"),
+        format!(
+            "[[rule.file]]\nname = \"test-secret-read\"\naction = \"alert\"\npath = [\"{0}/secret\"]\naccess = [\"read\"]\n\n\
+             [[rule.file]]\nname = \"test-drop-write\"\naction = \"kill\"\npath = [\"{0}/drop/*.sh\"]\naccess = [\"write\"]\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start("files", &["--policy-dir", policy_dir.to_str().unwrap()]);
+
+    // A relative path from inside the directory: the kernel resolved it, the watch is the inode.
+    let reader = Command::new("sh")
+        .args(["-c", "cd \"$1\" && exec cat ./secret", "sh"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cat");
+    let reader_pid = reader.id().to_string();
+    let out = reader.wait_with_output().expect("cat");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "s3cret\n");
+
+    // A name the policy's glob covers but that did not exist when the policy was resolved.
+    let dropped = dir.join("drop/payload.sh");
+    let mut writer = Command::new("sh")
+        .args(["-c", "echo 'id' > \"$1\" && exec sleep 30", "sh"])
+        .arg(&dropped)
+        .spawn()
+        .expect("writer");
+    let writer_pid = writer.id().to_string();
+    let status = wait_exit(&mut writer, Duration::from_secs(10));
+    let _ = writer.kill();
+    let _ = writer.wait();
+    let status = status.expect("the writer of a watched name was not killed within 10 s");
+    assert_eq!(status.signal(), Some(9), "killed, not exited: {status:?}");
+    assert!(dropped.exists(), "the open happened before the kill");
+
+    // The shipped default: reading the password hashes, and emptying a log.
+    let shadow = Command::new("cat")
+        .arg("/etc/shadow")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cat /etc/shadow");
+    let shadow_pid = shadow.id().to_string();
+    assert!(Reap(shadow).0.wait().expect("cat").success());
+    let log = PathBuf::from(format!("/var/log/vigil-test-{}.log", std::process::id()));
+    let truncate = Command::new("sh")
+        .args(["-c", ": > \"$1\"", "sh"])
+        .arg(&log)
+        .spawn()
+        .expect("truncate");
+    let truncate_pid = truncate.id().to_string();
+    assert!(Reap(truncate).0.wait().expect("sh").success());
+    let _ = fs::remove_file(&log);
+
+    let read = entries(&cursor, "the watched file's read", |e| {
+        f(e, "VIGIL_REASON") == "test-secret-read" && f(e, "VIGIL_PID") == reader_pid
+    });
+    if let Some(a) = read.first() {
+        assert_eq!(f(a, "VIGIL_EVENT"), "alert", "{a}");
+        assert_eq!(
+            f(a, "VIGIL_DETAIL"),
+            format!("open of {} for read (fd 3)", secret.display()),
+            "{a}"
+        );
+    }
+    let kill = entries(&cursor, "the kill of the watched name's writer", |e| {
+        f(e, "VIGIL_REASON") == "test-drop-write" && f(e, "VIGIL_PID") == writer_pid
+    });
+    if let Some(k) = kill.first() {
+        assert_eq!(f(k, "VIGIL_EVENT"), "kill", "{k}");
+        assert!(
+            f(k, "VIGIL_DETAIL").starts_with(&format!("open of {} for write", dropped.display())),
+            "{k}"
+        );
+    }
+    let creds = entries(&cursor, "the shipped credential-read alert", |e| {
+        f(e, "VIGIL_REASON") == "credential-read" && f(e, "VIGIL_PID") == shadow_pid
+    });
+    if let Some(a) = creds.first() {
+        assert_eq!(f(a, "VIGIL_DETAIL"), "open of /etc/shadow for read (fd 3)", "{a}");
+    }
+    let emptied = entries(&cursor, "the shipped log-tamper alert", |e| {
+        f(e, "VIGIL_REASON") == "log-tamper" && f(e, "VIGIL_PID") == truncate_pid
+    });
+    if let Some(a) = emptied.first() {
+        assert_eq!(
+            f(a, "VIGIL_DETAIL"),
+            format!("open of {} for write+truncate+rewrite (fd 3)", log.display()),
+            "{a}"
+        );
+    }
+    // Without journald (outside CI) the daemon's own counters still have to show it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = &daemon.status()["response"];
+        if r["alerts"].as_u64().unwrap_or(0) >= 3 && r["kills"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "three alerts and a kill: {r}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(daemon);
+    let _ = fs::remove_dir_all(&dir);
+}

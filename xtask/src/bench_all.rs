@@ -6,7 +6,7 @@ use std::{fmt::Write as _, fs};
 use anyhow::{Context as _, Result};
 use serde_json::Value;
 
-use crate::{bench_load, bench_model, bench_overhead, bench_redis, cmd};
+use crate::{bench_files, bench_load, bench_model, bench_overhead, bench_redis, cmd};
 
 /// redis modes beyond the goal's, that split vigil's cost.
 const DIAGNOSTIC_REDIS_MODES: [bench_overhead::Mode; 2] =
@@ -31,6 +31,10 @@ pub fn all() -> Result<()> {
         model: None,
         rate: 100_000,
         seconds: 10,
+        rounds: 3,
+    })?;
+    bench_files::files(&bench_files::Opts {
+        iterations: 200_000,
         rounds: 3,
     })?;
     bench_load::exec(&[100, 200, 400, 800, 1600], 10)?;
@@ -117,6 +121,7 @@ fn render() -> Result<String> {
         met(at1000 <= 5.0)
     )?;
     exec_peer_row(&mut s, &e)?;
+    files_row(&mut s, &load("files").unwrap_or(Value::Null))?;
     let rows = fl["rows"].as_array().cloned().unwrap_or_default();
     let lost: u64 = rows.iter().filter_map(|r| r["syscalls_lost"].as_u64()).sum();
     let top = rows.iter().filter_map(|r| r["achieved_rate"].as_f64()).fold(0.0, f64::max);
@@ -318,11 +323,38 @@ fn render() -> Result<String> {
         "\nauditd, where measured, is Debian's auditd started by the bench with `{}` (backlog \
          limit 8192, as Debian's audit.rules sets), its log in `target/bench/auditd/`; the bench \
          deletes exactly those rules and restores the audit state afterwards.\n\n\
-         Commands: `cargo xtask bench overhead | redis | model | exec | flood | latency | all`; \
+         Commands: `cargo xtask bench overhead | redis | model | files | exec | flood | latency | all`; \
          raw results in `target/bench/*.json`.",
         crate::bench_peer::rule_text()
     )?;
     Ok(s)
+}
+
+/// What the file rules cost every open on the host (no goal in the issue: a cost to know).
+fn files_row(s: &mut String, fi: &Value) -> Result<()> {
+    let w = &fi["workloads"];
+    if w.is_null() {
+        writeln!(s, "| file rules: ns per open+close | not measured in this run | | |")?;
+        return Ok(());
+    }
+    let cell = |name: &str| {
+        let m = &w[name]["modes"];
+        format!(
+            "{name}: bare {:.0} ns, vigil without file rules +{:.0} ns, with the shipped ones +{:.0} ns (file rules {:+.0} ns)",
+            f(&m["bare"]["median_ns"]),
+            f(&m["vigil-no-file-rules"]["added_ns_vs_bare"]),
+            f(&m["vigil"]["added_ns_vs_bare"]),
+            f(&w[name]["file_rules_ns"]),
+        )
+    };
+    writeln!(
+        s,
+        "| file rules: open+close loop ({} rounds; read-only, and `O_WRONLY\\|O_CREAT\\|O_TRUNC` of target/bench/files/a/b/out, whose directories are walked to the root) | {}; {} | no goal: every open on the host pays it | |",
+        fi["rounds"],
+        cell("read"),
+        cell("trunc"),
+    )?;
+    Ok(())
 }
 
 fn skipped(v: &Value) -> Option<&str> {

@@ -49,6 +49,9 @@ pub enum Mode {
     /// auditd with an exec+connect rule set (a peer baseline; skipped where the kernel or host
     /// has no audit).
     Auditd,
+    /// `vigil run` in monitor with the shipped policy minus its file rules: what the file rules
+    /// add (`bench files` only).
+    VigilNoFileRules,
 }
 
 impl Mode {
@@ -61,6 +64,7 @@ impl Mode {
             Mode::VigilNoModel => "vigil-no-model",
             Mode::VigilLearned => "vigil-learned",
             Mode::Auditd => "auditd",
+            Mode::VigilNoFileRules => "vigil-no-file-rules",
         }
     }
 
@@ -192,6 +196,16 @@ impl Modes {
             {
                 args.splice(at..at + 2, ["--no-model".into()]);
             }
+            if mode == Mode::VigilNoFileRules
+                && let Some(at) = args.iter().position(|a| a == "--policy")
+            {
+                let shipped = fs::read_to_string(&args[at + 1])
+                    .with_context(|| format!("reading {}", args[at + 1].to_string_lossy()))?;
+                let stripped = self.out_dir.join(format!("{}policy-no-file-rules.toml", self.tag));
+                fs::write(&stripped, crate::bench_files::without_file_rules(&shipped))
+                    .with_context(|| format!("writing {}", stripped.display()))?;
+                args[at + 1] = stripped.into_os_string();
+            }
             if mode == Mode::VigilLearned {
                 args.extend(["--profile-learn-secs".into(), LEARNED_AFTER.as_secs().to_string().into()]);
             }
@@ -211,6 +225,7 @@ impl Modes {
             Mode::VigilEnforce => vigil_run("enforce", "vigil-enforce-run"),
             Mode::VigilNoModel => vigil_run("monitor", "vigil-no-model-run"),
             Mode::VigilLearned => vigil_run("monitor", "vigil-learned-run"),
+            Mode::VigilNoFileRules => vigil_run("monitor", "vigil-no-file-rules-run"),
             Mode::Auditd => Ok(Tracer::Auditd(Auditd::start(
                 &self.out_dir.join("auditd"),
             )?)),
@@ -237,6 +252,17 @@ fn loop_cpu() -> Option<usize> {
 /// The hidden `bench-loop N` subcommand: runs in its own process, pinned, and prints the
 /// elapsed nanoseconds of N getppid syscalls.
 pub fn bench_loop(iterations: u64) -> Result<()> {
+    pin_loop_cpu()?;
+    // Warm caches and let the scheduler settle on the pinned CPU.
+    syscall_loop(iterations / 10);
+    let start = Instant::now();
+    syscall_loop(iterations);
+    println!("{}", start.elapsed().as_nanos());
+    Ok(())
+}
+
+/// Pins the calling process to the loop CPU, when there are two or more.
+pub(crate) fn pin_loop_cpu() -> Result<()> {
     if let Some(cpu) = loop_cpu() {
         // SAFETY: cpu_set_t is plain data; CPU_SET stays within it for cpu < CPU_SETSIZE.
         let rc = unsafe {
@@ -249,11 +275,6 @@ pub fn bench_loop(iterations: u64) -> Result<()> {
                 .with_context(|| format!("sched_setaffinity to CPU {cpu}"));
         }
     }
-    // Warm caches and let the scheduler settle on the pinned CPU.
-    syscall_loop(iterations / 10);
-    let start = Instant::now();
-    syscall_loop(iterations);
-    println!("{}", start.elapsed().as_nanos());
     Ok(())
 }
 

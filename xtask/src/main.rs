@@ -2,6 +2,7 @@
 //! benchmarking vigil. Every external command is printed before it runs.
 
 mod bench_all;
+mod bench_files;
 mod bench_load;
 mod bench_model;
 mod bench_overhead;
@@ -66,6 +67,13 @@ enum Cmd {
     /// The syscall loop that `bench overhead` times, in its own process.
     #[command(hide = true)]
     BenchLoop { iterations: u64 },
+    /// N open+close pairs of PATH with FLAGS, for `bench files`.
+    #[command(hide = true)]
+    BenchOpenLoop {
+        iterations: u64,
+        path: std::path::PathBuf,
+        flags: i32,
+    },
     /// getppid at a steady rate, for `bench model` and `bench flood`.
     #[command(hide = true)]
     BenchPaced { rate: u64, seconds: u64 },
@@ -142,6 +150,14 @@ enum Bench {
         #[arg(long, default_value_t = 20_000)]
         forks: u64,
     },
+    /// What file rules cost every open on the host: open+close loops (read-only, and
+    /// O_WRONLY|O_CREAT|O_TRUNC) bare vs vigil without file rules vs vigil as shipped.
+    Files {
+        #[arg(long, default_value_t = 200_000)]
+        iterations: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
     /// Deny-exec (did the image run?), exec -> journald, exec -> quarantine.
     Latency {
         #[arg(long, default_value_t = 20)]
@@ -216,6 +232,14 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             pin: !no_pin,
         }),
         Cmd::BenchLoop { iterations } => bench_overhead::bench_loop(iterations),
+        Cmd::BenchOpenLoop {
+            iterations,
+            path,
+            flags,
+        } => bench_files::open_loop(iterations, &path, flags),
+        Cmd::Bench {
+            bench: Bench::Files { iterations, rounds },
+        } => bench_files::files(&bench_files::Opts { iterations, rounds }),
         Cmd::BenchPaced { rate, seconds } => bench_model::paced(rate, seconds),
         Cmd::BenchExec { rate, seconds } => bench_load::exec_loop(rate, seconds),
         Cmd::BenchForks { n } => bench_load::fork_storm(n),

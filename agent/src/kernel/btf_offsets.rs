@@ -134,6 +134,13 @@ static FIELDS: &[FieldSpec] = &[
     field("inode", &["i_mtime_nsec"], false, |o| &mut o.inode_mtime_nsec),
     field("inode", &["i_ctime_sec"], false, |o| &mut o.inode_ctime_sec),
     field("inode", &["i_ctime_nsec"], false, |o| &mut o.inode_ctime_nsec),
+    field("fdtable", &["max_fds"], false, |o| &mut o.fdt_max_fds),
+    field("file", &["f_path"], false, |o| &mut o.file_f_path),
+    field("path", &["dentry"], false, |o| &mut o.path_dentry),
+    field("dentry", &["d_parent"], false, |o| &mut o.dentry_d_parent),
+    field("dentry", &["d_inode"], false, |o| &mut o.dentry_d_inode),
+    field("dentry", &["d_name"], false, |o| &mut o.dentry_d_name),
+    field("qstr", &["name"], false, |o| &mut o.qstr_name),
 ];
 
 /// Resolves from the running kernel's BTF.

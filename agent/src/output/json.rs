@@ -124,6 +124,16 @@ pub enum Body {
         probe: u16,
         code: i32,
     },
+    /// An open of a watched file: the watched inode and the path below it.
+    FileOpen {
+        fd: i32,
+        flags: String,
+        access: Vec<&'static str>,
+        watch_dev: u32,
+        watch_ino: u64,
+        below_watch: Vec<String>,
+        ino: u64,
+    },
 }
 
 pub fn syscall_name(nr: u32) -> &'static str {
@@ -237,6 +247,15 @@ impl EventJson {
             Event::ProbeError(p) => Body::ProbeError {
                 probe: p.probe,
                 code: p.code,
+            },
+            Event::File(f) => Body::FileOpen {
+                fd: f.fd,
+                flags: format!("{:#o}", f.flags),
+                access: crate::policy::FileAccess::from_bits(f.access).names(),
+                watch_dev: f.watch_dev,
+                watch_ino: f.watch_ino,
+                below_watch: f.components(),
+                ino: f.ino,
             },
         };
         Self {

@@ -169,6 +169,9 @@ impl ProcessStage {
             Event::Exec(e) => {
                 let execs = self.table.on_exec(e, now).execs;
                 (running, hashed_now) = self.exec_image(key, execs, e);
+                if let Some(r) = running.as_deref() {
+                    self.table.resolve_relative_exe(&key, execs, r);
+                }
             }
             Event::Fork(f) => {
                 self.table.on_fork(f, now);
@@ -190,7 +193,8 @@ impl ProcessStage {
             | Event::Ptrace(_)
             | Event::Memfd(_)
             | Event::ModuleLoad(_)
-            | Event::BpfProgLoad(_) => {
+            | Event::BpfProgLoad(_)
+            | Event::File(_) => {
                 self.table.ensure(key, &self.proc_root, now);
             }
             Event::ProbeError(_) => {}
@@ -201,6 +205,7 @@ impl ProcessStage {
                 Event::Exec(e) => r.on_exec(table, seqs, key, e, running.take()),
                 Event::Net(n) => r.on_net(table, seqs, key, n),
                 Event::Exit(_) => r.on_exit(key),
+                Event::File(f) => r.on_file_open(table, seqs, key, f),
                 other => {
                     if let Some((event, detail)) = security_event(other) {
                         r.on_security_event(table, seqs, key, event, detail);

@@ -28,11 +28,12 @@ pub fn check_files_with(default: Option<&Path>, paths: &[PathBuf]) -> Result<Pol
 /// One line for the CLI when a check passes.
 pub fn check_report(policy: &Policy) -> String {
     format!(
-        "ok: {} file(s), {} exec rule(s), {} connect rule(s), {} event rule(s), mode {}, version {}",
+        "ok: {} file(s), {} exec rule(s), {} connect rule(s), {} event rule(s), {} file rule(s), mode {}, version {}",
         policy.sources.len(),
         policy.exec.len(),
         policy.connect.len(),
         policy.event.len(),
+        policy.file.len(),
         policy.mode,
         policy.version
     )

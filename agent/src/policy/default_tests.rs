@@ -49,7 +49,13 @@ fn default_settings() {
             "shell-connects-out",
             "kernel-module-load",
             "ptrace-attach",
-            "gained-root"
+            "gained-root",
+            "credential-read",
+            "ssh-key-read",
+            "persistence-write",
+            "preload-write",
+            "account-write",
+            "log-tamper",
         ]
     );
 }
@@ -191,4 +197,77 @@ fn module_loads_ptrace_attaches_and_gains_of_root_alert_but_bpf_and_memfds_do_no
     assert_eq!(hits(SecurityEvent::GainedRoot), hit("gained-root", Action::Alert));
     assert!(hits(SecurityEvent::BpfProgLoad).is_empty());
     assert!(hits(SecurityEvent::MemfdCreate).is_empty());
+}
+
+fn file_hits(p: &Policy, path: &str, access: FileAccess, exe: &str) -> Vec<(String, Action)> {
+    p.file_rules(&FileContext { path, access, exe })
+        .iter()
+        .map(RuleRef::owned)
+        .collect()
+}
+
+#[test]
+fn credential_and_key_reads_alert_except_from_the_programs_whose_job_they_are() {
+    let p = default_policy();
+    let r = FileAccess::READ;
+    for (path, exe) in [
+        ("/etc/shadow", "/usr/bin/cat"),
+        ("/etc/gshadow", "/usr/bin/python3.11"),
+        ("/etc/shadow-", "/tmp/x"),
+    ] {
+        assert_eq!(file_hits(&p, path, r, exe), hit("credential-read", Action::Alert), "{exe} {path}");
+    }
+    for exe in ["/usr/sbin/sshd", "/usr/sbin/unix_chkpwd", "/usr/bin/sudo", "/usr/sbin/useradd", "/usr/lib/openssh/sshd-session"] {
+        assert!(file_hits(&p, "/etc/shadow", r, exe).is_empty(), "{exe}");
+    }
+    assert!(file_hits(&p, "/etc/passwd", r, "/usr/bin/cat").is_empty(), "passwd is world-readable");
+    for path in ["/root/.ssh/id_rsa", "/home/alice/.ssh/id_ed25519", "/etc/ssh/ssh_host_ed25519_key"] {
+        assert_eq!(file_hits(&p, path, r, "/usr/bin/tar"), hit("ssh-key-read", Action::Alert), "{path}");
+        assert!(file_hits(&p, path, r, "/usr/bin/ssh").is_empty(), "{path}");
+    }
+    for path in ["/root/.ssh/id_rsa.pub", "/etc/ssh/ssh_host_ed25519_key.pub", "/root/.ssh/known_hosts"] {
+        assert!(file_hits(&p, path, r, "/usr/bin/cat").is_empty(), "public: {path}");
+    }
+}
+
+#[test]
+fn persistence_and_log_truncation_alert_on_writes_only() {
+    let p = default_policy();
+    let (r, w) = (FileAccess::READ, FileAccess::WRITE);
+    let wt = w.union(FileAccess::TRUNCATE);
+    for path in [
+        "/etc/cron.d/backdoor",
+        "/var/spool/cron/crontabs/root",
+        "/etc/systemd/system/evil.service",
+        "/etc/systemd/system/multi-user.target.wants/evil.service",
+        "/root/.ssh/authorized_keys",
+        "/home/bob/.ssh/authorized_keys2",
+        "/home/bob/.bashrc",
+        "/etc/sudoers.d/90-evil",
+        "/etc/profile.d/x.sh",
+    ] {
+        assert_eq!(file_hits(&p, path, w, "/usr/bin/bash"), hit("persistence-write", Action::Alert), "{path}");
+        assert!(file_hits(&p, path, r, "/usr/bin/bash").is_empty(), "reading is not persistence: {path}");
+        assert!(file_hits(&p, path, w, "/usr/bin/dpkg").is_empty(), "package installs: {path}");
+    }
+    assert_eq!(file_hits(&p, "/etc/ld.so.preload", w, "/usr/bin/dpkg"), hit("preload-write", Action::Alert));
+    assert_eq!(file_hits(&p, "/etc/passwd", w, "/usr/bin/bash"), hit("account-write", Action::Alert));
+    assert!(file_hits(&p, "/etc/passwd", w, "/usr/sbin/useradd").is_empty());
+    let changes = |flags: u32| FileAccess::from_bits(agent_common::file_access(flags));
+    for (flags, how) in [(0o1101, "> auth.log"), (0o4101, "truncate -s 0"), (0o1, "shred"), (0o2, "O_RDWR")] {
+        assert_eq!(file_hits(&p, "/var/log/auth.log", changes(flags), "/usr/bin/bash"), hit("log-tamper", Action::Alert), "{how}");
+    }
+    assert!(file_hits(&p, "/var/log/nginx/access.log", changes(0o2101), "/usr/sbin/nginx").is_empty(), "appending is logging");
+    assert!(file_hits(&p, "/var/log/syslog", wt, "/usr/sbin/logrotate").is_empty(), "copytruncate");
+    assert!(file_hits(&p, "/var/log/journal/x/system.journal", changes(0o2), "/usr/lib/systemd/systemd-journald").is_empty());
+}
+
+#[test]
+fn file_rules_number_after_every_other_kind() {
+    let p = default_policy();
+    let hits = p.file_rules(&FileContext { path: "/etc/shadow", access: FileAccess::READ, exe: "/usr/bin/cat" });
+    let index = hits[0].index;
+    assert_eq!(p.rule_name(index), Some("credential-read"));
+    assert_eq!(p.rule_action(index), Some(Action::Alert));
+    assert_eq!(p.rule_name(index - 1), Some("gained-root"), "the last event rule comes just before");
 }

@@ -311,3 +311,43 @@ fn event_rule_errors() {
         )
     );
 }
+
+#[test]
+fn file_rule_errors_name_the_paths_accesses_and_actions_expected() {
+    assert_eq!(
+        error(&rule("file", "action = \"alert\"\naccess = [\"read\"]")),
+        format!("{FILE}:3:8: rule.file `r` has no `path`: expected a list of absolute paths or globs")
+    );
+    assert_eq!(
+        error(&rule("file", "action = \"alert\"\npath = [\"/etc/shadow\", \"**/shadow\"]")),
+        format!(
+            "{FILE}:5:24: invalid path `**/shadow` in rule.file: expected an absolute path or a glob starting with `/`"
+        )
+    );
+    assert_eq!(
+        error(&rule("file", "action = \"alert\"\npath = [\"/etc/shadow\"]\naccess = [\"read\", \"exec\"]")),
+        format!("{FILE}:6:19: unknown access `exec`: expected one of read, write, truncate, rewrite")
+    );
+    assert_eq!(
+        error(&rule("file", "action = \"alert\"\npath = [\"/etc/shadow\"]\naccess = []")),
+        format!("{FILE}:6:10: `access` is empty: expected at least one entry, or leave `access` out")
+    );
+    assert_eq!(
+        error(&rule("file", "action = \"deny\"\npath = [\"/etc/shadow\"]")),
+        format!(
+            "{FILE}:4:10: `deny` is only valid for rule.connect (an open is seen once it has happened); expected one of alert, kill, quarantine"
+        )
+    );
+    assert_eq!(
+        error(&rule("file", "action = \"alert\"\npath = [\"/etc/shadow\"]\nexcept_exe = [\"sshd\"]")),
+        format!(
+            "{FILE}:6:15: invalid glob `sshd` in `except_exe`: expected an absolute path, or a pattern starting with `/` or `**/`"
+        )
+    );
+    assert_eq!(
+        error(&rule("file", "action = \"alert\"\npaths = [\"/etc/shadow\"]")),
+        format!(
+            "{FILE}:5:1: in `rule.file`: unknown field `paths`, expected one of `name`, `action`, `path`, `access`, `exe`, `except_exe`"
+        )
+    );
+}

@@ -32,6 +32,7 @@ pub(super) struct Merged {
     pub exec: Vec<ExecRuleDef>,
     pub connect: Vec<ConnectRuleDef>,
     pub event: Vec<EventRuleDef>,
+    pub file: Vec<FileRuleDef>,
     pub allow_exe: Vec<At<String>>,
     pub allow_sha256: Vec<At<String>>,
     pub allow_users: Vec<At<RawUser>>,
@@ -65,6 +66,16 @@ pub(super) struct EventRuleDef {
     pub action: At<Action>,
     pub event: AtList<String>,
     pub exe: AtList<String>,
+}
+
+#[derive(Debug)]
+pub(super) struct FileRuleDef {
+    pub name: At<String>,
+    pub action: At<Action>,
+    pub path: AtList<String>,
+    pub access: AtList<String>,
+    pub exe: AtList<String>,
+    pub except_exe: AtList<String>,
 }
 
 impl Merged {
@@ -114,6 +125,15 @@ impl Merged {
                 action: locate(src, r.action),
                 event: list(src, r.event),
                 exe: list(src, r.exe),
+            }));
+        self.file
+            .extend(file.rule.file.into_iter().map(|r| FileRuleDef {
+                name: locate(src, r.name),
+                action: locate(src, r.action),
+                path: list(src, r.path),
+                access: list(src, r.access),
+                exe: list(src, r.exe),
+                except_exe: list(src, r.except_exe),
             }));
         self.allow_exe.extend(all(src, file.allow.exe));
         self.allow_sha256.extend(all(src, file.allow.sha256));

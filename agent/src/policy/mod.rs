@@ -1,11 +1,12 @@
 //! The operator's policy: TOML files merged in load order (the shipped default, then
 //! `/etc/vigil/policy.d/*.toml` by file name), validated with `file:line:column` errors, and
-//! compiled into matchers the pipeline asks: which rules an exec, connect or security event
-//! hits, whether a process is allowlisted or protected, and what the kernel can deny by itself.
+//! compiled into matchers the pipeline asks: which rules an exec, connect, security event or
+//! file open hits, which files the kernel must watch, whether a process is allowlisted or protected, and what the kernel can deny by itself.
 
 mod allow;
 mod check;
 mod error;
+mod file_watch;
 mod glob;
 mod kernel;
 mod merge;
@@ -34,7 +35,10 @@ pub use error::{Location, PolicyError};
 pub use kernel::KernelExecMatch;
 pub use policy::Policy;
 pub use protected::{BUILTIN_PROTECTED_COMM, BUILTIN_PROTECTED_EXE};
-pub use rules::{ConnectContext, EventContext, ExecContext, RuleRef, SecurityEvent};
+pub use file_watch::PlannedWatch;
+pub use rules::{
+    ConnectContext, EventContext, ExecContext, FileAccess, FileContext, RuleRef, SecurityEvent,
+};
 pub use settings::{Action, Mode, ModelActions, ResponseLimits, Thresholds};
 pub use source::load_sources;
 

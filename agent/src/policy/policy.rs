@@ -8,7 +8,8 @@ use super::error::{Location, PolicyError};
 use super::merge::{At, Merged};
 use super::protected::ProtectedSet;
 use super::rules::{
-    ConnectContext, ConnectRule, EventContext, EventRule, ExecContext, ExecRule, RuleRef,
+    ConnectContext, ConnectRule, EventContext, EventRule, ExecContext, ExecRule, FileContext,
+    FileRule, RuleRef,
 };
 use super::settings::{Action, Mode, ModelActions, ResponseLimits, Thresholds};
 use super::source::{self, Source};
@@ -25,10 +26,11 @@ pub struct Policy {
     pub version: String,
     pub sources: Vec<PathBuf>,
     /// Rule index `i` is `exec[i]` for `i < exec.len()`, then `connect[i - exec.len()]`, then
-    /// `event[..]`.
+    /// `event[..]`, then `file[..]`.
     pub(super) exec: Vec<ExecRule>,
     pub(super) connect: Vec<ConnectRule>,
     pub(super) event: Vec<EventRule>,
+    pub(super) file: Vec<FileRule>,
     pub(super) allow: Allowlist,
     pub(super) protected: ProtectedSet,
 }
@@ -43,7 +45,7 @@ impl Policy {
             version = %policy.version,
             mode = %policy.mode,
             files = policy.sources.len(),
-            rules = policy.exec.len() + policy.connect.len() + policy.event.len(),
+            rules = policy.exec.len() + policy.connect.len() + policy.event.len() + policy.file.len(),
             "policy loaded"
         );
         Ok(policy)
@@ -76,6 +78,7 @@ impl Policy {
             .map(|r| &r.name)
             .chain(merged.connect.iter().map(|r| &r.name))
             .chain(merged.event.iter().map(|r| &r.name))
+            .chain(merged.file.iter().map(|r| &r.name))
         {
             if let Some(first) = names.insert(name.value.clone(), name.at.clone()) {
                 return Err(PolicyError::DuplicateRule {
@@ -106,6 +109,11 @@ impl Policy {
             .into_iter()
             .map(EventRule::compile)
             .collect::<Result<_, _>>()?;
+        let file = merged
+            .file
+            .into_iter()
+            .map(FileRule::compile)
+            .collect::<Result<_, _>>()?;
         Ok(Policy {
             mode,
             thresholds,
@@ -116,6 +124,7 @@ impl Policy {
             exec,
             connect,
             event,
+            file,
             allow,
             protected,
         })
@@ -186,6 +195,12 @@ impl Policy {
         matching(&self.event, base, |r| r.matches(ctx), |r| (&r.name, r.action))
     }
 
+    /// Every file rule that matches, in policy order.
+    pub fn file_rules<'a>(&'a self, ctx: &FileContext) -> Vec<RuleRef<'a>> {
+        let base = self.exec.len() + self.connect.len() + self.event.len();
+        matching(&self.file, base, |r| r.matches(ctx), |r| (&r.name, r.action))
+    }
+
     pub fn rule_name(&self, index: u32) -> Option<&str> {
         self.rule_at(index).map(|(name, _)| name)
     }
@@ -197,13 +212,15 @@ impl Policy {
 
     fn rule_at(&self, index: u32) -> Option<(&str, Action)> {
         let i = index as usize;
-        let (e, c) = (self.exec.len(), self.connect.len());
+        let (e, c, v) = (self.exec.len(), self.connect.len(), self.event.len());
         if i < e {
             self.exec.get(i).map(|r| (r.name.as_str(), r.action))
         } else if i < e + c {
             self.connect.get(i - e).map(|r| (r.name.as_str(), r.action))
-        } else {
+        } else if i < e + c + v {
             self.event.get(i - e - c).map(|r| (r.name.as_str(), r.action))
+        } else {
+            self.file.get(i - e - c - v).map(|r| (r.name.as_str(), r.action))
         }
     }
 }

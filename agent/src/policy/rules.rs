@@ -1,5 +1,5 @@
-//! Exec, connect and event rules: compiled from their definitions, and matched against one
-//! event.
+//! Exec, connect, event and file rules: compiled from their definitions, and matched against
+//! one event.
 //! Within a rule every condition present must hold; within a list any entry may match.
 
 use std::net::IpAddr;
@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::error::PolicyError;
 use super::glob::GlobList;
-use super::merge::{At, AtList, ConnectRuleDef, EventRuleDef, ExecRuleDef};
+use super::merge::{At, AtList, ConnectRuleDef, EventRuleDef, ExecRuleDef, FileRuleDef};
 use super::settings::Action;
 
 /// What an exec event offers to `rule.exec`.
@@ -85,6 +85,75 @@ impl SecurityEvent {
 pub struct EventContext<'a> {
     pub event: SecurityEvent,
     /// The executable of the process that made the call.
+    pub exe: &'a str,
+}
+
+/// What an open asked to do to a file, as the kernel's `FILE_ACCESS_*` bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileAccess(u32);
+
+impl FileAccess {
+    pub const READ: FileAccess = FileAccess(agent_common::FILE_ACCESS_READ);
+    pub const WRITE: FileAccess = FileAccess(agent_common::FILE_ACCESS_WRITE);
+    pub const TRUNCATE: FileAccess = FileAccess(agent_common::FILE_ACCESS_TRUNCATE);
+    pub const REWRITE: FileAccess = FileAccess(agent_common::FILE_ACCESS_REWRITE);
+    /// Every access that changes the file.
+    pub const CHANGES: FileAccess = FileAccess(Self::WRITE.0 | Self::TRUNCATE.0 | Self::REWRITE.0);
+    const NAMED: [(&'static str, FileAccess); 4] = [
+        ("read", Self::READ),
+        ("write", Self::WRITE),
+        ("truncate", Self::TRUNCATE),
+        ("rewrite", Self::REWRITE),
+    ];
+
+    pub const fn from_bits(bits: u32) -> Self {
+        FileAccess(bits & 0b1111)
+    }
+
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    pub const fn union(self, other: FileAccess) -> Self {
+        FileAccess(self.0 | other.0)
+    }
+
+    pub const fn intersects(self, other: FileAccess) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        Self::NAMED
+            .iter()
+            .filter(|(_, a)| self.intersects(*a))
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    fn parse(s: &At<String>) -> Result<Self, PolicyError> {
+        Self::NAMED
+            .iter()
+            .find(|(n, _)| *n == s.value)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| {
+                PolicyError::invalid(
+                    s.at.clone(),
+                    format!(
+                        "unknown access `{}`: expected one of read, write, truncate, rewrite",
+                        s.value
+                    ),
+                )
+            })
+    }
+}
+
+/// What an open of a watched file offers to `rule.file`.
+#[derive(Debug, Clone, Copy)]
+pub struct FileContext<'a> {
+    /// The file's path, as vigil rebuilt it from the watched directory down.
+    pub path: &'a str,
+    pub access: FileAccess,
+    /// The executable of the process that opened it.
     pub exe: &'a str,
 }
 
@@ -269,6 +338,73 @@ impl EventRule {
 
     pub fn matches(&self, ctx: &EventContext) -> bool {
         self.events.contains(&ctx.event) && self.exe.as_ref().is_none_or(|g| g.is_match(ctx.exe))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct FileRule {
+    pub name: String,
+    pub action: Action,
+    pub path: GlobList,
+    /// Any of these; read and write when the rule does not say.
+    pub access: FileAccess,
+    pub exe: Option<GlobList>,
+    /// Programs whose job is this file (sshd reads /etc/shadow, logrotate truncates logs).
+    pub except_exe: Option<GlobList>,
+}
+
+impl FileRule {
+    pub fn compile(def: FileRuleDef) -> Result<Self, PolicyError> {
+        check_name(&def.name)?;
+        if def.action.value == Action::Deny {
+            return Err(PolicyError::invalid(
+                def.action.at,
+                "`deny` is only valid for rule.connect (an open is seen once it has happened); \
+                 expected one of alert, kill, quarantine",
+            ));
+        }
+        let Some(paths) = non_empty(def.path, "path")? else {
+            return Err(PolicyError::invalid(
+                def.name.at,
+                format!(
+                    "rule.file `{}` has no `path`: expected a list of absolute paths or globs",
+                    def.name.value
+                ),
+            ));
+        };
+        // A watch starts from a directory the pattern names: `**/x` would mean walking every
+        // open on the host up to the root.
+        if let Some(p) = paths.iter().find(|p| !p.value.starts_with('/')) {
+            return Err(PolicyError::invalid(
+                p.at.clone(),
+                format!(
+                    "invalid path `{}` in rule.file: expected an absolute path or a glob starting with `/`",
+                    p.value
+                ),
+            ));
+        }
+        let access = match non_empty(def.access, "access")? {
+            None => FileAccess::READ.union(FileAccess::WRITE),
+            Some(l) => l
+                .iter()
+                .map(FileAccess::parse)
+                .try_fold(FileAccess::default(), |acc, a| a.map(|a| acc.union(a)))?,
+        };
+        Ok(Self {
+            path: GlobList::compile(&paths, "path")?,
+            access,
+            exe: globs(def.exe, "exe")?,
+            except_exe: globs(def.except_exe, "except_exe")?,
+            name: def.name.value,
+            action: def.action.value,
+        })
+    }
+
+    pub fn matches(&self, ctx: &FileContext) -> bool {
+        self.access.intersects(ctx.access)
+            && self.path.is_match(ctx.path)
+            && self.exe.as_ref().is_none_or(|g| g.is_match(ctx.exe))
+            && !self.except_exe.as_ref().is_some_and(|g| g.is_match(ctx.exe))
     }
 }
 

@@ -61,6 +61,8 @@ pub(super) struct RawRules {
     pub connect: Vec<RawConnectRule>,
     #[serde(default)]
     pub event: Vec<RawEventRule>,
+    #[serde(default)]
+    pub file: Vec<RawFileRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +93,17 @@ pub(super) struct RawEventRule {
     pub action: Spanned<Action>,
     pub event: SpannedList<String>,
     pub exe: SpannedList<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFileRule {
+    pub name: Spanned<String>,
+    pub action: Spanned<Action>,
+    pub path: SpannedList<String>,
+    pub access: SpannedList<String>,
+    pub exe: SpannedList<String>,
+    pub except_exe: SpannedList<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -48,9 +48,22 @@ impl Policy {
             }
             json!({ "name": r.name, "kind": "event", "action": r.action, "conditions": when })
         });
+        let file = self.file.iter().map(|r| {
+            let mut when = serde_json::Map::new();
+            when.insert("path".into(), globs(&r.path));
+            when.insert("access".into(), json!(r.access.names()));
+            if let Some(e) = &r.exe {
+                when.insert("exe".into(), globs(e));
+            }
+            if let Some(e) = &r.except_exe {
+                when.insert("except_exe".into(), globs(e));
+            }
+            json!({ "name": r.name, "kind": "file", "action": r.action, "conditions": when })
+        });
         let rules: Vec<Value> = exec
             .chain(connect)
             .chain(event)
+            .chain(file)
             .enumerate()
             .map(|(i, mut r)| {
                 r["index"] = json!(i);

@@ -672,7 +672,7 @@ fn check_files_validates_the_files_as_one_policy() {
     assert_eq!(
         check_report(&p),
         format!(
-            "ok: 1 file(s), 1 exec rule(s), 0 connect rule(s), 0 event rule(s), mode enforce, version {}",
+            "ok: 1 file(s), 1 exec rule(s), 0 connect rule(s), 0 event rule(s), 0 file rule(s), mode enforce, version {}",
             p.version
         )
     );

@@ -121,6 +121,18 @@ impl ProcessTable {
         }
     }
 
+    /// Names the image by an absolute path when the exec named it relative to its cwd
+    /// (`./tool`): rules match absolute paths, and `cd /usr/bin && ./bash` is still bash.
+    pub fn resolve_relative_exe(&mut self, key: &ProcessKey, execs: u32, running: &str) {
+        if let Some(p) = self.get_key_mut(key)
+            && p.execs == execs
+            && !p.exe.starts_with('/')
+            && running.starts_with('/')
+        {
+            p.exe = running.into();
+        }
+    }
+
     pub fn on_exec(&mut self, ev: &ExecEvent, now: Instant) -> &ProcessInfo {
         let key = ProcessKey::from_event_header(&ev.header);
         let (info, _) = self.slot(key, now, || {

@@ -528,3 +528,21 @@ fn seeds_from_real_proc_and_finds_itself() {
     assert_eq!(me.source, ProcessSource::Seeded);
     assert!(!t.ancestry(std::process::id()).is_empty());
 }
+
+#[test]
+fn an_image_execd_by_a_relative_path_is_named_by_its_running_path() {
+    let mut t = table();
+    let now = Instant::now();
+    let k = ProcessKey::new(60, at_tick(12));
+    let execs = t.on_exec(&exec(60, k.start_ns, 1, 0, "./bash"), now).execs;
+    t.resolve_relative_exe(&k, execs, "/usr/bin/bash");
+    assert_eq!(&*t.get_key(&k).unwrap().exe, "/usr/bin/bash");
+    // An absolute exec name stays as exec'd (a symlink's name is what rules are written for).
+    let execs = t.on_exec(&exec(60, k.start_ns, 1, 0, "/bin/sh"), now).execs;
+    t.resolve_relative_exe(&k, execs, "/usr/bin/dash");
+    assert_eq!(&*t.get_key(&k).unwrap().exe, "/bin/sh");
+    // A stale answer about an earlier image changes nothing.
+    let execs = t.on_exec(&exec(60, k.start_ns, 1, 0, "./tool"), now).execs;
+    t.resolve_relative_exe(&k, execs - 1, "/usr/bin/dash");
+    assert_eq!(&*t.get_key(&k).unwrap().exe, "./tool");
+}

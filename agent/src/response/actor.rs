@@ -15,7 +15,7 @@ use std::{
 
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{
     actions_log::ActionLog,
@@ -48,6 +48,8 @@ pub enum ActorMsg {
     },
     /// policy.d changed on disk.
     Reload,
+    /// Resolve the file rules' globs again (files may have appeared since).
+    RefreshFileWatches,
     Command(Command),
     /// Kernel or pipeline losses grew since the last report.
     Loss {
@@ -78,6 +80,8 @@ pub struct Actor {
     pub stats: Arc<ActorStats>,
     /// Journaled once at start (e.g. "policy.d is invalid, running the last good policy").
     pub startup_note: Option<String>,
+    /// Paths of the watched files, shared with the responder.
+    pub files: super::file_watches::FileWatchIndex,
 }
 
 /// The network cut a quarantine asks for, through the guards' map.
@@ -188,6 +192,12 @@ impl Actor {
                 self.journal_send(&inc);
             }
             ActorMsg::Reload => self.reload(),
+            ActorMsg::RefreshFileWatches => {
+                let policy = self.policy();
+                if let Err(e) = self.program_file_watches(&policy) {
+                    warn!("cannot refresh the watched files: {e}");
+                }
+            }
             ActorMsg::Command(cmd) => {
                 // The client gave up waiting (its timeout passed while decisions were ahead of
                 // it): doing it now would contradict the error it was given.
@@ -264,12 +274,7 @@ impl Actor {
                     .as_deref()
                     .map(|h| format!(" — {h}"))
                     .unwrap_or_default();
-                let what = d
-                    .detail
-                    .as_deref()
-                    .map(|x| format!(": {x}"))
-                    .unwrap_or_default();
-                let msg = format!("vigil: alert on {who} by {}{what}{why}", d.reason);
+                let msg = format!("vigil: alert on {who} by {}{}{why}", d.reason, what(&d));
                 let outcome = d.held_back.clone().unwrap_or_else(|| "alerted".into());
                 let inc = self
                     .incident(IncidentKind::Alert, msg, &d)
@@ -314,7 +319,7 @@ impl Actor {
         };
         self.log.end(entry, &outcome);
         let msg = if done {
-            format!("vigil: killed {who} by {}", d.reason)
+            format!("vigil: killed {who} by {}{}", d.reason, what(&d))
         } else {
             format!(
                 "vigil: could not kill {who} by {}: {}",
@@ -373,7 +378,7 @@ impl Actor {
                     "freeze NOT verified"
                 };
                 (
-                    format!("vigil: quarantined {who} by {} [{}]", d.reason, rec.id),
+                    format!("vigil: quarantined {who} by {}{} [{}]", d.reason, what(&d), rec.id),
                     format!("applied: {frozen}, {net}, {} process(es)", rec.pids.len()),
                     Some(rec.id),
                 )
@@ -439,7 +444,24 @@ impl Actor {
         k.set_net_denies(&policy.kernel_connect_denies())
             .map_err(|e| e.to_string())?;
         k.set_protected_comms(&policy.protected_comms())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.program_file_watches(policy)
+    }
+
+    /// Resolves the file rules against the filesystem now and points the kernel at the result.
+    fn program_file_watches(&mut self, policy: &Policy) -> Result<(), String> {
+        let Some(k) = self.kernel.as_mut() else {
+            return Ok(());
+        };
+        let r = super::file_watches::resolve(&policy.file_watch_plan());
+        // Paths first: an event for a new watch must find its path, and one in flight for an
+        // old watch still finds its own until the kernel has moved on.
+        self.files.add_all(&r.paths);
+        k.set_file_watches(&r.entries, &r.walk)
+            .map_err(|e| e.to_string())?;
+        self.files.replace(r.paths);
+        debug!(inodes = r.entries.len(), walk = ?r.walk, "file watches programmed");
+        Ok(())
     }
 
     /// Pushes the current policy into the kernel and the scorer, and journals it.
@@ -623,4 +645,13 @@ pub fn state_paths(state_dir: &std::path::Path) -> (PathBuf, PathBuf) {
         state_dir.join("actions.jsonl"),
         state_dir.join("quarantine"),
     )
+}
+
+/// What the process did, for the end of an incident's message (": open of /etc/shadow ..."):
+/// a rule's name says why, this says what happened.
+fn what(d: &Decision) -> String {
+    d.detail
+        .as_deref()
+        .map(|x| format!(": {x}"))
+        .unwrap_or_default()
 }

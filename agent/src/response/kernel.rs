@@ -1,10 +1,12 @@
 //! The response maps the kernel programs read: mode, protected tgids, exec deny trie,
-//! quarantined cgroups and processes, and the outbound deny tries. User space is their only writer.
+//! quarantined cgroups and processes, the outbound deny tries and the watched files. User space is
+//! their only writer.
 
 use std::{collections::HashSet, net::IpAddr};
 
 use agent_common::{
-    NET4_KEY_LEN, NET6_KEY_LEN, PATH_LEN, RESPONSE_ENFORCE, RESPONSE_MONITOR, names,
+    FILE_FILTER_WORDS, FILE_WALK_ENTRIES, FileKey, FileWatch, NET4_KEY_LEN, file_filter_bit, NET6_KEY_LEN, PATH_LEN, RESPONSE_ENFORCE, RESPONSE_MONITOR,
+    names,
 };
 use aya::maps::{
     Array, HashMap as BpfHashMap, Map, MapData, MapError,
@@ -41,6 +43,9 @@ pub struct KernelResponse {
     quarantined_tgids: BpfHashMap<MapData, u32, u8>,
     deny_net4: LpmTrie<MapData, [u8; NET4_KEY_LEN], u32>,
     deny_net6: LpmTrie<MapData, [u8; NET6_KEY_LEN], u32>,
+    watched_files: BpfHashMap<MapData, FileKey, FileWatch>,
+    file_walk: Array<MapData, u32>,
+    file_filter: Array<MapData, u64>,
     /// Whether connect/sendmsg guards are attached (a quarantine can cut the network).
     pub network_guards: bool,
 }
@@ -69,6 +74,12 @@ impl KernelResponse {
                 .map_err(map_err(names::MAP_DENY_NET4))?,
             deny_net6: LpmTrie::try_from(get(names::MAP_DENY_NET6)?)
                 .map_err(map_err(names::MAP_DENY_NET6))?,
+            watched_files: BpfHashMap::try_from(get(names::MAP_WATCHED_FILES)?)
+                .map_err(map_err(names::MAP_WATCHED_FILES))?,
+            file_walk: Array::try_from(get(names::MAP_FILE_WALK)?)
+                .map_err(map_err(names::MAP_FILE_WALK))?,
+            file_filter: Array::try_from(get(names::MAP_FILE_FILTER)?)
+                .map_err(map_err(names::MAP_FILE_FILTER))?,
             network_guards,
         })
     }
@@ -127,6 +138,73 @@ impl KernelResponse {
             self.protected_comms
                 .insert(k, 1, 0)
                 .map_err(map_err(name))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the watched files exactly `entries` and `FILE_WALK` `walk` (all 0: opens are not
+    /// looked at). A walk only shrinks after the entries that needed it are gone, and grows
+    /// before the entries that need it arrive.
+    pub fn set_file_watches(
+        &mut self,
+        entries: &std::collections::HashMap<FileKey, FileWatch>,
+        walk: &[u32; FILE_WALK_ENTRIES as usize],
+    ) -> Result<(), KernelMapError> {
+        let name = names::MAP_WATCHED_FILES;
+        let old: Vec<u32> = (0..FILE_WALK_ENTRIES)
+            .map(|i| self.file_walk.get(&i, 0).unwrap_or(0))
+            .collect();
+        let mut filter = vec![0u64; FILE_FILTER_WORDS as usize];
+        for k in entries.keys() {
+            let bit = file_filter_bit(k.ino);
+            filter[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        // The filter covers old and new entries while they change over.
+        self.set_filter(&filter, true)?;
+        self.set_walk(walk, |new, old| new > old, &old)?;
+        for (k, v) in entries {
+            self.watched_files.insert(k, v, 0).map_err(map_err(name))?;
+        }
+        let stale: Vec<FileKey> = self
+            .watched_files
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !entries.contains_key(k))
+            .collect();
+        for k in stale {
+            let _ = self.watched_files.remove(&k);
+        }
+        self.set_walk(walk, |new, old| new < old, &old)?;
+        self.set_filter(&filter, false)
+    }
+
+    /// Writes the words of `filter` that differ, or'ed into what is there when `merge`.
+    fn set_filter(&mut self, filter: &[u64], merge: bool) -> Result<(), KernelMapError> {
+        for (i, &want) in filter.iter().enumerate() {
+            let i = i as u32;
+            let have = self.file_filter.get(&i, 0).unwrap_or(0);
+            let new = if merge { have | want } else { want };
+            if new != have {
+                self.file_filter
+                    .set(i, new, 0)
+                    .map_err(map_err(names::MAP_FILE_FILTER))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_walk(
+        &mut self,
+        walk: &[u32; FILE_WALK_ENTRIES as usize],
+        now: impl Fn(u32, u32) -> bool,
+        old: &[u32],
+    ) -> Result<(), KernelMapError> {
+        for (i, (&new, &was)) in walk.iter().zip(old).enumerate() {
+            if now(new, was) {
+                self.file_walk
+                    .set(i as u32, new, 0)
+                    .map_err(map_err(names::MAP_FILE_WALK))?;
+            }
         }
         Ok(())
     }

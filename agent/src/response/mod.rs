@@ -12,6 +12,7 @@ pub mod actions_log;
 pub mod actor;
 pub mod decision;
 mod exec_memo;
+pub mod file_watches;
 pub mod kernel;
 pub mod ratelimit;
 pub mod responder;
@@ -71,6 +72,21 @@ impl Default for ResponseConfig {
 pub enum ResponseError {
     #[error("loading policy: {0}")]
     Policy(#[from] PolicyError),
+}
+
+/// Resolves the file rules' globs again now and then, for files created since.
+fn spawn_file_refresh(actor: mpsc::Sender<ActorMsg>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(file_watches::REFRESH_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if actor.send(ActorMsg::RefreshFileWatches).await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// Everything the daemon wires in: the responder for the process stage, the actor's queue (for
@@ -146,6 +162,7 @@ impl ResponseStage {
         let quarantine_available = quarantine.is_some();
         let stats = Arc::new(ActorStats::default());
         let (actor_tx, actor_rx) = mpsc::channel(ACTOR_QUEUE);
+        let files = file_watches::FileWatchIndex::default();
         let journal = Arc::new(journal);
         let undelivered = {
             let j = journal.clone();
@@ -161,10 +178,12 @@ impl ResponseStage {
             log: actions_log::ActionLog::open(&actions),
             stats: stats.clone(),
             startup_note,
+            files: files.clone(),
         };
         let thread = actor.spawn(actor_rx);
         watch_dir::spawn(&cfg.policy_dir, actor_tx.clone());
-        let responder = Responder::new(policy_rx.clone(), actor_tx.clone());
+        spawn_file_refresh(actor_tx.clone());
+        let responder = Responder::new(policy_rx.clone(), actor_tx.clone(), files);
         Ok((
             Self {
                 actor_tx,

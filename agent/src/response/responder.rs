@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::{EventKind, ExecEvent, NetEvent};
+use agent_common::{EventKind, ExecEvent, FileEvent, NetEvent};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
@@ -23,12 +23,16 @@ use super::{
     actor::ActorMsg,
     decision::{Act, Decision, Target},
     exec_memo::{ExecMemo, ExecSeen},
+    file_watches::FileWatchIndex,
     ratelimit::{Admit, RateLimit},
 };
 use crate::{
     model::Verdict,
     pipeline::scorer::ScoreUpdate,
-    policy::{Action, ConnectContext, EventContext, Mode, Policy, SecurityEvent},
+    policy::{
+        Action, ConnectContext, EventContext, FileAccess, FileContext, Mode, Policy,
+        SecurityEvent,
+    },
     process::{ProcessKey, ProcessTable},
     sequence::BehaviourSequences,
 };
@@ -42,6 +46,8 @@ pub struct ResponseStats {
     /// Kernel protect/unprotect updates lost because the actor's queue was full.
     pub protect_updates_dropped: AtomicU64,
     pub suppressed: AtomicU64,
+    /// File opens whose watch had been replaced before they were read (not matched).
+    pub file_events_unnamed: AtomicU64,
 }
 
 /// Decisions wait here while the actor works (a quarantine takes milliseconds).
@@ -76,11 +82,17 @@ pub struct Responder {
     alert_limiter: RateLimit,
     actor: mpsc::Sender<ActorMsg>,
     self_tgid: u32,
+    /// Paths of the inodes the kernel watches for `rule.file`.
+    files: FileWatchIndex,
     pub stats: Arc<ResponseStats>,
 }
 
 impl Responder {
-    pub fn new(policy: watch::Receiver<Arc<Policy>>, actor: mpsc::Sender<ActorMsg>) -> Self {
+    pub fn new(
+        policy: watch::Receiver<Arc<Policy>>,
+        actor: mpsc::Sender<ActorMsg>,
+        files: FileWatchIndex,
+    ) -> Self {
         let limits = policy.borrow().response;
         Self {
             policy,
@@ -97,6 +109,7 @@ impl Responder {
             ),
             actor,
             self_tgid: std::process::id(),
+            files,
             stats: Arc::new(ResponseStats::default()),
         }
     }
@@ -279,10 +292,7 @@ impl Responder {
             return;
         }
         let policy = self.current();
-        let exe = table
-            .get_key(&key)
-            .map(|p| p.exe.clone())
-            .unwrap_or_default();
+        let exe = exe_of(table, key);
         let ctx = ConnectContext {
             exe: &exe,
             addr,
@@ -322,15 +332,48 @@ impl Responder {
             self.corroborate(table, seqs, key, event.name());
         }
         let policy = self.current();
-        let exe = table
-            .get_key(&key)
-            .map(|p| p.exe.clone())
-            .unwrap_or_default();
+        let exe = exe_of(table, key);
         let hits: Vec<(String, Action)> = policy
             .event_rules(&EventContext { event, exe: &exe })
             .into_iter()
             .map(|r| r.owned())
             .collect();
+        self.rule_hits(&policy, table, seqs, key, hits, Matched::Event(&detail));
+    }
+
+    /// An open of a watched file: `rule.file` decides, with the rebuilt path.
+    pub fn on_file_open(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &FileEvent,
+    ) {
+        let Some(path) = self.files.path_of(ev) else {
+            self.stats.file_events_unnamed.fetch_add(1, Relaxed);
+            debug!(pid = key.tgid, ino = ev.ino, "file open under a watch that is gone");
+            return;
+        };
+        let policy = self.current();
+        let exe = exe_of(table, key);
+        let access = FileAccess::from_bits(ev.access);
+        let hits: Vec<(String, Action)> = policy
+            .file_rules(&FileContext {
+                path: &path,
+                access,
+                exe: &exe,
+            })
+            .into_iter()
+            .map(|r| r.owned())
+            .collect();
+        if hits.is_empty() {
+            return;
+        }
+        let detail = format!(
+            "open of {path} for {} (fd {})",
+            access.names().join("+"),
+            ev.fd
+        );
         self.rule_hits(&policy, table, seqs, key, hits, Matched::Event(&detail));
     }
 
@@ -663,6 +706,14 @@ impl Matched<'_> {
     }
 }
 
+/// The process's executable as the table knows it; empty when it does not.
+fn exe_of(table: &ProcessTable, key: ProcessKey) -> Arc<str> {
+    table
+        .get_key(&key)
+        .map(|p| p.exe.clone())
+        .unwrap_or_default()
+}
+
 /// Alerts allowed per window for each allowed action.
 const ALERTS_PER_ACTION: u32 = 10;
 
@@ -718,7 +769,7 @@ per_seconds = 60
         );
         let (_tx, rx_policy) = watch::channel(policy.clone());
         let (actor, rx) = mpsc::channel(64);
-        let mut r = Responder::new(rx_policy, actor);
+        let mut r = Responder::new(rx_policy, actor, Default::default());
         // The policy channel's sender is gone; the responder keeps the last value.
         r.policy.mark_unchanged();
         (r, rx, policy)

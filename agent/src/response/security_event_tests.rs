@@ -51,7 +51,7 @@ fn responder_with(table: &ProcessTable, rules: &str) -> (Responder, mpsc::Receiv
     .expect("policy");
     let (_tx, rx_policy) = watch::channel(Arc::new(policy));
     let (actor, rx) = mpsc::channel(64);
-    let mut r = Responder::new(rx_policy, actor);
+    let mut r = Responder::new(rx_policy, actor, Default::default());
     r.policy.mark_unchanged();
     r.seed(table);
     (r, rx)

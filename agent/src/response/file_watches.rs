@@ -1,0 +1,205 @@
+//! The watched files as the kernel knows them (inodes) and as operators name them (paths). The
+//! actor resolves the policy's plan into both and programs the kernel; the responder reads the
+//! paths back to name what an open reached.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use agent_common::{FILE_WALK_ENTRIES, FileEvent, FileKey, FileWatch, WATCHED_FILES_ENTRIES};
+use tracing::{debug, warn};
+
+use crate::policy::PlannedWatch;
+
+/// How often the policy's file globs are resolved again, for files and directories created
+/// since (a new user's `~/.ssh`, a key generated later).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
+
+/// Watched inode -> the path it was found under.
+#[derive(Clone, Default)]
+pub struct FileWatchIndex(Arc<RwLock<HashMap<FileKey, PathBuf>>>);
+
+/// A plan resolved to inodes.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub entries: HashMap<FileKey, FileWatch>,
+    pub paths: HashMap<FileKey, PathBuf>,
+    /// `FILE_WALK`: 0 when nothing is watched, else 1 + the deepest watch; then the same over
+    /// the watches with each access bit.
+    pub walk: [u32; FILE_WALK_ENTRIES as usize],
+}
+
+/// Stats every planned path; watches that land on one inode (a path and a symlink to it, two
+/// rules on one file) are merged, keeping every access and the deepest depth, and named by a
+/// path that is not a symlink when there is one. Paths that vanished since planning are
+/// skipped: the next resolution catches up. So are devices, pipes and sockets: a masked unit is
+/// a symlink to /dev/null, and watching that would report every `> /dev/null` on the host as a
+/// write of the unit.
+pub fn resolve(plan: &[PlannedWatch]) -> Resolved {
+    let mut r = Resolved::default();
+    let mut named_by_link: std::collections::HashSet<FileKey> = Default::default();
+    for w in plan {
+        let meta = match std::fs::metadata(&w.path) {
+            Ok(m) if m.is_file() || m.is_dir() => m,
+            Ok(_) => {
+                debug!(path = %w.path.display(), "file watch skipped: not a regular file or directory");
+                continue;
+            }
+            Err(e) => {
+                debug!(path = %w.path.display(), "file watch skipped: {e}");
+                continue;
+            }
+        };
+        let via_link = std::fs::symlink_metadata(&w.path).is_ok_and(|m| m.file_type().is_symlink());
+        let key = FileKey {
+            ino: meta.ino(),
+            dev: kernel_dev(meta.dev()),
+            _pad: 0,
+        };
+        if !r.entries.contains_key(&key) && r.entries.len() >= WATCHED_FILES_ENTRIES as usize {
+            warn!(
+                limit = WATCHED_FILES_ENTRIES,
+                path = %w.path.display(),
+                "file rules resolve to more inodes than the kernel map holds; the rest are not watched"
+            );
+            break;
+        }
+        let e = r.entries.entry(key).or_default();
+        e.access |= w.access.bits();
+        e.max_depth = e.max_depth.max(w.max_depth);
+        match r.paths.entry(key) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(w.path.clone());
+                if via_link {
+                    named_by_link.insert(key);
+                }
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                if !via_link && named_by_link.remove(&key) {
+                    o.insert(w.path.clone());
+                }
+            }
+        }
+    }
+    for e in r.entries.values() {
+        let levels = e.max_depth + 1;
+        r.walk[0] = r.walk[0].max(levels);
+        for bit in 0..FILE_WALK_ENTRIES as usize - 1 {
+            if e.access & (1 << bit) != 0 {
+                r.walk[1 + bit] = r.walk[1 + bit].max(levels);
+            }
+        }
+    }
+    r
+}
+
+/// `st_dev` as the kernel's `s_dev` has it (`MAJOR << 20 | MINOR`).
+fn kernel_dev(dev: u64) -> u32 {
+    (libc::major(dev) << 20) | libc::minor(dev)
+}
+
+impl FileWatchIndex {
+    pub fn add_all(&self, paths: &HashMap<FileKey, PathBuf>) {
+        let mut index = self.0.write().unwrap_or_else(|p| p.into_inner());
+        for (k, p) in paths {
+            index.insert(*k, p.clone());
+        }
+    }
+
+    pub fn replace(&self, paths: HashMap<FileKey, PathBuf>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = paths;
+    }
+
+    /// The opened file's path: its watch's path and the components the kernel read below it.
+    /// `None` when the watch is no longer known (replaced while the event was in flight).
+    pub fn path_of(&self, ev: &FileEvent) -> Option<String> {
+        let key = FileKey {
+            ino: ev.watch_ino,
+            dev: ev.watch_dev,
+            _pad: 0,
+        };
+        let mut path = self
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)?
+            .clone();
+        for c in ev.components() {
+            // An unreadable component still takes its level, so a glob cannot match across it.
+            path.push(if c.is_empty() { "?" } else { c.as_str() });
+        }
+        Some(path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::FileAccess;
+    use agent_common::{EventHeader, FILE_NAME_LEN, FILE_WATCH_MAX_DEPTH};
+
+    fn planned(path: PathBuf, access: FileAccess, max_depth: u32) -> PlannedWatch {
+        PlannedWatch {
+            path,
+            access,
+            max_depth,
+        }
+    }
+
+    #[test]
+    fn one_inode_named_twice_is_one_watch_with_both_accesses_and_the_deeper_depth() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("real"), d.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", d.path().join("masked.service")).unwrap();
+        let r = resolve(&[
+            planned(d.path().join("link"), FileAccess::WRITE, 3),
+            planned(d.path().join("real"), FileAccess::READ, 0),
+            planned(d.path().join("gone"), FileAccess::WRITE, 1),
+            planned(d.path().join("masked.service"), FileAccess::WRITE, 0),
+        ]);
+        assert_eq!(r.entries.len(), 1, "{r:?}");
+        let (key, w) = r.entries.iter().next().unwrap();
+        assert_eq!(w.access, FileAccess::READ.union(FileAccess::WRITE).bits());
+        assert_eq!(w.max_depth, 3);
+        // One inode, one entry: reads of it walk as deep as its writes.
+        assert_eq!(r.walk, [4, 4, 4, 0, 0]);
+        assert_eq!(r.paths[key], d.path().join("real"), "named by the path that is not a link");
+        let meta = std::fs::metadata(d.path().join("real")).unwrap();
+        assert_eq!(key.ino, meta.ino());
+        assert_eq!(resolve(&[]).walk, [0; 5], "nothing watched: opens are not looked at");
+    }
+
+    #[test]
+    fn an_event_is_named_by_its_watch_and_the_components_below_it() {
+        let index = FileWatchIndex::default();
+        let key = FileKey {
+            ino: 7,
+            dev: 3,
+            _pad: 0,
+        };
+        index.replace(HashMap::from([(key, PathBuf::from("/etc/cron.d"))]));
+        let mut names = [[0u8; FILE_NAME_LEN]; FILE_WATCH_MAX_DEPTH];
+        names[0][..3].copy_from_slice(b"job");
+        names[1][..3].copy_from_slice(b"sub");
+        let mut ev = FileEvent {
+            header: EventHeader::default(),
+            flags: 0o1101,
+            fd: 3,
+            access: 2,
+            depth: 2,
+            watch_ino: 7,
+            watch_dev: 3,
+            dev: 3,
+            ino: 9,
+            names,
+        };
+        assert_eq!(index.path_of(&ev).as_deref(), Some("/etc/cron.d/sub/job"));
+        ev.names[1][0] = 0;
+        assert_eq!(index.path_of(&ev).as_deref(), Some("/etc/cron.d/?/job"));
+        ev.watch_ino = 8;
+        assert_eq!(index.path_of(&ev), None, "an unknown watch names nothing");
+    }
+}
