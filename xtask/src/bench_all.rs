@@ -283,7 +283,21 @@ fn render() -> Result<String> {
          `bench all` have put this figure between 2.9% and 5.5%, so it sits near the goal \
          rather than safely under it. What remains is mostly the ring wakeups (below: ~15% of vigil's \
          samples are the switch back in after each wakeup), then the process table and \
-         allocation.\n\
+         allocation. The file rules did not move it: A/B at 800 exec/s, three runs each, vigil's \
+         CPU per exec 51.6–56.2 µs before them and 54.7–59.4 µs with them (51.6–67.2 µs with \
+         the same build and policy minus the file rules); the run below is at the noisy end.\n\
+         - **file rules** cost every open on the host, in the opening process, at the exit of \
+         the syscall: `bench files` times open+close loops against vigil without file rules in \
+         the same run. Measured with `sysctl kernel.bpf_stats_enabled=1` on the `sys_exit` \
+         program: reading the fd's file, inode, device and dentry through probe reads (a helper \
+         call each, ~50 ns here) and a hash lookup came to ~570 ns a read-only open; the chain \
+         `current->files->fdt` now goes through direct BTF loads, the inode number is checked \
+         against a 64 Ki-bit filter of watched inode numbers (an array lookup the verifier \
+         inlines) before the hash map, and the device and dentry are read only when that \
+         filter or a deeper watch calls for them: ~200 ns. Writes walk the directories as deep \
+         as the deepest write watch (3 levels in the default, for `/root/.config/systemd/user`, \
+         which does not exist here; a missing path is watched from its nearest existing \
+         directory, since `mkdir` is not seen), two probe reads a level.\n\
          - **exec → response**: exec and security records force the ring wakeup (the kernel's \
          default wakes the reader only when it has consumed everything before the record, and a \
          lazily written fork record always precedes an exec): exec → journald kill entry ~0.3 \
