@@ -61,6 +61,10 @@ pub struct KernelOffsets {
     pub dentry_d_inode: u32,
     pub dentry_d_name: u32,
     pub qstr_name: u32,
+    /// `task->fs->pwd.dentry` (`fs_pwd + path_dentry`): the cwd a relative rename or unlink
+    /// is resolved from.
+    pub task_fs: u32,
+    pub fs_pwd: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -112,6 +116,8 @@ impl KernelOffsets {
         dentry_d_inode: OFFSET_UNKNOWN,
         dentry_d_name: OFFSET_UNKNOWN,
         qstr_name: OFFSET_UNKNOWN,
+        task_fs: OFFSET_UNKNOWN,
+        fs_pwd: OFFSET_UNKNOWN,
     };
 }
 
@@ -189,6 +195,10 @@ pub mod names {
     /// A bitmap over [`super::file_filter_bit`] of every watched inode: an array lookup (which
     /// the verifier inlines) that spares most opens the hash lookup, ~200 ns here.
     pub const MAP_FILE_FILTER: &str = "FILE_FILTER";
+    /// LPM trie of watched paths (exact ones with their NUL, directories with a trailing `/`)
+    /// -> `FILE_ACCESS_*` bits wanted there and at every shorter entry: renames and unlinks
+    /// name paths, not open files, so they are matched as strings.
+    pub const MAP_WATCHED_PATHS: &str = "WATCHED_PATHS";
 }
 
 /// Values of `RESPONSE_MODE[0]`: monitor never acts in the kernel.
@@ -201,7 +211,7 @@ pub const QUARANTINED_TGIDS_ENTRIES: u32 = 4096;
 pub const DENY_NET_ENTRIES: u32 = 4096;
 pub const WATCHED_FILES_ENTRIES: u32 = 8192;
 /// Entries of `FILE_WALK`: the gate, then one per `FILE_ACCESS_*` bit.
-pub const FILE_WALK_ENTRIES: u32 = 5;
+pub const FILE_WALK_ENTRIES: u32 = 6;
 /// u64 words of `FILE_FILTER` (64 Ki bits: with the default policy's few hundred watched
 /// inodes, well under 1% of other inodes share a bit with one).
 pub const FILE_FILTER_WORDS: u32 = 1024;
@@ -239,5 +249,5 @@ pub const PROMPT_WAKEUP_COALESCE_NS: u64 = 2_000_000;
 pub const PENDING_MAP_ENTRIES: u32 = 16384;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 45 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 47 * 4);
 const _: () = assert!(core::mem::size_of::<AgentConfig>() == 16);

@@ -32,6 +32,8 @@ pub enum Event {
     ProbeError(ProbeErrorEvent),
     /// Boxed: ~600 bytes.
     File(std::boxed::Box<FileEvent>),
+    /// Boxed: ~300 bytes.
+    PathChange(std::boxed::Box<PathChangeEvent>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -66,6 +68,7 @@ impl Event {
             Event::BpfProgLoad(e) => &e.header,
             Event::ProbeError(e) => &e.header,
             Event::File(e) => &e.header,
+            Event::PathChange(e) => &e.header,
         }
     }
 
@@ -140,6 +143,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::BpfProgLoad => Event::BpfProgLoad(read(kind, h, bytes)?),
         EventKind::ProbeError => Event::ProbeError(read(kind, h, bytes)?),
         EventKind::FileOpen => Event::File(std::boxed::Box::new(read(kind, h, bytes)?)),
+        EventKind::PathChange => Event::PathChange(std::boxed::Box::new(read(kind, h, bytes)?)),
     })
 }
 
@@ -187,6 +191,23 @@ impl ExecEvent {
 impl FileEvent {
     /// The path components below the watch, outermost first (`depth` of them; a component the
     /// kernel could not read is empty).
+    pub fn components(&self) -> std::vec::Vec<std::string::String> {
+        let depth = (self.depth as usize).min(FILE_WATCH_MAX_DEPTH);
+        self.names[..depth]
+            .iter()
+            .rev()
+            .map(|n| c_str(n, FILE_NAME_LEN))
+            .collect()
+    }
+}
+
+impl PathChangeEvent {
+    /// The path as the call passed it.
+    pub fn path(&self) -> std::string::String {
+        c_str(&self.path, self.path_len as usize)
+    }
+
+    /// For a relative path, the base directory's components below the watch, outermost first.
     pub fn components(&self) -> std::vec::Vec<std::string::String> {
         let depth = (self.depth as usize).min(FILE_WATCH_MAX_DEPTH);
         self.names[..depth]
@@ -339,6 +360,34 @@ mod tests {
         for len in [EventHeader::SIZE, bytes.len() - 1] {
             assert!(matches!(decode(&bytes[..len]), Err(DecodeError::BadSize { .. })), "{len}");
         }
+    }
+
+    #[test]
+    fn path_changes_decode_with_the_path_as_passed() {
+        let mut path = [0u8; PATH_LEN];
+        path[..8].copy_from_slice(b"evil.sh\0");
+        let mut names = [[0u8; FILE_NAME_LEN]; FILE_WATCH_MAX_DEPTH];
+        names[0][..6].copy_from_slice(b"cron.d");
+        let ev = PathChangeEvent {
+            header: header(EventKind::PathChange, size_of::<PathChangeEvent>()),
+            syscall_nr: 316,
+            role: PATH_ROLE_RENAMED_TO,
+            access: FILE_ACCESS_WRITE | FILE_ACCESS_REWRITE,
+            path_len: 7,
+            relative: 1,
+            depth: 1,
+            watch_ino: 2,
+            watch_dev: 1,
+            _pad: 0,
+            names,
+            path,
+        };
+        let bytes = bytes_of(&ev);
+        let Event::PathChange(d) = decode(&bytes).unwrap() else {
+            panic!("wrong variant")
+        };
+        assert_eq!((d.path().as_str(), d.components()), ("evil.sh", std::vec!["cron.d".to_string()]));
+        assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(DecodeError::BadSize { .. })));
     }
 
     #[test]

@@ -43,13 +43,15 @@ pub enum EventKind {
     ProbeError = 14,
     /// An open of a watched file, or of a file below a watched directory.
     FileOpen = 15,
+    /// A rename or unlink whose absolute path is, or is below, a watched one.
+    PathChange = 16,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -65,6 +67,7 @@ impl EventKind {
         EventKind::BpfProgLoad,
         EventKind::ProbeError,
         EventKind::FileOpen,
+        EventKind::PathChange,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -84,6 +87,7 @@ impl EventKind {
             13 => Self::BpfProgLoad,
             14 => Self::ProbeError,
             15 => Self::FileOpen,
+            16 => Self::PathChange,
             _ => return None,
         })
     }
@@ -105,6 +109,7 @@ impl EventKind {
             Self::BpfProgLoad => "bpf_prog_load",
             Self::ProbeError => "probe_error",
             Self::FileOpen => "file_open",
+            Self::PathChange => "path_change",
         }
     }
 }
@@ -392,6 +397,42 @@ pub struct FileEvent {
     pub names: [[u8; FILE_NAME_LEN]; FILE_WATCH_MAX_DEPTH],
 }
 
+/// rename / renameat / renameat2 / unlink / unlinkat that succeeded on a watched path. An
+/// absolute path is matched as a string against the `WATCHED_PATHS` trie; a relative one from
+/// its base directory (the dirfd's, or the cwd's) upwards by inode, like an open, and then
+/// `names` and the watch name that directory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PathChangeEvent {
+    pub header: EventHeader,
+    /// x86-64 syscall number.
+    pub syscall_nr: u32,
+    /// [`PATH_ROLE_*`](PATH_ROLE_RENAMED_TO): which of the call's paths this is.
+    pub role: u32,
+    /// `FILE_ACCESS_*` bits the change amounts to: a rename's target is written over
+    /// (`WRITE | REWRITE`), its source and an unlinked path are deleted (`DELETE`).
+    pub access: u32,
+    /// Bytes of `path` used (without NUL).
+    pub path_len: u32,
+    /// 1 when `path` is relative to the directory `names` and the watch describe.
+    pub relative: u32,
+    /// Directory levels from the base directory up to the watch (relative paths).
+    pub depth: u32,
+    pub watch_ino: u64,
+    pub watch_dev: u32,
+    pub _pad: u32,
+    /// `names[0]` is the base directory's own name, then its parent's... `depth` of them.
+    pub names: [[u8; FILE_NAME_LEN]; FILE_WATCH_MAX_DEPTH],
+    pub path: [u8; PATH_LEN],
+}
+
+/// The path a rename put something at.
+pub const PATH_ROLE_RENAMED_TO: u32 = 0;
+/// The path a rename took something from.
+pub const PATH_ROLE_RENAMED_FROM: u32 = 1;
+/// The path unlink removed.
+pub const PATH_ROLE_UNLINKED: u32 = 2;
+
 /// The open can read (`O_RDONLY` or `O_RDWR`, not `O_PATH`).
 pub const FILE_ACCESS_READ: u32 = 1 << 0;
 /// The open can write, create or truncate (`O_WRONLY`, `O_RDWR`, `O_CREAT` or `O_TRUNC`).
@@ -401,6 +442,8 @@ pub const FILE_ACCESS_TRUNCATE: u32 = 1 << 2;
 /// The open can change what is already there: it writes without `O_APPEND`, or truncates.
 /// Loggers append; `truncate -s 0`, `shred`, `> file` and editors do not.
 pub const FILE_ACCESS_REWRITE: u32 = 1 << 3;
+/// The path was removed: unlinked, or renamed away (never an open).
+pub const FILE_ACCESS_DELETE: u32 = 1 << 4;
 
 /// What an open with `flags` can do to the file, as `FILE_ACCESS_*` bits. Linux checks write
 /// permission for `O_TRUNC` whatever the access mode and truncates, so it counts as a write.
@@ -494,5 +537,9 @@ const _: () = {
     assert!(size_of::<ProbeErrorEvent>() == 32 + 8);
     assert!(size_of::<FileEvent>() == 32 + 40 + FILE_NAME_LEN * FILE_WATCH_MAX_DEPTH);
     assert!(size_of::<FileKey>() == 16);
+    assert!(
+        size_of::<PathChangeEvent>()
+            == 32 + 40 + FILE_NAME_LEN * FILE_WATCH_MAX_DEPTH + PATH_LEN
+    );
     assert!(size_of::<FileWatch>() == 8);
 };

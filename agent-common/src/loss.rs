@@ -4,25 +4,25 @@
 use crate::EventKind;
 
 /// Syscalls inside batches whose ring-buffer reservation failed (the batch count, summed).
-pub const LOSS_SYSCALLS_IN_LOST_BATCHES: u32 = 16;
+pub const LOSS_SYSCALLS_IN_LOST_BATCHES: u32 = 20;
 /// A CPU's batch slot named another task when a batch started there (the switch-out that
 /// should have released it was not seen; that task's last batch may hold the running task's
 /// syscalls). A diagnostic that should stay 0.
-pub const COUNT_UNSWITCHED_SLOTS: u32 = 17;
+pub const COUNT_UNSWITCHED_SLOTS: u32 = 21;
 /// A watched syscall's entry could not be remembered (pending map full); its event was dropped.
-pub const LOSS_PENDING_MAP_FULL: u32 = 18;
+pub const LOSS_PENDING_MAP_FULL: u32 = 22;
 /// A watched syscall exited without a remembered entry (e.g. attached mid-call).
-pub const LOSS_PENDING_MISSING: u32 = 19;
+pub const LOSS_PENDING_MISSING: u32 = 23;
 /// Syscalls counted into batches (kept for accounting: generated = emitted + lost).
-pub const COUNT_SYSCALLS_BATCHED: u32 = 20;
+pub const COUNT_SYSCALLS_BATCHED: u32 = 24;
 /// Execs killed by a kernel deny rule.
-pub const COUNT_EXEC_DENIED: u32 = 21;
+pub const COUNT_EXEC_DENIED: u32 = 25;
 /// connect()/sendmsg() refused because the caller's cgroup is quarantined.
-pub const COUNT_NET_DENIED_QUARANTINE: u32 = 22;
+pub const COUNT_NET_DENIED_QUARANTINE: u32 = 26;
 /// connect()/sendmsg() refused by an outbound deny list.
-pub const COUNT_NET_DENIED_RULE: u32 = 23;
+pub const COUNT_NET_DENIED_RULE: u32 = 27;
 /// `bpf_send_signal` failed for a denied exec (the process may have run).
-pub const COUNT_EXEC_DENY_SIGNAL_FAILED: u32 = 24;
+pub const COUNT_EXEC_DENY_SIGNAL_FAILED: u32 = 28;
 /// Records of each kind successfully submitted live at `EMITTED_BASE + kind`.
 pub const EMITTED_BASE: u32 = 32;
 

@@ -3,6 +3,8 @@
 
 pub const OPEN: u32 = 2;
 pub const CONNECT: u32 = 42;
+pub const RENAME: u32 = 82;
+pub const UNLINK: u32 = 87;
 pub const ACCEPT: u32 = 43;
 pub const BIND: u32 = 49;
 pub const LISTEN: u32 = 50;
@@ -22,8 +24,11 @@ pub const SETFSUID: u32 = 122;
 pub const SETFSGID: u32 = 123;
 pub const INIT_MODULE: u32 = 175;
 pub const OPENAT: u32 = 257;
+pub const UNLINKAT: u32 = 263;
+pub const RENAMEAT: u32 = 264;
 pub const ACCEPT4: u32 = 288;
 pub const FINIT_MODULE: u32 = 313;
+pub const RENAMEAT2: u32 = 316;
 pub const MEMFD_CREATE: u32 = 319;
 pub const BPF: u32 = 321;
 pub const EXECVEAT: u32 = 322;
@@ -36,9 +41,9 @@ pub const BPF_PROG_LOAD: u32 = 5;
 /// Syscalls whose entry and exit vigil inspects beyond batching them, by name and number. The
 /// raw sys_enter/sys_exit programs test membership in [`WATCHED_BITS`] and take a slow path only
 /// for these. clone and clone3 are watched only so the fork probe can report the caller's flags;
-/// fork and vfork have fixed flags the fork probe derives. The opens are only looked at while
-/// some file is watched (`FILE_WALK[0] != 0`).
-pub const WATCHED: [(&str, u32); 24] = [
+/// fork and vfork have fixed flags the fork probe derives. The opens, renames and unlinks are
+/// only looked at while some file is watched (`FILE_WALK[0] != 0`), and only at exit.
+pub const WATCHED: [(&str, u32); 29] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
     ("accept4", ACCEPT4),
@@ -63,6 +68,11 @@ pub const WATCHED: [(&str, u32); 24] = [
     ("creat", CREAT),
     ("openat", OPENAT),
     ("openat2", OPENAT2),
+    ("rename", RENAME),
+    ("renameat", RENAMEAT),
+    ("renameat2", RENAMEAT2),
+    ("unlink", UNLINK),
+    ("unlinkat", UNLINKAT),
 ];
 
 /// Bitmap of [`WATCHED`] over syscall numbers 0..512.
@@ -88,6 +98,11 @@ pub fn is_watched(nr: u64) -> bool {
 
 pub const fn is_open(nr: u32) -> bool {
     matches!(nr, OPEN | CREAT | OPENAT | OPENAT2)
+}
+
+/// Calls that change which file a path names: seen, like the opens, at exit only.
+pub const fn is_path_change(nr: u32) -> bool {
+    matches!(nr, RENAME | RENAMEAT | RENAMEAT2 | UNLINK | UNLINKAT)
 }
 
 pub const fn is_cred_change(nr: u32) -> bool {

@@ -10,16 +10,22 @@
 //! and turns the components carried here back into one.
 
 use agent_common::{
-    EventKind, FILE_NAME_LEN, FILE_WALK_ENTRIES, FILE_WATCH_MAX_DEPTH, FileEvent, FileKey, KernelOffsets,
-    OFFSET_UNKNOWN, file_access, file_filter_bit, syscall_nr as nr,
+    EventKind, FILE_ACCESS_DELETE, FILE_ACCESS_REWRITE, FILE_ACCESS_WRITE, FILE_NAME_LEN,
+    FILE_WALK_ENTRIES, FILE_WATCH_MAX_DEPTH, FileEvent, FileKey, KernelOffsets, OFFSET_UNKNOWN,
+    PATH_LEN, PATH_ROLE_RENAMED_FROM, PATH_ROLE_RENAMED_TO, PATH_ROLE_UNLINKED, PathChangeEvent,
+    file_access, file_filter_bit, syscall_nr as nr,
 };
-use aya_ebpf::helpers::generated::{
-    bpf_get_current_task_btf, bpf_probe_read_kernel_str, bpf_probe_read_user,
+use aya_ebpf::{
+    helpers::generated::{
+        bpf_get_current_task_btf, bpf_probe_read_kernel_str, bpf_probe_read_user,
+        bpf_probe_read_user_str,
+    },
+    maps::lpm_trie::Key,
 };
 
 use crate::{
     emit::{count_emitted, count_lost, current_ids, header, prompt_wakeup},
-    maps::{FILE_FILTER, FILE_WALK, WATCHED_FILES},
+    maps::{FILE_FILTER, FILE_WALK, WATCHED_FILES, WATCHED_PATHS},
     task::{KPtr, config, leader_start_ns, offset, offsets},
 };
 
@@ -57,7 +63,11 @@ pub fn file_of_btf(fd: u32) -> Option<KPtr> {
         offset!(fdt_max_fds),
         offset!(fdt_fd),
     );
-    if t_files == OFFSET_UNKNOWN || f_fdt == OFFSET_UNKNOWN || f_max == OFFSET_UNKNOWN || f_fd == OFFSET_UNKNOWN {
+    if t_files == OFFSET_UNKNOWN
+        || f_fdt == OFFSET_UNKNOWN
+        || f_max == OFFSET_UNKNOWN
+        || f_fd == OFFSET_UNKNOWN
+    {
         return None;
     }
     // SAFETY: the verifier checks each load against the kernel's BTF at the (known) offset
@@ -132,8 +142,19 @@ pub fn opened(flags: u32, fd: i64, btf_file: u64) {
     let Some((sb, ino)) = inode.read_pair(o.inode_sb, o.inode_ino) else {
         return;
     };
-    let Some(Found { depth, watch_ino, dev, first }) =
-        find_watch(&o, file, KPtr::from_raw(sb as *const u8), ino, access, levels)
+    let Some(Found {
+        depth,
+        watch_ino,
+        dev,
+        first,
+    }) = find_watch(
+        &o,
+        file,
+        KPtr::from_raw(sb as *const u8),
+        ino,
+        access,
+        levels,
+    )
     else {
         return;
     };
@@ -233,7 +254,11 @@ fn find_watch(
         return None;
     }
     let dentry_of_file = || file.read_ptr(o.file_f_path + o.path_dentry);
-    let mut key = FileKey { ino, dev: 0, _pad: 0 };
+    let mut key = FileKey {
+        ino,
+        dev: 0,
+        _pad: 0,
+    };
     let mut dev: Option<u32> = None;
     let mut first: Option<KPtr> = None;
     let mut dentry: Option<KPtr> = None;
@@ -257,7 +282,12 @@ fn find_watch(
                     Some(f) => f,
                     None => dentry_of_file()?,
                 };
-                return Some(Found { depth, watch_ino: key.ino, dev: key.dev, first });
+                return Some(Found {
+                    depth,
+                    watch_ino: key.ino,
+                    dev: key.dev,
+                    first,
+                });
             }
         }
         if depth + 1 >= levels {
@@ -281,4 +311,214 @@ fn find_watch(
         parent = Some(KPtr::from_raw(grandparent as *const u8)).filter(|p| !p.is_null());
     }
     None
+}
+
+/// A rename or unlink (`sys`, called with `args`) succeeded: reports each of its paths that a
+/// watch covers for what the call did there.
+#[inline(always)]
+pub fn path_changed(sys: u32, args: [u64; 4]) {
+    const AT_FDCWD: u64 = -100i64 as u64;
+    const AT_REMOVEDIR: u64 = 0x200;
+    // (dirfd, path) of the target and of the source.
+    let (target, source) = match sys {
+        nr::RENAME => (Some((AT_FDCWD, args[1])), Some((AT_FDCWD, args[0]))),
+        nr::RENAMEAT | nr::RENAMEAT2 => (Some((args[2], args[3])), Some((args[0], args[1]))),
+        nr::UNLINK => (None, Some((AT_FDCWD, args[0]))),
+        // rmdir through unlinkat: directories are watched for what is put in them.
+        nr::UNLINKAT if args[2] & AT_REMOVEDIR == 0 => (None, Some((args[0], args[1]))),
+        _ => (None, None),
+    };
+    if let Some((dirfd, p)) = target {
+        path_check(sys, dirfd, p, PATH_ROLE_RENAMED_TO, FILE_ACCESS_WRITE | FILE_ACCESS_REWRITE);
+    }
+    if let Some((dirfd, p)) = source {
+        let role = if target.is_some() { PATH_ROLE_RENAMED_FROM } else { PATH_ROLE_UNLINKED };
+        path_check(sys, dirfd, p, role, FILE_ACCESS_DELETE);
+    }
+}
+
+/// One path of a rename or unlink. Not inlined, so the 260-byte key has a stack frame of its
+/// own (as `check_exec`'s). An absolute path is looked up as a string in `WATCHED_PATHS`; a
+/// relative one from its base directory upwards by inode, as deep as its components put it.
+#[inline(never)]
+fn path_check(sys: u32, dirfd: u64, path: u64, role: u32, access: u32) {
+    let (pid, tgid) = current_ids();
+    if tgid == config().self_tgid {
+        return;
+    }
+    let mut key = Key::new(0, [0u8; PATH_LEN]);
+    // SAFETY: into this frame's PATH_LEN-byte array (`Key` is packed: raw pointers only).
+    let n = unsafe {
+        bpf_probe_read_user_str(
+            core::ptr::addr_of_mut!(key.data).cast(),
+            PATH_LEN as u32,
+            path as *const _,
+        )
+    };
+    if n <= 1 {
+        return;
+    }
+    let n = n as u32;
+    let found = if key.data[0] == b'/' {
+        // The count includes the NUL: exact entries (stored with it) match only the whole
+        // path, directory entries (ending in `/`) anything below them.
+        key.prefix_len = n * 8;
+        match WATCHED_PATHS.get(&key) {
+            Some(&wanted) if wanted & access != 0 => None,
+            _ => return,
+        }
+    } else {
+        let ups = leading_ups(&key.data);
+        let Some(base) = base_dir(dirfd) else {
+            return;
+        };
+        let Some(found) = find_watch_at(base, ups, access) else {
+            return;
+        };
+        Some((base, found))
+    };
+    let Some(mut entry) = crate::maps::EVENTS.reserve::<PathChangeEvent>(0) else {
+        count_lost(EventKind::PathChange);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let start_ns = leader_start_ns(&offsets(), KPtr::current_task());
+    // SAFETY: the reserved record, written field by field before it is submitted; names past
+    // `depth` are emptied so nothing stale leaves.
+    unsafe {
+        (*ev).header = header(
+            EventKind::PathChange,
+            core::mem::size_of::<PathChangeEvent>(),
+            pid,
+            tgid,
+            start_ns,
+        );
+        (*ev).syscall_nr = sys;
+        (*ev).role = role;
+        (*ev).access = access;
+        (*ev).path_len = n - 1;
+        (*ev).path = key.data;
+        (*ev)._pad = 0;
+        let (depth, mut dentry) = match found {
+            Some((base, (depth, watch_ino, dev))) => {
+                (*ev).relative = 1;
+                (*ev).watch_ino = watch_ino;
+                (*ev).watch_dev = dev;
+                (depth, Some(base))
+            }
+            None => {
+                (*ev).relative = 0;
+                (*ev).watch_ino = 0;
+                (*ev).watch_dev = 0;
+                (0, None)
+            }
+        };
+        (*ev).depth = depth;
+        for level in 0..FILE_WATCH_MAX_DEPTH {
+            let name = &mut (*ev).names[level];
+            name[0] = 0;
+            if level as u32 >= depth {
+                continue;
+            }
+            let Some(d) = dentry else { continue };
+            if let Some(s) = d.read_ptr(offset!(dentry_d_name) + offset!(qstr_name))
+                && bpf_probe_read_kernel_str(
+                    name.as_mut_ptr().cast(),
+                    FILE_NAME_LEN as u32,
+                    s.as_ptr().cast(),
+                ) < 0
+            {
+                name[0] = 0;
+            }
+            dentry = d.read_ptr(offset!(dentry_d_parent));
+        }
+    }
+    entry.submit(prompt_wakeup());
+    count_emitted(EventKind::PathChange);
+}
+
+/// How many leading `../` a relative path climbs (up to two, read at fixed offsets: a scan of
+/// the whole string would make the verifier follow every branch of every byte).
+#[inline(always)]
+fn leading_ups(data: &[u8; PATH_LEN]) -> u32 {
+    let up_at = |i: usize| data[i] == b'.' && data[i + 1] == b'.' && data[i + 2] == b'/';
+    match (up_at(0), up_at(3)) {
+        (true, true) => 2,
+        (true, false) => 1,
+        _ => 0,
+    }
+}
+
+/// The directory a relative path starts from: the dirfd's, or the cwd for `AT_FDCWD`.
+#[inline(always)]
+fn base_dir(dirfd: u64) -> Option<KPtr> {
+    if offset!(path_dentry) == OFFSET_UNKNOWN {
+        return None;
+    }
+    // An `int` in a 64-bit register: compare its low half (callers do not sign-extend).
+    if dirfd as u32 as i32 == -100 {
+        if offset!(fs_pwd) == OFFSET_UNKNOWN {
+            return None;
+        }
+        return KPtr::current_task()
+            .read_ptr(offset!(task_fs))?
+            .read_ptr(offset!(fs_pwd) + offset!(path_dentry));
+    }
+    if offset!(file_f_path) == OFFSET_UNKNOWN {
+        return None;
+    }
+    file_of_fd(dirfd as u32)?.read_ptr(offset!(file_f_path) + offset!(path_dentry))
+}
+
+/// From directory `base` upwards: the first inode a watch covers for `access` at the depth a
+/// path relative to `base` would have below it, as (levels above `base`, inode, device). The
+/// path is taken to be one component below `base` (after its leading `../`, `ups` of them):
+/// exact for the basenames `mv` and `rm -r` pass with a dirfd, and for a longer path it only
+/// lets through more than the rule's glob will match, which user space then checks on the
+/// whole path.
+#[inline(always)]
+fn find_watch_at(base: KPtr, ups: u32, access: u32) -> Option<(u32, u64, u32)> {
+    let levels = walk_levels(access);
+    let inode = base.read_ptr(offset!(dentry_d_inode))?;
+    let (sb, ino) = inode.read_pair(offset!(inode_sb), offset!(inode_ino))?;
+    let dev = KPtr::from_raw(sb as *const u8).read::<u32>(offset!(sb_dev))?;
+    let mut key = FileKey { ino, dev, _pad: 0 };
+    let mut dentry = base;
+    for up in 0..FILE_WATCH_MAX_DEPTH as u32 {
+        if up >= ups {
+            let depth = up - ups + 1;
+            if depth >= levels {
+                return None;
+            }
+            // SAFETY: read-only lookup; the value is copied.
+            if maybe_watched(key.ino)
+                && let Some(w) = unsafe { WATCHED_FILES.get(&key) }
+                && w.access & access != 0
+                && depth <= w.max_depth
+            {
+                return Some((up, key.ino, dev));
+            }
+        }
+        let parent = dentry.read_ptr(offset!(dentry_d_parent))?;
+        if parent == dentry {
+            return None;
+        }
+        key.ino = parent.read_ptr(offset!(dentry_d_inode))?.read::<u64>(offset!(inode_ino))?;
+        dentry = parent;
+    }
+    None
+}
+
+/// `file_of` with each offset read by itself: the path checks keep a 260-byte key on the stack,
+/// and a copy of every offset would not fit beside it.
+#[inline(always)]
+fn file_of_fd(fd: u32) -> Option<KPtr> {
+    let fdt = KPtr::current_task()
+        .read_ptr(offset!(task_files))?
+        .read_ptr(offset!(files_fdt))?;
+    let (max, fds) = fdt.read_pair(offset!(fdt_max_fds), offset!(fdt_fd))?;
+    if fd >= max as u32 {
+        return None;
+    }
+    KPtr::from_raw(fds as *const u8).read_ptr(fd.checked_mul(8)?)
 }

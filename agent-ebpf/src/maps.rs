@@ -1,12 +1,14 @@
 //! Every map the programs share. Sizes come from agent-common so user space agrees on them.
 
 use agent_common::{
-    COUNTER_SLOTS, Creds, EVENTS_RING_BYTES, FILE_FILTER_WORDS, FILE_WALK_ENTRIES, FileKey, FileWatch, IGNORED_TGIDS_ENTRIES,
-    PENDING_MAP_ENTRIES, SYSCALLS_RING_BYTES, SyscallBatch, WATCHED_FILES_ENTRIES,
+    COUNTER_SLOTS, Creds, EVENTS_RING_BYTES, FILE_FILTER_WORDS, FILE_WALK_ENTRIES, FileKey,
+    FileWatch, IGNORED_TGIDS_ENTRIES, PATH_LEN, PENDING_MAP_ENTRIES, SYSCALLS_RING_BYTES,
+    SyscallBatch,
+    WATCHED_FILES_ENTRIES,
 };
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 
 /// Lifecycle and security records: kept apart from the bulk syscall stream so a syscall flood
@@ -82,9 +84,14 @@ pub static WATCHED_FILES: HashMap<FileKey, FileWatch> =
 #[map(name = "FILE_WALK")]
 pub static FILE_WALK: Array<u32> = Array::with_max_entries(FILE_WALK_ENTRIES, 0);
 
-/// Bit `file_filter_bit(dev, ino)` is set for every key of `WATCHED_FILES`.
+/// Bit `file_filter_bit(ino)` is set for every key of `WATCHED_FILES`.
 #[map(name = "FILE_FILTER")]
 pub static FILE_FILTER: Array<u64> = Array::with_max_entries(FILE_FILTER_WORDS, 0);
+
+/// Watched paths as strings (see `agent_common::names::MAP_WATCHED_PATHS`).
+#[map(name = "WATCHED_PATHS")]
+pub static WATCHED_PATHS: LpmTrie<[u8; PATH_LEN], u32> =
+    LpmTrie::with_max_entries(WATCHED_FILES_ENTRIES, 0);
 
 /// tgids whose syscalls are not batched (their lifecycle and security events still flow).
 #[map(name = "IGNORED_TGIDS")]

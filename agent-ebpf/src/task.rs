@@ -31,7 +31,9 @@ macro_rules! offset {
     ($field:ident) => {{
         let all = core::ptr::addr_of!($crate::task::OFFSETS).cast::<agent_common::KernelOffsets>();
         // SAFETY: `Global` is a transparent wrapper around the initialised struct.
-        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*all).$field)) }
+        #[allow(unused_unsafe)]
+        let value = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*all).$field)) };
+        value
     }};
 }
 pub(crate) use offset;

@@ -35,7 +35,7 @@ use crate::{
 pub fn on_enter(pid: u32, nr: u64, regs: *const pt_regs) {
     // Opens need nothing from their entry: their exit reads the arguments from the saved
     // registers, which syscalls leave as the caller set them.
-    if nr::is_open(nr as u32) {
+    if nr::is_open(nr as u32) || nr::is_path_change(nr as u32) {
         return;
     }
     // SAFETY: probe read of the saved user registers the tracepoint handed us.
@@ -80,6 +80,15 @@ pub fn vigil_sys_exit(ctx: BtfTracePointContext) -> u32 {
             }
             return 0;
         }
+        if nr::is_path_change(sys as u32) {
+            let ret: i64 = ctx.arg(1);
+            if ret == 0 && files::watching() {
+                // SAFETY: as above.
+                let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx, (*regs).r10] };
+                files::path_changed(sys as u32, args);
+            }
+            return 0;
+        }
         exit_watched(sys, ctx.arg(1));
     }
     0
@@ -106,6 +115,23 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
                     ]
                 };
                 files::opened(files::open_flags(sys as u32, args), ret, 0);
+            }
+            return 0;
+        }
+        if nr::is_path_change(sys as u32) {
+            let ret: i64 = ctx.arg(1);
+            if ret == 0 && files::watching() {
+                // SAFETY: probe reads of the saved user registers (one by one: the whole
+                // struct would crowd the 512-byte stack `path_check`'s key shares).
+                let args = unsafe {
+                    [
+                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdi)).unwrap_or(0),
+                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsi)).unwrap_or(0),
+                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx)).unwrap_or(0),
+                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).r10)).unwrap_or(0),
+                    ]
+                };
+                files::path_changed(sys as u32, args);
             }
             return 0;
         }

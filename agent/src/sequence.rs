@@ -94,7 +94,7 @@ pub fn event_token(ev: &Event) -> Option<Token> {
         Event::ModuleLoad(_) => token::MODULE_LOAD,
         Event::BpfProgLoad(_) => token::BPF_PROG_LOAD,
         // Which file was opened is a policy matter; the open itself is in the batch.
-        Event::ProbeError(_) | Event::File(_) => return None,
+        Event::ProbeError(_) | Event::File(_) | Event::PathChange(_) => return None,
     })
 }
 

@@ -1021,8 +1021,9 @@ fn a_ptrace_attach_and_a_module_load_attempt_are_alerted_with_what_happened() {
 }
 
 /// File rules on the real kernel: a watched file read through a relative path, a new file
-/// written under a watched directory after the policy loaded (killed), and the shipped default's
-/// credential and log rules, each journaled with the path the kernel resolved.
+/// written under a watched directory after the policy loaded and another moved in there (both
+/// killed), and the shipped default's credential and log rules (a log emptied, then removed),
+/// each journaled with the path the kernel resolved.
 #[test]
 fn watched_files_are_seen_by_inode_whatever_path_opened_them() {
     let test = "watched_files_are_seen_by_inode_whatever_path_opened_them";
@@ -1074,6 +1075,31 @@ fn watched_files_are_seen_by_inode_whatever_path_opened_them() {
     assert_eq!(status.signal(), Some(9), "killed, not exited: {status:?}");
     assert!(dropped.exists(), "the open happened before the kill");
 
+    // A payload moved in rather than written there, as `mv FILE DIR/` does it: renamed to a
+    // name relative to a dirfd of the directory, which the kernel resolves from that
+    // directory's inode. (The mover stays, to be killed: `mv` itself is gone by then.)
+    let staged = dir.join("staged.sh");
+    fs::write(&staged, "id\n").unwrap();
+    let mut mover = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys, time\n\
+             d = os.open(sys.argv[2], os.O_RDONLY | os.O_DIRECTORY)\n\
+             os.rename(sys.argv[1], 'staged.sh', dst_dir_fd=d)\n\
+             time.sleep(30)\n",
+        ])
+        .arg(&staged)
+        .arg(dir.join("drop"))
+        .spawn()
+        .expect("mover");
+    let mover_pid = mover.id().to_string();
+    let status = wait_exit(&mut mover, Duration::from_secs(10));
+    let _ = mover.kill();
+    let _ = mover.wait();
+    let status = status.expect("the mover of a watched name was not killed within 10 s");
+    assert_eq!(status.signal(), Some(9), "killed, not exited: {status:?}");
+    assert!(dir.join("drop/staged.sh").exists(), "the rename happened before the kill");
+
     // The shipped default: reading the password hashes, and emptying a log.
     let shadow = Command::new("cat")
         .arg("/etc/shadow")
@@ -1090,7 +1116,9 @@ fn watched_files_are_seen_by_inode_whatever_path_opened_them() {
         .expect("truncate");
     let truncate_pid = truncate.id().to_string();
     assert!(Reap(truncate).0.wait().expect("sh").success());
-    let _ = fs::remove_file(&log);
+    let remover = Command::new("rm").arg(&log).spawn().expect("rm");
+    let remover_pid = remover.id().to_string();
+    assert!(Reap(remover).0.wait().expect("rm").success());
 
     let read = entries(&cursor, "the watched file's read", |e| {
         f(e, "VIGIL_REASON") == "test-secret-read" && f(e, "VIGIL_PID") == reader_pid
@@ -1113,6 +1141,16 @@ fn watched_files_are_seen_by_inode_whatever_path_opened_them() {
             "{k}"
         );
     }
+    let moved = entries(&cursor, "the kill of the watched name's mover", |e| {
+        f(e, "VIGIL_REASON") == "test-drop-write" && f(e, "VIGIL_PID") == mover_pid
+    });
+    if let Some(k) = moved.first() {
+        assert_eq!(
+            f(k, "VIGIL_DETAIL"),
+            format!("rename onto {} (renameat)", dir.join("drop/staged.sh").display()),
+            "{k}"
+        );
+    }
     let creds = entries(&cursor, "the shipped credential-read alert", |e| {
         f(e, "VIGIL_REASON") == "credential-read" && f(e, "VIGIL_PID") == shadow_pid
     });
@@ -1129,14 +1167,20 @@ fn watched_files_are_seen_by_inode_whatever_path_opened_them() {
             "{a}"
         );
     }
+    let removed = entries(&cursor, "the shipped log-tamper alert on rm", |e| {
+        f(e, "VIGIL_REASON") == "log-tamper" && f(e, "VIGIL_PID") == remover_pid
+    });
+    if let Some(a) = removed.first() {
+        assert_eq!(f(a, "VIGIL_DETAIL"), format!("unlink of {} (unlinkat)", log.display()), "{a}");
+    }
     // Without journald (outside CI) the daemon's own counters still have to show it.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let r = &daemon.status()["response"];
-        if r["alerts"].as_u64().unwrap_or(0) >= 3 && r["kills"].as_u64().unwrap_or(0) >= 1 {
+        if r["alerts"].as_u64().unwrap_or(0) >= 4 && r["kills"].as_u64().unwrap_or(0) >= 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "three alerts and a kill: {r}");
+        assert!(Instant::now() < deadline, "four alerts and two kills: {r}");
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(daemon);

@@ -57,7 +57,13 @@ pub fn files(opts: &Opts) -> Result<()> {
         }
     }
     let _ = fs::remove_file(&written);
-    report(opts, &modes, &workloads, &samples, &out_dir.join("files.json"))
+    report(
+        opts,
+        &modes,
+        &workloads,
+        &samples,
+        &out_dir.join("files.json"),
+    )
 }
 
 /// The shipped policy without its `[[rule.file]]` tables: a table ends at the next header.
@@ -124,7 +130,8 @@ fn report(
     samples: &[Vec<Vec<f64>>],
     json_path: &Path,
 ) -> Result<()> {
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").context("reading kernel release")?;
+    let kernel =
+        fs::read_to_string("/proc/sys/kernel/osrelease").context("reading kernel release")?;
     let date = utc_now();
     println!();
     println!(
@@ -158,7 +165,9 @@ fn report(
                 json!({ "median_ns": m, "added_ns_vs_bare": added, "samples_ns": samples[i][w] }),
             );
         }
-        let rules = med(Mode::Vigil).zip(med(Mode::VigilNoFileRules)).map(|(v, n)| v - n);
+        let rules = med(Mode::Vigil)
+            .zip(med(Mode::VigilNoFileRules))
+            .map(|(v, n)| v - n);
         if let Some(r) = rules {
             println!("  file rules' own cost: {r:+.1} ns per open+close");
         }
@@ -188,16 +197,33 @@ mod tests {
 
     #[test]
     fn the_shipped_policy_without_file_rules_keeps_everything_else() {
-        let shipped = fs::read_to_string(cmd::workspace_root().join("packaging/policy.toml")).unwrap();
+        let shipped =
+            fs::read_to_string(cmd::workspace_root().join("packaging/policy.toml")).unwrap();
         let stripped = without_file_rules(&shipped);
         assert!(shipped.contains("[[rule.file]]"));
         assert!(!stripped.contains("[[rule.file]]"));
-        let keys = stripped.lines().filter(|l| !l.trim_start().starts_with('#'));
-        assert!(!keys.clone().any(|l| l.contains("except_exe") || l.contains("access =")), "no orphaned keys");
+        let keys = stripped
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'));
+        assert!(
+            !keys
+                .clone()
+                .any(|l| l.contains("except_exe") || l.contains("access =")),
+            "no orphaned keys"
+        );
         let count = |text: &str, what: &str| {
-            text.lines().filter(|l| !l.trim_start().starts_with('#') && l.contains(what)).count()
+            text.lines()
+                .filter(|l| !l.trim_start().starts_with('#') && l.contains(what))
+                .count()
         };
-        for kept in ["[[rule.exec]]", "[[rule.connect]]", "[[rule.event]]", "[allow]", "[protected]", "mode = "] {
+        for kept in [
+            "[[rule.exec]]",
+            "[[rule.connect]]",
+            "[[rule.event]]",
+            "[allow]",
+            "[protected]",
+            "mode = ",
+        ] {
             assert_eq!(count(&shipped, kept), count(&stripped, kept), "{kept}");
         }
     }

@@ -141,6 +141,8 @@ static FIELDS: &[FieldSpec] = &[
     field("dentry", &["d_inode"], false, |o| &mut o.dentry_d_inode),
     field("dentry", &["d_name"], false, |o| &mut o.dentry_d_name),
     field("qstr", &["name"], false, |o| &mut o.qstr_name),
+    field("task_struct", &["fs"], false, |o| &mut o.task_fs),
+    field("fs_struct", &["pwd"], false, |o| &mut o.fs_pwd),
 ];
 
 /// Resolves from the running kernel's BTF.

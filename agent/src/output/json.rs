@@ -124,6 +124,18 @@ pub enum Body {
         probe: u16,
         code: i32,
     },
+    /// A rename or unlink of a watched path.
+    PathChange {
+        syscall: &'static str,
+        role: &'static str,
+        /// As the call passed it.
+        path: String,
+        access: Vec<&'static str>,
+        /// For a relative path: the watched inode and the components from it to the base
+        /// directory the path is relative to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        relative_to: Option<RelativeTo>,
+    },
     /// An open of a watched file: the watched inode and the path below it.
     FileOpen {
         fd: i32,
@@ -138,6 +150,22 @@ pub enum Body {
 
 pub fn syscall_name(nr: u32) -> &'static str {
     syscalls::Sysno::new(nr as usize).map_or("unknown", |s| s.name())
+}
+
+#[derive(Debug, Serialize)]
+pub struct RelativeTo {
+    pub watch_dev: u32,
+    pub watch_ino: u64,
+    pub below_watch: Vec<String>,
+}
+
+pub fn path_role(role: u32) -> &'static str {
+    match role {
+        agent_common::PATH_ROLE_RENAMED_TO => "renamed_to",
+        agent_common::PATH_ROLE_RENAMED_FROM => "renamed_from",
+        agent_common::PATH_ROLE_UNLINKED => "unlinked",
+        _ => "unknown",
+    }
 }
 
 fn flush_reason(r: u16) -> &'static str {
@@ -247,6 +275,17 @@ impl EventJson {
             Event::ProbeError(p) => Body::ProbeError {
                 probe: p.probe,
                 code: p.code,
+            },
+            Event::PathChange(c) => Body::PathChange {
+                syscall: syscall_name(c.syscall_nr),
+                role: path_role(c.role),
+                path: c.path(),
+                access: crate::policy::FileAccess::from_bits(c.access).names(),
+                relative_to: (c.relative != 0).then(|| RelativeTo {
+                    watch_dev: c.watch_dev,
+                    watch_ino: c.watch_ino,
+                    below_watch: c.components(),
+                }),
             },
             Event::File(f) => Body::FileOpen {
                 fd: f.fd,

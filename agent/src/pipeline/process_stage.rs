@@ -194,7 +194,8 @@ impl ProcessStage {
             | Event::Memfd(_)
             | Event::ModuleLoad(_)
             | Event::BpfProgLoad(_)
-            | Event::File(_) => {
+            | Event::File(_)
+            | Event::PathChange(_) => {
                 self.table.ensure(key, &self.proc_root, now);
             }
             Event::ProbeError(_) => {}
@@ -206,6 +207,7 @@ impl ProcessStage {
                 Event::Net(n) => r.on_net(table, seqs, key, n),
                 Event::Exit(_) => r.on_exit(key),
                 Event::File(f) => r.on_file_open(table, seqs, key, f),
+                Event::PathChange(c) => r.on_path_change(table, seqs, key, c),
                 other => {
                     if let Some((event, detail)) = security_event(other) {
                         r.on_security_event(table, seqs, key, event, detail);

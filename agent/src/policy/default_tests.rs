@@ -258,6 +258,11 @@ fn persistence_and_log_truncation_alert_on_writes_only() {
         assert_eq!(file_hits(&p, "/var/log/auth.log", changes(flags), "/usr/bin/bash"), hit("log-tamper", Action::Alert), "{how}");
     }
     assert!(file_hits(&p, "/var/log/nginx/access.log", changes(0o2101), "/usr/sbin/nginx").is_empty(), "appending is logging");
+    assert_eq!(file_hits(&p, "/var/log/auth.log", FileAccess::DELETE, "/usr/bin/rm"), hit("log-tamper", Action::Alert), "rm");
+    assert!(file_hits(&p, "/var/log/syslog.1", FileAccess::DELETE, "/usr/sbin/logrotate").is_empty(), "rotation");
+    // A rename onto a watched path writes it: `mv /tmp/x /etc/cron.d/` and `sed -i` both.
+    let renamed_onto = FileAccess::WRITE.union(FileAccess::REWRITE);
+    assert_eq!(file_hits(&p, "/etc/cron.d/x", renamed_onto, "/usr/bin/mv"), hit("persistence-write", Action::Alert));
     assert!(file_hits(&p, "/var/log/syslog", wt, "/usr/sbin/logrotate").is_empty(), "copytruncate");
     assert!(file_hits(&p, "/var/log/journal/x/system.journal", changes(0o2), "/usr/lib/systemd/systemd-journald").is_empty());
 }

@@ -326,7 +326,7 @@ fn file_rule_errors_name_the_paths_accesses_and_actions_expected() {
     );
     assert_eq!(
         error(&rule("file", "action = \"alert\"\npath = [\"/etc/shadow\"]\naccess = [\"read\", \"exec\"]")),
-        format!("{FILE}:6:19: unknown access `exec`: expected one of read, write, truncate, rewrite")
+        format!("{FILE}:6:19: unknown access `exec`: expected one of read, write, truncate, rewrite, delete")
     );
     assert_eq!(
         error(&rule("file", "action = \"alert\"\npath = [\"/etc/shadow\"]\naccess = []")),

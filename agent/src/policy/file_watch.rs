@@ -104,7 +104,11 @@ impl Planner {
                     if self.scanned > MAX_ENTRIES_SCANNED {
                         break;
                     }
-                    if entry.file_name().to_str().is_some_and(|n| matcher.is_match(n)) {
+                    if entry
+                        .file_name()
+                        .to_str()
+                        .is_some_and(|n| matcher.is_match(n))
+                    {
                         frontier.push((entry.path(), i + 1));
                     }
                 }
@@ -241,6 +245,9 @@ mod tests {
             access = ["truncate"]
             "#,
         );
-        assert_eq!(p, vec![w(d.path().join("log"), FileAccess::TRUNCATE, MAX_DEPTH)]);
+        assert_eq!(
+            p,
+            vec![w(d.path().join("log"), FileAccess::TRUNCATE, MAX_DEPTH)]
+        );
     }
 }

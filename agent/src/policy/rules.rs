@@ -97,17 +97,20 @@ impl FileAccess {
     pub const WRITE: FileAccess = FileAccess(agent_common::FILE_ACCESS_WRITE);
     pub const TRUNCATE: FileAccess = FileAccess(agent_common::FILE_ACCESS_TRUNCATE);
     pub const REWRITE: FileAccess = FileAccess(agent_common::FILE_ACCESS_REWRITE);
-    /// Every access that changes the file.
-    pub const CHANGES: FileAccess = FileAccess(Self::WRITE.0 | Self::TRUNCATE.0 | Self::REWRITE.0);
-    const NAMED: [(&'static str, FileAccess); 4] = [
+    pub const DELETE: FileAccess = FileAccess(agent_common::FILE_ACCESS_DELETE);
+    /// Every access that changes what is at the path.
+    pub const CHANGES: FileAccess =
+        FileAccess(Self::WRITE.0 | Self::TRUNCATE.0 | Self::REWRITE.0 | Self::DELETE.0);
+    const NAMED: [(&'static str, FileAccess); 5] = [
         ("read", Self::READ),
         ("write", Self::WRITE),
         ("truncate", Self::TRUNCATE),
         ("rewrite", Self::REWRITE),
+        ("delete", Self::DELETE),
     ];
 
     pub const fn from_bits(bits: u32) -> Self {
-        FileAccess(bits & 0b1111)
+        FileAccess(bits & 0b1_1111)
     }
 
     pub const fn bits(self) -> u32 {
@@ -139,7 +142,7 @@ impl FileAccess {
                 PolicyError::invalid(
                     s.at.clone(),
                     format!(
-                        "unknown access `{}`: expected one of read, write, truncate, rewrite",
+                        "unknown access `{}`: expected one of read, write, truncate, rewrite, delete",
                         s.value
                     ),
                 )

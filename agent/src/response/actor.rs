@@ -457,7 +457,7 @@ impl Actor {
         // Paths first: an event for a new watch must find its path, and one in flight for an
         // old watch still finds its own until the kernel has moved on.
         self.files.add_all(&r.paths);
-        k.set_file_watches(&r.entries, &r.walk)
+        k.set_file_watches(&r.entries, &r.walk, &r.path_keys)
             .map_err(|e| e.to_string())?;
         self.files.replace(r.paths);
         debug!(inodes = r.entries.len(), walk = ?r.walk, "file watches programmed");

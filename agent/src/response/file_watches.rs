@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use agent_common::{FILE_WALK_ENTRIES, FileEvent, FileKey, FileWatch, WATCHED_FILES_ENTRIES};
+use agent_common::{
+    FILE_WALK_ENTRIES, FileEvent, FileKey, FileWatch, PATH_LEN, PathChangeEvent,
+    WATCHED_FILES_ENTRIES,
+};
 use tracing::{debug, warn};
 
 use crate::policy::PlannedWatch;
@@ -29,6 +32,9 @@ pub struct Resolved {
     /// `FILE_WALK`: 0 when nothing is watched, else 1 + the deepest watch; then the same over
     /// the watches with each access bit.
     pub walk: [u32; FILE_WALK_ENTRIES as usize],
+    /// `WATCHED_PATHS`: every spelling of every watch as an LPM key (prefix bits, bytes) and
+    /// the accesses wanted there or at any shorter key it extends.
+    pub path_keys: Vec<(u32, [u8; PATH_LEN], u32)>,
 }
 
 /// Stats every planned path; watches that land on one inode (a path and a symlink to it, two
@@ -40,6 +46,7 @@ pub struct Resolved {
 pub fn resolve(plan: &[PlannedWatch]) -> Resolved {
     let mut r = Resolved::default();
     let mut named_by_link: std::collections::HashSet<FileKey> = Default::default();
+    let mut spellings: Vec<(&PathBuf, u32, u32)> = Vec::new();
     for w in plan {
         let meta = match std::fs::metadata(&w.path) {
             Ok(m) if m.is_file() || m.is_dir() => m,
@@ -69,6 +76,7 @@ pub fn resolve(plan: &[PlannedWatch]) -> Resolved {
         let e = r.entries.entry(key).or_default();
         e.access |= w.access.bits();
         e.max_depth = e.max_depth.max(w.max_depth);
+        spellings.push((&w.path, w.access.bits(), w.max_depth));
         match r.paths.entry(key) {
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(w.path.clone());
@@ -83,6 +91,7 @@ pub fn resolve(plan: &[PlannedWatch]) -> Resolved {
             }
         }
     }
+    r.path_keys = path_keys(&spellings);
     for e in r.entries.values() {
         let levels = e.max_depth + 1;
         r.walk[0] = r.walk[0].max(levels);
@@ -93,6 +102,40 @@ pub fn resolve(plan: &[PlannedWatch]) -> Resolved {
         }
     }
     r
+}
+
+/// LPM keys for renames and unlinks, which name paths: a file watch is its path and NUL (that
+/// path exactly), a directory watch its path and `/` (anything below). Each key carries the
+/// accesses of every key that is a prefix of it, since a lookup finds only the longest.
+fn path_keys(spellings: &[(&PathBuf, u32, u32)]) -> Vec<(u32, [u8; PATH_LEN], u32)> {
+    let mut keys: Vec<(Vec<u8>, u32)> = Vec::new();
+    for (path, access, depth) in spellings {
+        let mut bytes = path.as_os_str().as_encoded_bytes().to_vec();
+        if *depth == 0 {
+            bytes.push(0);
+        } else if bytes.last() != Some(&b'/') {
+            bytes.push(b'/');
+        }
+        if bytes.len() > PATH_LEN {
+            warn!(path = %path.display(), "watched path longer than {PATH_LEN} bytes: its renames and unlinks are not seen");
+            continue;
+        }
+        match keys.iter_mut().find(|(k, _)| *k == bytes) {
+            Some((_, a)) => *a |= access,
+            None => keys.push((bytes, *access)),
+        }
+    }
+    keys.iter()
+        .map(|(k, _)| {
+            let access = keys
+                .iter()
+                .filter(|(p, _)| k.starts_with(p))
+                .fold(0, |acc, (_, a)| acc | a);
+            let mut data = [0u8; PATH_LEN];
+            data[..k.len()].copy_from_slice(k);
+            ((k.len() * 8) as u32, data, access)
+        })
+        .collect()
 }
 
 /// `st_dev` as the kernel's `s_dev` has it (`MAJOR << 20 | MINOR`).
@@ -115,22 +158,44 @@ impl FileWatchIndex {
     /// The opened file's path: its watch's path and the components the kernel read below it.
     /// `None` when the watch is no longer known (replaced while the event was in flight).
     pub fn path_of(&self, ev: &FileEvent) -> Option<String> {
-        let key = FileKey {
-            ino: ev.watch_ino,
-            dev: ev.watch_dev,
-            _pad: 0,
-        };
+        self.below(ev.watch_dev, ev.watch_ino, &ev.components())
+            .map(|p| p.display().to_string())
+    }
+
+    /// The path a rename or unlink named: as passed when absolute; a relative one below its
+    /// base directory (the watch's path and the components up to it), with `.` and `..`
+    /// taken lexically as the kernel took them from that directory.
+    pub fn path_changed(&self, ev: &PathChangeEvent) -> Option<String> {
+        let named = ev.path();
+        if ev.relative == 0 {
+            return Some(named);
+        }
+        let mut path = self.below(ev.watch_dev, ev.watch_ino, &ev.components())?;
+        for c in named.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    path.pop();
+                }
+                c => path.push(c),
+            }
+        }
+        Some(path.display().to_string())
+    }
+
+    fn below(&self, dev: u32, ino: u64, components: &[String]) -> Option<PathBuf> {
+        let key = FileKey { ino, dev, _pad: 0 };
         let mut path = self
             .0
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)?
             .clone();
-        for c in ev.components() {
+        for c in components {
             // An unreadable component still takes its level, so a glob cannot match across it.
             path.push(if c.is_empty() { "?" } else { c.as_str() });
         }
-        Some(path.display().to_string())
+        Some(path)
     }
 }
 
@@ -165,11 +230,19 @@ mod tests {
         assert_eq!(w.access, FileAccess::READ.union(FileAccess::WRITE).bits());
         assert_eq!(w.max_depth, 3);
         // One inode, one entry: reads of it walk as deep as its writes.
-        assert_eq!(r.walk, [4, 4, 4, 0, 0]);
-        assert_eq!(r.paths[key], d.path().join("real"), "named by the path that is not a link");
+        assert_eq!(r.walk, [4, 4, 4, 0, 0, 0]);
+        assert_eq!(
+            r.paths[key],
+            d.path().join("real"),
+            "named by the path that is not a link"
+        );
         let meta = std::fs::metadata(d.path().join("real")).unwrap();
         assert_eq!(key.ino, meta.ino());
-        assert_eq!(resolve(&[]).walk, [0; 5], "nothing watched: opens are not looked at");
+        assert_eq!(
+            resolve(&[]).walk,
+            [0; 6],
+            "nothing watched: opens are not looked at"
+        );
     }
 
     #[test]
@@ -201,5 +274,66 @@ mod tests {
         assert_eq!(index.path_of(&ev).as_deref(), Some("/etc/cron.d/?/job"));
         ev.watch_ino = 8;
         assert_eq!(index.path_of(&ev), None, "an unknown watch names nothing");
+    }
+
+    #[test]
+    fn path_keys_are_exact_for_files_and_prefixes_for_directories_with_their_ancestors_accesses() {
+        let (etc, cron, shadow) = (
+            PathBuf::from("/etc"),
+            PathBuf::from("/etc/cron.d"),
+            PathBuf::from("/etc/shadow"),
+        );
+        let w = FileAccess::WRITE.bits();
+        let r = FileAccess::READ.bits();
+        let d = FileAccess::DELETE.bits();
+        let keys = path_keys(&[(&etc, w, 1), (&cron, d, 1), (&shadow, r, 0)]);
+        let find = |s: &str| {
+            keys.iter()
+                .find(|(bits, data, _)| &data[..*bits as usize / 8] == s.as_bytes())
+                .map(|(_, _, a)| *a)
+        };
+        assert_eq!(find("/etc/"), Some(w));
+        assert_eq!(find("/etc/cron.d/"), Some(w | d), "the longest match carries /etc/'s writes too");
+        assert_eq!(find("/etc/shadow\0"), Some(r | w), "a file: its path and NUL");
+        assert_eq!(keys.len(), 3);
+    }
+
+    fn change(relative: bool, path: &str, names: &[&str]) -> PathChangeEvent {
+        let mut n = [[0u8; FILE_NAME_LEN]; FILE_WATCH_MAX_DEPTH];
+        for (slot, name) in n.iter_mut().zip(names) {
+            slot[..name.len()].copy_from_slice(name.as_bytes());
+        }
+        let mut p = [0u8; PATH_LEN];
+        p[..path.len()].copy_from_slice(path.as_bytes());
+        PathChangeEvent {
+            header: EventHeader::default(),
+            syscall_nr: 316,
+            role: agent_common::PATH_ROLE_RENAMED_TO,
+            access: FileAccess::WRITE.bits(),
+            path_len: path.len() as u32,
+            relative: u32::from(relative),
+            depth: names.len() as u32,
+            watch_ino: 7,
+            watch_dev: 3,
+            _pad: 0,
+            names: n,
+            path: p,
+        }
+    }
+
+    #[test]
+    fn a_relative_rename_is_named_from_its_base_directory() {
+        let index = FileWatchIndex::default();
+        let key = FileKey { ino: 7, dev: 3, _pad: 0 };
+        index.replace(HashMap::from([(key, PathBuf::from("/etc"))]));
+        // `cd /etc/cron.d/sub && mv /tmp/x ../evil`: the base is sub, two levels below /etc.
+        let ev = change(true, "../evil", &["sub", "cron.d"]);
+        assert_eq!(index.path_changed(&ev).as_deref(), Some("/etc/cron.d/evil"));
+        assert_eq!(index.path_changed(&change(true, "./x", &[])).as_deref(), Some("/etc/x"));
+        let absolute = change(false, "/etc/cron.d/job", &[]);
+        assert_eq!(index.path_changed(&absolute).as_deref(), Some("/etc/cron.d/job"));
+        let mut gone = change(true, "x", &[]);
+        gone.watch_ino = 8;
+        assert_eq!(index.path_changed(&gone), None, "an unknown watch names nothing");
     }
 }

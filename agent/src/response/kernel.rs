@@ -46,6 +46,7 @@ pub struct KernelResponse {
     watched_files: BpfHashMap<MapData, FileKey, FileWatch>,
     file_walk: Array<MapData, u32>,
     file_filter: Array<MapData, u64>,
+    watched_paths: LpmTrie<MapData, [u8; PATH_LEN], u32>,
     /// Whether connect/sendmsg guards are attached (a quarantine can cut the network).
     pub network_guards: bool,
 }
@@ -80,6 +81,8 @@ impl KernelResponse {
                 .map_err(map_err(names::MAP_FILE_WALK))?,
             file_filter: Array::try_from(get(names::MAP_FILE_FILTER)?)
                 .map_err(map_err(names::MAP_FILE_FILTER))?,
+            watched_paths: LpmTrie::try_from(get(names::MAP_WATCHED_PATHS)?)
+                .map_err(map_err(names::MAP_WATCHED_PATHS))?,
             network_guards,
         })
     }
@@ -149,7 +152,13 @@ impl KernelResponse {
         &mut self,
         entries: &std::collections::HashMap<FileKey, FileWatch>,
         walk: &[u32; FILE_WALK_ENTRIES as usize],
+        path_keys: &[(u32, [u8; PATH_LEN], u32)],
     ) -> Result<(), KernelMapError> {
+        let paths: Vec<(Key<[u8; PATH_LEN]>, u32)> = path_keys
+            .iter()
+            .map(|(bits, data, access)| (Key::new(*bits, *data), *access))
+            .collect();
+        replace_trie(&mut self.watched_paths, &paths, names::MAP_WATCHED_PATHS)?;
         let name = names::MAP_WATCHED_FILES;
         let old: Vec<u32> = (0..FILE_WALK_ENTRIES)
             .map(|i| self.file_walk.get(&i, 0).unwrap_or(0))

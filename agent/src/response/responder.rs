@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::{EventKind, ExecEvent, FileEvent, NetEvent};
+use agent_common::{EventKind, ExecEvent, FileEvent, NetEvent, PathChangeEvent};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
@@ -354,26 +354,60 @@ impl Responder {
             debug!(pid = key.tgid, ino = ev.ino, "file open under a watch that is gone");
             return;
         };
+        let access = FileAccess::from_bits(ev.access);
+        let detail = format!(
+            "open of {path} for {} (fd {})",
+            access.names().join("+"),
+            ev.fd
+        );
+        self.file_rule_hits(table, seqs, key, &path, access, detail);
+    }
+
+    /// A rename or unlink of a watched path: `rule.file` decides, as for an open.
+    pub fn on_path_change(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &PathChangeEvent,
+    ) {
+        let Some(path) = self.files.path_changed(ev) else {
+            self.stats.file_events_unnamed.fetch_add(1, Relaxed);
+            debug!(pid = key.tgid, "rename or unlink under a watch that is gone");
+            return;
+        };
+        let what = match ev.role {
+            agent_common::PATH_ROLE_RENAMED_TO => "rename onto",
+            agent_common::PATH_ROLE_RENAMED_FROM => "rename away of",
+            _ => "unlink of",
+        };
+        let detail = format!(
+            "{what} {path} ({})",
+            crate::sequence::token_name(ev.syscall_nr as crate::sequence::Token)
+        );
+        self.file_rule_hits(table, seqs, key, &path, FileAccess::from_bits(ev.access), detail);
+    }
+
+    fn file_rule_hits(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        path: &str,
+        access: FileAccess,
+        detail: String,
+    ) {
         let policy = self.current();
         let exe = exe_of(table, key);
-        let access = FileAccess::from_bits(ev.access);
         let hits: Vec<(String, Action)> = policy
             .file_rules(&FileContext {
-                path: &path,
+                path,
                 access,
                 exe: &exe,
             })
             .into_iter()
             .map(|r| r.owned())
             .collect();
-        if hits.is_empty() {
-            return;
-        }
-        let detail = format!(
-            "open of {path} for {} (fd {})",
-            access.names().join("+"),
-            ev.fd
-        );
         self.rule_hits(&policy, table, seqs, key, hits, Matched::Event(&detail));
     }
 
