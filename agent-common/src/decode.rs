@@ -188,16 +188,24 @@ impl ExecEvent {
     }
 }
 
+/// The first `depth` of `names` (innermost first, as the kernel walks up), outermost first.
+fn outermost_first(
+    names: &[[u8; FILE_NAME_LEN]; FILE_WATCH_MAX_DEPTH],
+    depth: u32,
+) -> std::vec::Vec<std::string::String> {
+    let depth = (depth as usize).min(FILE_WATCH_MAX_DEPTH);
+    names[..depth]
+        .iter()
+        .rev()
+        .map(|n| c_str(n, FILE_NAME_LEN))
+        .collect()
+}
+
 impl FileEvent {
     /// The path components below the watch, outermost first (`depth` of them; a component the
     /// kernel could not read is empty).
     pub fn components(&self) -> std::vec::Vec<std::string::String> {
-        let depth = (self.depth as usize).min(FILE_WATCH_MAX_DEPTH);
-        self.names[..depth]
-            .iter()
-            .rev()
-            .map(|n| c_str(n, FILE_NAME_LEN))
-            .collect()
+        outermost_first(&self.names, self.depth)
     }
 }
 
@@ -209,12 +217,7 @@ impl PathChangeEvent {
 
     /// For a relative path, the base directory's components below the watch, outermost first.
     pub fn components(&self) -> std::vec::Vec<std::string::String> {
-        let depth = (self.depth as usize).min(FILE_WATCH_MAX_DEPTH);
-        self.names[..depth]
-            .iter()
-            .rev()
-            .map(|n| c_str(n, FILE_NAME_LEN))
-            .collect()
+        outermost_first(&self.names, self.depth)
     }
 }
 

@@ -182,27 +182,7 @@ pub fn opened(flags: u32, fd: i64, btf_file: u64) {
         (*ev).watch_dev = dev;
         (*ev).dev = dev;
         (*ev).ino = ino;
-        let mut dentry = Some(first);
-        for level in 0..FILE_WATCH_MAX_DEPTH {
-            let name = &mut (*ev).names[level];
-            name[0] = 0;
-            if level as u32 >= depth {
-                continue;
-            }
-            let Some(d) = dentry else { continue };
-            if o.dentry_d_name != OFFSET_UNKNOWN
-                && o.qstr_name != OFFSET_UNKNOWN
-                && let Some(s) = d.read_ptr(o.dentry_d_name + o.qstr_name)
-                && bpf_probe_read_kernel_str(
-                    name.as_mut_ptr().cast(),
-                    FILE_NAME_LEN as u32,
-                    s.as_ptr().cast(),
-                ) < 0
-            {
-                name[0] = 0;
-            }
-            dentry = d.read_ptr(o.dentry_d_parent);
-        }
+        write_names(&mut (*ev).names, first, depth);
     }
     entry.submit(prompt_wakeup());
     count_emitted(EventKind::FileOpen);
@@ -215,6 +195,44 @@ fn maybe_watched(ino: u64) -> bool {
     FILE_FILTER
         .get(bit / 64)
         .is_some_and(|w| w & (1u64 << (bit % 64)) != 0)
+}
+
+/// The names of `dentry` (null: none) and the directories above it, `depth` of them, into
+/// `names`; the slots past `depth` (and any name that cannot be read) are left empty, so
+/// nothing stale from the ring buffer leaves with the record.
+#[inline(always)]
+fn write_names(
+    names: &mut [[u8; FILE_NAME_LEN]; FILE_WATCH_MAX_DEPTH],
+    mut dentry: KPtr,
+    depth: u32,
+) {
+    let (name_at, parent_at) = (offset!(dentry_d_name), offset!(dentry_d_parent));
+    let qstr_name = offset!(qstr_name);
+    for (level, name) in names.iter_mut().enumerate() {
+        name[0] = 0;
+        if level as u32 >= depth || name_at == OFFSET_UNKNOWN || qstr_name == OFFSET_UNKNOWN {
+            continue;
+        }
+        if dentry.is_null() {
+            continue;
+        }
+        if let Some(s) = dentry.read_ptr(name_at + qstr_name) {
+            // SAFETY: at most FILE_NAME_LEN bytes into the slot; a fault comes back negative.
+            let n = unsafe {
+                bpf_probe_read_kernel_str(
+                    name.as_mut_ptr().cast(),
+                    FILE_NAME_LEN as u32,
+                    s.as_ptr().cast(),
+                )
+            };
+            if n < 0 {
+                name[0] = 0;
+            }
+        }
+        // A null pointer (no parent, or a failed read) ends the walk: an Option here would
+        // leave a register the verifier sees as uninitialised on the `None` path.
+        dentry = dentry.read_ptr(parent_at).unwrap_or(KPtr::from_raw(core::ptr::null()));
+    }
 }
 
 /// `current->files->fdt->fd[fd]`, bounds-checked against `max_fds`.
@@ -329,10 +347,20 @@ pub fn path_changed(sys: u32, args: [u64; 4]) {
         _ => (None, None),
     };
     if let Some((dirfd, p)) = target {
-        path_check(sys, dirfd, p, PATH_ROLE_RENAMED_TO, FILE_ACCESS_WRITE | FILE_ACCESS_REWRITE);
+        path_check(
+            sys,
+            dirfd,
+            p,
+            PATH_ROLE_RENAMED_TO,
+            FILE_ACCESS_WRITE | FILE_ACCESS_REWRITE,
+        );
     }
     if let Some((dirfd, p)) = source {
-        let role = if target.is_some() { PATH_ROLE_RENAMED_FROM } else { PATH_ROLE_UNLINKED };
+        let role = if target.is_some() {
+            PATH_ROLE_RENAMED_FROM
+        } else {
+            PATH_ROLE_UNLINKED
+        };
         path_check(sys, dirfd, p, role, FILE_ACCESS_DELETE);
     }
 }
@@ -399,39 +427,22 @@ fn path_check(sys: u32, dirfd: u64, path: u64, role: u32, access: u32) {
         (*ev).path_len = n - 1;
         (*ev).path = key.data;
         (*ev)._pad = 0;
-        let (depth, mut dentry) = match found {
+        let (depth, dentry) = match found {
             Some((base, (depth, watch_ino, dev))) => {
                 (*ev).relative = 1;
                 (*ev).watch_ino = watch_ino;
                 (*ev).watch_dev = dev;
-                (depth, Some(base))
+                (depth, base)
             }
             None => {
                 (*ev).relative = 0;
                 (*ev).watch_ino = 0;
                 (*ev).watch_dev = 0;
-                (0, None)
+                (0, KPtr::from_raw(core::ptr::null()))
             }
         };
         (*ev).depth = depth;
-        for level in 0..FILE_WATCH_MAX_DEPTH {
-            let name = &mut (*ev).names[level];
-            name[0] = 0;
-            if level as u32 >= depth {
-                continue;
-            }
-            let Some(d) = dentry else { continue };
-            if let Some(s) = d.read_ptr(offset!(dentry_d_name) + offset!(qstr_name))
-                && bpf_probe_read_kernel_str(
-                    name.as_mut_ptr().cast(),
-                    FILE_NAME_LEN as u32,
-                    s.as_ptr().cast(),
-                ) < 0
-            {
-                name[0] = 0;
-            }
-            dentry = d.read_ptr(offset!(dentry_d_parent));
-        }
+        write_names(&mut (*ev).names, dentry, depth);
     }
     entry.submit(prompt_wakeup());
     count_emitted(EventKind::PathChange);
@@ -503,7 +514,9 @@ fn find_watch_at(base: KPtr, ups: u32, access: u32) -> Option<(u32, u64, u32)> {
         if parent == dentry {
             return None;
         }
-        key.ino = parent.read_ptr(offset!(dentry_d_inode))?.read::<u64>(offset!(inode_ino))?;
+        key.ino = parent
+            .read_ptr(offset!(dentry_d_inode))?
+            .read::<u64>(offset!(inode_ino))?;
         dentry = parent;
     }
     None
