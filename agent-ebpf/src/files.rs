@@ -8,6 +8,9 @@
 //! dirfd, through symlinks and `..`), so `cd /etc && cat ./shadow` or a hard link cannot slip
 //! past a watch the way it slips past a string compare. User space names the watches by path
 //! and turns the components carried here back into one.
+//!
+//! Renames and unlinks (`path_changed`) open nothing: an absolute path is matched as a string
+//! against `WATCHED_PATHS`, a relative one from its base directory's inode upwards.
 
 use agent_common::{
     EventKind, FILE_ACCESS_DELETE, FILE_ACCESS_REWRITE, FILE_ACCESS_WRITE, FILE_NAME_LEN,
