@@ -5,8 +5,8 @@
 use std::{collections::HashSet, net::IpAddr};
 
 use agent_common::{
-    FILE_FILTER_WORDS, FILE_WALK_ENTRIES, FileKey, FileWatch, NET4_KEY_LEN, file_filter_bit, NET6_KEY_LEN, PATH_LEN, RESPONSE_ENFORCE, RESPONSE_MONITOR,
-    names,
+    FILE_FILTER_WORDS, FILE_WALK_ENTRIES, FileKey, FileWatch, NET4_KEY_LEN, NET6_KEY_LEN,
+    PATH_LEN, RESPONSE_ENFORCE, RESPONSE_MONITOR, file_filter_bit, names,
 };
 use aya::maps::{
     Array, HashMap as BpfHashMap, Map, MapData, MapError,
