@@ -119,23 +119,19 @@ pub fn levels_for(flags: u32) -> u32 {
     walk_levels(file_access(flags))
 }
 
-/// An open with `flags` returned `fd` (>= 0) to the current task, whose file `btf_file` is
-/// when the caller could read it directly (tp_btf; null otherwise: one register, since BPF
-/// calls pass at most five).
+/// An open with `flags`, to be looked at `levels` deep (`levels_for`, non-zero), returned
+/// `fd` (>= 0) to the current task, whose file `btf_file` is when the caller could read it
+/// directly (tp_btf; null otherwise: one register, since BPF calls pass at most five).
 #[inline(never)]
-pub fn opened(flags: u32, fd: i64, btf_file: u64) {
+pub fn opened(flags: u32, levels: u32, fd: i64, btf_file: u64) {
     let (pid, tgid) = current_ids();
     if tgid == config().self_tgid {
         return;
     }
     let access = file_access(flags);
-    let levels = walk_levels(access);
-    if levels == 0 {
-        return;
-    }
     let o = offsets();
     let direct = Some(KPtr::from_raw(btf_file as *const u8)).filter(|f| !f.is_null());
-    let Some(file) = direct.or_else(|| file_of(&o, KPtr::current_task(), fd as u32)) else {
+    let Some(file) = direct.or_else(|| file_of(fd as u32)) else {
         return;
     };
     let Some(inode) = file.read_ptr(o.file_inode) else {
@@ -236,17 +232,6 @@ fn write_names(
         // leave a register the verifier sees as uninitialised on the `None` path.
         dentry = dentry.read_ptr(parent_at).unwrap_or(KPtr::from_raw(core::ptr::null()));
     }
-}
-
-/// `current->files->fdt->fd[fd]`, bounds-checked against `max_fds`.
-#[inline(always)]
-fn file_of(o: &KernelOffsets, task: KPtr, fd: u32) -> Option<KPtr> {
-    let fdt = task.read_ptr(o.task_files)?.read_ptr(o.files_fdt)?;
-    let (max, fds) = fdt.read_pair(o.fdt_max_fds, o.fdt_fd)?;
-    if fd >= max as u32 {
-        return None;
-    }
-    KPtr::from_raw(fds as *const u8).read_ptr(fd.checked_mul(8)?)
 }
 
 struct Found {
@@ -481,7 +466,7 @@ fn base_dir(dirfd: u64) -> Option<KPtr> {
     if offset!(file_f_path) == OFFSET_UNKNOWN {
         return None;
     }
-    file_of_fd(dirfd as u32)?.read_ptr(offset!(file_f_path) + offset!(path_dentry))
+    file_of(dirfd as u32)?.read_ptr(offset!(file_f_path) + offset!(path_dentry))
 }
 
 /// From directory `base` upwards: the first inode a watch covers for `access` at the depth a
@@ -525,10 +510,11 @@ fn find_watch_at(base: KPtr, ups: u32, access: u32) -> Option<(u32, u64, u32)> {
     None
 }
 
-/// `file_of` with each offset read by itself: the path checks keep a 260-byte key on the stack,
-/// and a copy of every offset would not fit beside it.
+/// `current->files->fdt->fd[fd]` through probe reads (the raw_tp program, and dirfds),
+/// bounds-checked against `max_fds`. Each offset is read by itself: the path checks keep a
+/// 260-byte key on the stack, and a copy of every offset would not fit beside it.
 #[inline(always)]
-fn file_of_fd(fd: u32) -> Option<KPtr> {
+fn file_of(fd: u32) -> Option<KPtr> {
     let fdt = KPtr::current_task()
         .read_ptr(offset!(task_files))?
         .read_ptr(offset!(files_fdt))?;

@@ -73,9 +73,10 @@ pub fn vigil_sys_exit(ctx: BtfTracePointContext) -> u32 {
                 // SAFETY: as above, direct loads the verifier checks against pt_regs.
                 let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] };
                 let flags = files::open_flags(sys as u32, args);
-                if files::levels_for(flags) != 0 {
+                let levels = files::levels_for(flags);
+                if levels != 0 {
                     let file = files::file_of_btf(ret as u32).map_or(0, |f| f.as_ptr() as u64);
-                    files::opened(flags, ret, file);
+                    files::opened(flags, levels, ret, file);
                 }
             }
             return 0;
@@ -114,7 +115,11 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
                         bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx)).unwrap_or(0),
                     ]
                 };
-                files::opened(files::open_flags(sys as u32, args), ret, 0);
+                let flags = files::open_flags(sys as u32, args);
+                let levels = files::levels_for(flags);
+                if levels != 0 {
+                    files::opened(flags, levels, ret, 0);
+                }
             }
             return 0;
         }
