@@ -1020,6 +1020,167 @@ fn a_ptrace_attach_and_a_module_load_attempt_are_alerted_with_what_happened() {
     drop(daemon);
 }
 
+/// The shipped default's behaviour events: a shell sweeping closed ports of localhost with one
+/// `/dev/tcp` subshell per port is a port scan (reported at the shell, the parent of every
+/// connect), a process connecting to as many ports that all listen is not, an unprivileged
+/// process asking setuid for root is refused and alerted on, and so is a program run as
+/// `[kworker/0:9]`.
+#[test]
+fn sweeps_refused_setuids_and_fake_kernel_threads_are_alerted_and_busy_clients_are_not() {
+    let test = "sweeps_refused_setuids_and_fake_kernel_threads_are_alerted_and_busy_clients_are_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let daemon = Daemon::start("scan", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+
+    // 40 listeners of its own, each connected to once: a test suite, not a scan.
+    let client = Command::new("python3")
+        .args([
+            "-c",
+            "import socket\n\
+             ls = [socket.create_server(('127.0.0.1', 0)) for _ in range(40)]\n\
+             cs = [socket.create_connection(l.getsockname()) for l in ls]\n\
+             print(len(cs))\n",
+        ])
+        .output()
+        .expect("python3");
+    assert_eq!(String::from_utf8_lossy(&client.stdout).trim(), "40", "{client:?}");
+
+    // Ports vigil's own listener proves free a moment ago are closed: 40 of them, one subshell
+    // each, from a shell whose pid the alert must name.
+    let ports: Vec<u16> = (0..40)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port())
+        .collect();
+    let list = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
+    let sweep = Command::new("bash")
+        .args(["-c", &format!("for p in {list}; do (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null; done; echo $$")])
+        .output()
+        .expect("bash");
+    let shell = String::from_utf8_lossy(&sweep.stdout).trim().to_owned();
+
+    let nobody = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c"])
+        .arg("import os\ntry:\n    os.setuid(0)\nexcept PermissionError:\n    print(os.getpid())\n")
+        .output()
+        .expect("setpriv");
+    let asker = String::from_utf8_lossy(&nobody.stdout).trim().to_owned();
+    assert!(!asker.is_empty(), "setuid(0) as nobody was not refused: {nobody:?}");
+
+    let mut disguised = Command::new("bash")
+        .args(["-c", "exec -a '[kworker/0:9]' sleep 0"])
+        .spawn()
+        .expect("bash");
+    let disguised_pid = disguised.id().to_string();
+    assert!(disguised.wait().expect("wait").success());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 3 {
+        assert!(Instant::now() < deadline, "no three alerts: {}", daemon.status()["response"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let fake = entries(&cursor, "the fake-kernel-thread alert", |e| {
+        f(e, "VIGIL_REASON") == "fake-kernel-thread" && f(e, "VIGIL_PID") == disguised_pid
+    });
+    if let Some(a) = fake.first() {
+        assert_eq!(f(a, "VIGIL_DETAIL"), "argv[0] `[kworker/0:9]` passes for a kernel thread", "{a}");
+    }
+    let scans = entries(&cursor, "the port-scan alert", |e| f(e, "VIGIL_REASON") == "port-scan");
+    if let Some(a) = scans.iter().find(|e| f(e, "VIGIL_PID") == shell) {
+        assert_eq!(f(a, "VIGIL_EVENT"), "alert", "{a}");
+        let detail = f(a, "VIGIL_DETAIL");
+        // All 32 refused, unless something took one of the freed ports meanwhile.
+        assert!(detail.starts_with("connects to 32 ports of 127.0.0.1 within 10s: "), "{a}");
+        assert!(detail.ends_with(" refused or unreachable"), "{a}");
+    } else if cursor.is_some() {
+        panic!("no port-scan alert for the sweeping shell {shell}: {scans:?}");
+    }
+    assert_eq!(scans.len(), 1, "one scan, one alert, and none for the busy client: {scans:?}");
+    let denied = entries(&cursor, "the root-denied alert", |e| {
+        f(e, "VIGIL_REASON") == "root-denied" && f(e, "VIGIL_PID") == asker
+    });
+    if let Some(a) = denied.first() {
+        assert_eq!(
+            f(a, "VIGIL_DETAIL"),
+            "setuid(0) by uid 65534 (euid 65534, gid 65534, egid 65534) refused (result -1)",
+            "{a}"
+        );
+    }
+    drop(daemon);
+}
+
+/// The shipped default's dropper rule, on images the kernel describes at exec: a program copied
+/// under a dot name in a temporary directory and run at once is alerted on with its age; the
+/// same program under a plain name, and a hidden one whose change lies outside the rule's five
+/// minutes, are not.
+#[test]
+fn a_hidden_program_fresh_in_tmp_is_alerted_with_its_age() {
+    let test = "a_hidden_program_fresh_in_tmp_is_alerted_with_its_age";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("dropper");
+    assert!(dir.starts_with("/tmp"), "the rule watches /tmp: {}", dir.display());
+    // ctime cannot be set back, so "changed long ago" is a rule whose window is shorter than
+    // the file's age: a drop-in rule of 1 s on a plain name, run 2 s after the copy.
+    let policy_d = dir.join("policy.d");
+    fs::create_dir_all(&policy_d).expect("policy.d");
+    fs::write(policy_d.join("00-monitor.toml"), "mode = \"monitor\"\n").expect("monitor");
+    let settled = copy_bin("/usr/bin/true", &dir, "settled");
+    fs::write(
+        policy_d.join("50-settled.toml"),
+        format!(
+            "[[rule.exec]]\nname = \"settled-one-second\"\naction = \"alert\"\npath = [\"{}\"]\nchanged_within = 1\n",
+            settled.display()
+        ),
+    )
+    .expect("drop-in");
+    let policy_dir = policy_d.display().to_string();
+    let daemon = Daemon::start("dropper", &["--policy-dir", &policy_dir]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+
+    std::thread::sleep(Duration::from_secs(2));
+    let plain = copy_bin("/usr/bin/true", &dir, "plain");
+    let hidden = copy_bin("/usr/bin/true", &dir.join(".cache"), ".kworker");
+    let mut pids = vec![];
+    for path in [&settled, &plain, &hidden] {
+        let mut child = Command::new(path).spawn().expect("spawn");
+        pids.push(child.id().to_string());
+        assert!(child.wait().expect("wait").success());
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 1 {
+        assert!(Instant::now() < deadline, "no alert: {}", daemon.status()["response"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let found = entries(&cursor, "the hidden-fresh-binary-in-tmp alert", |e| {
+        f(e, "VIGIL_REASON") == "hidden-fresh-binary-in-tmp" && f(e, "VIGIL_PID") == pids[2]
+    });
+    if let Some(a) = found.first() {
+        assert_eq!(f(a, "VIGIL_EXE"), hidden.display().to_string(), "{a}");
+        let detail = f(a, "VIGIL_DETAIL");
+        let secs: u64 = detail
+            .strip_prefix("image changed ")
+            .and_then(|s| s.strip_suffix("s before the exec"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("detail: {a}"));
+        assert!(secs <= 2, "copied just before it ran: {a}");
+    }
+    // The hidden one ran last: by its alert, anything about the other two is in the journal.
+    drop(daemon);
+    if let Some(c) = &cursor {
+        let others = read_vigil_entries(c, Duration::from_secs(1), |e| {
+            f(e, "VIGIL_PID") == pids[0] || f(e, "VIGIL_PID") == pids[1]
+        });
+        assert!(others.is_empty(), "settled and plain programs alerted: {others:?}");
+    }
+}
+
 /// File rules on the real kernel: a watched file read through a relative path, a new file
 /// written under a watched directory after the policy loaded and another moved in there (both
 /// killed), and the shipped default's credential and log rules (a log emptied, then removed),

@@ -413,6 +413,23 @@ fn security_event(ev: &Event) -> Option<(SecurityEvent, String)> {
                 c.ret
             ),
         ),
+        Event::CredChange(c) if denied_root(c) => (
+            SecurityEvent::RootDenied,
+            format!(
+                "{}({}) by uid {} (euid {}, gid {}, egid {}) refused (result {})",
+                token_name(c.syscall_nr as Token),
+                c.requested[..asked_ids(c.syscall_nr)]
+                    .iter()
+                    .map(|&id| (id as i32).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                c.before.uid,
+                c.before.euid,
+                c.before.gid,
+                c.before.egid,
+                c.ret
+            ),
+        ),
         _ => return None,
     })
 }
@@ -427,6 +444,31 @@ const PTRACE_SEIZE: i64 = 0x4206;
 fn gained_root(c: &CredChangeEvent) -> bool {
     let b = &c.before;
     c.ret == 0 && c.after.euid == 0 && b.uid != 0 && b.euid != 0 && b.suid != 0
+}
+
+/// A process that holds root in none of its ids (of the kind it asked for) asked for root and
+/// was refused: an exploit or a script trying what it may do. Programs dropping privileges ask
+/// for their own ids, never 0; sudo and su run from setuid-root images, so theirs succeed.
+/// setfsuid and setfsgid never fail (they return the previous id).
+fn denied_root(c: &CredChangeEvent) -> bool {
+    use agent_common::syscall_nr as nr;
+    let b = &c.before;
+    let held = match c.syscall_nr {
+        nr::SETUID | nr::SETREUID | nr::SETRESUID => [b.uid, b.euid, b.suid],
+        nr::SETGID | nr::SETREGID | nr::SETRESGID => [b.gid, b.egid, b.sgid],
+        _ => return false,
+    };
+    c.ret < 0 && !held.contains(&0) && c.requested[..asked_ids(c.syscall_nr)].contains(&0)
+}
+
+/// How many ids a setuid-family call takes (-1, "unchanged", is never 0).
+fn asked_ids(syscall_nr: u32) -> usize {
+    use agent_common::syscall_nr as nr;
+    match syscall_nr {
+        nr::SETREUID | nr::SETREGID => 2,
+        nr::SETRESUID | nr::SETRESGID => 3,
+        _ => 1,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The stage with synthetic records in the orders the two readers can deliver them.
 
-use agent_common::{ABI_VERSION, EventHeader, EventKind, ExecEvent, ForkEvent, SyscallBatch};
+use agent_common::{
+    ABI_VERSION, EventHeader, EventKind, ExecEvent, ForkEvent, SyscallBatch, syscall_nr as nr,
+};
 
 use super::*;
 use crate::process::{ProcessSource, ProcessState, TableConfig};
@@ -111,6 +113,35 @@ fn only_a_process_that_held_no_root_id_gains_root() {
     assert!(!gained_root(&cred_change((0, 0, 0), 0, 0)));
     assert!(!gained_root(&cred_change((1000, 1000, 1000), 0, -1)));
     assert!(!gained_root(&cred_change((1000, 1000, 1000), 1001, 0)));
+}
+
+#[test]
+fn asking_for_root_without_holding_it_and_being_refused_is_root_denied() {
+    let call = |nr: u32, requested: [u32; 3], ret: i32| {
+        let mut c = cred_change((65534, 65534, 65534), 65534, ret);
+        (c.before.gid, c.before.egid, c.before.sgid) = (65534, 65534, 65534);
+        c.syscall_nr = nr;
+        c.requested = requested;
+        c
+    };
+    const EPERM: i32 = -1;
+    const KEEP: u32 = u32::MAX;
+    assert!(denied_root(&call(nr::SETUID, [0, 0, 0], EPERM)));
+    assert!(denied_root(&call(nr::SETREUID, [KEEP, 0, 0], EPERM)));
+    assert!(denied_root(&call(nr::SETRESGID, [KEEP, KEEP, 0], EPERM)));
+    let (event, detail) =
+        security_event(&Event::CredChange(call(nr::SETREUID, [0, KEEP, 0], EPERM))).expect("event");
+    assert_eq!(event, SecurityEvent::RootDenied);
+    assert_eq!(detail, "setreuid(0, -1) by uid 65534 (euid 65534, gid 65534, egid 65534) refused (result -1)");
+    // Dropping to one's own ids; a third id setreuid does not take; a call that succeeded.
+    assert!(!denied_root(&call(nr::SETUID, [65534, 0, 0], EPERM)));
+    assert!(!denied_root(&call(nr::SETREUID, [KEEP, KEEP, 0], EPERM)));
+    assert!(!denied_root(&call(nr::SETUID, [0, 0, 0], 0)));
+    // setfsuid never fails; a process holding root in a saved id is not asking for it.
+    assert!(!denied_root(&call(nr::SETFSUID, [0, 0, 0], EPERM)));
+    let mut saved_root = call(nr::SETUID, [0, 0, 0], EPERM);
+    saved_root.before.suid = 0;
+    assert!(!denied_root(&saved_root));
 }
 
 #[test]

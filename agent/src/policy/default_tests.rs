@@ -23,6 +23,7 @@ fn exec_hits(
         sha256: None,
         parent_exe: parent,
         stdio_socket,
+        image_changed_secs_ago: None,
     };
     p.exec_rules(&ctx).iter().map(RuleRef::owned).collect()
 }
@@ -45,11 +46,15 @@ fn default_settings() {
             "shell-on-socket",
             "service-spawns-shell",
             "exec-from-dev-shm",
+            "hidden-fresh-binary-in-tmp",
             "fileless-exec",
             "shell-connects-out",
             "kernel-module-load",
             "ptrace-attach",
             "gained-root",
+            "root-denied",
+            "port-scan",
+            "fake-kernel-thread",
             "credential-read",
             "ssh-key-read",
             "persistence-write",
@@ -184,7 +189,26 @@ fn a_monitor_drop_in_keeps_the_default_rules() {
 }
 
 #[test]
-fn module_loads_ptrace_attaches_and_gains_of_root_alert_but_bpf_and_memfds_do_not() {
+fn hidden_programs_fresh_in_temp_dirs_alert() {
+    let p = default_policy();
+    let hits = |path: &str, secs| {
+        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, image_changed_secs_ago: secs };
+        p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
+    };
+    let rule = hit("hidden-fresh-binary-in-tmp", Action::Alert);
+    for path in ["/tmp/.ICE-unix/.kdevtmpfsi", "/tmp/.x", "/var/tmp/.cache/x/kworker", "/tmp/a/b/.s"] {
+        assert_eq!(hits(path, Some(3)), rule, "{path}");
+        assert!(hits(path, Some(301)).is_empty(), "{path}: settled");
+        assert!(hits(path, None).is_empty(), "{path}: age unknown");
+    }
+    // A build's output run from its tree in /tmp, and hidden programs elsewhere.
+    for path in ["/tmp/crate/target/debug/crate", "/home/u/.local/bin/x", "/tmpx/.x"] {
+        assert!(hits(path, Some(3)).is_empty(), "{path}");
+    }
+}
+
+#[test]
+fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not() {
     let p = default_policy();
     let hits = |event| {
         p.event_rules(&EventContext { event, exe: "/usr/bin/anything" })
@@ -195,6 +219,9 @@ fn module_loads_ptrace_attaches_and_gains_of_root_alert_but_bpf_and_memfds_do_no
     assert_eq!(hits(SecurityEvent::ModuleLoad), hit("kernel-module-load", Action::Alert));
     assert_eq!(hits(SecurityEvent::PtraceAttach), hit("ptrace-attach", Action::Alert));
     assert_eq!(hits(SecurityEvent::GainedRoot), hit("gained-root", Action::Alert));
+    assert_eq!(hits(SecurityEvent::RootDenied), hit("root-denied", Action::Alert));
+    assert_eq!(hits(SecurityEvent::PortScan), hit("port-scan", Action::Alert));
+    assert_eq!(hits(SecurityEvent::FakeKernelThread), hit("fake-kernel-thread", Action::Alert));
     assert!(hits(SecurityEvent::BpfProgLoad).is_empty());
     assert!(hits(SecurityEvent::MemfdCreate).is_empty());
 }
@@ -274,5 +301,5 @@ fn file_rules_number_after_every_other_kind() {
     let index = hits[0].index;
     assert_eq!(p.rule_name(index), Some("credential-read"));
     assert_eq!(p.rule_action(index), Some(Action::Alert));
-    assert_eq!(p.rule_name(index - 1), Some("gained-root"), "the last event rule comes just before");
+    assert_eq!(p.rule_name(index - 1), Some("fake-kernel-thread"), "the last event rule comes just before");
 }

@@ -59,7 +59,7 @@ fn typos_and_missing_keys_are_errors() {
     assert_eq!(
         error(&rule("exec", "action = \"kill\"\npaths = [\"/a\"]")),
         format!(
-            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `stdio_socket`"
+            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `stdio_socket`, `changed_within`"
         )
     );
     assert_eq!(
@@ -202,8 +202,16 @@ fn rule_shape_errors() {
     assert_eq!(
         error(&rule("exec", "action = \"kill\"\nstdio_socket = false")),
         format!(
-            "{FILE}:3:8: rule.exec `r` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true"
+            "{FILE}:3:8: rule.exec `r` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, changed_within"
         )
+    );
+    assert_eq!(
+        error(&rule("exec", "action = \"alert\"\nchanged_within = 0")),
+        format!("{FILE}:5:18: invalid value for `rule.exec.changed_within`: 0; expected seconds, 1..=86400")
+    );
+    assert_eq!(
+        error(&rule("exec", "action = \"alert\"\nchanged_within = -5")),
+        format!("{FILE}:5:18: invalid value for `rule.exec.changed_within`: invalid value: integer `-5`, expected u64")
     );
     assert_eq!(
         error(&rule("connect", "action = \"alert\"")),
@@ -285,13 +293,13 @@ fn event_rule_errors() {
     assert_eq!(
         error(&rule("event", "action = \"alert\"\nevent = [\"module_load\", \"kexec\"]")),
         format!(
-            "{FILE}:5:25: unknown event `kexec`: expected one of module_load, ptrace_attach, bpf_prog_load, gained_root, memfd_create"
+            "{FILE}:5:25: unknown event `kexec`: expected one of module_load, ptrace_attach, bpf_prog_load, gained_root, memfd_create, root_denied, port_scan, fake_kernel_thread"
         )
     );
     assert_eq!(
         error(&rule("event", "action = \"alert\"\nexe = [\"/usr/bin/gdb\"]")),
         format!(
-            "{FILE}:3:8: rule.event `r` has no `event`: expected a list of module_load, ptrace_attach, bpf_prog_load, gained_root, memfd_create"
+            "{FILE}:3:8: rule.event `r` has no `event`: expected a list of module_load, ptrace_attach, bpf_prog_load, gained_root, memfd_create, root_denied, port_scan, fake_kernel_thread"
         )
     );
     assert_eq!(

@@ -130,6 +130,12 @@ impl Policy {
         })
     }
 
+    /// The longest `changed_within` of the exec rules, in seconds: how recent an image's change
+    /// must be for its age to matter to any rule.
+    pub fn max_changed_within(&self) -> Option<u64> {
+        self.exec.iter().filter_map(|r| r.changed_within).max()
+    }
+
     /// Every exec rule that matches, in policy order.
     pub fn exec_rules<'a>(&'a self, ctx: &ExecContext) -> Vec<RuleRef<'a>> {
         matching(&self.exec, 0, |r| r.matches(ctx), |r| (&r.name, r.action))

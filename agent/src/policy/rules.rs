@@ -21,6 +21,9 @@ pub struct ExecContext<'a> {
     pub parent_exe: Option<&'a str>,
     /// Whether the new image's stdin or stdout is a socket.
     pub stdio_socket: bool,
+    /// Seconds since the image's inode last changed (its ctime: written, chmod'ed, moved in),
+    /// when the exec showed it and the policy has a `changed_within` as long.
+    pub image_changed_secs_ago: Option<u64>,
 }
 
 /// What an outbound `connect()` offers to `rule.connect`.
@@ -45,15 +48,27 @@ pub enum SecurityEvent {
     GainedRoot,
     /// memfd_create.
     MemfdCreate,
+    /// A process that holds root in none of its ids asked the setuid or setgid family for
+    /// root and was refused.
+    RootDenied,
+    /// Connects to many ports of one host, or to one port of many hosts, that mostly find
+    /// nothing (`response::port_scan`).
+    PortScan,
+    /// An exec whose argv[0] or image name passes for a kernel thread (`[kworker/0:2]`,
+    /// `kswapd0`): kernel threads never exec (`response::masquerade`).
+    FakeKernelThread,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 5] = [
+    pub const ALL: [SecurityEvent; 8] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
         SecurityEvent::GainedRoot,
         SecurityEvent::MemfdCreate,
+        SecurityEvent::RootDenied,
+        SecurityEvent::PortScan,
+        SecurityEvent::FakeKernelThread,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +78,9 @@ impl SecurityEvent {
             SecurityEvent::BpfProgLoad => "bpf_prog_load",
             SecurityEvent::GainedRoot => "gained_root",
             SecurityEvent::MemfdCreate => "memfd_create",
+            SecurityEvent::RootDenied => "root_denied",
+            SecurityEvent::PortScan => "port_scan",
+            SecurityEvent::FakeKernelThread => "fake_kernel_thread",
         }
     }
 
@@ -185,7 +203,12 @@ pub(super) struct ExecRule {
     pub sha256: Option<Vec<String>>,
     pub parent: Option<GlobList>,
     pub stdio_socket: bool,
+    /// Seconds.
+    pub changed_within: Option<u64>,
 }
+
+/// The longest `changed_within` accepted: a day. Past that, "recently" means nothing.
+pub const MAX_CHANGED_WITHIN: u64 = 86_400;
 
 impl ExecRule {
     pub fn compile(def: ExecRuleDef) -> Result<Self, PolicyError> {
@@ -196,12 +219,28 @@ impl ExecRule {
                 "`deny` is only valid for rule.connect; expected one of alert, kill, quarantine",
             ));
         }
-        if def.path.is_none() && def.sha256.is_none() && def.parent.is_none() && !def.stdio_socket {
+        if def.path.is_none()
+            && def.sha256.is_none()
+            && def.parent.is_none()
+            && !def.stdio_socket
+            && def.changed_within.is_none()
+        {
             return Err(PolicyError::invalid(
                 def.name.at,
                 format!(
-                    "rule.exec `{}` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true",
+                    "rule.exec `{}` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, changed_within",
                     def.name.value
+                ),
+            ));
+        }
+        if let Some(w) = &def.changed_within
+            && !(1..=MAX_CHANGED_WITHIN).contains(&w.value)
+        {
+            return Err(PolicyError::invalid(
+                w.at.clone(),
+                format!(
+                    "invalid value for `rule.exec.changed_within`: {}; expected seconds, 1..={MAX_CHANGED_WITHIN}",
+                    w.value
                 ),
             ));
         }
@@ -214,6 +253,7 @@ impl ExecRule {
             name: def.name.value,
             action: def.action.value,
             stdio_socket: def.stdio_socket,
+            changed_within: def.changed_within.map(|w| w.value),
         })
     }
 
@@ -228,11 +268,18 @@ impl ExecRule {
                 .as_ref()
                 .is_none_or(|g| ctx.parent_exe.is_some_and(|p| g.is_match(p)))
             && (!self.stdio_socket || ctx.stdio_socket)
+            && self
+                .changed_within
+                .is_none_or(|w| ctx.image_changed_secs_ago.is_some_and(|age| age <= w))
     }
 
     /// Only the exec'd path is tested: the kernel can refuse the exec itself.
     pub fn is_path_only(&self) -> bool {
-        self.path.is_some() && self.sha256.is_none() && self.parent.is_none() && !self.stdio_socket
+        self.path.is_some()
+            && self.sha256.is_none()
+            && self.parent.is_none()
+            && !self.stdio_socket
+            && self.changed_within.is_none()
     }
 }
 

@@ -32,6 +32,7 @@ fn exec<'a>(path: &'a str) -> ExecContext<'a> {
         sha256: None,
         parent_exe: None,
         stdio_socket: false,
+        image_changed_secs_ago: None,
     }
 }
 
@@ -152,6 +153,28 @@ path = ["**/nc"]
 }
 
 #[test]
+fn changed_within_matches_images_changed_that_recently_and_only_those() {
+    let p = one(
+        r#"
+[[rule.exec]]
+name = "fresh-in-tmp"
+action = "alert"
+path = ["/tmp/**"]
+changed_within = 300
+"#,
+    );
+    let aged = |secs| ExecContext { image_changed_secs_ago: secs, ..exec("/tmp/x/.bot") };
+    assert_eq!(names(&p.exec_rules(&aged(Some(0)))), ["fresh-in-tmp"]);
+    assert_eq!(names(&p.exec_rules(&aged(Some(300)))), ["fresh-in-tmp"]);
+    assert!(p.exec_rules(&aged(Some(301))).is_empty());
+    // Unknown age (the exec could not read the inode): not recent.
+    assert!(p.exec_rules(&aged(None)).is_empty());
+    assert!(p.exec_rules(&ExecContext { image_changed_secs_ago: Some(1), ..exec("/usr/bin/x") }).is_empty());
+    assert_eq!(p.max_changed_within(), Some(300));
+    assert!(p.kernel_exec_denies().is_empty(), "the kernel cannot tell an image's age");
+}
+
+#[test]
 fn exec_rule_needs_every_condition_it_names() {
     let hash = "AB".repeat(32);
     let p = one(&format!(
@@ -178,6 +201,7 @@ stdio_socket = true
         sha256,
         parent_exe: parent,
         stdio_socket,
+        image_changed_secs_ago: None,
     };
     assert!(p.exec_rules(&ctx(None, None, false)).is_empty());
     assert_eq!(

@@ -15,6 +15,9 @@ pub(super) struct ExecSeen {
     pub image: Option<String>,
     pub parent_exe: Option<String>,
     pub stdio_socket: bool,
+    /// Only for images changed within the policy's longest `changed_within`, so that the
+    /// host's settled binaries, nearly every exec, still share their memo entries.
+    pub image_changed_secs_ago: Option<u64>,
 }
 
 /// Rule name and action of each exec rule that matched.
@@ -60,6 +63,7 @@ pub(super) fn exec_hits(policy: &Policy, seen: &ExecSeen, sha256: Option<&str>) 
             sha256,
             parent_exe: seen.parent_exe.as_deref(),
             stdio_socket: seen.stdio_socket,
+            image_changed_secs_ago: seen.image_changed_secs_ago,
         };
         for r in policy.exec_rules(&ctx) {
             if !hits.iter().any(|(n, _)| n == r.name) {
@@ -97,6 +101,7 @@ parent = ["/usr/sbin/nginx"]
             image: None,
             parent_exe: Some(parent.into()),
             stdio_socket: false,
+            image_changed_secs_ago: None,
         }
     }
 

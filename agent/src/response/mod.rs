@@ -14,6 +14,8 @@ pub mod decision;
 mod exec_memo;
 pub mod file_watches;
 pub mod kernel;
+mod masquerade;
+mod port_scan;
 pub mod ratelimit;
 pub mod responder;
 pub mod store;

@@ -24,6 +24,8 @@ use super::{
     decision::{Act, Decision, Target},
     exec_memo::{ExecMemo, ExecSeen},
     file_watches::FileWatchIndex,
+    masquerade::kernel_thread_disguise,
+    port_scan::ScanWatch,
     ratelimit::{Admit, RateLimit},
 };
 use crate::{
@@ -48,6 +50,8 @@ pub struct ResponseStats {
     pub suppressed: AtomicU64,
     /// File opens whose watch had been replaced before they were read (not matched).
     pub file_events_unnamed: AtomicU64,
+    /// Processes whose connects were not followed for port scans: the table was full.
+    pub scan_actors_untracked: AtomicU64,
 }
 
 /// Decisions wait here while the actor works (a quarantine takes milliseconds).
@@ -84,6 +88,7 @@ pub struct Responder {
     self_tgid: u32,
     /// Paths of the inodes the kernel watches for `rule.file`.
     files: FileWatchIndex,
+    scans: ScanWatch<Id>,
     pub stats: Arc<ResponseStats>,
 }
 
@@ -110,6 +115,7 @@ impl Responder {
             actor,
             self_tgid: std::process::id(),
             files,
+            scans: ScanWatch::default(),
             stats: Arc::new(ResponseStats::default()),
         }
     }
@@ -225,6 +231,9 @@ impl Responder {
             image,
             parent_exe,
             stdio_socket: ev.stdio_socket(),
+            image_changed_secs_ago: policy
+                .max_changed_within()
+                .and_then(|max| changed_secs_ago(&ev.image).filter(|age| *age <= max)),
         };
         let kernel_rule = ev
             .denied_by()
@@ -235,6 +244,7 @@ impl Responder {
             self.corroborate(table, seqs, key, "memfd exec");
         }
         let hits = self.exec_memo.hits(&policy, &seen, None);
+        let changed = seen.image_changed_secs_ago;
         self.execs.insert(id(key), seen);
         if let Some(rule) = kernel_rule {
             let target = Target::from_table(table, seqs, key);
@@ -252,7 +262,11 @@ impl Responder {
             });
             return;
         }
-        self.rule_hits(&policy, table, seqs, key, hits, Matched::Exec);
+        self.rule_hits(&policy, table, seqs, key, hits, Matched::Exec(changed));
+        let args = &ev.args[..(ev.args_len as usize).min(ev.args.len())];
+        if let Some(detail) = kernel_thread_disguise(args, &ev.filename()) {
+            self.on_security_event(table, seqs, key, SecurityEvent::FakeKernelThread, detail);
+        }
     }
 
     /// sha256 rules can only match once the hasher is done with the image; the rest of the
@@ -274,7 +288,8 @@ impl Responder {
                 ..Default::default()
             });
         let hits = self.exec_memo.hits(&policy, &seen, Some(&sha));
-        self.rule_hits(&policy, table, seqs, key, hits, Matched::Exec);
+        let changed = seen.image_changed_secs_ago;
+        self.rule_hits(&policy, table, seqs, key, hits, Matched::Exec(changed));
     }
 
     pub fn on_net(
@@ -315,6 +330,39 @@ impl Responder {
                 ret: ev.ret,
             },
         );
+        self.scan_check(table, seqs, key, addr, ev.addr.port, ev.ret);
+    }
+
+    /// Counts the connect for the process and its parent (the shell that runs one connecting
+    /// child per port); a scan found is a `port_scan` security event of whichever showed it.
+    /// A protected parent (sshd, systemd, a container runtime) is left out: everything it
+    /// starts would add up to it.
+    fn scan_check(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        addr: IpAddr,
+        port: u16,
+        ret: i32,
+    ) {
+        let mut keys = vec![key];
+        if let Some(parent) = table.get_key(&key).and_then(|p| p.parent_key())
+            && parent.tgid > 2
+            && parent.tgid != self.self_tgid
+            && !self.protected.contains(&id(parent))
+        {
+            keys.push(parent);
+        }
+        let ids: Vec<Id> = keys.iter().map(|k| id(*k)).collect();
+        let scan = self.scans.on_connect(&ids, addr, port, ret, Instant::now());
+        self.stats
+            .scan_actors_untracked
+            .store(self.scans.untracked, Relaxed);
+        if let Some(scan) = scan {
+            let who = keys[scan.actor];
+            self.on_security_event(table, seqs, who, SecurityEvent::PortScan, scan.detail);
+        }
     }
 
     /// A security event: matched against `rule.event`, and (all but memfd_create, which
@@ -472,6 +520,7 @@ impl Responder {
             self.send_protect(ActorMsg::Unprotect(key.tgid));
         }
         self.corroborated.remove(&k);
+        self.scans.on_exit(&k);
         self.held.remove(&k);
         self.execs.remove(&k);
         self.decided.retain(|(d, _)| *d != k);
@@ -721,23 +770,39 @@ impl Responder {
 /// What a process did that rules were matched against.
 #[derive(Clone, Copy)]
 enum Matched<'a> {
-    Exec,
+    /// With the seconds since its image changed, when a `changed_within` made them matter.
+    Exec(Option<u64>),
     Connect { addr: IpAddr, port: u16, ret: i32 },
     /// A security event, described for the operator.
     Event(&'a str),
 }
 
 impl Matched<'_> {
-    /// For the incident's `VIGIL_DETAIL`; an exec is already the incident's exe and cmdline.
+    /// For the incident's `VIGIL_DETAIL`; an exec is already the incident's exe and cmdline,
+    /// and only the age of its image is added.
     fn detail(self) -> Option<String> {
         match self {
-            Matched::Exec => None,
+            Matched::Exec(None) => None,
+            Matched::Exec(Some(secs)) => Some(format!("image changed {secs}s before the exec")),
             Matched::Connect { addr, port, ret } => {
                 Some(format!("connect to {addr} port {port} (result {ret})"))
             }
             Matched::Event(what) => Some(what.to_owned()),
         }
     }
+}
+
+/// Seconds from the image's last inode change (ctime, which `touch` cannot set back) to now;
+/// `None` when the exec could not read it. A ctime ahead of the clock counts as now.
+fn changed_secs_ago(image: &agent_common::ImageId) -> Option<u64> {
+    if image.ino == 0 {
+        return None;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    Some(now.saturating_sub(image.ctime_sec).max(0) as u64)
 }
 
 /// The process's executable as the table knows it; empty when it does not.

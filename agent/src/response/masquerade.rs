@@ -1,0 +1,77 @@
+//! Programs dressed as kernel threads. ps, top and htop print a kernel thread's name in brackets
+//! (it has no command line), and a few names (kworker, kswapd, ksoftirqd ...) are on every
+//! host, so a miner or an implant that runs as `[kworker/0:2]` or `kswapd0` hides in plain
+//! sight. Kernel threads never exec: an exec that takes such a name is always a disguise.
+
+/// Names of kernel threads on any Linux host, as prefixes (most carry a CPU or an index).
+const KERNEL_THREADS: [&str; 15] = [
+    "kworker/",
+    "ksoftirqd/",
+    "migration/",
+    "cpuhp/",
+    "watchdog/",
+    "irq/",
+    "jbd2/",
+    "rcu_sched",
+    "rcu_preempt",
+    "kswapd",
+    "kthreadd",
+    "kdevtmpfs",
+    "khugepaged",
+    "kcompactd",
+    "kauditd",
+];
+
+/// What about an exec dresses it as a kernel thread, for the incident: its `argv[0]` (raw,
+/// NUL-separated argv as the exec record carries it) or the file name of its image.
+pub fn kernel_thread_disguise(args: &[u8], filename: &str) -> Option<String> {
+    let argv0 = args.split(|&b| b == 0).next().unwrap_or_default();
+    let argv0 = String::from_utf8_lossy(argv0);
+    if looks_like_kernel_thread(&argv0) {
+        return Some(format!("argv[0] `{argv0}` passes for a kernel thread"));
+    }
+    let base = filename.rsplit('/').next().unwrap_or(filename);
+    looks_like_kernel_thread(base)
+        .then(|| format!("image named `{base}` passes for a kernel thread"))
+}
+
+fn looks_like_kernel_thread(name: &str) -> bool {
+    let bracketed = name.len() > 2 && name.starts_with('[') && name.ends_with(']');
+    bracketed || KERNEL_THREADS.iter().any(|k| name.starts_with(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bracketed_or_kernel_named_programs_are_disguised() {
+        assert_eq!(
+            kernel_thread_disguise(b"[kworker/0:2]\0/tmp/x\0", "/usr/bin/python3.11").as_deref(),
+            Some("argv[0] `[kworker/0:2]` passes for a kernel thread")
+        );
+        assert_eq!(
+            kernel_thread_disguise(b"kswapd0\0speed\0", "/usr/bin/openssl").as_deref(),
+            Some("argv[0] `kswapd0` passes for a kernel thread")
+        );
+        assert_eq!(
+            kernel_thread_disguise(b"./kdevtmpfsi\0", "/tmp/kdevtmpfsi").as_deref(),
+            Some("image named `kdevtmpfsi` passes for a kernel thread")
+        );
+        assert!(kernel_thread_disguise(b"[x]\0", "/bin/sh").is_some());
+    }
+
+    #[test]
+    fn ordinary_programs_and_process_titles_are_not() {
+        for (args, file) in [
+            (&b"nginx: worker process\0"[..], "/usr/sbin/nginx"),
+            (b"postgres: checkpointer\0", "/usr/lib/postgresql/15/bin/postgres"),
+            (b"/usr/bin/kwrite\0", "/usr/bin/kwrite"),
+            (b"[\0", "/usr/bin/["),
+            (b"[]\0", "/usr/bin/["),
+            (b"", "/usr/bin/true"),
+        ] {
+            assert_eq!(kernel_thread_disguise(args, file), None, "{file}");
+        }
+    }
+}
