@@ -61,6 +61,7 @@ fn default_settings() {
             "preload-write",
             "account-write",
             "log-tamper",
+            "history-tamper",
         ]
     );
 }
@@ -292,6 +293,21 @@ fn persistence_and_log_truncation_alert_on_writes_only() {
     assert_eq!(file_hits(&p, "/etc/cron.d/x", renamed_onto, "/usr/bin/mv"), hit("persistence-write", Action::Alert));
     assert!(file_hits(&p, "/var/log/syslog", wt, "/usr/sbin/logrotate").is_empty(), "copytruncate");
     assert!(file_hits(&p, "/var/log/journal/x/system.journal", changes(0o2), "/usr/lib/systemd/systemd-journald").is_empty());
+}
+
+#[test]
+fn shell_history_removed_or_emptied_by_anything_but_a_shell_alerts() {
+    let p = default_policy();
+    let rule = hit("history-tamper", Action::Alert);
+    // O_WRONLY | O_TRUNC, what `cp /dev/null` does.
+    let emptied = FileAccess::from_bits(agent_common::file_access(0o1001));
+    assert_eq!(file_hits(&p, "/root/.bash_history", FileAccess::DELETE, "/usr/bin/rm"), rule);
+    assert_eq!(file_hits(&p, "/home/ann/.zsh_history", emptied, "/usr/bin/truncate"), rule);
+    assert_eq!(file_hits(&p, "/home/ann/.local/share/fish/fish_history", FileAccess::DELETE, "/usr/bin/ln"), rule);
+    // The shell saving its own history, and anyone reading it.
+    let saved = FileAccess::WRITE.union(FileAccess::REWRITE);
+    assert!(file_hits(&p, "/root/.bash_history", saved, "/usr/bin/bash").is_empty());
+    assert!(file_hits(&p, "/root/.bash_history", FileAccess::READ, "/usr/bin/cat").is_empty());
 }
 
 #[test]
