@@ -34,6 +34,8 @@ pub enum Event {
     File(std::boxed::Box<FileEvent>),
     /// Boxed: ~300 bytes.
     PathChange(std::boxed::Box<PathChangeEvent>),
+    /// Boxed: ~300 bytes.
+    SetuidChmod(std::boxed::Box<SetuidChmodEvent>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -69,6 +71,7 @@ impl Event {
             Event::ProbeError(e) => &e.header,
             Event::File(e) => &e.header,
             Event::PathChange(e) => &e.header,
+            Event::SetuidChmod(e) => &e.header,
         }
     }
 
@@ -144,6 +147,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::ProbeError => Event::ProbeError(read(kind, h, bytes)?),
         EventKind::FileOpen => Event::File(std::boxed::Box::new(read(kind, h, bytes)?)),
         EventKind::PathChange => Event::PathChange(std::boxed::Box::new(read(kind, h, bytes)?)),
+        EventKind::SetuidChmod => Event::SetuidChmod(std::boxed::Box::new(read(kind, h, bytes)?)),
     })
 }
 
@@ -218,6 +222,13 @@ impl PathChangeEvent {
     /// For a relative path, the base directory's components below the watch, outermost first.
     pub fn components(&self) -> std::vec::Vec<std::string::String> {
         outermost_first(&self.names, self.depth)
+    }
+}
+
+impl SetuidChmodEvent {
+    /// The path as the call passed it (empty for fchmod).
+    pub fn path(&self) -> std::string::String {
+        c_str(&self.path, self.path_len as usize)
     }
 }
 
@@ -390,6 +401,28 @@ mod tests {
             panic!("wrong variant")
         };
         assert_eq!((d.path().as_str(), d.components()), ("evil.sh", std::vec!["cron.d".to_string()]));
+        assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(DecodeError::BadSize { .. })));
+    }
+
+    #[test]
+    fn setuid_chmods_decode_with_the_path_as_passed() {
+        let mut path = [0u8; PATH_LEN];
+        path[..9].copy_from_slice(b"/tmp/.sh\0");
+        let ev = SetuidChmodEvent {
+            header: header(EventKind::SetuidChmod, size_of::<SetuidChmodEvent>()),
+            syscall_nr: 268,
+            ret: 0,
+            mode: 0o4755,
+            fd: -100,
+            path_len: 8,
+            _pad: 0,
+            path,
+        };
+        let bytes = bytes_of(&ev);
+        let Event::SetuidChmod(d) = decode(&bytes).unwrap() else {
+            panic!("wrong variant")
+        };
+        assert_eq!((d.path().as_str(), d.mode, d.fd), ("/tmp/.sh", 0o4755, -100));
         assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(DecodeError::BadSize { .. })));
     }
 

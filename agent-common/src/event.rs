@@ -2,7 +2,7 @@
 //! batches travel in `SYSCALLS`, so that a syscall flood cannot crowd out exec/exit/connect.
 
 /// Bumped on any layout change; the kernel writes it into every header.
-pub const ABI_VERSION: u16 = 3;
+pub const ABI_VERSION: u16 = 4;
 
 pub const COMM_LEN: usize = 16;
 /// Bytes of the exec'd filename kept (NUL-terminated when shorter).
@@ -45,13 +45,15 @@ pub enum EventKind {
     FileOpen = 15,
     /// A rename or unlink whose absolute path is, or is below, a watched one.
     PathChange = 16,
+    /// A chmod family call asking for the set-user-ID bit.
+    SetuidChmod = 17,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
 
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -68,6 +70,7 @@ impl EventKind {
         EventKind::ProbeError,
         EventKind::FileOpen,
         EventKind::PathChange,
+        EventKind::SetuidChmod,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -88,6 +91,7 @@ impl EventKind {
             14 => Self::ProbeError,
             15 => Self::FileOpen,
             16 => Self::PathChange,
+            17 => Self::SetuidChmod,
             _ => return None,
         })
     }
@@ -110,6 +114,7 @@ impl EventKind {
             Self::ProbeError => "probe_error",
             Self::FileOpen => "file_open",
             Self::PathChange => "path_change",
+            Self::SetuidChmod => "setuid_chmod",
         }
     }
 }
@@ -397,6 +402,30 @@ pub struct FileEvent {
     pub names: [[u8; FILE_NAME_LEN]; FILE_WATCH_MAX_DEPTH],
 }
 
+/// chmod / fchmod / fchmodat / fchmodat2 asking for the set-user-ID bit (`S_ISUID`): how a
+/// copied shell becomes a root backdoor (`chmod u+s`). Other modes are not reported: the mode is
+/// tested at entry, so an ordinary chmod costs nothing beyond its batch slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SetuidChmodEvent {
+    pub header: EventHeader,
+    /// x86-64 syscall number.
+    pub syscall_nr: u32,
+    pub ret: i32,
+    /// The mode asked for.
+    pub mode: u32,
+    /// fchmod's fd, or the dirfd a relative path is taken from (`AT_FDCWD`, -100, for chmod).
+    pub fd: i32,
+    /// Bytes of `path` used (without NUL); 0 for fchmod, or when the path could not be read.
+    pub path_len: u32,
+    pub _pad: u32,
+    /// The path passed, as read at exit.
+    pub path: [u8; PATH_LEN],
+}
+
+/// The set-user-ID bit of a file mode.
+pub const S_ISUID: u32 = 0o4000;
+
 /// rename / renameat / renameat2 / unlink / unlinkat that succeeded on a watched path. An
 /// absolute path is matched as a string against the `WATCHED_PATHS` trie; a relative one from
 /// its base directory (the dirfd's, or the cwd's) upwards by inode, like an open, and then
@@ -542,4 +571,5 @@ const _: () = {
             == 32 + 40 + FILE_NAME_LEN * FILE_WATCH_MAX_DEPTH + PATH_LEN
     );
     assert!(size_of::<FileWatch>() == 8);
+    assert!(size_of::<SetuidChmodEvent>() == 32 + 24 + PATH_LEN);
 };

@@ -5,6 +5,8 @@ pub const OPEN: u32 = 2;
 pub const CONNECT: u32 = 42;
 pub const RENAME: u32 = 82;
 pub const UNLINK: u32 = 87;
+pub const CHMOD: u32 = 90;
+pub const FCHMOD: u32 = 91;
 pub const ACCEPT: u32 = 43;
 pub const BIND: u32 = 49;
 pub const LISTEN: u32 = 50;
@@ -25,6 +27,7 @@ pub const SETFSGID: u32 = 123;
 pub const INIT_MODULE: u32 = 175;
 pub const OPENAT: u32 = 257;
 pub const UNLINKAT: u32 = 263;
+pub const FCHMODAT: u32 = 268;
 pub const RENAMEAT: u32 = 264;
 pub const ACCEPT4: u32 = 288;
 pub const FINIT_MODULE: u32 = 313;
@@ -34,6 +37,7 @@ pub const BPF: u32 = 321;
 pub const EXECVEAT: u32 = 322;
 pub const CLONE3: u32 = 435;
 pub const OPENAT2: u32 = 437;
+pub const FCHMODAT2: u32 = 452;
 
 /// `BPF_PROG_LOAD` command of bpf(2).
 pub const BPF_PROG_LOAD: u32 = 5;
@@ -42,8 +46,9 @@ pub const BPF_PROG_LOAD: u32 = 5;
 /// raw sys_enter/sys_exit programs test membership in [`WATCHED_BITS`] and take a slow path only
 /// for these. clone and clone3 are watched only so the fork probe can report the caller's flags;
 /// fork and vfork have fixed flags the fork probe derives. The opens, renames and unlinks are
-/// only looked at while some file is watched (`FILE_WALK[0] != 0`), and only at exit.
-pub const WATCHED: [(&str, u32); 29] = [
+/// only looked at while some file is watched (`FILE_WALK[0] != 0`), and only at exit. The
+/// chmods are remembered at entry only when they ask for the set-user-ID bit.
+pub const WATCHED: [(&str, u32); 33] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
     ("accept4", ACCEPT4),
@@ -73,6 +78,10 @@ pub const WATCHED: [(&str, u32); 29] = [
     ("renameat2", RENAMEAT2),
     ("unlink", UNLINK),
     ("unlinkat", UNLINKAT),
+    ("chmod", CHMOD),
+    ("fchmod", FCHMOD),
+    ("fchmodat", FCHMODAT),
+    ("fchmodat2", FCHMODAT2),
 ];
 
 /// Bitmap of [`WATCHED`] over syscall numbers 0..512.
@@ -103,6 +112,21 @@ pub const fn is_open(nr: u32) -> bool {
 /// Calls that change which file a path names: seen, like the opens, at exit only.
 pub const fn is_path_change(nr: u32) -> bool {
     matches!(nr, RENAME | RENAMEAT | RENAMEAT2 | UNLINK | UNLINKAT)
+}
+
+pub const fn is_chmod(nr: u32) -> bool {
+    matches!(nr, CHMOD | FCHMOD | FCHMODAT | FCHMODAT2)
+}
+
+/// A chmod's (dirfd or fd, path pointer, mode) from its first three arguments; the path is 0
+/// for fchmod, the dirfd `AT_FDCWD` for chmod.
+pub const fn chmod_args(nr: u32, args: [u64; 3]) -> (i32, u64, u32) {
+    const AT_FDCWD: i32 = -100;
+    match nr {
+        CHMOD => (AT_FDCWD, args[0], args[1] as u32),
+        FCHMOD => (args[0] as i32, 0, args[1] as u32),
+        _ => (args[0] as i32, args[1], args[2] as u32),
+    }
 }
 
 pub const fn is_cred_change(nr: u32) -> bool {

@@ -1,6 +1,7 @@
 //! Security-relevant syscalls, seen at entry (arguments, credentials before) and reported at exit
 //! with the result: connect/accept/bind/listen, the setuid family, ptrace, memfd_create,
-//! (f)init_module and bpf(BPF_PROG_LOAD); and, while some file is watched, the opens (`files`).
+//! (f)init_module and bpf(BPF_PROG_LOAD); chmods that ask for the set-user-ID bit (at exit
+//! only); and, while some file is watched, the opens, renames and unlinks (`files`).
 //!
 //! Entry is handled inside `vigil_sys_enter` (which runs for every syscall anyway) behind a bitmap
 //! test; exit by one raw `sys_exit` program that returns after reading the syscall number unless
@@ -9,8 +10,8 @@
 
 use agent_common::{
     BpfProgLoadEvent, CredChangeEvent, Creds, EventKind, LOSS_PENDING_MAP_FULL,
-    LOSS_PENDING_MISSING, MemfdEvent, ModuleLoadEvent, NAME_LEN, NetEvent, PtraceEvent, SockAddr,
-    syscall_nr as nr,
+    LOSS_PENDING_MISSING, MemfdEvent, ModuleLoadEvent, NAME_LEN, NetEvent, PATH_LEN, PtraceEvent,
+    S_ISUID, SetuidChmodEvent, SockAddr, syscall_nr as nr,
 };
 use aya_ebpf::{
     bindings::pt_regs,
@@ -33,9 +34,9 @@ use crate::{
 /// it) for its exit. Called from `vigil_sys_enter` with the user registers it was given.
 #[inline(never)]
 pub fn on_enter(pid: u32, nr: u64, regs: *const pt_regs) {
-    // Opens need nothing from their entry: their exit reads the arguments from the saved
-    // registers, which syscalls leave as the caller set them.
-    if nr::is_open(nr as u32) || nr::is_path_change(nr as u32) {
+    // Opens, path changes and chmods need nothing from their entry: their exit reads the
+    // arguments from the saved registers, which syscalls leave as the caller set them.
+    if nr::is_open(nr as u32) || nr::is_path_change(nr as u32) || nr::is_chmod(nr as u32) {
         return;
     }
     // SAFETY: probe read of the saved user registers the tracepoint handed us.
@@ -90,6 +91,12 @@ pub fn vigil_sys_exit(ctx: BtfTracePointContext) -> u32 {
             }
             return 0;
         }
+        if nr::is_chmod(sys as u32) {
+            // SAFETY: as above.
+            let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] };
+            setuid_chmod(sys as u32, args, ctx.arg(1));
+            return 0;
+        }
         exit_watched(sys, ctx.arg(1));
     }
     0
@@ -138,6 +145,18 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
                 };
                 files::path_changed(sys as u32, args);
             }
+            return 0;
+        }
+        if nr::is_chmod(sys as u32) {
+            // SAFETY: probe reads of the saved user registers.
+            let args = unsafe {
+                [
+                    bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdi)).unwrap_or(0),
+                    bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsi)).unwrap_or(0),
+                    bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx)).unwrap_or(0),
+                ]
+            };
+            setuid_chmod(sys as u32, args, ctx.arg(1));
             return 0;
         }
         exit_watched(sys, ctx.arg(1));
@@ -194,6 +213,50 @@ fn on_exit(pid: u32, tgid: u32, sys: u32, ret: i64) {
         // clone/clone3 were only remembered for the fork probe.
         _ => {}
     }
+}
+
+/// A chmod that asked for the set-user-ID bit, whatever its result; any other mode returns
+/// before anything is read.
+#[inline(never)]
+fn setuid_chmod(sys: u32, args: [u64; 3], ret: i64) {
+    let (fd, path, mode) = nr::chmod_args(sys, args);
+    if mode & S_ISUID == 0 {
+        return;
+    }
+    let (pid, tgid) = current_ids();
+    if tgid == config().self_tgid {
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<SetuidChmodEvent>(0) else {
+        count_lost(EventKind::SetuidChmod);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let start_ns = leader_start_ns(&offsets(), KPtr::current_task());
+    // SAFETY: the reserved record, written field by field before it is submitted; the path is
+    // read into it directly (at most PATH_LEN bytes, NUL included), its length says how much.
+    unsafe {
+        (*ev).header = header(
+            EventKind::SetuidChmod,
+            core::mem::size_of::<SetuidChmodEvent>(),
+            pid,
+            tgid,
+            start_ns,
+        );
+        (*ev).syscall_nr = sys;
+        (*ev).ret = ret as i32;
+        (*ev).mode = mode;
+        (*ev).fd = fd;
+        (*ev)._pad = 0;
+        let n = if path == 0 {
+            0
+        } else {
+            bpf_probe_read_user_str((*ev).path.as_mut_ptr().cast(), PATH_LEN as u32, path as *const _)
+        };
+        (*ev).path_len = if n > 1 { (n - 1) as u32 } else { 0 };
+    }
+    entry.submit(prompt_wakeup());
+    count_emitted(EventKind::SetuidChmod);
 }
 
 #[derive(Clone, Copy)]

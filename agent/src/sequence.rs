@@ -93,8 +93,10 @@ pub fn event_token(ev: &Event) -> Option<Token> {
         Event::Memfd(_) => token::MEMFD_CREATE,
         Event::ModuleLoad(_) => token::MODULE_LOAD,
         Event::BpfProgLoad(_) => token::BPF_PROG_LOAD,
-        // Which file was opened is a policy matter; the open itself is in the batch.
-        Event::ProbeError(_) | Event::File(_) | Event::PathChange(_) => return None,
+        // Which file was opened or chmod'ed is a policy matter; the call itself is in the batch.
+        Event::ProbeError(_) | Event::File(_) | Event::PathChange(_) | Event::SetuidChmod(_) => {
+            return None;
+        }
     })
 }
 

@@ -1023,11 +1023,11 @@ fn a_ptrace_attach_and_a_module_load_attempt_are_alerted_with_what_happened() {
 /// The shipped default's behaviour events: a shell sweeping closed ports of localhost with one
 /// `/dev/tcp` subshell per port is a port scan (reported at the shell, the parent of every
 /// connect), a process connecting to as many ports that all listen is not, an unprivileged
-/// process asking setuid for root is refused and alerted on, and so is a program run as
-/// `[kworker/0:9]`.
+/// process asking setuid for root is refused and alerted on, and so are a program run as
+/// `[kworker/0:9]` and a `chmod u+s` (a `chmod 755` is not).
 #[test]
-fn sweeps_refused_setuids_and_fake_kernel_threads_are_alerted_and_busy_clients_are_not() {
-    let test = "sweeps_refused_setuids_and_fake_kernel_threads_are_alerted_and_busy_clients_are_not";
+fn behaviour_events_are_alerted_and_their_lookalikes_are_not() {
+    let test = "behaviour_events_are_alerted_and_their_lookalikes_are_not";
     if !require_root(test) {
         return;
     }
@@ -1076,9 +1076,19 @@ fn sweeps_refused_setuids_and_fake_kernel_threads_are_alerted_and_busy_clients_a
     let disguised_pid = disguised.id().to_string();
     assert!(disguised.wait().expect("wait").success());
 
+    let dir = scratch("setuid");
+    let (plain, backdoor) = (copy_bin("/usr/bin/true", &dir, "plain"), copy_bin("/usr/bin/true", &dir, "sh"));
+    let mut chmods = vec![];
+    for (mode, path) in [("755", &plain), ("u+s", &backdoor)] {
+        let mut chmod = Command::new("chmod").arg(mode).arg(path).spawn().expect("chmod");
+        chmods.push(chmod.id().to_string());
+        assert!(chmod.wait().expect("wait").success());
+    }
+    assert_eq!(fs::metadata(&backdoor).expect("stat").permissions().mode() & 0o7777, 0o4755);
+
     let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 3 {
-        assert!(Instant::now() < deadline, "no three alerts: {}", daemon.status()["response"]);
+    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 4 {
+        assert!(Instant::now() < deadline, "no four alerts: {}", daemon.status()["response"]);
         std::thread::sleep(Duration::from_millis(200));
     }
     let fake = entries(&cursor, "the fake-kernel-thread alert", |e| {
@@ -1087,6 +1097,13 @@ fn sweeps_refused_setuids_and_fake_kernel_threads_are_alerted_and_busy_clients_a
     if let Some(a) = fake.first() {
         assert_eq!(f(a, "VIGIL_DETAIL"), "argv[0] `[kworker/0:9]` passes for a kernel thread", "{a}");
     }
+    let setuid = entries(&cursor, "the setuid-bit alert", |e| f(e, "VIGIL_REASON") == "setuid-bit");
+    if let Some(a) = setuid.iter().find(|e| f(e, "VIGIL_PID") == chmods[1]) {
+        assert_eq!(f(a, "VIGIL_DETAIL"), format!("fchmodat 4755 of {} (result 0)", backdoor.display()), "{a}");
+    } else if cursor.is_some() {
+        panic!("no setuid-bit alert for chmod u+s: {setuid:?}");
+    }
+    assert!(!setuid.iter().any(|e| f(e, "VIGIL_PID") == chmods[0]), "chmod 755 alerted: {setuid:?}");
     let scans = entries(&cursor, "the port-scan alert", |e| f(e, "VIGIL_REASON") == "port-scan");
     if let Some(a) = scans.iter().find(|e| f(e, "VIGIL_PID") == shell) {
         assert_eq!(f(a, "VIGIL_EVENT"), "alert", "{a}");

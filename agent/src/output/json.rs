@@ -124,6 +124,17 @@ pub enum Body {
         probe: u16,
         code: i32,
     },
+    /// A chmod asking for the set-user-ID bit.
+    SetuidChmod {
+        syscall: &'static str,
+        /// Octal, as chmod(1) writes it.
+        mode: String,
+        /// fchmod's fd, or the dirfd a relative path is taken from (-100: the cwd).
+        fd: i32,
+        /// As the call passed it; empty for fchmod.
+        path: String,
+        ret: i32,
+    },
     /// A rename or unlink of a watched path.
     PathChange {
         syscall: &'static str,
@@ -275,6 +286,13 @@ impl EventJson {
             Event::ProbeError(p) => Body::ProbeError {
                 probe: p.probe,
                 code: p.code,
+            },
+            Event::SetuidChmod(c) => Body::SetuidChmod {
+                syscall: syscall_name(c.syscall_nr),
+                mode: format!("{:o}", c.mode),
+                fd: c.fd,
+                path: c.path(),
+                ret: c.ret,
             },
             Event::PathChange(c) => Body::PathChange {
                 syscall: syscall_name(c.syscall_nr),

@@ -3,13 +3,13 @@
 //! (when asked) a JSON line.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use agent_common::{
-    CredChangeEvent, ExecEvent,
+    CredChangeEvent, ExecEvent, SetuidChmodEvent,
     decode::{Event, c_str},
 };
 use tokio::sync::mpsc;
@@ -195,7 +195,8 @@ impl ProcessStage {
             | Event::ModuleLoad(_)
             | Event::BpfProgLoad(_)
             | Event::File(_)
-            | Event::PathChange(_) => {
+            | Event::PathChange(_)
+            | Event::SetuidChmod(_) => {
                 self.table.ensure(key, &self.proc_root, now);
             }
             Event::ProbeError(_) => {}
@@ -208,6 +209,10 @@ impl ProcessStage {
                 Event::Exit(_) => r.on_exit(key),
                 Event::File(f) => r.on_file_open(table, seqs, key, f),
                 Event::PathChange(c) => r.on_path_change(table, seqs, key, c),
+                Event::SetuidChmod(c) if c.ret == 0 => {
+                    let detail = setuid_chmod_detail(c, &self.proc_root, key.tgid);
+                    r.on_security_event(table, seqs, key, SecurityEvent::SetuidBit, detail);
+                }
                 other => {
                     if let Some((event, detail)) = security_event(other) {
                         r.on_security_event(table, seqs, key, event, detail);
@@ -432,6 +437,37 @@ fn security_event(ev: &Event) -> Option<(SecurityEvent, String)> {
         ),
         _ => return None,
     })
+}
+
+/// What a setuid chmod did, with the file named as fully as /proc still allows: fchmod's fd
+/// and a relative path's base directory are read from the process, which may be gone.
+fn setuid_chmod_detail(c: &SetuidChmodEvent, proc_root: &Path, tgid: u32) -> String {
+    const AT_FDCWD: i32 = -100;
+    let proc = proc_root.join(tgid.to_string());
+    let link = |rel: String| {
+        std::fs::read_link(proc.join(rel))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    };
+    let path = c.path();
+    let file = if c.path_len == 0 {
+        link(format!("fd/{}", c.fd)).unwrap_or_else(|| format!("fd {}", c.fd))
+    } else if path.starts_with('/') {
+        path
+    } else {
+        let base = if c.fd == AT_FDCWD { link("cwd".into()) } else { link(format!("fd/{}", c.fd)) };
+        match base {
+            Some(dir) => format!("{}/{path}", dir.trim_end_matches('/')),
+            None if c.fd == AT_FDCWD => format!("{path} (relative to its cwd)"),
+            None => format!("{path} (relative to fd {})", c.fd),
+        }
+    };
+    format!(
+        "{} {:o} of {file} (result {})",
+        token_name(c.syscall_nr as Token),
+        c.mode,
+        c.ret
+    )
 }
 
 /// ptrace(2) requests that take hold of another process.

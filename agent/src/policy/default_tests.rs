@@ -55,6 +55,7 @@ fn default_settings() {
             "root-denied",
             "port-scan",
             "fake-kernel-thread",
+            "setuid-bit",
             "credential-read",
             "ssh-key-read",
             "persistence-write",
@@ -223,6 +224,9 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
     assert_eq!(hits(SecurityEvent::RootDenied), hit("root-denied", Action::Alert));
     assert_eq!(hits(SecurityEvent::PortScan), hit("port-scan", Action::Alert));
     assert_eq!(hits(SecurityEvent::FakeKernelThread), hit("fake-kernel-thread", Action::Alert));
+    assert_eq!(hits(SecurityEvent::SetuidBit), hit("setuid-bit", Action::Alert));
+    let by_dpkg = EventContext { event: SecurityEvent::SetuidBit, exe: "/usr/bin/dpkg" };
+    assert!(p.event_rules(&by_dpkg).is_empty(), "packages set their own setuid bits");
     assert!(hits(SecurityEvent::BpfProgLoad).is_empty());
     assert!(hits(SecurityEvent::MemfdCreate).is_empty());
 }
@@ -317,5 +321,5 @@ fn file_rules_number_after_every_other_kind() {
     let index = hits[0].index;
     assert_eq!(p.rule_name(index), Some("credential-read"));
     assert_eq!(p.rule_action(index), Some(Action::Alert));
-    assert_eq!(p.rule_name(index - 1), Some("fake-kernel-thread"), "the last event rule comes just before");
+    assert_eq!(p.rule_name(index - 1), Some("setuid-bit"), "the last event rule comes just before");
 }

@@ -67,6 +67,7 @@ pub(super) struct EventRuleDef {
     pub action: At<Action>,
     pub event: AtList<String>,
     pub exe: AtList<String>,
+    pub except_exe: AtList<String>,
 }
 
 #[derive(Debug)]
@@ -127,6 +128,7 @@ impl Merged {
                 action: locate(src, r.action),
                 event: list(src, r.event),
                 exe: list(src, r.exe),
+                except_exe: list(src, r.except_exe),
             }));
         self.file
             .extend(file.rule.file.into_iter().map(|r| FileRuleDef {

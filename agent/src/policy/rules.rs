@@ -57,10 +57,12 @@ pub enum SecurityEvent {
     /// An exec whose argv[0] or image name passes for a kernel thread (`[kworker/0:2]`,
     /// `kswapd0`): kernel threads never exec (`response::masquerade`).
     FakeKernelThread,
+    /// A chmod that gave a file the set-user-ID bit.
+    SetuidBit,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 8] = [
+    pub const ALL: [SecurityEvent; 9] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -69,6 +71,7 @@ impl SecurityEvent {
         SecurityEvent::RootDenied,
         SecurityEvent::PortScan,
         SecurityEvent::FakeKernelThread,
+        SecurityEvent::SetuidBit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +84,7 @@ impl SecurityEvent {
             SecurityEvent::RootDenied => "root_denied",
             SecurityEvent::PortScan => "port_scan",
             SecurityEvent::FakeKernelThread => "fake_kernel_thread",
+            SecurityEvent::SetuidBit => "setuid_bit",
         }
     }
 
@@ -357,6 +361,8 @@ pub(super) struct EventRule {
     pub action: Action,
     pub events: Vec<SecurityEvent>,
     pub exe: Option<GlobList>,
+    /// Programs whose job the event is (dpkg setting a package's setuid bits).
+    pub except_exe: Option<GlobList>,
 }
 
 impl EventRule {
@@ -381,13 +387,16 @@ impl EventRule {
         Ok(Self {
             events: events.iter().map(SecurityEvent::parse).collect::<Result<_, _>>()?,
             exe: globs(def.exe, "exe")?,
+            except_exe: globs(def.except_exe, "except_exe")?,
             name: def.name.value,
             action: def.action.value,
         })
     }
 
     pub fn matches(&self, ctx: &EventContext) -> bool {
-        self.events.contains(&ctx.event) && self.exe.as_ref().is_none_or(|g| g.is_match(ctx.exe))
+        self.events.contains(&ctx.event)
+            && self.exe.as_ref().is_none_or(|g| g.is_match(ctx.exe))
+            && !self.except_exe.as_ref().is_some_and(|g| g.is_match(ctx.exe))
     }
 }
 

@@ -94,6 +94,7 @@ pub(super) struct RawEventRule {
     pub action: Spanned<Action>,
     pub event: SpannedList<String>,
     pub exe: SpannedList<String>,
+    pub except_exe: SpannedList<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -49,6 +49,9 @@ impl Policy {
             if let Some(e) = &r.exe {
                 when.insert("exe".into(), globs(e));
             }
+            if let Some(e) = &r.except_exe {
+                when.insert("except_exe".into(), globs(e));
+            }
             json!({ "name": r.name, "kind": "event", "action": r.action, "conditions": when })
         });
         let file = self.file.iter().map(|r| {
