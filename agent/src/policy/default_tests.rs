@@ -44,6 +44,7 @@ fn default_settings() {
         names,
         [
             "shell-on-socket",
+            "command-from-socket-shell",
             "service-spawns-shell",
             "exec-from-dev-shm",
             "hidden-fresh-binary-in-tmp",
@@ -88,6 +89,13 @@ fn reverse_shells_are_quarantined_but_ordinary_shells_are_not() {
         );
     }
     assert!(exec_hits(&p, "/usr/bin/ls", None, true).is_empty());
+    // What is typed into a shell that redirected itself onto a socket.
+    assert_eq!(
+        exec_hits(&p, "/usr/bin/id", Some("/usr/bin/bash"), true),
+        hit("command-from-socket-shell", Action::Alert)
+    );
+    assert!(exec_hits(&p, "/usr/bin/id", Some("/usr/bin/bash"), false).is_empty());
+    assert!(exec_hits(&p, "/usr/bin/id", Some("/usr/sbin/inetd"), true).is_empty());
 }
 
 #[test]
@@ -124,7 +132,7 @@ fn dev_shm_is_denied_in_the_kernel_and_memfd_in_user_space() {
     );
     assert_eq!(
         p.kernel_exec_denies(),
-        [(KernelExecMatch::Prefix(b"/dev/shm/".to_vec()), 2)]
+        [(KernelExecMatch::Prefix(b"/dev/shm/".to_vec()), 3)]
     );
     assert!(p.kernel_connect_denies().is_empty());
 }
