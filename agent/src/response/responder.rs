@@ -218,6 +218,8 @@ impl Responder {
             self.protect(key, info.kernel_thread);
         }
         let filename = ev.filename();
+        let args = &ev.args[..(ev.args_len as usize).min(ev.args.len())];
+        let disguise = kernel_thread_disguise(args, &filename);
         let fileless = running.as_deref().is_some_and(|p| p.starts_with("/memfd:"));
         // fexecve of a memfd shows as /dev/fd/N, a script as itself: the running image says
         // what it really is (the interpreter, /memfd:name).
@@ -263,8 +265,7 @@ impl Responder {
             return;
         }
         self.rule_hits(&policy, table, seqs, key, hits, Matched::Exec(changed));
-        let args = &ev.args[..(ev.args_len as usize).min(ev.args.len())];
-        if let Some(detail) = kernel_thread_disguise(args, &ev.filename()) {
+        if let Some(detail) = disguise {
             self.on_security_event(table, seqs, key, SecurityEvent::FakeKernelThread, detail);
         }
     }
