@@ -280,12 +280,12 @@ fn render() -> Result<String> {
          fork record no longer sends vigil to `/proc` (~5% of short-lived children did). A/B \
          with `bench exec --rates 800,1600`, alternating builds, two runs each: 4.5% and 3.9% \
          of a core at 1000 exec/s before those two, 3.6% and 3.8% after. Whole runs of \
-         `bench all` have put this figure between 2.9% and 5.5%, so it sits near the goal \
+         `bench all` have put this figure between 2.9% and 5.7%, so it sits near the goal \
          rather than safely under it. What remains is mostly the ring wakeups (below: ~15% of vigil's \
          samples are the switch back in after each wakeup), then the process table and \
          allocation. The file rules did not move it: A/B at 800 exec/s, three runs each, vigil's \
          CPU per exec 51.6–56.2 µs before them and 54.7–59.4 µs with them (51.6–67.2 µs with \
-         the same build and policy minus the file rules); the run below is at the noisy end.\n\
+         the same build and policy minus the file rules).\n\
          - **file rules** cost every open on the host, in the opening process, at the exit of \
          the syscall: `bench files` times open+close loops against vigil without file rules in \
          the same run. Measured with `sysctl kernel.bpf_stats_enabled=1` on the `sys_exit` \

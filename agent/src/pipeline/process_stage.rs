@@ -209,6 +209,7 @@ impl ProcessStage {
                 Event::Exit(_) => r.on_exit(key),
                 Event::File(f) => r.on_file_open(table, seqs, key, f),
                 Event::PathChange(c) => r.on_path_change(table, seqs, key, c),
+                // A refused chmod changed nothing; its call is still in the batch.
                 Event::SetuidChmod(c) if c.ret == 0 => {
                     let detail = setuid_chmod_detail(c, &self.proc_root, key.tgid);
                     r.on_security_event(table, seqs, key, SecurityEvent::SetuidBit, detail);

@@ -347,16 +347,18 @@ impl Responder {
         port: u16,
         ret: i32,
     ) {
-        let mut keys = vec![key];
+        let mut keys = [key; 2];
+        let mut n = 1;
         if let Some(parent) = table.get_key(&key).and_then(|p| p.parent_key())
             && parent.tgid > 2
             && parent.tgid != self.self_tgid
             && !self.protected.contains(&id(parent))
         {
-            keys.push(parent);
+            keys[1] = parent;
+            n = 2;
         }
-        let ids: Vec<Id> = keys.iter().map(|k| id(*k)).collect();
-        let scan = self.scans.on_connect(&ids, addr, port, ret, Instant::now());
+        let ids = keys.map(id);
+        let scan = self.scans.on_connect(&ids[..n], addr, port, ret, Instant::now());
         self.stats
             .scan_actors_untracked
             .store(self.scans.untracked, Relaxed);
