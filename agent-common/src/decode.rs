@@ -36,6 +36,7 @@ pub enum Event {
     PathChange(std::boxed::Box<PathChangeEvent>),
     /// Boxed: ~300 bytes.
     SetuidChmod(std::boxed::Box<SetuidChmodEvent>),
+    RawSocket(RawSocketEvent),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,6 +73,7 @@ impl Event {
             Event::File(e) => &e.header,
             Event::PathChange(e) => &e.header,
             Event::SetuidChmod(e) => &e.header,
+            Event::RawSocket(e) => &e.header,
         }
     }
 
@@ -148,6 +150,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::FileOpen => Event::File(std::boxed::Box::new(read(kind, h, bytes)?)),
         EventKind::PathChange => Event::PathChange(std::boxed::Box::new(read(kind, h, bytes)?)),
         EventKind::SetuidChmod => Event::SetuidChmod(std::boxed::Box::new(read(kind, h, bytes)?)),
+        EventKind::RawSocket => Event::RawSocket(read(kind, h, bytes)?),
     })
 }
 
@@ -229,6 +232,17 @@ impl SetuidChmodEvent {
     /// The path as the call passed it (empty for fchmod).
     pub fn path(&self) -> std::string::String {
         c_str(&self.path, self.path_len as usize)
+    }
+}
+
+impl RawSocketEvent {
+    /// The address family, as socket(2) names it.
+    pub fn family_name(&self) -> &'static str {
+        match self.family {
+            AF_PACKET => "AF_PACKET",
+            AF_INET6 => "AF_INET6",
+            _ => "AF_INET",
+        }
     }
 }
 
@@ -424,6 +438,31 @@ mod tests {
         };
         assert_eq!((d.path().as_str(), d.mode, d.fd), ("/tmp/.sh", 0o4755, -100));
         assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(DecodeError::BadSize { .. })));
+    }
+
+    #[test]
+    fn only_packet_and_raw_ip_sockets_are_raw() {
+        const SOCK_STREAM: u32 = 1;
+        const SOCK_DGRAM: u32 = 2;
+        const SOCK_CLOEXEC: u32 = 0o2000000;
+        assert!(is_raw_socket(AF_PACKET, SOCK_RAW));
+        assert!(is_raw_socket(AF_PACKET, SOCK_DGRAM), "cooked packet sockets see every frame too");
+        assert!(is_raw_socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC));
+        assert!(is_raw_socket(AF_INET6, SOCK_RAW));
+        assert!(!is_raw_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC));
+        assert!(!is_raw_socket(AF_INET, SOCK_DGRAM), "unprivileged ping's ICMP datagram socket");
+        assert!(!is_raw_socket(1, SOCK_RAW), "AF_UNIX has no raw type");
+        let ev = RawSocketEvent {
+            header: header(EventKind::RawSocket, size_of::<RawSocketEvent>()),
+            family: AF_PACKET,
+            sock_type: SOCK_RAW,
+            protocol: 768,
+            ret: 4,
+        };
+        let Event::RawSocket(d) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!("wrong variant")
+        };
+        assert_eq!((d.family_name(), d.ret), ("AF_PACKET", 4));
     }
 
     #[test]

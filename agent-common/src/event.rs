@@ -47,13 +47,15 @@ pub enum EventKind {
     PathChange = 16,
     /// A chmod family call asking for the set-user-ID bit.
     SetuidChmod = 17,
+    /// A raw IP or packet socket created.
+    RawSocket = 18,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
 
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -71,6 +73,7 @@ impl EventKind {
         EventKind::FileOpen,
         EventKind::PathChange,
         EventKind::SetuidChmod,
+        EventKind::RawSocket,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -92,6 +95,7 @@ impl EventKind {
             15 => Self::FileOpen,
             16 => Self::PathChange,
             17 => Self::SetuidChmod,
+            18 => Self::RawSocket,
             _ => return None,
         })
     }
@@ -115,6 +119,7 @@ impl EventKind {
             Self::FileOpen => "file_open",
             Self::PathChange => "path_change",
             Self::SetuidChmod => "setuid_chmod",
+            Self::RawSocket => "raw_socket",
         }
     }
 }
@@ -426,6 +431,32 @@ pub struct SetuidChmodEvent {
 /// The set-user-ID bit of a file mode.
 pub const S_ISUID: u32 = 0o4000;
 
+/// A socket that sees or forges packets below TCP and UDP: `AF_PACKET`, or `SOCK_RAW` of
+/// `AF_INET`/`AF_INET6`. What SYN scanners (nmap -sS, masscan, zmap) and sniffers open; a
+/// connect-based scan detector never sees them. Only sockets actually created are reported.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawSocketEvent {
+    pub header: EventHeader,
+    /// socket(2)'s arguments.
+    pub family: u32,
+    pub sock_type: u32,
+    pub protocol: u32,
+    /// The new fd.
+    pub ret: i32,
+}
+
+pub const AF_INET: u32 = 2;
+pub const AF_INET6: u32 = 10;
+pub const AF_PACKET: u32 = 17;
+pub const SOCK_RAW: u32 = 3;
+
+/// Whether socket(family, type, ...) is one [`RawSocketEvent`] reports.
+pub const fn is_raw_socket(family: u32, sock_type: u32) -> bool {
+    // The type's low bits; SOCK_NONBLOCK and SOCK_CLOEXEC ride above them.
+    family == AF_PACKET || ((family == AF_INET || family == AF_INET6) && sock_type & 0xf == SOCK_RAW)
+}
+
 /// rename / renameat / renameat2 / unlink / unlinkat that succeeded on a watched path. An
 /// absolute path is matched as a string against the `WATCHED_PATHS` trie; a relative one from
 /// its base directory (the dirfd's, or the cwd's) upwards by inode, like an open, and then
@@ -572,4 +603,5 @@ const _: () = {
     );
     assert!(size_of::<FileWatch>() == 8);
     assert!(size_of::<SetuidChmodEvent>() == 32 + 24 + PATH_LEN);
+    assert!(size_of::<RawSocketEvent>() == 32 + 16);
 };

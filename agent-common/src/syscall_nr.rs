@@ -2,6 +2,7 @@
 //! (the `syscalls` crate); these few are what the kernel side must know.
 
 pub const OPEN: u32 = 2;
+pub const SOCKET: u32 = 41;
 pub const CONNECT: u32 = 42;
 pub const RENAME: u32 = 82;
 pub const UNLINK: u32 = 87;
@@ -47,8 +48,9 @@ pub const BPF_PROG_LOAD: u32 = 5;
 /// for these. clone and clone3 are watched only so the fork probe can report the caller's flags;
 /// fork and vfork have fixed flags the fork probe derives. The opens, renames and unlinks are
 /// only looked at while some file is watched (`FILE_WALK[0] != 0`), and only at exit. The
-/// chmods are remembered at entry only when they ask for the set-user-ID bit.
-pub const WATCHED: [(&str, u32); 33] = [
+/// chmods and socket are seen at exit only: a chmod when it asks for the set-user-ID bit, a
+/// socket when it is raw.
+pub const WATCHED: [(&str, u32); 34] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
     ("accept4", ACCEPT4),
@@ -82,27 +84,52 @@ pub const WATCHED: [(&str, u32); 33] = [
     ("fchmod", FCHMOD),
     ("fchmodat", FCHMODAT),
     ("fchmodat2", FCHMODAT2),
+    ("socket", SOCKET),
 ];
 
 /// Bitmap of [`WATCHED`] over syscall numbers 0..512.
-pub const WATCHED_BITS: [u64; 8] = {
+pub const WATCHED_BITS: [u64; 8] = bitmap(false);
+
+/// Bitmap of the [`WATCHED`] calls whose entry matters: all but [`is_exit_only`] ones.
+pub const WATCHED_AT_ENTRY_BITS: [u64; 8] = bitmap(true);
+
+const fn bitmap(at_entry: bool) -> [u64; 8] {
     let mut bits = [0u64; 8];
     let mut i = 0;
     while i < WATCHED.len() {
-        let nr = WATCHED[i].1 as usize;
-        bits[nr / 64] |= 1 << (nr % 64);
+        let nr = WATCHED[i].1;
+        if !(at_entry && is_exit_only(nr)) {
+            bits[nr as usize / 64] |= 1 << (nr % 64);
+        }
         i += 1;
     }
     bits
-};
+}
 
 /// Whether `nr` is in [`WATCHED`]; one load and a bit test, for the per-syscall hot path.
 #[inline(always)]
 pub fn is_watched(nr: u64) -> bool {
-    match WATCHED_BITS.get((nr / 64) as usize) {
+    test(&WATCHED_BITS, nr)
+}
+
+/// Whether `nr` is watched at entry as well as at exit.
+#[inline(always)]
+pub fn is_watched_at_entry(nr: u64) -> bool {
+    test(&WATCHED_AT_ENTRY_BITS, nr)
+}
+
+#[inline(always)]
+fn test(bits: &[u64; 8], nr: u64) -> bool {
+    match bits.get((nr / 64) as usize) {
         Some(word) => word & (1 << (nr % 64)) != 0,
         None => false,
     }
+}
+
+/// Calls seen at exit only, from the arguments still in the saved registers: nothing of their
+/// entry is kept, so the entry path never looks at them.
+pub const fn is_exit_only(nr: u32) -> bool {
+    is_open(nr) || is_path_change(nr) || is_chmod(nr) || nr == SOCKET
 }
 
 pub const fn is_open(nr: u32) -> bool {
@@ -145,7 +172,10 @@ mod tests {
         for nr in 0..600u64 {
             let listed = WATCHED.iter().any(|(_, n)| u64::from(*n) == nr);
             assert_eq!(is_watched(nr), listed, "syscall {nr}");
+            let at_entry = listed && !is_exit_only(nr as u32);
+            assert_eq!(is_watched_at_entry(nr), at_entry, "syscall {nr} at entry");
         }
+        assert!(is_watched_at_entry(CONNECT as u64) && !is_watched_at_entry(OPENAT as u64));
         assert!(!is_watched(u64::MAX), "-1 (no syscall) is not watched");
     }
 }

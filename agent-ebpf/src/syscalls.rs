@@ -15,7 +15,7 @@
 
 use agent_common::{
     BATCH_LEN, COUNT_SYSCALLS_BATCHED, COUNT_UNSWITCHED_SLOTS, EventKind, FlushReason,
-    LOSS_SYSCALLS_IN_LOST_BATCHES, SYSCALLS_WAKEUP_BYTES, SyscallBatch, syscall_nr::is_watched,
+    LOSS_SYSCALLS_IN_LOST_BATCHES, SYSCALLS_WAKEUP_BYTES, SyscallBatch, syscall_nr::is_watched_at_entry,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -50,7 +50,8 @@ pub fn vigil_sys_enter(ctx: RawTracePointContext) -> u32 {
     // arg 1 of sys_enter is the syscall number; -1 (no syscall) truncates to 0xffff, which user
     // space counts as out of vocabulary rather than dropping silently.
     let id: i64 = ctx.arg(1);
-    if is_watched(id as u64) {
+    // Opens, path changes, chmods and socket are read at exit alone: not even a call here.
+    if is_watched_at_entry(id as u64) {
         watch::on_enter(current_ids().0, id as u64, ctx.arg(0));
     }
     if slot.state != SlotState::Open as u32 {

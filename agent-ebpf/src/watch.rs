@@ -1,7 +1,8 @@
 //! Security-relevant syscalls, seen at entry (arguments, credentials before) and reported at exit
 //! with the result: connect/accept/bind/listen, the setuid family, ptrace, memfd_create,
-//! (f)init_module and bpf(BPF_PROG_LOAD); chmods that ask for the set-user-ID bit (at exit
-//! only); and, while some file is watched, the opens, renames and unlinks (`files`).
+//! (f)init_module and bpf(BPF_PROG_LOAD); chmods that ask for the set-user-ID bit and raw
+//! sockets (at exit only); and, while some file is watched, the opens, renames and unlinks
+//! (`files`).
 //!
 //! Entry is handled inside `vigil_sys_enter` (which runs for every syscall anyway) behind a bitmap
 //! test; exit by one raw `sys_exit` program that returns after reading the syscall number unless
@@ -11,7 +12,7 @@
 use agent_common::{
     BpfProgLoadEvent, CredChangeEvent, Creds, EventKind, LOSS_PENDING_MAP_FULL,
     LOSS_PENDING_MISSING, MemfdEvent, ModuleLoadEvent, NAME_LEN, NetEvent, PATH_LEN, PtraceEvent,
-    S_ISUID, SetuidChmodEvent, SockAddr, syscall_nr as nr,
+    RawSocketEvent, S_ISUID, SetuidChmodEvent, SockAddr, is_raw_socket, syscall_nr as nr,
 };
 use aya_ebpf::{
     bindings::pt_regs,
@@ -31,14 +32,10 @@ use crate::{
 };
 
 /// Remembers a watched syscall's arguments (and, for the setuid family, the credentials before
-/// it) for its exit. Called from `vigil_sys_enter` with the user registers it was given.
+/// it) for its exit. Called from `vigil_sys_enter` with the user registers it was given, for
+/// the calls `is_watched_at_entry` names.
 #[inline(never)]
 pub fn on_enter(pid: u32, nr: u64, regs: *const pt_regs) {
-    // Opens, path changes and chmods need nothing from their entry: their exit reads the
-    // arguments from the saved registers, which syscalls leave as the caller set them.
-    if nr::is_open(nr as u32) || nr::is_path_change(nr as u32) || nr::is_chmod(nr as u32) {
-        return;
-    }
     // SAFETY: probe read of the saved user registers the tracepoint handed us.
     let Ok(r) = (unsafe { bpf_probe_read_kernel(regs) }) else {
         bump(LOSS_PENDING_MISSING, 1);
@@ -95,6 +92,15 @@ pub fn vigil_sys_exit(ctx: BtfTracePointContext) -> u32 {
             // SAFETY: as above.
             let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] };
             setuid_chmod(sys as u32, args, ctx.arg(1));
+            return 0;
+        }
+        if sys == nr::SOCKET as u64 {
+            let ret: i64 = ctx.arg(1);
+            if ret >= 0 {
+                // SAFETY: as above.
+                let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] };
+                raw_socket(args, ret);
+            }
             return 0;
         }
         exit_watched(sys, ctx.arg(1));
@@ -157,6 +163,21 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
                 ]
             };
             setuid_chmod(sys as u32, args, ctx.arg(1));
+            return 0;
+        }
+        if sys == nr::SOCKET as u64 {
+            let ret: i64 = ctx.arg(1);
+            if ret >= 0 {
+                // SAFETY: probe reads of the saved user registers.
+                let args = unsafe {
+                    [
+                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdi)).unwrap_or(0),
+                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsi)).unwrap_or(0),
+                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx)).unwrap_or(0),
+                    ]
+                };
+                raw_socket(args, ret);
+            }
             return 0;
         }
         exit_watched(sys, ctx.arg(1));
@@ -416,5 +437,29 @@ fn bpf_prog_load(p: &Pending, ret: i64, ids: Ids) {
         ev.insn_cnt = head[1];
         ev.ret = ret as i32;
         ev.prog_name = name;
+    });
+}
+
+/// A socket created below TCP and UDP (`is_raw_socket`); every other socket returns at once.
+#[inline(never)]
+fn raw_socket(args: [u64; 3], ret: i64) {
+    let (family, sock_type, protocol) = (args[0] as u32, args[1] as u32, args[2] as u32);
+    if !is_raw_socket(family, sock_type) {
+        return;
+    }
+    let (pid, tgid) = current_ids();
+    if tgid == config().self_tgid {
+        return;
+    }
+    let ids = Ids {
+        pid,
+        tgid,
+        start_ns: leader_start_ns(&offsets(), KPtr::current_task()),
+    };
+    emit!(RawSocketEvent, EventKind::RawSocket, ids, |ev| {
+        ev.family = family;
+        ev.sock_type = sock_type;
+        ev.protocol = protocol;
+        ev.ret = ret as i32;
     });
 }

@@ -94,9 +94,11 @@ pub fn event_token(ev: &Event) -> Option<Token> {
         Event::ModuleLoad(_) => token::MODULE_LOAD,
         Event::BpfProgLoad(_) => token::BPF_PROG_LOAD,
         // Which file was opened or chmod'ed is a policy matter; the call itself is in the batch.
-        Event::ProbeError(_) | Event::File(_) | Event::PathChange(_) | Event::SetuidChmod(_) => {
-            return None;
-        }
+        Event::ProbeError(_)
+        | Event::File(_)
+        | Event::PathChange(_)
+        | Event::SetuidChmod(_)
+        | Event::RawSocket(_) => return None,
     })
 }
 

@@ -1024,7 +1024,7 @@ fn a_ptrace_attach_and_a_module_load_attempt_are_alerted_with_what_happened() {
 /// `/dev/tcp` subshell per port is a port scan (reported at the shell, the parent of every
 /// connect), a process connecting to as many ports that all listen is not, an unprivileged
 /// process asking setuid for root is refused and alerted on, and so are a program run as
-/// `[kworker/0:9]` and a `chmod u+s` (a `chmod 755` is not).
+/// `[kworker/0:9]`, a `chmod u+s` (a `chmod 755` is not) and a packet socket.
 #[test]
 fn behaviour_events_are_alerted_and_their_lookalikes_are_not() {
     let test = "behaviour_events_are_alerted_and_their_lookalikes_are_not";
@@ -1086,9 +1086,17 @@ fn behaviour_events_are_alerted_and_their_lookalikes_are_not() {
     }
     assert_eq!(fs::metadata(&backdoor).expect("stat").permissions().mode() & 0o7777, 0o4755);
 
+    // An ordinary socket, then a packet socket (0x300: ETH_P_ALL in network order).
+    let sniffer = Command::new("python3")
+        .args(["-c", "import os, socket\nsocket.socket()\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0x300)\nprint(os.getpid(), s.fileno())\n"])
+        .output()
+        .expect("python3");
+    let printed = String::from_utf8_lossy(&sniffer.stdout).trim().to_owned();
+    let (sniffer_pid, sniffer_fd) = printed.split_once(' ').unwrap_or_else(|| panic!("{sniffer:?}"));
+
     let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 4 {
-        assert!(Instant::now() < deadline, "no four alerts: {}", daemon.status()["response"]);
+    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 5 {
+        assert!(Instant::now() < deadline, "no five alerts: {}", daemon.status()["response"]);
         std::thread::sleep(Duration::from_millis(200));
     }
     let fake = entries(&cursor, "the fake-kernel-thread alert", |e| {
@@ -1104,6 +1112,14 @@ fn behaviour_events_are_alerted_and_their_lookalikes_are_not() {
         panic!("no setuid-bit alert for chmod u+s: {setuid:?}");
     }
     assert!(!setuid.iter().any(|e| f(e, "VIGIL_PID") == chmods[0]), "chmod 755 alerted: {setuid:?}");
+    let raw = entries(&cursor, "the raw-socket alert", |e| {
+        f(e, "VIGIL_REASON") == "raw-socket" && f(e, "VIGIL_PID") == sniffer_pid
+    });
+    if let Some(a) = raw.first() {
+        // SOCK_RAW with the SOCK_CLOEXEC python adds; one alert, for the packet socket alone.
+        assert_eq!(f(a, "VIGIL_DETAIL"), format!("AF_PACKET socket, type 0x80003, protocol 768 (fd {sniffer_fd})"), "{a}");
+        assert_eq!(raw.len(), 1, "{raw:?}");
+    }
     let scans = entries(&cursor, "the port-scan alert", |e| f(e, "VIGIL_REASON") == "port-scan");
     if let Some(a) = scans.iter().find(|e| f(e, "VIGIL_PID") == shell) {
         assert_eq!(f(a, "VIGIL_EVENT"), "alert", "{a}");

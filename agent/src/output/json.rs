@@ -135,6 +135,15 @@ pub enum Body {
         path: String,
         ret: i32,
     },
+    /// A raw IP or packet socket created.
+    RawSocket {
+        family: &'static str,
+        /// socket(2)'s type argument, `SOCK_*` flags included.
+        sock_type: u32,
+        protocol: u32,
+        /// The new fd.
+        ret: i32,
+    },
     /// A rename or unlink of a watched path.
     PathChange {
         syscall: &'static str,
@@ -293,6 +302,12 @@ impl EventJson {
                 fd: c.fd,
                 path: c.path(),
                 ret: c.ret,
+            },
+            Event::RawSocket(r) => Body::RawSocket {
+                family: r.family_name(),
+                sock_type: r.sock_type,
+                protocol: r.protocol,
+                ret: r.ret,
             },
             Event::PathChange(c) => Body::PathChange {
                 syscall: syscall_name(c.syscall_nr),

@@ -196,7 +196,8 @@ impl ProcessStage {
             | Event::BpfProgLoad(_)
             | Event::File(_)
             | Event::PathChange(_)
-            | Event::SetuidChmod(_) => {
+            | Event::SetuidChmod(_)
+            | Event::RawSocket(_) => {
                 self.table.ensure(key, &self.proc_root, now);
             }
             Event::ProbeError(_) => {}
@@ -417,6 +418,16 @@ fn security_event(ev: &Event) -> Option<(SecurityEvent, String)> {
                 c.before.euid,
                 c.before.suid,
                 c.ret
+            ),
+        ),
+        Event::RawSocket(s) => (
+            SecurityEvent::RawSocket,
+            format!(
+                "{} socket, type {:#x}, protocol {} (fd {})",
+                s.family_name(),
+                s.sock_type,
+                s.protocol,
+                s.ret
             ),
         ),
         Event::CredChange(c) if denied_root(c) => (

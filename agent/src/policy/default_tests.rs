@@ -57,6 +57,7 @@ fn default_settings() {
             "port-scan",
             "fake-kernel-thread",
             "setuid-bit",
+            "raw-socket",
             "credential-read",
             "ssh-key-read",
             "persistence-write",
@@ -235,6 +236,13 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
     assert_eq!(hits(SecurityEvent::SetuidBit), hit("setuid-bit", Action::Alert));
     let by_dpkg = EventContext { event: SecurityEvent::SetuidBit, exe: "/usr/bin/dpkg" };
     assert!(p.event_rules(&by_dpkg).is_empty(), "packages set their own setuid bits");
+    assert_eq!(hits(SecurityEvent::RawSocket), hit("raw-socket", Action::Alert));
+    for network_tool in ["/usr/bin/ping", "/usr/sbin/dhclient", "/usr/lib/systemd/systemd-networkd"] {
+        let ctx = EventContext { event: SecurityEvent::RawSocket, exe: network_tool };
+        assert!(p.event_rules(&ctx).is_empty(), "{network_tool}");
+    }
+    let nmap = EventContext { event: SecurityEvent::RawSocket, exe: "/usr/bin/nmap" };
+    assert_eq!(p.event_rules(&nmap).iter().map(RuleRef::owned).collect::<Vec<_>>(), hit("raw-socket", Action::Alert));
     assert!(hits(SecurityEvent::BpfProgLoad).is_empty());
     assert!(hits(SecurityEvent::MemfdCreate).is_empty());
 }
@@ -329,5 +337,5 @@ fn file_rules_number_after_every_other_kind() {
     let index = hits[0].index;
     assert_eq!(p.rule_name(index), Some("credential-read"));
     assert_eq!(p.rule_action(index), Some(Action::Alert));
-    assert_eq!(p.rule_name(index - 1), Some("setuid-bit"), "the last event rule comes just before");
+    assert_eq!(p.rule_name(index - 1), Some("raw-socket"), "the last event rule comes just before");
 }

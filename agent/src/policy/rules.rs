@@ -59,10 +59,12 @@ pub enum SecurityEvent {
     FakeKernelThread,
     /// A chmod that gave a file the set-user-ID bit.
     SetuidBit,
+    /// A raw IP or packet socket created (SYN scanners, sniffers).
+    RawSocket,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 9] = [
+    pub const ALL: [SecurityEvent; 10] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -72,6 +74,7 @@ impl SecurityEvent {
         SecurityEvent::PortScan,
         SecurityEvent::FakeKernelThread,
         SecurityEvent::SetuidBit,
+        SecurityEvent::RawSocket,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +88,7 @@ impl SecurityEvent {
             SecurityEvent::PortScan => "port_scan",
             SecurityEvent::FakeKernelThread => "fake_kernel_thread",
             SecurityEvent::SetuidBit => "setuid_bit",
+            SecurityEvent::RawSocket => "raw_socket",
         }
     }
 
