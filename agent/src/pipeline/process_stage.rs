@@ -420,16 +420,6 @@ fn security_event(ev: &Event) -> Option<(SecurityEvent, String)> {
                 c.ret
             ),
         ),
-        Event::RawSocket(s) => (
-            SecurityEvent::RawSocket,
-            format!(
-                "{} socket, type {:#x}, protocol {} (fd {})",
-                s.family_name(),
-                s.sock_type,
-                s.protocol,
-                s.ret
-            ),
-        ),
         Event::CredChange(c) if denied_root(c) => (
             SecurityEvent::RootDenied,
             format!(
@@ -445,6 +435,16 @@ fn security_event(ev: &Event) -> Option<(SecurityEvent, String)> {
                 c.before.gid,
                 c.before.egid,
                 c.ret
+            ),
+        ),
+        Event::RawSocket(s) => (
+            SecurityEvent::RawSocket,
+            format!(
+                "{} socket, type {:#x}, protocol {} (fd {})",
+                s.family_name(),
+                s.sock_type,
+                s.protocol,
+                s.ret
             ),
         ),
         _ => return None,

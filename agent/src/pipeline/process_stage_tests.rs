@@ -166,3 +166,31 @@ fn only_taking_hold_of_a_process_is_a_ptrace_attach() {
         .expect("gained root");
     assert_eq!(event, SecurityEvent::GainedRoot);
 }
+
+#[test]
+fn a_setuid_chmod_names_its_file_as_far_as_proc_allows() {
+    let proc = tempfile::tempdir().expect("tempdir");
+    let pid = proc.path().join("4242");
+    std::fs::create_dir_all(pid.join("fd")).expect("fd dir");
+    std::os::unix::fs::symlink("/srv/app", pid.join("cwd")).expect("cwd link");
+    std::os::unix::fs::symlink("/opt/tools", pid.join("fd/5")).expect("dirfd link");
+    std::os::unix::fs::symlink("/tmp/.b", pid.join("fd/3")).expect("fd link");
+    let chmod = |nr: u32, fd: i32, path: &str| {
+        // SAFETY: all-zero is a valid value of every ABI record.
+        let mut c: SetuidChmodEvent = unsafe { core::mem::zeroed() };
+        (c.syscall_nr, c.fd, c.mode, c.path_len) = (nr, fd, 0o4755, path.len() as u32);
+        c.path[..path.len()].copy_from_slice(path.as_bytes());
+        c
+    };
+    let detail = |c: &SetuidChmodEvent, tgid| setuid_chmod_detail(c, proc.path(), tgid);
+    let absolute = chmod(nr::FCHMODAT, -100, "/usr/local/bin/x");
+    assert_eq!(detail(&absolute, 4242), "fchmodat 4755 of /usr/local/bin/x (result 0)");
+    let in_cwd = chmod(nr::FCHMODAT, -100, "bin/x");
+    assert_eq!(detail(&in_cwd, 4242), "fchmodat 4755 of /srv/app/bin/x (result 0)");
+    assert_eq!(detail(&in_cwd, 7), "fchmodat 4755 of bin/x (relative to its cwd) (result 0)");
+    let in_dirfd = chmod(nr::FCHMODAT, 5, "x");
+    assert_eq!(detail(&in_dirfd, 4242), "fchmodat 4755 of /opt/tools/x (result 0)");
+    let by_fd = chmod(nr::FCHMOD, 3, "");
+    assert_eq!(detail(&by_fd, 4242), "fchmod 4755 of /tmp/.b (result 0)");
+    assert_eq!(detail(&by_fd, 7), "fchmod 4755 of fd 3 (result 0)");
+}
