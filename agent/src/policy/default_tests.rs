@@ -23,6 +23,7 @@ fn exec_hits(
         sha256: None,
         parent_exe: parent,
         stdio_socket,
+        parent_stdio_socket: false,
         image_changed_secs_ago: None,
     };
     p.exec_rules(&ctx).iter().map(RuleRef::owned).collect()
@@ -45,6 +46,7 @@ fn default_settings() {
         [
             "shell-on-socket",
             "command-from-socket-shell",
+            "shell-under-socket-relay",
             "service-spawns-shell",
             "exec-from-dev-shm",
             "hidden-fresh-binary-in-tmp",
@@ -97,6 +99,24 @@ fn reverse_shells_are_quarantined_but_ordinary_shells_are_not() {
     );
     assert!(exec_hits(&p, "/usr/bin/id", Some("/usr/bin/bash"), false).is_empty());
     assert!(exec_hits(&p, "/usr/bin/id", Some("/usr/sbin/inetd"), true).is_empty());
+    // A shell on a pty whose parent relays a socket: python's pty.spawn, but not sshd.
+    let relayed = |shell, parent| {
+        let ctx = ExecContext {
+            path: shell,
+            sha256: None,
+            parent_exe: Some(parent),
+            stdio_socket: false,
+            parent_stdio_socket: true,
+            image_changed_secs_ago: None,
+        };
+        p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
+    };
+    let rule = hit("shell-under-socket-relay", Action::Quarantine);
+    assert_eq!(relayed("/bin/sh", "/usr/bin/python3.11"), rule);
+    assert_eq!(relayed("/usr/bin/bash", "/root/.pyenv/versions/3.12.1/bin/python3.12"), rule);
+    assert_eq!(relayed("/usr/bin/bash", "/usr/bin/perl"), rule);
+    assert!(relayed("/usr/bin/bash", "/usr/sbin/sshd").is_empty(), "sshd keeps the connection on its stdio");
+    assert!(relayed("/usr/bin/bash", "/usr/lib/openssh/sshd-session").is_empty());
 }
 
 #[test]
@@ -133,7 +153,7 @@ fn dev_shm_is_denied_in_the_kernel_and_memfd_in_user_space() {
     );
     assert_eq!(
         p.kernel_exec_denies(),
-        [(KernelExecMatch::Prefix(b"/dev/shm/".to_vec()), 3)]
+        [(KernelExecMatch::Prefix(b"/dev/shm/".to_vec()), 4)]
     );
     assert!(p.kernel_connect_denies().is_empty());
 }
@@ -203,7 +223,7 @@ fn a_monitor_drop_in_keeps_the_default_rules() {
 fn hidden_programs_fresh_in_temp_dirs_alert() {
     let p = default_policy();
     let hits = |path: &str, secs| {
-        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, image_changed_secs_ago: secs };
+        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: secs };
         p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
     };
     let rule = hit("hidden-fresh-binary-in-tmp", Action::Alert);

@@ -59,7 +59,7 @@ fn typos_and_missing_keys_are_errors() {
     assert_eq!(
         error(&rule("exec", "action = \"kill\"\npaths = [\"/a\"]")),
         format!(
-            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `stdio_socket`, `changed_within`"
+            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `stdio_socket`, `parent_stdio_socket`, `changed_within`"
         )
     );
     assert_eq!(
@@ -202,7 +202,7 @@ fn rule_shape_errors() {
     assert_eq!(
         error(&rule("exec", "action = \"kill\"\nstdio_socket = false")),
         format!(
-            "{FILE}:3:8: rule.exec `r` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, changed_within"
+            "{FILE}:3:8: rule.exec `r` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, parent_stdio_socket = true, changed_within"
         )
     );
     assert_eq!(

@@ -49,6 +49,7 @@ pub(super) struct ExecRuleDef {
     pub sha256: AtList<String>,
     pub parent: AtList<String>,
     pub stdio_socket: bool,
+    pub parent_stdio_socket: bool,
     pub changed_within: Option<At<u64>>,
 }
 
@@ -112,6 +113,7 @@ impl Merged {
                 sha256: list(src, r.sha256),
                 parent: list(src, r.parent),
                 stdio_socket: r.stdio_socket.unwrap_or(false),
+                parent_stdio_socket: r.parent_stdio_socket.unwrap_or(false),
                 changed_within: r.changed_within.map(|s| locate(src, s)),
             }));
         self.connect

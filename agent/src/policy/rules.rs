@@ -21,6 +21,8 @@ pub struct ExecContext<'a> {
     pub parent_exe: Option<&'a str>,
     /// Whether the new image's stdin or stdout is a socket.
     pub stdio_socket: bool,
+    /// Whether the parent's stdin or stdout was an internet socket at the exec.
+    pub parent_stdio_socket: bool,
     /// Seconds since the image's inode last changed (its ctime: written, chmod'ed, moved in),
     /// when the exec showed it and the policy has a `changed_within` as long.
     pub image_changed_secs_ago: Option<u64>,
@@ -211,6 +213,7 @@ pub(super) struct ExecRule {
     pub sha256: Option<Vec<String>>,
     pub parent: Option<GlobList>,
     pub stdio_socket: bool,
+    pub parent_stdio_socket: bool,
     /// Seconds.
     pub changed_within: Option<u64>,
 }
@@ -231,12 +234,13 @@ impl ExecRule {
             && def.sha256.is_none()
             && def.parent.is_none()
             && !def.stdio_socket
+            && !def.parent_stdio_socket
             && def.changed_within.is_none()
         {
             return Err(PolicyError::invalid(
                 def.name.at,
                 format!(
-                    "rule.exec `{}` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, changed_within",
+                    "rule.exec `{}` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, parent_stdio_socket = true, changed_within",
                     def.name.value
                 ),
             ));
@@ -261,6 +265,7 @@ impl ExecRule {
             name: def.name.value,
             action: def.action.value,
             stdio_socket: def.stdio_socket,
+            parent_stdio_socket: def.parent_stdio_socket,
             changed_within: def.changed_within.map(|w| w.value),
         })
     }
@@ -276,6 +281,7 @@ impl ExecRule {
                 .as_ref()
                 .is_none_or(|g| ctx.parent_exe.is_some_and(|p| g.is_match(p)))
             && (!self.stdio_socket || ctx.stdio_socket)
+            && (!self.parent_stdio_socket || ctx.parent_stdio_socket)
             && self
                 .changed_within
                 .is_none_or(|w| ctx.image_changed_secs_ago.is_some_and(|age| age <= w))
@@ -287,6 +293,7 @@ impl ExecRule {
             && self.sha256.is_none()
             && self.parent.is_none()
             && !self.stdio_socket
+            && !self.parent_stdio_socket
             && self.changed_within.is_none()
     }
 }

@@ -32,6 +32,7 @@ fn exec<'a>(path: &'a str) -> ExecContext<'a> {
         sha256: None,
         parent_exe: None,
         stdio_socket: false,
+        parent_stdio_socket: false,
         image_changed_secs_ago: None,
     }
 }
@@ -201,6 +202,7 @@ stdio_socket = true
         sha256,
         parent_exe: parent,
         stdio_socket,
+        parent_stdio_socket: false,
         image_changed_secs_ago: None,
     };
     assert!(p.exec_rules(&ctx(None, None, false)).is_empty());

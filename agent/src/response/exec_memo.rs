@@ -15,6 +15,7 @@ pub(super) struct ExecSeen {
     pub image: Option<String>,
     pub parent_exe: Option<String>,
     pub stdio_socket: bool,
+    pub parent_stdio_socket: bool,
     /// Only for images changed within the policy's longest `changed_within`, so that the
     /// host's settled binaries, nearly every exec, still share their memo entries.
     pub image_changed_secs_ago: Option<u64>,
@@ -63,6 +64,7 @@ pub(super) fn exec_hits(policy: &Policy, seen: &ExecSeen, sha256: Option<&str>) 
             sha256,
             parent_exe: seen.parent_exe.as_deref(),
             stdio_socket: seen.stdio_socket,
+            parent_stdio_socket: seen.parent_stdio_socket,
             image_changed_secs_ago: seen.image_changed_secs_ago,
         };
         for r in policy.exec_rules(&ctx) {
@@ -101,6 +103,7 @@ parent = ["/usr/sbin/nginx"]
             image: None,
             parent_exe: Some(parent.into()),
             stdio_socket: false,
+            parent_stdio_socket: false,
             image_changed_secs_ago: None,
         }
     }

@@ -233,6 +233,7 @@ impl Responder {
             image,
             parent_exe,
             stdio_socket: ev.stdio_socket(),
+            parent_stdio_socket: ev.parent_stdio_socket(),
             image_changed_secs_ago: policy
                 .max_changed_within()
                 .and_then(|max| changed_secs_ago(&ev.image).filter(|age| *age <= max)),
