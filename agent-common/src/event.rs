@@ -458,7 +458,8 @@ pub const SOCK_RAW: u32 = 3;
 /// Whether socket(family, type, ...) is one [`RawSocketEvent`] reports.
 pub const fn is_raw_socket(family: u32, sock_type: u32) -> bool {
     // The type's low bits; SOCK_NONBLOCK and SOCK_CLOEXEC ride above them.
-    family == AF_PACKET || ((family == AF_INET || family == AF_INET6) && sock_type & 0xf == SOCK_RAW)
+    family == AF_PACKET
+        || ((family == AF_INET || family == AF_INET6) && sock_type & 0xf == SOCK_RAW)
 }
 
 /// rename / renameat / renameat2 / unlink / unlinkat that succeeded on a watched path. An
@@ -602,8 +603,7 @@ const _: () = {
     assert!(size_of::<FileEvent>() == 32 + 40 + FILE_NAME_LEN * FILE_WATCH_MAX_DEPTH);
     assert!(size_of::<FileKey>() == 16);
     assert!(
-        size_of::<PathChangeEvent>()
-            == 32 + 40 + FILE_NAME_LEN * FILE_WATCH_MAX_DEPTH + PATH_LEN
+        size_of::<PathChangeEvent>() == 32 + 40 + FILE_NAME_LEN * FILE_WATCH_MAX_DEPTH + PATH_LEN
     );
     assert!(size_of::<FileWatch>() == 8);
     assert!(size_of::<SetuidChmodEvent>() == 32 + 24 + PATH_LEN);

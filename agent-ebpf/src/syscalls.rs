@@ -15,7 +15,8 @@
 
 use agent_common::{
     BATCH_LEN, COUNT_SYSCALLS_BATCHED, COUNT_UNSWITCHED_SLOTS, EventKind, FlushReason,
-    LOSS_SYSCALLS_IN_LOST_BATCHES, SYSCALLS_WAKEUP_BYTES, SyscallBatch, syscall_nr::is_watched_at_entry,
+    LOSS_SYSCALLS_IN_LOST_BATCHES, SYSCALLS_WAKEUP_BYTES, SyscallBatch,
+    syscall_nr::is_watched_at_entry,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},

@@ -272,7 +272,11 @@ fn setuid_chmod(sys: u32, args: [u64; 3], ret: i64) {
         let n = if path == 0 {
             0
         } else {
-            bpf_probe_read_user_str((*ev).path.as_mut_ptr().cast(), PATH_LEN as u32, path as *const _)
+            bpf_probe_read_user_str(
+                (*ev).path.as_mut_ptr().cast(),
+                PATH_LEN as u32,
+                path as *const _,
+            )
         };
         (*ev).path_len = if n > 1 { (n - 1) as u32 } else { 0 };
     }

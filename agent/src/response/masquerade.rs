@@ -65,7 +65,10 @@ mod tests {
     fn ordinary_programs_and_process_titles_are_not() {
         for (args, file) in [
             (&b"nginx: worker process\0"[..], "/usr/sbin/nginx"),
-            (b"postgres: checkpointer\0", "/usr/lib/postgresql/15/bin/postgres"),
+            (
+                b"postgres: checkpointer\0",
+                "/usr/lib/postgresql/15/bin/postgres",
+            ),
             (b"/usr/bin/kwrite\0", "/usr/bin/kwrite"),
             (b"[\0", "/usr/bin/["),
             (b"[]\0", "/usr/bin/["),

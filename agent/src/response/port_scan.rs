@@ -162,11 +162,11 @@ impl Fanout {
         self.last = Some(now);
         bound(&mut self.ports_of_host, now);
         bound(&mut self.hosts_on_port, now);
-        let vertical = self
-            .ports_of_host
-            .entry(addr)
-            .or_default()
-            .add(port, now, outcome, PORTS_OF_ONE_HOST);
+        let vertical =
+            self.ports_of_host
+                .entry(addr)
+                .or_default()
+                .add(port, now, outcome, PORTS_OF_ONE_HOST);
         if let Some(t) = vertical
             && t.connected * 4 <= t.total
         {
@@ -176,11 +176,11 @@ impl Fanout {
                 WINDOW.as_secs()
             ));
         }
-        let sweep = self
-            .hosts_on_port
-            .entry(port)
-            .or_default()
-            .add(addr, now, outcome, HOSTS_ON_ONE_PORT);
+        let sweep =
+            self.hosts_on_port
+                .entry(port)
+                .or_default()
+                .add(addr, now, outcome, HOSTS_ON_ONE_PORT);
         if let Some(t) = sweep
             && t.refused * 2 >= t.total
         {

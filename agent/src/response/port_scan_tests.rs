@@ -25,7 +25,11 @@ fn many_closed_ports_of_one_host_are_a_scan_reported_once() {
     let mut w = ScanWatch::default();
     let t = Instant::now();
     for port in 1..PORTS_OF_ONE_HOST as u16 {
-        assert_eq!(w.on_connect(&[7], localhost(), port, REFUSED, t), None, "port {port}");
+        assert_eq!(
+            w.on_connect(&[7], localhost(), port, REFUSED, t),
+            None,
+            "port {port}"
+        );
     }
     let scan = w
         .on_connect(&[7], localhost(), 5000, 0, t)
@@ -48,7 +52,10 @@ fn non_blocking_scans_count_too() {
         .filter_map(|p| w.on_connect(&[7], localhost(), p, PENDING, t))
         .collect();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].detail, "connects to 32 ports of 127.0.0.1 within 10s: 32 in progress");
+    assert_eq!(
+        found[0].detail,
+        "connects to 32 ports of 127.0.0.1 within 10s: 32 in progress"
+    );
 }
 
 #[test]
@@ -83,7 +90,11 @@ fn ports_spread_over_more_than_the_window_are_no_scan() {
     let step = WINDOW / 8;
     for (i, port) in (1..200u16).enumerate() {
         let now = t + step * i as u32;
-        assert_eq!(w.on_connect(&[7], localhost(), port, REFUSED, now), None, "port {port}");
+        assert_eq!(
+            w.on_connect(&[7], localhost(), port, REFUSED, now),
+            None,
+            "port {port}"
+        );
     }
 }
 
@@ -96,7 +107,10 @@ fn a_sweep_is_many_hosts_refusing_one_port() {
         found.extend(w.on_connect(&[7], host(last), 22, -libc::EHOSTUNREACH, t));
     }
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].detail, "connects to port 22 of 64 hosts within 10s: 64 refused or unreachable");
+    assert_eq!(
+        found[0].detail,
+        "connects to port 22 of 64 hosts within 10s: 64 refused or unreachable"
+    );
 }
 
 #[test]
@@ -120,7 +134,15 @@ fn memory_stays_bounded_under_any_connect_pattern() {
     }
     let actor = &w.actors[&0];
     assert!(actor.ports_of_host.len() <= MAX_KEYS);
-    assert!(actor.hosts_on_port.values().all(|d| d.0.len() < HOSTS_ON_ONE_PORT));
+    assert!(
+        actor
+            .hosts_on_port
+            .values()
+            .all(|d| d.0.len() < HOSTS_ON_ONE_PORT)
+    );
     assert!(w.actors.len() <= MAX_ACTORS);
-    assert!(w.untracked > 0, "20,000 active parents cannot all be followed");
+    assert!(
+        w.untracked > 0,
+        "20,000 active parents cannot all be followed"
+    );
 }
