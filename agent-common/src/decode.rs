@@ -37,6 +37,8 @@ pub enum Event {
     /// Boxed: ~300 bytes.
     SetuidChmod(std::boxed::Box<SetuidChmodEvent>),
     RawSocket(RawSocketEvent),
+    /// Boxed: ~300 bytes.
+    FileChurn(std::boxed::Box<FileChurnEvent>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -74,6 +76,7 @@ impl Event {
             Event::PathChange(e) => &e.header,
             Event::SetuidChmod(e) => &e.header,
             Event::RawSocket(e) => &e.header,
+            Event::FileChurn(e) => &e.header,
         }
     }
 
@@ -151,6 +154,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::PathChange => Event::PathChange(std::boxed::Box::new(read(kind, h, bytes)?)),
         EventKind::SetuidChmod => Event::SetuidChmod(std::boxed::Box::new(read(kind, h, bytes)?)),
         EventKind::RawSocket => Event::RawSocket(read(kind, h, bytes)?),
+        EventKind::FileChurn => Event::FileChurn(std::boxed::Box::new(read(kind, h, bytes)?)),
     })
 }
 
@@ -235,6 +239,13 @@ impl PathChangeEvent {
 
 impl SetuidChmodEvent {
     /// The path as the call passed it (empty for fchmod).
+    pub fn path(&self) -> std::string::String {
+        c_str(&self.path, self.path_len as usize)
+    }
+}
+
+impl FileChurnEvent {
+    /// The path as the call passed it.
     pub fn path(&self) -> std::string::String {
         c_str(&self.path, self.path_len as usize)
     }
@@ -442,6 +453,26 @@ mod tests {
             panic!("wrong variant")
         };
         assert_eq!((d.path().as_str(), d.mode, d.fd), ("/tmp/.sh", 0o4755, -100));
+        assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(DecodeError::BadSize { .. })));
+    }
+
+    #[test]
+    fn churned_names_decode_with_the_path_as_passed() {
+        let mut path = [0u8; PATH_LEN];
+        path[..13].copy_from_slice(b"f1.pdf.locked");
+        let ev = FileChurnEvent {
+            header: header(EventKind::FileChurn, size_of::<FileChurnEvent>()),
+            syscall_nr: 257,
+            op: CHURN_CREATED,
+            path_len: 13,
+            _pad: 0,
+            path,
+        };
+        let bytes = bytes_of(&ev);
+        let Event::FileChurn(d) = decode(&bytes).unwrap() else {
+            panic!("wrong variant")
+        };
+        assert_eq!((d.path().as_str(), d.op), ("f1.pdf.locked", CHURN_CREATED));
         assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(DecodeError::BadSize { .. })));
     }
 

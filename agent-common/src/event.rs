@@ -49,13 +49,16 @@ pub enum EventKind {
     SetuidChmod = 17,
     /// A raw IP or packet socket created.
     RawSocket = 18,
+    /// A file created, unlinked or renamed by a process (or the children of a parent) that
+    /// does many of those at once.
+    FileChurn = 19,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
 
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 19] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -74,6 +77,7 @@ impl EventKind {
         EventKind::PathChange,
         EventKind::SetuidChmod,
         EventKind::RawSocket,
+        EventKind::FileChurn,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -96,6 +100,7 @@ impl EventKind {
             16 => Self::PathChange,
             17 => Self::SetuidChmod,
             18 => Self::RawSocket,
+            19 => Self::FileChurn,
             _ => return None,
         })
     }
@@ -120,6 +125,7 @@ impl EventKind {
             Self::PathChange => "path_change",
             Self::SetuidChmod => "setuid_chmod",
             Self::RawSocket => "raw_socket",
+            Self::FileChurn => "file_churn",
         }
     }
 }
@@ -450,6 +456,46 @@ pub struct RawSocketEvent {
     pub ret: i32,
 }
 
+/// A file name that appeared (an `O_CREAT` open that succeeded, or a rename's new name) or went
+/// away (an unlink, or a rename's old name), sent only while the process or its parent does many
+/// of those in a row, or its parent's or grandparent's children together ([`CHURN_HOT`] within
+/// [`CHURN_WINDOW_NS`]). What mass encryption looks like
+/// (`f.docx` read, `f.docx.locked` written, `f.docx` removed) and what builds, `rm -rf` and
+/// `tar x` also do: user space tells them apart by pairing the names.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileChurnEvent {
+    pub header: EventHeader,
+    /// x86-64 syscall number.
+    pub syscall_nr: u32,
+    /// [`CHURN_CREATED`] or [`CHURN_REMOVED`].
+    pub op: u32,
+    /// Bytes of `path` used (without NUL).
+    pub path_len: u32,
+    pub _pad: u32,
+    /// The path as the call passed it.
+    pub path: [u8; PATH_LEN],
+}
+
+pub const CHURN_CREATED: u32 = 1;
+pub const CHURN_REMOVED: u32 = 2;
+/// Creates, unlinks and renames a process (or an ancestor's descendants together) must make
+/// within [`CHURN_WINDOW_NS`] before its names are sent.
+pub const CHURN_HOT: u32 = 8;
+/// Names sent per hot process (or ancestor) and window at most: enough to pair a burst, and a
+/// process creating files as fast as it can (a benchmark, an unpacker) cannot flood the ring.
+pub const CHURN_SENT_MAX: u32 = 1024;
+pub const CHURN_WINDOW_NS: u64 = 2_000_000_000;
+
+/// The `CHURN` map's value: a tgid's creates, unlinks and renames since `start_ns`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChurnCount {
+    pub start_ns: u64,
+    pub count: u32,
+    pub _pad: u32,
+}
+
 pub const AF_INET: u32 = 2;
 pub const AF_INET6: u32 = 10;
 pub const AF_PACKET: u32 = 17;
@@ -608,4 +654,6 @@ const _: () = {
     assert!(size_of::<FileWatch>() == 8);
     assert!(size_of::<SetuidChmodEvent>() == 32 + 24 + PATH_LEN);
     assert!(size_of::<RawSocketEvent>() == 32 + 16);
+    assert!(size_of::<FileChurnEvent>() == 32 + 16 + PATH_LEN);
+    assert!(size_of::<ChurnCount>() == 16);
 };

@@ -23,6 +23,9 @@ pub const COUNT_NET_DENIED_QUARANTINE: u32 = 26;
 pub const COUNT_NET_DENIED_RULE: u32 = 27;
 /// `bpf_send_signal` failed for a denied exec (the process may have run).
 pub const COUNT_EXEC_DENY_SIGNAL_FAILED: u32 = 28;
+/// File churn names not sent because the `EVENTS` ring was half full: exec, exit and security
+/// records keep the other half (see `FileChurnEvent`).
+pub const LOSS_CHURN_RING_BUSY: u32 = 29;
 /// Records of each kind successfully submitted live at `EMITTED_BASE + kind`.
 pub const EMITTED_BASE: u32 = 32;
 

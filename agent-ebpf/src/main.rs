@@ -7,6 +7,7 @@
 #![no_main]
 
 mod bench;
+mod churn;
 mod emit;
 mod files;
 mod lifecycle;

@@ -1,14 +1,14 @@
 //! Every map the programs share. Sizes come from agent-common so user space agrees on them.
 
 use agent_common::{
-    COUNTER_SLOTS, Creds, EVENTS_RING_BYTES, FILE_FILTER_WORDS, FILE_WALK_ENTRIES, FileKey,
+    COUNTER_SLOTS, ChurnCount, Creds, EVENTS_RING_BYTES, FILE_FILTER_WORDS, FILE_WALK_ENTRIES, FileKey,
     FileWatch, IGNORED_TGIDS_ENTRIES, PATH_LEN, PENDING_MAP_ENTRIES, SYSCALLS_RING_BYTES,
     SyscallBatch,
     WATCHED_FILES_ENTRIES,
 };
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 
 /// Lifecycle and security records: kept apart from the bulk syscall stream so a syscall flood
@@ -96,3 +96,10 @@ pub static WATCHED_PATHS: LpmTrie<[u8; PATH_LEN], u32> =
 /// tgids whose syscalls are not batched (their lifecycle and security events still flow).
 #[map(name = "IGNORED_TGIDS")]
 pub static IGNORED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(IGNORED_TGIDS_ENTRIES, 0);
+
+/// tgid -> its creates, unlinks and renames in the current window (`churn`). LRU: a host with
+/// more busy processes than entries forgets the quietest.
+#[map(name = "CHURN")]
+pub static CHURN: LruHashMap<u32, ChurnCount> = LruHashMap::with_max_entries(CHURN_ENTRIES, 0);
+
+const CHURN_ENTRIES: u32 = 8192;

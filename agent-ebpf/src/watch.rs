@@ -25,6 +25,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    churn,
     emit::{bump, count_emitted, count_lost, current_ids, header, prompt_wakeup},
     files,
     maps::{EVENTS, PENDING, Pending},
@@ -67,24 +68,31 @@ pub fn vigil_sys_exit(ctx: BtfTracePointContext) -> u32 {
     if nr::is_watched(sys) {
         if nr::is_open(sys as u32) {
             let ret: i64 = ctx.arg(1);
-            if ret >= 0 && files::watching() {
+            if ret >= 0 {
                 // SAFETY: as above, direct loads the verifier checks against pt_regs.
                 let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] };
                 let flags = files::open_flags(sys as u32, args);
-                let levels = files::levels_for(flags);
-                if levels != 0 {
-                    let file = files::file_of_btf(ret as u32).map_or(0, |f| f.as_ptr() as u64);
-                    files::opened(flags, levels, ret, file);
+                churn::opened(sys as u32, flags, args);
+                if files::watching() {
+                    let levels = files::levels_for(flags);
+                    if levels != 0 {
+                        let file =
+                            files::file_of_btf(ret as u32).map_or(0, |f| f.as_ptr() as u64);
+                        files::opened(flags, levels, ret, file);
+                    }
                 }
             }
             return 0;
         }
         if nr::is_path_change(sys as u32) {
             let ret: i64 = ctx.arg(1);
-            if ret == 0 && files::watching() {
+            if ret == 0 {
                 // SAFETY: as above.
                 let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx, (*regs).r10] };
-                files::path_changed(sys as u32, args);
+                churn::path_changed(sys as u32, args);
+                if files::watching() {
+                    files::path_changed(sys as u32, args);
+                }
             }
             return 0;
         }
@@ -119,7 +127,7 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
     if nr::is_watched(sys) {
         if nr::is_open(sys as u32) {
             let ret: i64 = ctx.arg(1);
-            if ret >= 0 && files::watching() {
+            if ret >= 0 {
                 // SAFETY: probe reads of the saved user registers.
                 let args = unsafe {
                     [
@@ -129,16 +137,19 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
                     ]
                 };
                 let flags = files::open_flags(sys as u32, args);
-                let levels = files::levels_for(flags);
-                if levels != 0 {
-                    files::opened(flags, levels, ret, 0);
+                churn::opened(sys as u32, flags, args);
+                if files::watching() {
+                    let levels = files::levels_for(flags);
+                    if levels != 0 {
+                        files::opened(flags, levels, ret, 0);
+                    }
                 }
             }
             return 0;
         }
         if nr::is_path_change(sys as u32) {
             let ret: i64 = ctx.arg(1);
-            if ret == 0 && files::watching() {
+            if ret == 0 {
                 // SAFETY: probe reads of the saved user registers (one by one: the whole
                 // struct would crowd the 512-byte stack `path_check`'s key shares).
                 let args = unsafe {
@@ -149,7 +160,10 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
                         bpf_probe_read_kernel(core::ptr::addr_of!((*regs).r10)).unwrap_or(0),
                     ]
                 };
-                files::path_changed(sys as u32, args);
+                churn::path_changed(sys as u32, args);
+                if files::watching() {
+                    files::path_changed(sys as u32, args);
+                }
             }
             return 0;
         }

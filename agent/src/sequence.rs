@@ -98,7 +98,8 @@ pub fn event_token(ev: &Event) -> Option<Token> {
         | Event::File(_)
         | Event::PathChange(_)
         | Event::SetuidChmod(_)
-        | Event::RawSocket(_) => return None,
+        | Event::RawSocket(_)
+        | Event::FileChurn(_) => return None,
     })
 }
 

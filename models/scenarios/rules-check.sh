@@ -21,7 +21,10 @@ mkdir -p "$WORK/policy.d" "$WORK/state"
 
 if (($#)); then
     scripts=()
-    for n in "$@"; do scripts+=("$(ls "$HERE"/{malicious,benign}/"$n".sh 2>/dev/null | head -n 1)"); done
+    for n in "$@"; do
+        found=("$HERE"/{malicious,benign}/"$n".sh)
+        for s in "${found[@]}"; do [[ -f $s ]] && scripts+=("$s"); done
+    done
 else
     scripts=("$HERE"/malicious/*.sh "$HERE"/benign/*.sh)
 fi

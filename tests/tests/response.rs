@@ -1190,6 +1190,63 @@ fn a_pty_reverse_shell_is_seen_through_its_relay() {
     drop(daemon);
 }
 
+/// Mass encryption's shape on the real kernel: a shell loop that writes `f.txt.locked` beside
+/// each of 40 files and removes `f.txt` (one `cp` and one `rm` per file, as scripts do) is
+/// alerted on at the shell; `gzip -r` of 40 files and an `rm -rf` of 200 are not.
+#[test]
+fn mass_replacement_is_alerted_at_the_script_and_compression_and_removal_are_not() {
+    let test = "mass_replacement_is_alerted_at_the_script_and_compression_and_removal_are_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("ransom");
+    // Names differ between the three: pairs are made on file names, not directories.
+    for (sub, name, n) in [("victim", "f", 40), ("logs", "log", 40), ("junk", "junk", 200)] {
+        fs::create_dir_all(dir.join(sub)).expect("dir");
+        for i in 0..n {
+            fs::write(dir.join(sub).join(format!("{name}{i}.txt")), format!("record {i}\n")).expect("file");
+        }
+    }
+    let daemon = Daemon::start("ransom", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let run = |cmd: &mut Command| {
+        let mut child = cmd.spawn().expect("spawn");
+        let pid = child.id().to_string();
+        assert!(child.wait().expect("wait").success(), "{cmd:?}");
+        pid
+    };
+    let gzip = run(Command::new("gzip").arg("-r").arg(dir.join("logs")));
+    let rm = run(Command::new("rm").arg("-rf").arg(dir.join("junk")));
+    let script = format!(
+        "cd {} && for f in *.txt; do cp \"$f\" \"$f.locked\" && rm \"$f\"; done",
+        dir.join("victim").display()
+    );
+    let shell = run(Command::new("bash").args(["-c", &script]));
+    assert_eq!(fs::read_dir(dir.join("victim")).expect("victim").count(), 40);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 1 {
+        assert!(Instant::now() < deadline, "no alert: {}", daemon.status()["response"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let found = entries(&cursor, "the mass-file-replacement alert", |e| {
+        f(e, "VIGIL_REASON") == "mass-file-replacement"
+    });
+    if let Some(a) = found.first() {
+        assert_eq!(f(a, "VIGIL_PID"), shell, "the loop's shell, parent of every cp and rm: {a}");
+        let detail = f(a, "VIGIL_DETAIL");
+        assert!(
+            detail.starts_with("16 files replaced by names with an extension added within 30s, e.g. f"),
+            "{a}"
+        );
+        assert_eq!(found.len(), 1, "gzip and rm -rf are not replacements: {found:?}");
+        assert!(![gzip, rm].contains(&f(a, "VIGIL_PID")));
+    }
+    drop(daemon);
+}
+
 /// The shipped default's dropper rule, on images the kernel describes at exec: a program copied
 /// under a dot name in a temporary directory and run at once is alerted on with its age; the
 /// same program under a plain name, and a hidden one whose change lies outside the rule's five

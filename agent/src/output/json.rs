@@ -137,6 +137,14 @@ pub enum Body {
         path: String,
         ret: i32,
     },
+    /// A name created or removed during a burst of file churn.
+    FileChurn {
+        syscall: &'static str,
+        /// `created` or `removed`.
+        op: &'static str,
+        /// As the call passed it.
+        path: String,
+    },
     /// A raw IP or packet socket created.
     RawSocket {
         family: &'static str,
@@ -305,6 +313,11 @@ impl EventJson {
                 fd: c.fd,
                 path: c.path(),
                 ret: c.ret,
+            },
+            Event::FileChurn(c) => Body::FileChurn {
+                syscall: syscall_name(c.syscall_nr),
+                op: if c.op == agent_common::CHURN_CREATED { "created" } else { "removed" },
+                path: c.path(),
             },
             Event::RawSocket(r) => Body::RawSocket {
                 family: r.family_name(),

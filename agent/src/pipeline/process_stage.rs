@@ -197,7 +197,8 @@ impl ProcessStage {
             | Event::File(_)
             | Event::PathChange(_)
             | Event::SetuidChmod(_)
-            | Event::RawSocket(_) => {
+            | Event::RawSocket(_)
+            | Event::FileChurn(_) => {
                 self.table.ensure(key, &self.proc_root, now);
             }
             Event::ProbeError(_) => {}
@@ -210,6 +211,7 @@ impl ProcessStage {
                 Event::Exit(_) => r.on_exit(key),
                 Event::File(f) => r.on_file_open(table, seqs, key, f),
                 Event::PathChange(c) => r.on_path_change(table, seqs, key, c),
+                Event::FileChurn(c) => r.on_churn(table, seqs, key, c),
                 // A refused chmod changed nothing; its call is still in the batch.
                 Event::SetuidChmod(c) if c.ret == 0 => {
                     let detail = setuid_chmod_detail(c, &self.proc_root, key.tgid);

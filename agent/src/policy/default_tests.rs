@@ -60,6 +60,7 @@ fn default_settings() {
             "fake-kernel-thread",
             "setuid-bit",
             "raw-socket",
+            "mass-file-replacement",
             "credential-read",
             "ssh-key-read",
             "persistence-write",
@@ -261,6 +262,11 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
         let ctx = EventContext { event: SecurityEvent::RawSocket, exe: network_tool };
         assert!(p.event_rules(&ctx).is_empty(), "{network_tool}");
     }
+    assert_eq!(hits(SecurityEvent::MassReplace), hit("mass-file-replacement", Action::Alert));
+    for compressor in ["/usr/bin/gzip", "/usr/sbin/logrotate"] {
+        let ctx = EventContext { event: SecurityEvent::MassReplace, exe: compressor };
+        assert!(p.event_rules(&ctx).is_empty(), "{compressor}");
+    }
     let nmap = EventContext { event: SecurityEvent::RawSocket, exe: "/usr/bin/nmap" };
     assert_eq!(p.event_rules(&nmap).iter().map(RuleRef::owned).collect::<Vec<_>>(), hit("raw-socket", Action::Alert));
     assert!(hits(SecurityEvent::BpfProgLoad).is_empty());
@@ -357,5 +363,5 @@ fn file_rules_number_after_every_other_kind() {
     let index = hits[0].index;
     assert_eq!(p.rule_name(index), Some("credential-read"));
     assert_eq!(p.rule_action(index), Some(Action::Alert));
-    assert_eq!(p.rule_name(index - 1), Some("raw-socket"), "the last event rule comes just before");
+    assert_eq!(p.rule_name(index - 1), Some("mass-file-replacement"), "the last event rule comes just before");
 }

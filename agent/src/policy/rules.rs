@@ -63,10 +63,12 @@ pub enum SecurityEvent {
     SetuidBit,
     /// A raw IP or packet socket created (SYN scanners, sniffers).
     RawSocket,
+    /// Many files replaced by their names with an extension added (`response::mass_replace`).
+    MassReplace,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 10] = [
+    pub const ALL: [SecurityEvent; 11] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -77,6 +79,7 @@ impl SecurityEvent {
         SecurityEvent::FakeKernelThread,
         SecurityEvent::SetuidBit,
         SecurityEvent::RawSocket,
+        SecurityEvent::MassReplace,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +94,7 @@ impl SecurityEvent {
             SecurityEvent::FakeKernelThread => "fake_kernel_thread",
             SecurityEvent::SetuidBit => "setuid_bit",
             SecurityEvent::RawSocket => "raw_socket",
+            SecurityEvent::MassReplace => "mass_replace",
         }
     }
 

@@ -15,6 +15,7 @@ mod exec_memo;
 pub mod file_watches;
 pub mod kernel;
 mod masquerade;
+mod mass_replace;
 mod port_scan;
 pub mod ratelimit;
 pub mod responder;

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::{EventKind, ExecEvent, FileEvent, NetEvent, PathChangeEvent};
+use agent_common::{EventKind, ExecEvent, FileChurnEvent, FileEvent, NetEvent, PathChangeEvent};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
@@ -25,6 +25,7 @@ use super::{
     exec_memo::{ExecMemo, ExecSeen},
     file_watches::FileWatchIndex,
     masquerade::kernel_thread_disguise,
+    mass_replace::ReplaceWatch,
     port_scan::ScanWatch,
     ratelimit::{Admit, RateLimit},
 };
@@ -52,6 +53,8 @@ pub struct ResponseStats {
     pub file_events_unnamed: AtomicU64,
     /// Processes whose connects were not followed for port scans: the table was full.
     pub scan_actors_untracked: AtomicU64,
+    /// Processes whose file churn was not followed for mass replacement: the table was full.
+    pub churn_actors_untracked: AtomicU64,
 }
 
 /// Decisions wait here while the actor works (a quarantine takes milliseconds).
@@ -89,6 +92,7 @@ pub struct Responder {
     /// Paths of the inodes the kernel watches for `rule.file`.
     files: FileWatchIndex,
     scans: ScanWatch<Id>,
+    replacements: ReplaceWatch<Id>,
     pub stats: Arc<ResponseStats>,
 }
 
@@ -116,6 +120,7 @@ impl Responder {
             self_tgid: std::process::id(),
             files,
             scans: ScanWatch::default(),
+            replacements: ReplaceWatch::default(),
             stats: Arc::new(ResponseStats::default()),
         }
     }
@@ -337,8 +342,6 @@ impl Responder {
 
     /// Counts the connect for the process and its parent (the shell that runs one connecting
     /// child per port); a scan found is a `port_scan` security event of whichever showed it.
-    /// A protected parent (sshd, systemd, a container runtime) is left out: everything it
-    /// starts would add up to it.
     fn scan_check(
         &mut self,
         table: &ProcessTable,
@@ -348,16 +351,7 @@ impl Responder {
         port: u16,
         ret: i32,
     ) {
-        let mut keys = [key; 2];
-        let mut n = 1;
-        if let Some(parent) = table.get_key(&key).and_then(|p| p.parent_key())
-            && parent.tgid > 2
-            && parent.tgid != self.self_tgid
-            && !self.protected.contains(&id(parent))
-        {
-            keys[1] = parent;
-            n = 2;
-        }
+        let (keys, n) = self.with_parent(table, key);
         let ids = keys.map(id);
         let scan = self.scans.on_connect(&ids[..n], addr, port, ret, Instant::now());
         self.stats
@@ -367,6 +361,67 @@ impl Responder {
             let who = keys[scan.actor];
             self.on_security_event(table, seqs, who, SecurityEvent::PortScan, scan.detail);
         }
+    }
+
+    /// A name created or removed while the process or an ancestor churns files: counted for
+    /// the process, its parent and its grandparent (`xargs` → a shell per batch → one
+    /// encryptor per file), and a mass replacement found is a `mass_replace` security event of
+    /// whichever showed it.
+    pub fn on_churn(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &FileChurnEvent,
+    ) {
+        // What the policy excepts from mass replacement (compressors, log rotation) does not
+        // count towards its ancestors either: a shell that ran `gzip -r` has replaced nothing.
+        let policy = self.current();
+        let exe = exe_of(table, key);
+        let event = EventContext {
+            event: SecurityEvent::MassReplace,
+            exe: &exe,
+        };
+        if policy.event_rules(&event).is_empty() {
+            return;
+        }
+        let (keys, n) = self.with_ancestors(table, key);
+        let ids = keys.map(id);
+        let found = self
+            .replacements
+            .on_churn(&ids[..n], ev.op, &ev.path(), Instant::now());
+        self.stats
+            .churn_actors_untracked
+            .store(self.replacements.untracked, Relaxed);
+        if let Some(r) = found {
+            let who = keys[r.actor];
+            self.on_security_event(table, seqs, who, SecurityEvent::MassReplace, r.detail);
+        }
+    }
+
+    /// The process and, unless it is the host's own (pid 1, kthreadd, vigil, anything
+    /// protected), its parent: what the behaviour detectors count for, the parent for tools
+    /// that do one step per child. Everything a protected daemon starts would add up to it.
+    fn with_parent(&self, table: &ProcessTable, key: ProcessKey) -> ([ProcessKey; 2], usize) {
+        let (keys, n) = self.with_ancestors(table, key);
+        ([keys[0], keys[1]], n.min(2))
+    }
+
+    /// [`Self::with_parent`] and the grandparent, on the same terms.
+    fn with_ancestors(&self, table: &ProcessTable, key: ProcessKey) -> ([ProcessKey; 3], usize) {
+        let mut keys = [key; 3];
+        let mut n = 1;
+        while n < keys.len() {
+            let Some(up) = table.get_key(&keys[n - 1]).and_then(|p| p.parent_key()) else {
+                break;
+            };
+            if up.tgid <= 2 || up.tgid == self.self_tgid || self.protected.contains(&id(up)) {
+                break;
+            }
+            keys[n] = up;
+            n += 1;
+        }
+        (keys, n)
     }
 
     /// A security event: matched against `rule.event`, and (all but memfd_create, which
@@ -525,6 +580,7 @@ impl Responder {
         }
         self.corroborated.remove(&k);
         self.scans.on_exit(&k);
+        self.replacements.on_exit(&k);
         self.held.remove(&k);
         self.execs.remove(&k);
         self.decided.retain(|(d, _)| *d != k);

@@ -38,6 +38,8 @@ pub struct CounterSnapshot {
     pub unswitched_slots: u64,
     pub pending_map_full: u64,
     pub pending_missing: u64,
+    /// File churn names the kernel held back to keep half the events ring for the rest.
+    pub churn_ring_busy: u64,
     /// Kernel enforcement: execs killed, deny signals that failed, connects refused.
     pub exec_denied: u64,
     pub exec_deny_signal_failed: u64,
@@ -60,6 +62,7 @@ impl CounterSnapshot {
         out.insert("pending_map_full".into(), self.pending_map_full);
         out.insert("program_runs_skipped".into(), self.program_runs_skipped);
         out.insert("pending_missing".into(), self.pending_missing);
+        out.insert("churn_names_ring_busy".into(), self.churn_ring_busy);
         out
     }
 
@@ -99,6 +102,7 @@ impl KernelCounters {
                 .map_err(|source| SensorError::ProgramInfo { name, source })?;
         }
         s.pending_missing = self.sum(LOSS_PENDING_MISSING)?;
+        s.churn_ring_busy = self.sum(agent_common::LOSS_CHURN_RING_BUSY)?;
         s.exec_denied = self.sum(agent_common::COUNT_EXEC_DENIED)?;
         s.exec_deny_signal_failed = self.sum(agent_common::COUNT_EXEC_DENY_SIGNAL_FAILED)?;
         s.net_denied_quarantine = self.sum(agent_common::COUNT_NET_DENIED_QUARANTINE)?;
