@@ -76,8 +76,7 @@ pub fn vigil_sys_exit(ctx: BtfTracePointContext) -> u32 {
                 if files::watching() {
                     let levels = files::levels_for(flags);
                     if levels != 0 {
-                        let file =
-                            files::file_of_btf(ret as u32).map_or(0, |f| f.as_ptr() as u64);
+                        let file = files::file_of_btf(ret as u32).map_or(0, |f| f.as_ptr() as u64);
                         files::opened(flags, levels, ret, file);
                     }
                 }
@@ -128,14 +127,7 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
         if nr::is_open(sys as u32) {
             let ret: i64 = ctx.arg(1);
             if ret >= 0 {
-                // SAFETY: probe reads of the saved user registers.
-                let args = unsafe {
-                    [
-                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdi)).unwrap_or(0),
-                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsi)).unwrap_or(0),
-                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx)).unwrap_or(0),
-                    ]
-                };
+                let args = raw_args(regs);
                 let flags = files::open_flags(sys as u32, args);
                 churn::opened(sys as u32, flags, args);
                 if files::watching() {
@@ -168,28 +160,14 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
             return 0;
         }
         if nr::is_chmod(sys as u32) {
-            // SAFETY: probe reads of the saved user registers.
-            let args = unsafe {
-                [
-                    bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdi)).unwrap_or(0),
-                    bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsi)).unwrap_or(0),
-                    bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx)).unwrap_or(0),
-                ]
-            };
+            let args = raw_args(regs);
             setuid_chmod(sys as u32, args, ctx.arg(1));
             return 0;
         }
         if sys == nr::SOCKET as u64 {
             let ret: i64 = ctx.arg(1);
             if ret >= 0 {
-                // SAFETY: probe reads of the saved user registers.
-                let args = unsafe {
-                    [
-                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdi)).unwrap_or(0),
-                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsi)).unwrap_or(0),
-                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx)).unwrap_or(0),
-                    ]
-                };
+                let args = raw_args(regs);
                 raw_socket(args, ret);
             }
             return 0;
@@ -197,6 +175,20 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
         exit_watched(sys, ctx.arg(1));
     }
     0
+}
+
+/// The first three syscall arguments from the saved user registers, probe-read (the raw
+/// tracepoint's `regs` is not BTF-typed); 0 where a read fails.
+#[inline(always)]
+fn raw_args(regs: *const pt_regs) -> [u64; 3] {
+    // SAFETY: probe reads of single fields of the saved user registers.
+    unsafe {
+        [
+            bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdi)).unwrap_or(0),
+            bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsi)).unwrap_or(0),
+            bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx)).unwrap_or(0),
+        ]
+    }
 }
 
 #[inline(always)]

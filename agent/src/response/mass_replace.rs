@@ -17,6 +17,8 @@ use std::{
 
 use agent_common::CHURN_CREATED;
 
+use super::actors::{Activity, Actors};
+
 /// How far back a created and a removed name pair up.
 pub const WINDOW: Duration = Duration::from_secs(30);
 /// Distinct names replaced within [`WINDOW`] that make mass replacement.
@@ -29,7 +31,7 @@ const MAX_ACTORS: usize = 1024;
 const MAX_EXTENSIONS: usize = 4;
 
 #[derive(Default)]
-struct Names {
+pub(super) struct Names {
     /// Originals a created name may stand for (`report.docx` for `report.docx.locked`), with
     /// that name.
     stems: HashMap<String, (Instant, String)>,
@@ -40,6 +42,12 @@ struct Names {
     example: Option<(String, String)>,
     last: Option<Instant>,
     reported: bool,
+}
+
+impl Activity for Names {
+    fn last(&self) -> Option<Instant> {
+        self.last
+    }
 }
 
 impl Names {
@@ -120,16 +128,13 @@ pub struct Replacement {
 }
 
 pub struct ReplaceWatch<Id> {
-    actors: HashMap<Id, Names>,
-    /// Actors not followed because the table was full of active ones.
-    pub untracked: u64,
+    actors: Actors<Id, Names>,
 }
 
 impl<Id: Hash + Eq + Copy> Default for ReplaceWatch<Id> {
     fn default() -> Self {
         ReplaceWatch {
-            actors: HashMap::new(),
-            untracked: 0,
+            actors: Actors::new(MAX_ACTORS, WINDOW),
         }
     }
 }
@@ -158,11 +163,9 @@ impl<Id: Hash + Eq + Copy> ReplaceWatch<Id> {
         }
         let mut found = None;
         for (i, actor) in actors.iter().enumerate() {
-            if !self.actors.contains_key(actor) && !self.make_room(now) {
-                self.untracked += 1;
+            let Some(names) = self.actors.follow(*actor, now) else {
                 continue;
-            }
-            let names = self.actors.entry(*actor).or_default();
+            };
             let replaced = names.add(op == CHURN_CREATED, name, now);
             if replaced >= REPLACED {
                 names.reported = true;
@@ -185,7 +188,7 @@ impl<Id: Hash + Eq + Copy> ReplaceWatch<Id> {
             // make room). Ancestors keep counting: an xargs above one reported shell is
             // reported once more at most, by its own count.
             for actor in &actors[..=r.actor] {
-                self.actors.insert(
+                self.actors.set(
                     *actor,
                     Names {
                         reported: true,
@@ -202,13 +205,9 @@ impl<Id: Hash + Eq + Copy> ReplaceWatch<Id> {
         self.actors.remove(actor);
     }
 
-    fn make_room(&mut self, now: Instant) -> bool {
-        if self.actors.len() < MAX_ACTORS {
-            return true;
-        }
-        self.actors
-            .retain(|_, n| n.last.is_some_and(|t| now.duration_since(t) <= WINDOW));
-        self.actors.len() < MAX_ACTORS
+    /// Processes not followed because the table was full of active ones.
+    pub fn untracked(&self) -> u64 {
+        self.actors.untracked
     }
 }
 

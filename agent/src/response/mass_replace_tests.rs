@@ -129,5 +129,5 @@ fn memory_stays_bounded() {
     }
     assert!(w.actors[&0].stems.len() <= MAX_NAMES);
     assert!(w.actors.len() <= MAX_ACTORS);
-    assert!(w.untracked > 0);
+    assert!(w.untracked() > 0);
 }

@@ -10,6 +10,7 @@
 
 pub mod actions_log;
 pub mod actor;
+mod actors;
 pub mod decision;
 mod exec_memo;
 pub mod file_watches;

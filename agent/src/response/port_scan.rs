@@ -19,6 +19,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::actors::{Activity, Actors};
+
 /// How far back connects count.
 pub const WINDOW: Duration = Duration::from_secs(10);
 /// Distinct ports of one host, within [`WINDOW`], of which at most a quarter accepted: a
@@ -149,12 +151,18 @@ impl<K> Default for Distinct<K> {
 }
 
 #[derive(Default)]
-struct Fanout {
+pub(super) struct Fanout {
     ports_of_host: HashMap<IpAddr, Distinct<u16>>,
     hosts_on_port: HashMap<u16, Distinct<IpAddr>>,
     last: Option<Instant>,
     /// One incident per actor: a scan of 65535 ports is one scan.
     reported: bool,
+}
+
+impl Activity for Fanout {
+    fn last(&self) -> Option<Instant> {
+        self.last
+    }
 }
 
 impl Fanout {
@@ -208,16 +216,13 @@ fn bound<K: Hash + Eq, D: Hash + Eq + Copy>(map: &mut HashMap<K, Distinct<D>>, n
 /// Connect fan-out per process and per parent, keyed by whatever identifies a process for the
 /// caller.
 pub struct ScanWatch<Id> {
-    actors: HashMap<Id, Fanout>,
-    /// Actors not followed because the table was full of active ones.
-    pub untracked: u64,
+    actors: Actors<Id, Fanout>,
 }
 
 impl<Id: Hash + Eq + Copy> Default for ScanWatch<Id> {
     fn default() -> Self {
         ScanWatch {
-            actors: HashMap::new(),
-            untracked: 0,
+            actors: Actors::new(MAX_ACTORS, WINDOW),
         }
     }
 }
@@ -236,11 +241,9 @@ impl<Id: Hash + Eq + Copy> ScanWatch<Id> {
         let outcome = Outcome::of(ret);
         let mut found = None;
         for (i, actor) in actors.iter().enumerate() {
-            if !self.actors.contains_key(actor) && !self.make_room(now) {
-                self.untracked += 1;
+            let Some(fanout) = self.actors.follow(*actor, now) else {
                 continue;
-            }
-            let fanout = self.actors.entry(*actor).or_default();
+            };
             if fanout.reported {
                 continue;
             }
@@ -259,13 +262,9 @@ impl<Id: Hash + Eq + Copy> ScanWatch<Id> {
         self.actors.remove(actor);
     }
 
-    fn make_room(&mut self, now: Instant) -> bool {
-        if self.actors.len() < MAX_ACTORS {
-            return true;
-        }
-        self.actors
-            .retain(|_, f| f.last.is_some_and(|t| now.duration_since(t) <= WINDOW));
-        self.actors.len() < MAX_ACTORS
+    /// Processes not followed because the table was full of active ones.
+    pub fn untracked(&self) -> u64 {
+        self.actors.untracked
     }
 }
 

@@ -142,7 +142,7 @@ fn memory_stays_bounded_under_any_connect_pattern() {
     );
     assert!(w.actors.len() <= MAX_ACTORS);
     assert!(
-        w.untracked > 0,
+        w.untracked() > 0,
         "20,000 active parents cannot all be followed"
     );
 }

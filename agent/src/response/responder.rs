@@ -356,7 +356,7 @@ impl Responder {
         let scan = self.scans.on_connect(&ids[..n], addr, port, ret, Instant::now());
         self.stats
             .scan_actors_untracked
-            .store(self.scans.untracked, Relaxed);
+            .store(self.scans.untracked(), Relaxed);
         if let Some(scan) = scan {
             let who = keys[scan.actor];
             self.on_security_event(table, seqs, who, SecurityEvent::PortScan, scan.detail);
@@ -392,7 +392,7 @@ impl Responder {
             .on_churn(&ids[..n], ev.op, &ev.path(), Instant::now());
         self.stats
             .churn_actors_untracked
-            .store(self.replacements.untracked, Relaxed);
+            .store(self.replacements.untracked(), Relaxed);
         if let Some(r) = found {
             let who = keys[r.actor];
             self.on_security_event(table, seqs, who, SecurityEvent::MassReplace, r.detail);
