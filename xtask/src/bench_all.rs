@@ -297,7 +297,12 @@ fn render() -> Result<String> {
          filter or a deeper watch calls for them: ~200 ns. Writes walk the directories as deep \
          as the deepest write watch (3 levels in the default, for `/root/.config/systemd/user`, \
          which does not exist here; a missing path is watched from its nearest existing \
-         directory, since `mkdir` is not seen), two probe reads a level.\n\
+         directory, since `mkdir` is not seen), two probe reads a level. Every `O_CREAT` open \
+         (and unlink and rename) also pays the mass-replacement count \
+         (`agent-ebpf/src/churn.rs`: three LRU map updates, for the process, its parent and its \
+         grandparent): with bpf_stats, the `sys_exit` program's time per `O_WRONLY|O_CREAT|O_TRUNC` \
+         open went from ~0.67 to ~1.3 µs when it came in (commit 1a84125, after the run of \
+         2026-11-26 10:30); read-only opens did not move beyond noise.\n\
          - **exec → response**: exec and security records force the ring wakeup (the kernel's \
          default wakes the reader only when it has consumed everything before the record, and a \
          lazily written fork record always precedes an exec): exec → journald kill entry ~0.3 \
