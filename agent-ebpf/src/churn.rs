@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    emit::{bump as count, count_emitted, count_lost, current_ids, header},
+    emit::{bump as count, count_emitted, current_ids, reserve_record},
     maps::{CHURN, EVENTS},
     task::{KPtr, config, leader_start_ns, offsets},
 };
@@ -80,22 +80,16 @@ pub fn churned(sys: u32, op: u32, path: u64) {
         count(LOSS_CHURN_RING_BUSY, 1);
         return;
     }
-    let Some(mut entry) = EVENTS.reserve::<FileChurnEvent>(0) else {
-        count_lost(EventKind::FileChurn);
+    let start_ns = leader_start_ns(&o, task);
+    let Some(mut entry) =
+        reserve_record::<FileChurnEvent>(EventKind::FileChurn, pid, tgid, start_ns)
+    else {
         return;
     };
     let ev = entry.as_mut_ptr();
-    let start_ns = leader_start_ns(&o, task);
     // SAFETY: the reserved record, written field by field before it is submitted; the path is
     // read into it directly, its length says how much of it is valid.
     unsafe {
-        (*ev).header = header(
-            EventKind::FileChurn,
-            core::mem::size_of::<FileChurnEvent>(),
-            pid,
-            tgid,
-            start_ns,
-        );
         (*ev).syscall_nr = sys;
         (*ev).op = op;
         (*ev)._pad = 0;

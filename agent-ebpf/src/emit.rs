@@ -3,7 +3,10 @@
 use agent_common::{
     ABI_VERSION, EventHeader, EventKind, ProbeErrorEvent, ProbeId, emitted_index, loss_index,
 };
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    maps::ring_buf::RingBufEntry,
+};
 
 use crate::maps::{COUNTERS, EVENTS, LAST_PROMPT_WAKEUP};
 
@@ -45,6 +48,26 @@ pub fn header(kind: EventKind, size: usize, pid: u32, tgid: u32, start_ns: u64) 
         tgid,
         start_ns,
     }
+}
+
+/// Reserves a `T` in `EVENTS` with its header written, for records too big for the stack that
+/// the caller fills in place before submitting; a failed reservation is counted as a loss of
+/// `kind`.
+#[inline(always)]
+pub fn reserve_record<T: 'static>(
+    kind: EventKind,
+    pid: u32,
+    tgid: u32,
+    start_ns: u64,
+) -> Option<RingBufEntry<T>> {
+    let Some(mut entry) = EVENTS.reserve::<T>(0) else {
+        count_lost(kind);
+        return None;
+    };
+    let head = header(kind, core::mem::size_of::<T>(), pid, tgid, start_ns);
+    // SAFETY: every ABI record is `repr(C)` and starts with its `EventHeader`.
+    unsafe { entry.as_mut_ptr().cast::<EventHeader>().write(head) };
+    Some(entry)
 }
 
 /// Tells user space a probe hit an error, so it is counted there instead of vanishing.

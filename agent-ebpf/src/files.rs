@@ -27,7 +27,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    emit::{count_emitted, count_lost, current_ids, header, prompt_wakeup},
+    emit::{count_emitted, current_ids, prompt_wakeup, reserve_record},
     maps::{FILE_FILTER, FILE_WALK, WATCHED_FILES, WATCHED_PATHS},
     task::{KPtr, config, leader_start_ns, offset, offsets},
 };
@@ -158,21 +158,14 @@ pub fn opened(flags: u32, levels: u32, fd: i64, btf_file: u64) {
         return;
     };
     let start_ns = leader_start_ns(&o, KPtr::current_task());
-    let Some(mut entry) = crate::maps::EVENTS.reserve::<FileEvent>(0) else {
-        count_lost(EventKind::FileOpen);
+    let Some(mut entry) = reserve_record::<FileEvent>(EventKind::FileOpen, pid, tgid, start_ns)
+    else {
         return;
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reserved record, written field by field (it is too big for the
     // stack) before it is submitted; names past `depth` are emptied so nothing stale leaves.
     unsafe {
-        (*ev).header = header(
-            EventKind::FileOpen,
-            core::mem::size_of::<FileEvent>(),
-            pid,
-            tgid,
-            start_ns,
-        );
         (*ev).flags = flags;
         (*ev).fd = fd as i32;
         (*ev).access = access;
@@ -393,22 +386,16 @@ fn path_check(sys: u32, dirfd: u64, path: u64, role: u32, access: u32) {
         };
         Some((base, found))
     };
-    let Some(mut entry) = crate::maps::EVENTS.reserve::<PathChangeEvent>(0) else {
-        count_lost(EventKind::PathChange);
+    let start_ns = leader_start_ns(&offsets(), KPtr::current_task());
+    let Some(mut entry) =
+        reserve_record::<PathChangeEvent>(EventKind::PathChange, pid, tgid, start_ns)
+    else {
         return;
     };
     let ev = entry.as_mut_ptr();
-    let start_ns = leader_start_ns(&offsets(), KPtr::current_task());
     // SAFETY: the reserved record, written field by field before it is submitted; names past
     // `depth` are emptied so nothing stale leaves.
     unsafe {
-        (*ev).header = header(
-            EventKind::PathChange,
-            core::mem::size_of::<PathChangeEvent>(),
-            pid,
-            tgid,
-            start_ns,
-        );
         (*ev).syscall_nr = sys;
         (*ev).role = role;
         (*ev).access = access;

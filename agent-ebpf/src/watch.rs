@@ -26,7 +26,7 @@ use aya_ebpf::{
 
 use crate::{
     churn,
-    emit::{bump, count_emitted, count_lost, current_ids, header, prompt_wakeup},
+    emit::{bump, count_emitted, count_lost, current_ids, header, prompt_wakeup, reserve_record},
     files,
     maps::{EVENTS, PENDING, Pending},
     task::{KPtr, config, creds_of, leader_start_ns, offsets},
@@ -254,22 +254,16 @@ fn setuid_chmod(sys: u32, args: [u64; 3], ret: i64) {
     if tgid == config().self_tgid {
         return;
     }
-    let Some(mut entry) = EVENTS.reserve::<SetuidChmodEvent>(0) else {
-        count_lost(EventKind::SetuidChmod);
+    let start_ns = leader_start_ns(&offsets(), KPtr::current_task());
+    let Some(mut entry) =
+        reserve_record::<SetuidChmodEvent>(EventKind::SetuidChmod, pid, tgid, start_ns)
+    else {
         return;
     };
     let ev = entry.as_mut_ptr();
-    let start_ns = leader_start_ns(&offsets(), KPtr::current_task());
     // SAFETY: the reserved record, written field by field before it is submitted; the path is
     // read into it directly (at most PATH_LEN bytes, NUL included), its length says how much.
     unsafe {
-        (*ev).header = header(
-            EventKind::SetuidChmod,
-            core::mem::size_of::<SetuidChmodEvent>(),
-            pid,
-            tgid,
-            start_ns,
-        );
         (*ev).syscall_nr = sys;
         (*ev).ret = ret as i32;
         (*ev).mode = mode;
