@@ -430,3 +430,27 @@ def own_data_unsupervised(pool_seqs: list, pool: supervised.Pool, role: np.ndarr
         "protocol": "one global profile learned on own benign train workloads; own benign test workloads vs each own family; per process",
         "auc_per_family": res,
     }
+
+
+def own_data_attack_steps(pool: supervised.Pool, role: np.ndarray, procs: list, config: str,
+                          shipped_thresholds: dict, seed: int, top: int = 5) -> dict:
+    """`own_data_lofo` on a pool whose malicious processes are only the attack steps
+    (owndata.apply_steps; `procs` are the pool's own processes, in pool order, last), plus the
+    calibration processes that set the thresholds when the shipped config is fitted on every
+    training process: a diagnostic of what label noise costs, not the shipped model."""
+    lofo = own_data_lofo(pool, role, config, shipped_thresholds, seed)
+    cal = np.flatnonzero(role == "calibration")
+    clf = pool.fit(config, np.flatnonzero(role == "train"), seed)
+    s = pool.scores(clf, cal)
+    first_own = len(pool) - len(procs)
+    setters, seen = [], set()
+    for i in np.argsort(-s, kind="stable"):
+        p = procs[cal[i] - first_own]
+        what = " ".join(p.argv)[:80]
+        if what in seen:
+            continue
+        seen.add(what)
+        setters.append({"score": float(s[i]), "workload": p.family, "argv": what})
+        if len(setters) == top:
+            break
+    return {"lofo": lofo, "calibration_top": setters, "calibration_max": float(s.max()) if len(s) else None}

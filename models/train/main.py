@@ -35,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, default=MODELS / "data", help="own datasets exported as *.jsonl")
     ap.add_argument("--out", type=Path, default=MODELS, help="where vigil.onnx, golden.json, eval.json, README.md go")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--steps", type=Path, default=MODELS / "scenarios" / "attack-steps.toml",
+                    help="which processes of each malicious scenario are its attack steps (diagnostic evaluation)")
     ap.add_argument("--benign-by", choices=("family", "scenario"), default="family",
                     help="field that names a benign workload (the unit of the benign split)")
     return ap.parse_args(argv)
@@ -95,6 +97,21 @@ def label_overlap(procs: list[owndata.Proc]) -> dict:
     shared = sum(Path(p.exe).name in benign_exes for p in mal)
     return {"malicious_processes": len(mal), "exe_also_in_benign": shared,
             "fraction": shared / len(mal) if mal else None}
+
+
+def attack_steps(args: argparse.Namespace, d: adfa.Adfa, procs: list[owndata.Proc], config: str, thr: dict):
+    """The own-data leave-one-family-out again, with each malicious family cut down to its attack
+    steps (`--steps`); None when there is no such file."""
+    if not args.steps.is_file():
+        log(f"no attack-step labels at {args.steps}: skipping that evaluation")
+        return None
+    kept, counts = owndata.apply_steps(procs, owndata.load_steps(args.steps))
+    log(f"attack steps: {sum(c['steps'] for c in counts.values())} of {sum(p.malicious for p in procs)} malicious processes")
+    pool, _, role, _ = shipped_pool(d, kept, args.seed, args.benign_by)
+    out = evaluate.own_data_attack_steps(pool, role, kept, config, thr, args.seed)
+    out["file"] = args.steps.name
+    out["counts"] = counts
+    return out
 
 
 # --- golden sequences --------------------------------------------------------------------------------
@@ -248,6 +265,7 @@ def run(args: argparse.Namespace, variants: dict[str, adfa.Adfa], raw: adfa.Adfa
             "lofo": evaluate.own_data_lofo(pool, role, config, thr, args.seed),
             "unsupervised_global_profile": evaluate.own_data_unsupervised(seqs, pool, role),
             "layers": evaluate.own_data_layers(procs, pool, role, clf, thr),
+            "attack_steps": attack_steps(args, d, procs, config, thr),
         }
     else:
         ev["own"] = None

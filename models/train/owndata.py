@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +133,81 @@ def split_benign(workloads: list[str], seed: int, fractions=(0.6, 0.2, 0.2)) -> 
         calibration=sorted(names[n_train : n_train + n_cal]),
         test=sorted(names[n_train + n_cal :]),
     )
+
+
+# --- attack steps ------------------------------------------------------------------------------------
+STEP_KEYS = ("argv", "exe", "tokens_any")
+
+
+@dataclass
+class StepRule:
+    """Which processes of one family perform its technique (models/scenarios/attack-steps.toml)."""
+
+    argv: list[re.Pattern]
+    exe: list[re.Pattern]
+    tokens_any: frozenset[int]
+
+    def matches(self, p: Proc) -> bool:
+        named = any(r.search(" ".join(p.argv)) for r in self.argv) or any(r.search(p.exe) for r in self.exe)
+        return named and (not self.tokens_any or not self.tokens_any.isdisjoint(p.tokens))
+
+
+def load_steps(path: Path) -> dict[str, StepRule]:
+    """Parses the attack-step labels; an unknown key, a bad pattern or token is an error naming
+    the file, the family and the field."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    out = {}
+    for fam, entry in raw.items():
+        where = f"{path}: [{fam}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a table with {', '.join(STEP_KEYS)}")
+        unknown = sorted(set(entry) - set(STEP_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r}, expected one of {', '.join(STEP_KEYS)}")
+
+        def patterns(key):
+            vals = entry.get(key, [])
+            if not isinstance(vals, list) or not all(isinstance(v, str) for v in vals):
+                raise ValueError(f"{where}.{key}: expected a list of regular expressions")
+            try:
+                return [re.compile(v) for v in vals]
+            except re.error as e:
+                raise ValueError(f"{where}.{key}: {e.pattern!r}: {e}") from None
+
+        tokens = entry.get("tokens_any", [])
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and 0 <= t < contract.VOCAB_SIZE for t in tokens):
+            raise ValueError(f"{where}.tokens_any: expected tokens in 0..{contract.VOCAB_SIZE - 1}")
+        rule = StepRule(argv=patterns("argv"), exe=patterns("exe"), tokens_any=frozenset(tokens))
+        if not rule.argv and not rule.exe:
+            raise ValueError(f"{where}: names no process (neither argv nor exe)")
+        out[fam] = rule
+    return out
+
+
+def apply_steps(procs: list[Proc], steps: dict[str, StepRule]) -> tuple[list[Proc], dict]:
+    """Keeps benign processes and the malicious processes that are attack steps; returns them
+    with per-family counts of steps and of the context left out. A malicious family without a
+    rule, or whose rule names none of its processes, is an error: its labels would silently
+    vanish."""
+    kept, counts = [], {}
+    for p in procs:
+        if not p.malicious:
+            kept.append(p)
+            continue
+        rule = steps.get(p.family)
+        if rule is None:
+            raise ValueError(f"malicious family {p.family!r} ({p.source}) has no entry in the attack-step labels")
+        c = counts.setdefault(p.family, {"steps": 0, "context": 0})
+        if rule.matches(p):
+            kept.append(p)
+            c["steps"] += 1
+        else:
+            c["context"] += 1
+    empty = sorted(f for f, c in counts.items() if c["steps"] == 0)
+    if empty:
+        raise ValueError(f"the attack-step labels name no process of {', '.join(empty)}")
+    return kept, dict(sorted(counts.items()))

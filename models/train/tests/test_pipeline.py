@@ -38,7 +38,8 @@ def fake_adfa(seed: int = 0) -> adfa.Adfa:
 
 class Pipeline(unittest.TestCase):
     def run_main(self, data_dir: Path, out: Path) -> dict:
-        args = main.parse_args(["--data", str(data_dir), "--out", str(out), "--seed", "7"])
+        args = main.parse_args(["--data", str(data_dir), "--out", str(out), "--seed", "7",
+                                "--steps", str(FIXTURES / "steps.toml")])
         d = fake_adfa()
         return main.run(args, {"with_vdso": d, "without_vdso": d}, d)
 
@@ -75,6 +76,11 @@ class Pipeline(unittest.TestCase):
                 self.assertLessEqual(r["mean_score_gated"], r["mean_score_ungated"] + 1e-12)
                 self.assertLessEqual(r["profiled"], r["processes"])
             self.assertIn("the daemon's two layers", card)
+            st = ev["own"]["attack_steps"]
+            self.assertEqual(sorted(st["lofo"]["per_family"]), ["cred_read", "memfd_exec", "reverse_shell"])
+            self.assertEqual(sum(c["steps"] for c in st["counts"].values()), 9)
+            self.assertTrue(st["calibration_top"])
+            self.assertIn("attack steps only", card)
             gold = json.loads((Path(tmp) / "golden.json").read_text())
             self.assertTrue(any(c["name"].startswith("own_") for c in gold["cases"]))
 
