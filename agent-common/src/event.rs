@@ -2,7 +2,7 @@
 //! batches travel in `SYSCALLS`, so that a syscall flood cannot crowd out exec/exit/connect.
 
 /// Bumped on any layout change; the kernel writes it into every header.
-pub const ABI_VERSION: u16 = 4;
+pub const ABI_VERSION: u16 = 5;
 
 pub const COMM_LEN: usize = 16;
 /// Bytes of the exec'd filename kept (NUL-terminated when shorter).
@@ -188,6 +188,8 @@ pub struct ExecEvent {
     pub stdio_inet: u32,
     /// The file the new image was loaded from (`mm->exe_file`); `ino` 0 when unreadable.
     pub image: ImageId,
+    /// The last `O_CREAT` open of that file vigil saw; `tgid` 0 when none.
+    pub written_by: CreatedBy,
     pub comm: [u8; COMM_LEN],
     pub filename: [u8; PATH_LEN],
     pub args: [u8; ARGS_LEN],
@@ -487,6 +489,26 @@ pub const CHURN_HOT: u32 = 8;
 pub const CHURN_SENT_MAX: u32 = 1024;
 pub const CHURN_WINDOW_NS: u64 = 2_000_000_000;
 
+/// The last `O_CREAT` open of a file, as the `CREATED` map keeps it by inode ([`FileKey`]) and
+/// the exec record reports it for the image: user space, which sees every connect and accept,
+/// tells from it whether a network client wrote the program (`curl -o`, `wget`, or the shell
+/// child that read `/dev/tcp` into a file). All zero when the create was not seen (before
+/// vigil started, or evicted since).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CreatedBy {
+    /// tgid of the writer.
+    pub tgid: u32,
+    /// `real_parent->tgid` of the writer at the open; 0 for init's and kthreadd's children.
+    pub parent_tgid: u32,
+    /// `bpf_ktime_get_ns()` at the open.
+    pub ns: u64,
+}
+
+/// Entries of `CREATED` (LRU): a download is exec'd seconds after it is written, long before
+/// a busy host's other creates could evict it.
+pub const CREATED_ENTRIES: u32 = 16384;
+
 /// The `CHURN` map's value: a tgid's creates, unlinks and renames since `start_ns`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -633,7 +655,8 @@ pub struct ProbeErrorEvent {
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<EventHeader>() == 32);
-    assert!(size_of::<ExecEvent>() == 32 + 64 + 48 + COMM_LEN + PATH_LEN + ARGS_LEN);
+    assert!(size_of::<ExecEvent>() == 32 + 64 + 48 + 16 + COMM_LEN + PATH_LEN + ARGS_LEN);
+    assert!(size_of::<CreatedBy>() == 16);
     assert!(size_of::<ForkEvent>() == 32 + 32);
     assert!(size_of::<ExitEvent>() == 32 + 8);
     assert!(size_of::<SyscallBatch>() == 32 + 16 + 2 * BATCH_LEN);

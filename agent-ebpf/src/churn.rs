@@ -21,17 +21,20 @@ use crate::{
 };
 
 /// A successful open, with its flags and first three arguments: named when it could create.
+/// Whether it could (`O_CREAT`).
 #[inline(always)]
-pub fn opened(sys: u32, flags: u32, args: [u64; 3]) {
+pub fn opened(sys: u32, flags: u32, args: [u64; 3]) -> bool {
     const O_CREAT: u32 = 0o100;
-    if flags & O_CREAT != 0 {
-        let path = if sys == nr::OPEN || sys == nr::CREAT {
-            args[0]
-        } else {
-            args[1]
-        };
-        churned(sys, CHURN_CREATED, path);
+    if flags & O_CREAT == 0 {
+        return false;
     }
+    let path = if sys == nr::OPEN || sys == nr::CREAT {
+        args[0]
+    } else {
+        args[1]
+    };
+    churned(sys, CHURN_CREATED, path);
+    true
 }
 
 /// A successful unlink (of a file: `AT_REMOVEDIR` is rmdir) or rename, with its first four

@@ -501,7 +501,7 @@ fn find_watch_at(base: KPtr, ups: u32, access: u32) -> Option<(u32, u64, u32)> {
 /// bounds-checked against `max_fds`. Each offset is read by itself: the path checks keep a
 /// 260-byte key on the stack, and a copy of every offset would not fit beside it.
 #[inline(always)]
-fn file_of(fd: u32) -> Option<KPtr> {
+pub fn file_of(fd: u32) -> Option<KPtr> {
     let fdt = KPtr::current_task()
         .read_ptr(offset!(task_files))?
         .read_ptr(offset!(files_fdt))?;

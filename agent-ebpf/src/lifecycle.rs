@@ -17,6 +17,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    created,
     emit::{
         count_emitted, count_lost, current_ids, header, lazy_wakeup, prompt_wakeup, report_error,
     },
@@ -125,6 +126,7 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
             .map_or(0, |parent| stdio_of(&o, parent).1);
         (*ev).stdio_inet = inet | parent_inet << STDIO_INET_PARENT_SHIFT;
         (*ev).image = image_of(&o, task);
+        (*ev).written_by = created::by(&(*ev).image);
 
         let (args_len, args_flags) = read_args(&o, task, (*ev).args.as_mut_ptr());
         (*ev).args_len = args_len;

@@ -8,6 +8,7 @@
 
 mod bench;
 mod churn;
+mod created;
 mod emit;
 mod files;
 mod lifecycle;

@@ -1,12 +1,12 @@
 //! Every map the programs share. Sizes come from agent-common so user space agrees on them.
 
 use agent_common::{
-    COUNTER_SLOTS, ChurnCount, Creds, EVENTS_RING_BYTES, FILE_FILTER_WORDS, FILE_WALK_ENTRIES, FileKey,
-    FileWatch, IGNORED_TGIDS_ENTRIES, PATH_LEN, PENDING_MAP_ENTRIES, SYSCALLS_RING_BYTES,
-    SyscallBatch,
-    WATCHED_FILES_ENTRIES,
+    COUNTER_SLOTS, CREATED_ENTRIES, ChurnCount, CreatedBy, Creds, EVENTS_RING_BYTES,
+    FILE_FILTER_WORDS, FILE_WALK_ENTRIES, FileKey, FileWatch, IGNORED_TGIDS_ENTRIES, PATH_LEN,
+    PENDING_MAP_ENTRIES, SYSCALLS_RING_BYTES, SyscallBatch, WATCHED_FILES_ENTRIES,
 };
 use aya_ebpf::{
+    bindings::BPF_F_NO_COMMON_LRU,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -103,3 +103,9 @@ pub static IGNORED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(IGNORED_T
 pub static CHURN: LruHashMap<u32, ChurnCount> = LruHashMap::with_max_entries(CHURN_ENTRIES, 0);
 
 const CHURN_ENTRIES: u32 = 8192;
+
+/// Inode -> its last `O_CREAT` open (`created`). Per-CPU LRU lists: an insert on one CPU
+/// takes no lock another CPU's creates contend for.
+#[map(name = "CREATED")]
+pub static CREATED: LruHashMap<FileKey, CreatedBy> =
+    LruHashMap::with_max_entries(CREATED_ENTRIES, BPF_F_NO_COMMON_LRU);

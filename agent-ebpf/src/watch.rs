@@ -1,8 +1,8 @@
 //! Security-relevant syscalls, seen at entry (arguments, credentials before) and reported at exit
 //! with the result: connect/accept/bind/listen, the setuid family, ptrace, memfd_create,
 //! (f)init_module and bpf(BPF_PROG_LOAD); chmods that ask for the set-user-ID bit and raw
-//! sockets (at exit only); and, while some file is watched, the opens, renames and unlinks
-//! (`files`).
+//! sockets (at exit only); every file creation, counted (`churn`) and remembered by inode
+//! (`created`); and, while some file is watched, the opens, renames and unlinks (`files`).
 //!
 //! Entry is handled inside `vigil_sys_enter` (which runs for every syscall anyway) behind a bitmap
 //! test; exit by one raw `sys_exit` program that returns after reading the syscall number unless
@@ -25,7 +25,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    churn,
+    churn, created,
     emit::{bump, count_emitted, count_lost, current_ids, header, prompt_wakeup, reserve_record},
     files,
     maps::{EVENTS, PENDING, Pending},
@@ -72,7 +72,10 @@ pub fn vigil_sys_exit(ctx: BtfTracePointContext) -> u32 {
                 // SAFETY: as above, direct loads the verifier checks against pt_regs.
                 let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] };
                 let flags = files::open_flags(sys as u32, args);
-                churn::opened(sys as u32, flags, args);
+                if churn::opened(sys as u32, flags, args) {
+                    let file = files::file_of_btf(ret as u32);
+                    created::opened(file.map_or(0, |f| f.as_ptr() as u64));
+                }
                 if files::watching() {
                     let levels = files::levels_for(flags);
                     if levels != 0 {
@@ -129,7 +132,10 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
             if ret >= 0 {
                 let args = raw_args(regs);
                 let flags = files::open_flags(sys as u32, args);
-                churn::opened(sys as u32, flags, args);
+                if churn::opened(sys as u32, flags, args) {
+                    let file = files::file_of(ret as u32);
+                    created::opened(file.map_or(0, |f| f.as_ptr() as u64));
+                }
                 if files::watching() {
                     let levels = files::levels_for(flags);
                     if levels != 0 {

@@ -1317,6 +1317,101 @@ fn a_hidden_program_fresh_in_tmp_is_alerted_with_its_age() {
     }
 }
 
+/// Programs a network client wrote are alerted by the shipped `downloaded-program-run`,
+/// whatever their name and place, naming the downloader: one a Python client wrote as it read
+/// its socket, one `cat` wrote from the `/dev/tcp` connection of the bash it was forked from.
+/// A copy `cp` made runs without an alert, though the exec names its writer all the same.
+#[test]
+fn a_downloaded_program_is_alerted_with_its_downloader_and_a_copy_is_not() {
+    let test = "a_downloaded_program_is_alerted_with_its_downloader_and_a_copy_is_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("download");
+    let daemon = Daemon::start("download", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+
+    // A server that hands /usr/bin/true to its first two clients.
+    let mut server = Reap(
+        Command::new("/usr/bin/python3")
+            .args(["-c", "import socket\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4)\nprint(s.getsockname()[1], flush=True)\ndata = open('/usr/bin/true', 'rb').read()\nfor _ in range(2):\n    c, _ = s.accept(); c.sendall(data); c.close()\n"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("server"),
+    );
+    let mut port = String::new();
+    {
+        use std::io::BufRead;
+        let out = server.0.stdout.take().expect("stdout");
+        std::io::BufReader::new(out).read_line(&mut port).expect("port");
+    }
+    let port = port.trim().to_owned();
+    let by_python = dir.join("update");
+    let by_shell = dir.join("sub/agent");
+    let copied = dir.join("copied");
+    fs::create_dir_all(dir.join("sub")).expect("dir");
+    let python = Command::new("/usr/bin/python3")
+        .args(["-c", "import socket, sys\nc = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\nwith open(sys.argv[2], 'wb') as f:\n    while (b := c.recv(65536)):\n        f.write(b)\n"])
+        .args([&port, by_python.to_str().expect("utf-8")])
+        .spawn()
+        .expect("python client");
+    let python_pid = python.id();
+    assert!(Reap(python).0.wait().expect("wait").success());
+    let shell = Command::new("bash")
+        .args(["-c", "exec 3<>/dev/tcp/127.0.0.1/$0; cat <&3 >\"$1\"", &port])
+        .arg(&by_shell)
+        .spawn()
+        .expect("bash client");
+    let shell_pid = shell.id();
+    assert!(Reap(shell).0.wait().expect("wait").success());
+    assert!(Command::new("cp").arg("/usr/bin/true").arg(&copied).status().expect("cp").success());
+    let mut pids = vec![];
+    for path in [&by_python, &by_shell, &copied] {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut child = Command::new(path).spawn().expect("spawn");
+        pids.push(child.id().to_string());
+        assert!(child.wait().expect("wait").success(), "{} is /usr/bin/true", path.display());
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 2 {
+        assert!(Instant::now() < deadline, "no alerts: {}", daemon.status()["response"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let alert = |pid: &str| {
+        let found = entries(&cursor, "the downloaded-program-run alert", |e| {
+            f(e, "VIGIL_REASON") == "downloaded-program-run" && f(e, "VIGIL_PID") == pid
+        });
+        found.first().map(|e| f(e, "VIGIL_DETAIL"))
+    };
+    if let Some(detail) = alert(&pids[0]) {
+        assert!(
+            detail.contains("by /usr/bin/python3") && detail.contains(&format!("(pid {python_pid}), which made or accepted an internet connection")),
+            "{detail}"
+        );
+    }
+    if let Some(detail) = alert(&pids[1]) {
+        assert!(detail.contains(&format!(", a child of /usr/bin/bash (pid {shell_pid})")), "{detail}");
+    }
+    let (_, events) = daemon.stop();
+    // The copy's writer was seen, so its silence is cp's lack of a connection, not blindness.
+    let exec_of = |pid: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == "exec" && e["pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(pid))
+            .unwrap_or_else(|| panic!("no exec event for pid {pid}"))
+            .clone()
+    };
+    assert_eq!(exec_of(&pids[0])["image_writer_pid"].as_u64(), Some(python_pid as u64));
+    assert!(exec_of(&pids[2])["image_writer_pid"].as_u64().is_some_and(|p| p != 0), "{}", exec_of(&pids[2]));
+    if let Some(c) = &cursor {
+        let copy = read_vigil_entries(c, Duration::from_secs(1), |e| f(e, "VIGIL_PID") == pids[2]);
+        assert!(copy.is_empty(), "the copy was alerted: {copy:?}");
+    }
+}
+
 /// File rules on the real kernel: a watched file read through a relative path, a new file
 /// written under a watched directory after the policy loaded and another moved in there (both
 /// killed), and the shipped default's credential and log rules (a log emptied, then removed),

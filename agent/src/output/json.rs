@@ -59,6 +59,9 @@ pub enum Body {
         stdio_socket: bool,
         /// The parent's stdin or stdout was an internet socket at the exec.
         parent_stdio_socket: bool,
+        /// The process whose `O_CREAT` open last made the image, when vigil saw it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image_writer_pid: Option<u32>,
     },
     Fork {
         child_pid: u32,
@@ -238,6 +241,7 @@ impl EventJson {
                 denied: e.flags & agent_common::EXEC_FLAG_DENIED != 0,
                 stdio_socket: e.stdio_socket(),
                 parent_stdio_socket: e.parent_stdio_socket(),
+                image_writer_pid: (e.written_by.tgid != 0).then_some(e.written_by.tgid),
             },
             Event::Fork(e) => Body::Fork {
                 child_pid: e.child_tgid,

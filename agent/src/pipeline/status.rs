@@ -211,6 +211,7 @@ impl StatusBuilder {
             s.losses.insert("response_file_opens_unnamed".into(), r.decisions.file_events_unnamed.load(Relaxed));
             s.losses.insert("response_scan_processes_untracked".into(), r.decisions.scan_actors_untracked.load(Relaxed));
             s.losses.insert("response_churn_processes_untracked".into(), r.decisions.churn_actors_untracked.load(Relaxed));
+            s.losses.insert("response_net_peers_forgotten".into(), r.decisions.net_peers_forgotten.load(Relaxed));
             s.losses.insert("journal_undelivered".into(), (r.journal_undelivered)());
         }
         let internal: BTreeMap<String, u64> = s

@@ -25,6 +25,7 @@ fn exec_hits(
         stdio_socket,
         parent_stdio_socket: false,
         image_changed_secs_ago: None,
+        downloaded_by: None,
     };
     p.exec_rules(&ctx).iter().map(RuleRef::owned).collect()
 }
@@ -50,6 +51,7 @@ fn default_settings() {
             "service-spawns-shell",
             "exec-from-dev-shm",
             "hidden-fresh-binary-in-tmp",
+            "downloaded-program-run",
             "fileless-exec",
             "shell-connects-out",
             "kernel-module-load",
@@ -109,6 +111,7 @@ fn reverse_shells_are_quarantined_but_ordinary_shells_are_not() {
             stdio_socket: false,
             parent_stdio_socket: true,
             image_changed_secs_ago: None,
+            downloaded_by: None,
         };
         p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
     };
@@ -221,10 +224,42 @@ fn a_monitor_drop_in_keeps_the_default_rules() {
 }
 
 #[test]
+fn programs_a_network_client_wrote_alert_unless_an_installer_did() {
+    let p = default_policy();
+    let hits = |path: &str, by: Option<&str>| {
+        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: None, downloaded_by: by };
+        p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
+    };
+    let rule = hit("downloaded-program-run", Action::Alert);
+    for (path, by) in [
+        ("/tmp/x", "/usr/bin/curl"),
+        ("/usr/local/bin/helper", "/usr/bin/wget"),
+        ("/var/tmp/a/b", "/usr/bin/python3.11"),
+        ("/dev/shm/k", "/usr/bin/bash"),
+        ("/home/u/bin/t", "/usr/bin/nc.openbsd"),
+    ] {
+        let got = hits(path, Some(by));
+        assert!(got.contains(&rule[0]), "{path} by {by}: {got:?}");
+    }
+    for by in [
+        "/usr/bin/apt-get",
+        "/usr/lib/apt/methods/http",
+        "/root/.cargo/bin/rustup",
+        "/home/u/.rustup/toolchains/stable-x86_64-unknown-linux-gnu/bin/cargo",
+        "/usr/local/go/bin/go",
+        "/usr/bin/containerd",
+        "/usr/bin/node",
+    ] {
+        assert!(hits("/opt/tool/bin/t", Some(by)).is_empty(), "{by} installs programs");
+    }
+    assert!(hits("/tmp/x", None).is_empty(), "written by nobody with a connection");
+}
+
+#[test]
 fn hidden_programs_fresh_in_temp_dirs_alert() {
     let p = default_policy();
     let hits = |path: &str, secs| {
-        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: secs };
+        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: secs, downloaded_by: None };
         p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
     };
     let rule = hit("hidden-fresh-binary-in-tmp", Action::Alert);

@@ -59,7 +59,7 @@ fn typos_and_missing_keys_are_errors() {
     assert_eq!(
         error(&rule("exec", "action = \"kill\"\npaths = [\"/a\"]")),
         format!(
-            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `stdio_socket`, `parent_stdio_socket`, `changed_within`"
+            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `stdio_socket`, `parent_stdio_socket`, `changed_within`, `downloaded`, `except_downloader`"
         )
     );
     assert_eq!(
@@ -198,11 +198,27 @@ fn user_errors() {
 }
 
 #[test]
+fn downloader_exceptions_need_the_condition_and_absolute_globs() {
+    assert_eq!(
+        error(&rule("exec", "action = \"alert\"\npath = [\"/tmp/**\"]\nexcept_downloader = [\"/usr/bin/apt\"]")),
+        format!(
+            "{FILE}:6:21: `except_downloader` in rule.exec `r` needs `downloaded = true`: it names downloaders whose programs that condition lets pass"
+        )
+    );
+    assert_eq!(
+        error(&rule("exec", "action = \"alert\"\ndownloaded = true\nexcept_downloader = [\"apt\"]")),
+        format!(
+            "{FILE}:6:22: invalid glob `apt` in `except_downloader`: expected an absolute path, or a pattern starting with `/` or `**/`"
+        )
+    );
+}
+
+#[test]
 fn rule_shape_errors() {
     assert_eq!(
         error(&rule("exec", "action = \"kill\"\nstdio_socket = false")),
         format!(
-            "{FILE}:3:8: rule.exec `r` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, parent_stdio_socket = true, changed_within"
+            "{FILE}:3:8: rule.exec `r` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, parent_stdio_socket = true, changed_within, downloaded = true"
         )
     );
     assert_eq!(

@@ -51,6 +51,8 @@ pub(super) struct ExecRuleDef {
     pub stdio_socket: bool,
     pub parent_stdio_socket: bool,
     pub changed_within: Option<At<u64>>,
+    pub downloaded: bool,
+    pub except_downloader: AtList<String>,
 }
 
 #[derive(Debug)]
@@ -115,6 +117,8 @@ impl Merged {
                 stdio_socket: r.stdio_socket.unwrap_or(false),
                 parent_stdio_socket: r.parent_stdio_socket.unwrap_or(false),
                 changed_within: r.changed_within.map(|s| locate(src, s)),
+                downloaded: r.downloaded.unwrap_or(false),
+                except_downloader: list(src, r.except_downloader),
             }));
         self.connect
             .extend(file.rule.connect.into_iter().map(|r| ConnectRuleDef {

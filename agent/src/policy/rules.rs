@@ -26,6 +26,9 @@ pub struct ExecContext<'a> {
     /// Seconds since the image's inode last changed (its ctime: written, chmod'ed, moved in),
     /// when the exec showed it and the policy has a `changed_within` as long.
     pub image_changed_secs_ago: Option<u64>,
+    /// The executable of the process that made or accepted an internet connection and wrote
+    /// the image (or whose child did), when one did.
+    pub downloaded_by: Option<&'a str>,
 }
 
 /// What an outbound `connect()` offers to `rule.connect`.
@@ -220,6 +223,9 @@ pub(super) struct ExecRule {
     pub parent_stdio_socket: bool,
     /// Seconds.
     pub changed_within: Option<u64>,
+    pub downloaded: bool,
+    /// Downloaders (their executables) whose programs `downloaded` lets pass.
+    pub except_downloader: Option<GlobList>,
 }
 
 /// The longest `changed_within` accepted: a day. Past that, "recently" means nothing.
@@ -240,11 +246,23 @@ impl ExecRule {
             && !def.stdio_socket
             && !def.parent_stdio_socket
             && def.changed_within.is_none()
+            && !def.downloaded
         {
             return Err(PolicyError::invalid(
                 def.name.at,
                 format!(
-                    "rule.exec `{}` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, parent_stdio_socket = true, changed_within",
+                    "rule.exec `{}` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, parent_stdio_socket = true, changed_within, downloaded = true",
+                    def.name.value
+                ),
+            ));
+        }
+        if !def.downloaded
+            && let Some(list) = &def.except_downloader
+        {
+            return Err(PolicyError::invalid(
+                list.at.clone(),
+                format!(
+                    "`except_downloader` in rule.exec `{}` needs `downloaded = true`: it names downloaders whose programs that condition lets pass",
                     def.name.value
                 ),
             ));
@@ -271,6 +289,8 @@ impl ExecRule {
             stdio_socket: def.stdio_socket,
             parent_stdio_socket: def.parent_stdio_socket,
             changed_within: def.changed_within.map(|w| w.value),
+            downloaded: def.downloaded,
+            except_downloader: globs(def.except_downloader, "except_downloader")?,
         })
     }
 
@@ -289,6 +309,10 @@ impl ExecRule {
             && self
                 .changed_within
                 .is_none_or(|w| ctx.image_changed_secs_ago.is_some_and(|age| age <= w))
+            && (!self.downloaded
+                || ctx.downloaded_by.is_some_and(|by| {
+                    !self.except_downloader.as_ref().is_some_and(|g| g.is_match(by))
+                }))
     }
 
     /// Only the exec'd path is tested: the kernel can refuse the exec itself.
@@ -299,6 +323,7 @@ impl ExecRule {
             && !self.stdio_socket
             && !self.parent_stdio_socket
             && self.changed_within.is_none()
+            && !self.downloaded
     }
 }
 

@@ -76,6 +76,8 @@ pub(super) struct RawExecRule {
     pub stdio_socket: Option<bool>,
     pub parent_stdio_socket: Option<bool>,
     pub changed_within: Option<Spanned<u64>>,
+    pub downloaded: Option<bool>,
+    pub except_downloader: SpannedList<String>,
 }
 
 #[derive(Debug, Deserialize)]

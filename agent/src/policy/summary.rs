@@ -28,6 +28,12 @@ impl Policy {
             if let Some(w) = r.changed_within {
                 when.insert("changed_within".into(), json!(w));
             }
+            if r.downloaded {
+                when.insert("downloaded".into(), json!(true));
+            }
+            if let Some(x) = &r.except_downloader {
+                when.insert("except_downloader".into(), globs(x));
+            }
             json!({ "name": r.name, "kind": "exec", "action": r.action, "conditions": when })
         });
         let connect = self.connect.iter().map(|r| {

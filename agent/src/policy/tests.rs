@@ -34,6 +34,7 @@ fn exec<'a>(path: &'a str) -> ExecContext<'a> {
         stdio_socket: false,
         parent_stdio_socket: false,
         image_changed_secs_ago: None,
+        downloaded_by: None,
     }
 }
 
@@ -176,6 +177,36 @@ changed_within = 300
 }
 
 #[test]
+fn downloaded_matches_programs_a_network_client_wrote_bar_the_excepted() {
+    let p = one(
+        r#"
+[[rule.exec]]
+name = "fetched"
+action = "alert"
+downloaded = true
+except_downloader = ["/usr/bin/apt*"]
+
+[[rule.exec]]
+name = "fetched-into-tmp"
+action = "kill"
+path = ["/tmp/**"]
+downloaded = true
+"#,
+    );
+    let by = |path, who| ExecContext { downloaded_by: who, ..exec(path) };
+    assert_eq!(names(&p.exec_rules(&by("/opt/x", Some("/usr/bin/curl")))), ["fetched"]);
+    assert_eq!(names(&p.exec_rules(&by("/tmp/x", Some("/usr/bin/curl")))), ["fetched", "fetched-into-tmp"]);
+    // The exception is the first rule's only; the second names no exception.
+    assert_eq!(names(&p.exec_rules(&by("/tmp/x", Some("/usr/bin/apt-get")))), ["fetched-into-tmp"]);
+    assert!(p.exec_rules(&by("/tmp/x", None)).is_empty());
+    assert!(p.kernel_exec_denies().is_empty(), "the kernel cannot tell who wrote an image");
+    assert_eq!(
+        p.summary()["rules"][0]["conditions"],
+        serde_json::json!({"downloaded": true, "except_downloader": ["/usr/bin/apt*"]})
+    );
+}
+
+#[test]
 fn exec_rule_needs_every_condition_it_names() {
     let hash = "AB".repeat(32);
     let p = one(&format!(
@@ -204,6 +235,7 @@ stdio_socket = true
         stdio_socket,
         parent_stdio_socket: false,
         image_changed_secs_ago: None,
+        downloaded_by: None,
     };
     assert!(p.exec_rules(&ctx(None, None, false)).is_empty());
     assert_eq!(

@@ -5,6 +5,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use super::downloads::Download;
 use crate::policy::{Action, ExecContext, Policy};
 
 /// What an exec showed that the table does not keep, for rules that can only be checked later
@@ -19,6 +20,8 @@ pub(super) struct ExecSeen {
     /// Only for images changed within the policy's longest `changed_within`, so that the
     /// host's settled binaries, nearly every exec, still share their memo entries.
     pub image_changed_secs_ago: Option<u64>,
+    /// Only for images a network client wrote: rare, so they cost the memo nothing.
+    pub download: Option<Download>,
 }
 
 /// Rule name and action of each exec rule that matched.
@@ -66,6 +69,7 @@ pub(super) fn exec_hits(policy: &Policy, seen: &ExecSeen, sha256: Option<&str>) 
             stdio_socket: seen.stdio_socket,
             parent_stdio_socket: seen.parent_stdio_socket,
             image_changed_secs_ago: seen.image_changed_secs_ago,
+            downloaded_by: seen.download.as_ref().map(|d| d.downloader.as_ref()),
         };
         for r in policy.exec_rules(&ctx) {
             if !hits.iter().any(|(n, _)| n == r.name) {
@@ -105,6 +109,7 @@ parent = ["/usr/sbin/nginx"]
             stdio_socket: false,
             parent_stdio_socket: false,
             image_changed_secs_ago: None,
+            download: None,
         }
     }
 

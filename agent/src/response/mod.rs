@@ -12,6 +12,7 @@ pub mod actions_log;
 pub mod actor;
 mod actors;
 pub mod decision;
+mod downloads;
 mod exec_memo;
 pub mod file_watches;
 pub mod kernel;

@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 use super::{
     actor::ActorMsg,
     decision::{Act, Decision, Target},
+    downloads::{Download, NetPeers},
     exec_memo::{ExecMemo, ExecSeen},
     file_watches::FileWatchIndex,
     masquerade::kernel_thread_disguise,
@@ -55,6 +56,9 @@ pub struct ResponseStats {
     pub scan_actors_untracked: AtomicU64,
     /// Processes whose file churn was not followed for mass replacement: the table was full.
     pub churn_actors_untracked: AtomicU64,
+    /// Processes with an internet connection forgotten to keep that table bounded: a program
+    /// one of them wrote no longer counts as downloaded.
+    pub net_peers_forgotten: AtomicU64,
 }
 
 /// Decisions wait here while the actor works (a quarantine takes milliseconds).
@@ -93,6 +97,8 @@ pub struct Responder {
     files: FileWatchIndex,
     scans: ScanWatch<Id>,
     replacements: ReplaceWatch<Id>,
+    /// Processes that made or accepted an internet connection, for `rule.exec.downloaded`.
+    net_peers: NetPeers,
     pub stats: Arc<ResponseStats>,
 }
 
@@ -121,6 +127,7 @@ impl Responder {
             files,
             scans: ScanWatch::default(),
             replacements: ReplaceWatch::default(),
+            net_peers: NetPeers::default(),
             stats: Arc::new(ResponseStats::default()),
         }
     }
@@ -242,6 +249,7 @@ impl Responder {
             image_changed_secs_ago: policy
                 .max_changed_within()
                 .and_then(|max| changed_secs_ago(&ev.image).filter(|age| *age <= max)),
+            download: self.net_peers.download(&ev.written_by, ev.header.ktime_ns),
         };
         let kernel_rule = ev
             .denied_by()
@@ -252,7 +260,10 @@ impl Responder {
             self.corroborate(table, seqs, key, "memfd exec");
         }
         let hits = self.exec_memo.hits(&policy, &seen, None);
-        let changed = seen.image_changed_secs_ago;
+        let matched = Matched::Exec {
+            changed: seen.image_changed_secs_ago,
+            download: seen.download.as_ref().map(Download::describe),
+        };
         self.execs.insert(id(key), seen);
         if let Some(rule) = kernel_rule {
             let target = Target::from_table(table, seqs, key);
@@ -270,7 +281,7 @@ impl Responder {
             });
             return;
         }
-        self.rule_hits(&policy, table, seqs, key, hits, Matched::Exec(changed));
+        self.rule_hits(&policy, table, seqs, key, hits, matched);
         if let Some(detail) = disguise {
             self.on_security_event(table, seqs, key, SecurityEvent::FakeKernelThread, detail);
         }
@@ -295,8 +306,26 @@ impl Responder {
                 ..Default::default()
             });
         let hits = self.exec_memo.hits(&policy, &seen, Some(&sha));
-        let changed = seen.image_changed_secs_ago;
-        self.rule_hits(&policy, table, seqs, key, hits, Matched::Exec(changed));
+        let matched = Matched::Exec {
+            changed: seen.image_changed_secs_ago,
+            download: seen.download.as_ref().map(Download::describe),
+        };
+        self.rule_hits(&policy, table, seqs, key, hits, matched);
+    }
+
+    /// Remembers a process that made (or has in progress) or accepted an internet connection.
+    fn note_net_peer(&mut self, table: &ProcessTable, key: ProcessKey, ev: &NetEvent) {
+        // A non-blocking connect (curl, wget) answers EINPROGRESS; the answer comes later.
+        const EINPROGRESS: i32 = -115;
+        let kind = ev.header.kind;
+        let made = kind == EventKind::Connect as u16 && (ev.ret == 0 || ev.ret == EINPROGRESS);
+        let accepted = kind == EventKind::Accept as u16 && ev.ret >= 0;
+        if (made || accepted) && ev.addr.ip().is_some_and(|a| !a.is_unspecified()) {
+            self.net_peers.connected(key.tgid, exe_of(table, key));
+            self.stats
+                .net_peers_forgotten
+                .store(self.net_peers.forgotten, Relaxed);
+        }
     }
 
     pub fn on_net(
@@ -306,6 +335,7 @@ impl Responder {
         key: ProcessKey,
         ev: &NetEvent,
     ) {
+        self.note_net_peer(table, key, ev);
         if ev.header.kind != EventKind::Connect as u16 {
             return;
         }
@@ -828,10 +858,14 @@ impl Responder {
 }
 
 /// What a process did that rules were matched against.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Matched<'a> {
-    /// With the seconds since its image changed, when a `changed_within` made them matter.
-    Exec(Option<u64>),
+    /// With the seconds since its image changed, when a `changed_within` made them matter,
+    /// and who downloaded it, when a network client wrote it.
+    Exec {
+        changed: Option<u64>,
+        download: Option<String>,
+    },
     Connect { addr: IpAddr, port: u16, ret: i32 },
     /// A security event, described for the operator.
     Event(&'a str),
@@ -839,15 +873,20 @@ enum Matched<'a> {
 
 impl Matched<'_> {
     /// For the incident's `VIGIL_DETAIL`; an exec is already the incident's exe and cmdline,
-    /// and only the age of its image is added.
-    fn detail(self) -> Option<String> {
+    /// and only the age of its image and who downloaded it are added.
+    fn detail(&self) -> Option<String> {
         match self {
-            Matched::Exec(None) => None,
-            Matched::Exec(Some(secs)) => Some(format!("image changed {secs}s before the exec")),
+            Matched::Exec { changed, download } => {
+                let changed = changed.map(|secs| format!("image changed {secs}s before the exec"));
+                match (changed, download) {
+                    (Some(c), Some(d)) => Some(format!("{c}; {d}")),
+                    (c, d) => c.or_else(|| d.clone()),
+                }
+            }
             Matched::Connect { addr, port, ret } => {
                 Some(format!("connect to {addr} port {port} (result {ret})"))
             }
-            Matched::Event(what) => Some(what.to_owned()),
+            Matched::Event(what) => Some((*what).to_owned()),
         }
     }
 }

@@ -1,0 +1,163 @@
+//! Programs a network client wrote. The kernel's exec record names the process whose `O_CREAT`
+//! open last made the image (`CreatedBy`, `agent-ebpf/src/created.rs`); this remembers which
+//! processes made or accepted an internet connection, from the same event stream, so an exec
+//! can say "written 2s before by curl, which connected" whatever the file is called and
+//! wherever it lies. The writer's parent counts as well: `exec 3<>/dev/tcp/h/p; cat <&3 >x`
+//! connects in the shell and writes in its forked child.
+
+use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use agent_common::CreatedBy;
+
+/// Processes remembered at most; past it the oldest quarter is forgotten at once, so a host
+/// that connects from ever new processes pays for the eviction rarely.
+const MAX_PEERS: usize = 8192;
+
+/// A program written by a process that made or accepted an internet connection (or by the
+/// child of one).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Download {
+    /// The executable of the process that connected, as it was at its last connect.
+    pub downloader: Arc<str>,
+    pub downloader_pid: u32,
+    /// The process whose open created or truncated the image.
+    pub writer_pid: u32,
+    pub secs_before_exec: u64,
+}
+
+impl Download {
+    /// For the incident's detail.
+    pub fn describe(&self) -> String {
+        let n = self.secs_before_exec;
+        // The table may not have known the executable (a process older than vigil's scan).
+        let who = if self.downloader.is_empty() {
+            format!("pid {}", self.downloader_pid)
+        } else {
+            format!("{} (pid {})", self.downloader, self.downloader_pid)
+        };
+        if self.writer_pid == self.downloader_pid {
+            format!("image written {n}s before the exec by {who}, which made or accepted an internet connection")
+        } else {
+            format!(
+                "image written {n}s before the exec by pid {}, a child of {who}, which made or accepted an internet connection",
+                self.writer_pid
+            )
+        }
+    }
+}
+
+struct Peer {
+    exe: Arc<str>,
+    at: Instant,
+}
+
+/// tgid -> the executable it had when it last made or accepted an internet connection.
+#[derive(Default)]
+pub(super) struct NetPeers {
+    by_tgid: HashMap<u32, Peer>,
+    /// Processes forgotten to stay within `MAX_PEERS`; reported in status.
+    pub forgotten: u64,
+}
+
+impl NetPeers {
+    pub fn connected(&mut self, tgid: u32, exe: Arc<str>) {
+        if self.by_tgid.len() >= MAX_PEERS && !self.by_tgid.contains_key(&tgid) {
+            self.forget_oldest(MAX_PEERS / 4);
+        }
+        self.by_tgid.insert(
+            tgid,
+            Peer {
+                exe,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    fn forget_oldest(&mut self, n: usize) {
+        let mut ages: Vec<(Instant, u32)> = self.by_tgid.iter().map(|(t, p)| (p.at, *t)).collect();
+        ages.sort_unstable();
+        for (_, tgid) in ages.into_iter().take(n) {
+            self.by_tgid.remove(&tgid);
+        }
+        self.forgotten += n as u64;
+    }
+
+    /// Whether the image an exec at `exec_ktime_ns` runs was written by a network client:
+    /// the writer itself, else the parent it was forked from.
+    pub fn download(&self, written: &CreatedBy, exec_ktime_ns: u64) -> Option<Download> {
+        if written.tgid == 0 {
+            return None;
+        }
+        let (pid, peer) = [written.tgid, written.parent_tgid]
+            .into_iter()
+            .filter(|t| *t != 0)
+            .find_map(|t| self.by_tgid.get(&t).map(|p| (t, p)))?;
+        Some(Download {
+            downloader: Arc::clone(&peer.exe),
+            downloader_pid: pid,
+            writer_pid: written.tgid,
+            secs_before_exec: exec_ktime_ns.saturating_sub(written.ns) / 1_000_000_000,
+        })
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.by_tgid.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(tgid: u32, parent_tgid: u32, ns: u64) -> CreatedBy {
+        CreatedBy { tgid, parent_tgid, ns }
+    }
+
+    #[test]
+    fn the_writer_or_its_parent_must_have_connected() {
+        let mut peers = NetPeers::default();
+        peers.connected(100, "/usr/bin/curl".into());
+        peers.connected(200, "/usr/bin/bash".into());
+        let curl = peers.download(&written(100, 50, 1_000_000_000), 4_500_000_000).expect("curl wrote it");
+        assert_eq!((curl.downloader.as_ref(), curl.downloader_pid, curl.writer_pid), ("/usr/bin/curl", 100, 100));
+        assert_eq!(curl.secs_before_exec, 3);
+        assert_eq!(
+            curl.describe(),
+            "image written 3s before the exec by /usr/bin/curl (pid 100), which made or accepted an internet connection"
+        );
+        // A shell child that wrote what its parent's /dev/tcp connection read.
+        let child = peers.download(&written(201, 200, 0), 0).expect("the parent connected");
+        assert_eq!((child.downloader_pid, child.writer_pid), (200, 201));
+        assert!(child.describe().contains("by pid 201, a child of /usr/bin/bash (pid 200)"), "{}", child.describe());
+        // cp, a compiler, an unpacker: nobody in the line connected.
+        assert_eq!(peers.download(&written(300, 301, 0), 0), None);
+        // No create seen (the image predates vigil): nothing to say.
+        assert_eq!(peers.download(&CreatedBy::default(), 0), None);
+        peers.connected(500, "".into());
+        let unknown = peers.download(&written(500, 0, 0), 0).expect("connected");
+        assert!(unknown.describe().contains("by pid 500, which made"), "{}", unknown.describe());
+        // Init's children carry parent 0, which names nobody.
+        peers.connected(0, "/sbin/init".into());
+        assert_eq!(peers.download(&written(400, 0, 0), 0), None);
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_forgets_the_oldest() {
+        let mut peers = NetPeers::default();
+        for t in 1..=MAX_PEERS as u32 {
+            peers.connected(t, "/usr/bin/curl".into());
+        }
+        assert_eq!(peers.len(), MAX_PEERS);
+        // Reconnecting a known process is an update, not growth.
+        peers.connected(MAX_PEERS as u32, "/usr/bin/wget".into());
+        assert_eq!((peers.len(), peers.forgotten), (MAX_PEERS, 0));
+        peers.connected(MAX_PEERS as u32 + 1, "/usr/bin/curl".into());
+        assert_eq!(peers.len(), MAX_PEERS - MAX_PEERS / 4 + 1);
+        assert_eq!(peers.forgotten, (MAX_PEERS / 4) as u64);
+        assert!(peers.download(&written(1, 0, 0), 0).is_none(), "the oldest went first");
+        assert!(peers.download(&written(MAX_PEERS as u32 + 1, 0, 0), 0).is_some());
+        let w = peers.download(&written(MAX_PEERS as u32, 0, 0), 0).expect("kept");
+        assert_eq!(w.downloader.as_ref(), "/usr/bin/wget");
+    }
+}
