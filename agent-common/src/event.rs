@@ -223,6 +223,8 @@ pub const EXEC_FLAG_DENY_SPARED: u32 = 1 << 4;
 
 /// `S_IFSOCK`, as in `stdio_modes`.
 pub const S_IFSOCK: u16 = 0o140000;
+/// `S_IFIFO` (a pipe or named pipe), as in `stdio_modes`.
+pub const S_IFIFO: u16 = 0o010000;
 pub const S_IFMT: u16 = 0o170000;
 
 /// `sched_process_fork`; the header names the parent thread.

@@ -1412,6 +1412,89 @@ fn a_downloaded_program_is_alerted_with_its_downloader_and_a_copy_is_not() {
     }
 }
 
+/// `curl URL | sh` live: a script fetched over TCP by a Python client and piped into `sh` is
+/// alerted at the shell as `download-piped-to-shell`, naming the fetcher; a local pipe into
+/// `sh`, and a fetch piped into `sh -c` (which runs its argument, not the pipe), are not.
+#[test]
+fn a_download_piped_into_a_shell_is_alerted_and_local_pipes_are_not() {
+    let test = "a_download_piped_into_a_shell_is_alerted_and_local_pipes_are_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("piped");
+    let marker = dir.join("fetched-script-ran");
+    let daemon = Daemon::start("piped", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+
+    let script = format!("touch {}\n", marker.display());
+    let mut server = Reap(
+        Command::new("/usr/bin/python3")
+            .args(["-c", "import socket, sys\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4)\nprint(s.getsockname()[1], flush=True)\nfor _ in range(2):\n    c, _ = s.accept(); c.sendall(sys.argv[1].encode()); c.close()\n", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("server"),
+    );
+    let mut port = String::new();
+    {
+        use std::io::BufRead;
+        let out = server.0.stdout.take().expect("stdout");
+        std::io::BufReader::new(out).read_line(&mut port).expect("port");
+    }
+    let fetch = format!(
+        "/usr/bin/python3 -c \"import socket, sys; c = socket.create_connection(('127.0.0.1', {})); sys.stdout.buffer.write(c.recv(65536))\"",
+        port.trim()
+    );
+    let mut pipelines = vec![];
+    for line in [format!("{fetch} | sh"), "echo true | sh".to_owned(), format!("{fetch} | sh -c 'cat >/dev/null'")] {
+        let child = Command::new("bash").args(["-c", &line]).spawn().expect("pipeline");
+        let pid = child.id();
+        assert!(Reap(child).0.wait().expect("wait").success(), "{line}");
+        pipelines.push(pid);
+    }
+    assert!(marker.exists(), "the fetched script did not run");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 1 {
+        assert!(Instant::now() < deadline, "no alert: {}", daemon.status()["response"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, events) = daemon.stop();
+    // Each pipeline's `sh`, by its parent, the `bash -c` that ran the line.
+    let sh_of = |bash: u32| {
+        events
+            .iter()
+            .find(|e| {
+                e["type"] == "exec"
+                    && e["parent_pid"].as_u64() == Some(u64::from(bash))
+                    && e["argv"][0] == "sh"
+            })
+            .and_then(|e| e["pid"].as_u64())
+            .unwrap_or_else(|| panic!("no sh exec under {bash}"))
+            .to_string()
+    };
+    let fetched = sh_of(pipelines[0]);
+    let found = entries(&cursor, "the download-piped-to-shell alert", |e| {
+        f(e, "VIGIL_REASON") == "download-piped-to-shell" && f(e, "VIGIL_PID") == fetched
+    });
+    if let Some(a) = found.first() {
+        let detail = f(a, "VIGIL_DETAIL");
+        assert!(
+            detail.contains("reads its program from a pipe while /usr/bin/python3")
+                && detail.contains("made or accepted an internet connection"),
+            "{a}"
+        );
+    }
+    if let Some(c) = &cursor {
+        let quiet = [sh_of(pipelines[1]), sh_of(pipelines[2])];
+        let others = read_vigil_entries(c, Duration::from_secs(1), |e| {
+            f(e, "VIGIL_REASON") == "download-piped-to-shell" && quiet.contains(&f(e, "VIGIL_PID"))
+        });
+        assert!(others.is_empty(), "a local pipe or sh -c was alerted: {others:?}");
+    }
+}
+
 /// File rules on the real kernel: a watched file read through a relative path, a new file
 /// written under a watched directory after the policy loaded and another moved in there (both
 /// killed), and the shipped default's credential and log rules (a log emptied, then removed),

@@ -212,6 +212,7 @@ impl StatusBuilder {
             s.losses.insert("response_scan_processes_untracked".into(), r.decisions.scan_actors_untracked.load(Relaxed));
             s.losses.insert("response_churn_processes_untracked".into(), r.decisions.churn_actors_untracked.load(Relaxed));
             s.losses.insert("response_net_peers_forgotten".into(), r.decisions.net_peers_forgotten.load(Relaxed));
+            s.losses.insert("response_pipelines_forgotten".into(), r.decisions.pipelines_forgotten.load(Relaxed));
             s.losses.insert("journal_undelivered".into(), (r.journal_undelivered)());
         }
         let internal: BTreeMap<String, u64> = s

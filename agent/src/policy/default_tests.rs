@@ -62,6 +62,7 @@ fn default_settings() {
             "fake-kernel-thread",
             "setuid-bit",
             "raw-socket",
+            "download-piped-to-shell",
             "mass-file-replacement",
             "credential-read",
             "ssh-key-read",

@@ -68,10 +68,13 @@ pub enum SecurityEvent {
     RawSocket,
     /// Many files replaced by their names with an extension added (`response::mass_replace`).
     MassReplace,
+    /// A shell or interpreter reading its program from a pipe while a process started beside
+    /// it makes or accepts an internet connection: `curl URL | sh` (`response::piped`).
+    PipedDownload,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 11] = [
+    pub const ALL: [SecurityEvent; 12] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -83,6 +86,7 @@ impl SecurityEvent {
         SecurityEvent::SetuidBit,
         SecurityEvent::RawSocket,
         SecurityEvent::MassReplace,
+        SecurityEvent::PipedDownload,
     ];
 
     pub fn name(self) -> &'static str {
@@ -98,6 +102,7 @@ impl SecurityEvent {
             SecurityEvent::SetuidBit => "setuid_bit",
             SecurityEvent::RawSocket => "raw_socket",
             SecurityEvent::MassReplace => "mass_replace",
+            SecurityEvent::PipedDownload => "piped_download",
         }
     }
 

@@ -18,6 +18,7 @@ pub mod file_watches;
 pub mod kernel;
 mod masquerade;
 mod mass_replace;
+mod piped;
 mod port_scan;
 pub mod ratelimit;
 pub mod responder;

@@ -15,7 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::{EventKind, ExecEvent, FileChurnEvent, FileEvent, NetEvent, PathChangeEvent};
+use agent_common::{
+    EventKind, ExecEvent, FileChurnEvent, FileEvent, NetEvent, PathChangeEvent, S_IFIFO,
+};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
@@ -26,6 +28,7 @@ use super::{
     exec_memo::{ExecMemo, ExecSeen},
     file_watches::FileWatchIndex,
     masquerade::kernel_thread_disguise,
+    piped::{Fetch, PipedWatch, reads_program_from_stdin},
     mass_replace::ReplaceWatch,
     port_scan::ScanWatch,
     ratelimit::{Admit, RateLimit},
@@ -59,6 +62,8 @@ pub struct ResponseStats {
     /// Processes with an internet connection forgotten to keep that table bounded: a program
     /// one of them wrote no longer counts as downloaded.
     pub net_peers_forgotten: AtomicU64,
+    /// Pipelines forgotten to keep the `curl | sh` watch bounded.
+    pub pipelines_forgotten: AtomicU64,
 }
 
 /// Decisions wait here while the actor works (a quarantine takes milliseconds).
@@ -99,6 +104,8 @@ pub struct Responder {
     replacements: ReplaceWatch<Id>,
     /// Processes that made or accepted an internet connection, for `rule.exec.downloaded`.
     net_peers: NetPeers,
+    /// Shells reading a program from a pipe, and connections their siblings made.
+    piped: PipedWatch,
     pub stats: Arc<ResponseStats>,
 }
 
@@ -128,6 +135,7 @@ impl Responder {
             scans: ScanWatch::default(),
             replacements: ReplaceWatch::default(),
             net_peers: NetPeers::default(),
+            piped: PipedWatch::default(),
             stats: Arc::new(ResponseStats::default()),
         }
     }
@@ -285,6 +293,23 @@ impl Responder {
         if let Some(detail) = disguise {
             self.on_security_event(table, seqs, key, SecurityEvent::FakeKernelThread, detail);
         }
+        if ev.stdio_modes[0] == S_IFIFO {
+            let argv: Vec<String> = args
+                .split(|&b| b == 0)
+                .skip(1)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let argv: Vec<&str> = argv.iter().map(String::as_str).filter(|a| !a.is_empty()).collect();
+            let exe = exe_of(table, key);
+            if reads_program_from_stdin(&exe, &argv) {
+                let parent = table.get_key(&key).map_or(0, |p| p.ppid);
+                let fetched = self.piped.reader(key, Arc::clone(&exe), parent, Instant::now());
+                self.note_piped_forgotten();
+                if let Some(fetch) = fetched {
+                    self.piped_download(table, seqs, key, &exe, &fetch);
+                }
+            }
+        }
     }
 
     /// sha256 rules can only match once the hasher is done with the image; the rest of the
@@ -313,18 +338,52 @@ impl Responder {
         self.rule_hits(&policy, table, seqs, key, hits, matched);
     }
 
-    /// Remembers a process that made (or has in progress) or accepted an internet connection.
-    fn note_net_peer(&mut self, table: &ProcessTable, key: ProcessKey, ev: &NetEvent) {
+    fn piped_download(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        reader: ProcessKey,
+        exe: &str,
+        fetch: &Fetch,
+    ) {
+        let detail = fetch.describe(exe);
+        self.on_security_event(table, seqs, reader, SecurityEvent::PipedDownload, detail);
+    }
+
+    fn note_piped_forgotten(&self) {
+        self.stats
+            .pipelines_forgotten
+            .store(self.piped.forgotten, Relaxed);
+    }
+
+    /// Remembers a process that made (or has in progress) or accepted an internet connection,
+    /// for programs it writes and pipelines it feeds.
+    fn note_net_peer(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &NetEvent,
+    ) {
         // A non-blocking connect (curl, wget) answers EINPROGRESS; the answer comes later.
         const EINPROGRESS: i32 = -115;
         let kind = ev.header.kind;
         let made = kind == EventKind::Connect as u16 && (ev.ret == 0 || ev.ret == EINPROGRESS);
         let accepted = kind == EventKind::Accept as u16 && ev.ret >= 0;
         if (made || accepted) && ev.addr.ip().is_some_and(|a| !a.is_unspecified()) {
-            self.net_peers.connected(key.tgid, exe_of(table, key));
+            let exe = exe_of(table, key);
+            self.net_peers.connected(key.tgid, Arc::clone(&exe));
             self.stats
                 .net_peers_forgotten
                 .store(self.net_peers.forgotten, Relaxed);
+            let parent = table.get_key(&key).map_or(0, |p| p.ppid);
+            let grandparent = table.get(parent).map_or(0, |p| p.ppid);
+            let fetch = Fetch { pid: key.tgid, start_ns: key.start_ns, exe };
+            let readers = self.piped.fetched(fetch, parent, grandparent, Instant::now());
+            self.note_piped_forgotten();
+            for (reader, reader_exe, fetch) in readers {
+                self.piped_download(table, seqs, reader, &reader_exe, &fetch);
+            }
         }
     }
 
@@ -335,7 +394,7 @@ impl Responder {
         key: ProcessKey,
         ev: &NetEvent,
     ) {
-        self.note_net_peer(table, key, ev);
+        self.note_net_peer(table, seqs, key, ev);
         if ev.header.kind != EventKind::Connect as u16 {
             return;
         }

