@@ -26,6 +26,9 @@ pub const COUNT_EXEC_DENY_SIGNAL_FAILED: u32 = 28;
 /// File churn names not sent because the `EVENTS` ring was half full: exec, exit and security
 /// records keep the other half (see `FileChurnEvent`).
 pub const LOSS_CHURN_RING_BUSY: u32 = 29;
+/// `O_CREAT` opens whose writer could not be remembered (the file or its inode unreadable, or
+/// the `CREATED` update refused): a program written then would not be named as downloaded.
+pub const LOSS_CREATED_UNRECORDED: u32 = 30;
 /// Records of each kind successfully submitted live at `EMITTED_BASE + kind`.
 pub const EMITTED_BASE: u32 = 32;
 
@@ -44,3 +47,4 @@ pub const fn emitted_index(kind: EventKind) -> u32 {
 
 const _: () = assert!(EMITTED_BASE as usize + EventKind::COUNT <= COUNTER_SLOTS as usize);
 const _: () = assert!((EventKind::COUNT as u32) <= LOSS_SYSCALLS_IN_LOST_BATCHES);
+const _: () = assert!(LOSS_CREATED_UNRECORDED < EMITTED_BASE);

@@ -9,11 +9,11 @@
 //! scripts are exec'd through their interpreter (`mm->exe_file` is /bin/sh), so only native
 //! programs are named this way.
 
-use agent_common::{CreatedBy, FileKey, ImageId};
+use agent_common::{CreatedBy, FileKey, ImageId, LOSS_CREATED_UNRECORDED};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 
 use crate::{
-    emit::current_ids,
+    emit::{bump, current_ids},
     maps::CREATED,
     task::{KPtr, config, offsets},
 };
@@ -27,20 +27,21 @@ pub fn opened(file: u64) {
     if tgid == config().self_tgid {
         return;
     }
-    let o = offsets();
-    if file == 0 {
-        return;
+    if record(tgid, file).is_none() {
+        bump(LOSS_CREATED_UNRECORDED, 1);
     }
-    let Some(inode) = KPtr::from_raw(file as *const u8).read_ptr(o.file_inode) else {
-        return;
-    };
+}
+
+#[inline(always)]
+fn record(tgid: u32, file: u64) -> Option<()> {
+    if file == 0 {
+        return None;
+    }
+    let o = offsets();
+    let inode = KPtr::from_raw(file as *const u8).read_ptr(o.file_inode)?;
     // `i_sb` and `i_ino` sit close together in `struct inode`: one read.
-    let Some((sb, ino)) = inode.read_pair(o.inode_sb, o.inode_ino) else {
-        return;
-    };
-    let Some(dev) = KPtr::from_raw(sb as *const u8).read::<u32>(o.sb_dev) else {
-        return;
-    };
+    let (sb, ino) = inode.read_pair(o.inode_sb, o.inode_ino)?;
+    let dev = KPtr::from_raw(sb as *const u8).read::<u32>(o.sb_dev)?;
     // init's and kthreadd's children are every service on the host: their parent says nothing.
     let parent_tgid = KPtr::current_task()
         .read_ptr(o.task_real_parent)
@@ -59,10 +60,9 @@ pub fn opened(file: u64) {
     match CREATED.get_ptr_mut(&key) {
         // SAFETY: a pointer to the map's value, valid for this program's run.
         Some(v) => unsafe { *v = by },
-        None => {
-            let _ = CREATED.insert(key, by, 0);
-        }
+        None => CREATED.insert(key, by, 0).ok()?,
     }
+    Some(())
 }
 
 /// The last `O_CREAT` open of `image` seen; all zero when none was.

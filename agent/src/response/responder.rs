@@ -28,8 +28,8 @@ use super::{
     exec_memo::{ExecMemo, ExecSeen},
     file_watches::FileWatchIndex,
     masquerade::kernel_thread_disguise,
-    piped::{Fetch, PipedWatch, reads_program_from_stdin},
     mass_replace::ReplaceWatch,
+    piped::{Fetch, PipedWatch, reads_program_from_stdin},
     port_scan::ScanWatch,
     ratelimit::{Admit, RateLimit},
 };
@@ -294,12 +294,13 @@ impl Responder {
             self.on_security_event(table, seqs, key, SecurityEvent::FakeKernelThread, detail);
         }
         if ev.stdio_modes[0] == S_IFIFO {
-            let argv: Vec<String> = args
+            // An argument that is not UTF-8 reads as a script path: not a reader of stdin.
+            let argv: Vec<&str> = args
                 .split(|&b| b == 0)
                 .skip(1)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .filter(|a| !a.is_empty())
+                .map(|a| std::str::from_utf8(a).unwrap_or("?"))
                 .collect();
-            let argv: Vec<&str> = argv.iter().map(String::as_str).filter(|a| !a.is_empty()).collect();
             let exe = exe_of(table, key);
             if reads_program_from_stdin(&exe, &argv) {
                 let parent = table.get_key(&key).map_or(0, |p| p.ppid);

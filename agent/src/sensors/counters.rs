@@ -40,6 +40,8 @@ pub struct CounterSnapshot {
     pub pending_missing: u64,
     /// File churn names the kernel held back to keep half the events ring for the rest.
     pub churn_ring_busy: u64,
+    /// `O_CREAT` opens whose writer the kernel could not remember.
+    pub created_unrecorded: u64,
     /// Kernel enforcement: execs killed, deny signals that failed, connects refused.
     pub exec_denied: u64,
     pub exec_deny_signal_failed: u64,
@@ -63,6 +65,7 @@ impl CounterSnapshot {
         out.insert("program_runs_skipped".into(), self.program_runs_skipped);
         out.insert("pending_missing".into(), self.pending_missing);
         out.insert("churn_names_ring_busy".into(), self.churn_ring_busy);
+        out.insert("created_writer_unrecorded".into(), self.created_unrecorded);
         out
     }
 
@@ -103,6 +106,7 @@ impl KernelCounters {
         }
         s.pending_missing = self.sum(LOSS_PENDING_MISSING)?;
         s.churn_ring_busy = self.sum(agent_common::LOSS_CHURN_RING_BUSY)?;
+        s.created_unrecorded = self.sum(agent_common::LOSS_CREATED_UNRECORDED)?;
         s.exec_denied = self.sum(agent_common::COUNT_EXEC_DENIED)?;
         s.exec_deny_signal_failed = self.sum(agent_common::COUNT_EXEC_DENY_SIGNAL_FAILED)?;
         s.net_denied_quarantine = self.sum(agent_common::COUNT_NET_DENIED_QUARANTINE)?;
