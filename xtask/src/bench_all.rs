@@ -301,12 +301,13 @@ fn render() -> Result<String> {
          (and unlink and rename) also pays the mass-replacement count \
          (`agent-ebpf/src/churn.rs`: three LRU map updates, for the process, its parent and its \
          grandparent): with bpf_stats, the `sys_exit` program's time per `O_WRONLY|O_CREAT|O_TRUNC` \
-         open went from ~0.67 to ~1.3 µs when it came in (commit 1a84125, after the run of \
-         2026-11-26 10:30); read-only opens did not move beyond noise. Each `O_CREAT` open also \
-         records its writer by inode for `downloaded-program-run` (`agent-ebpf/src/created.rs`: \
-         three probe reads and an LRU update, in place when the file was created before): \
-         ~0.3 µs more, the same loop of one file, three alternating runs, 1142–1231 → \
-         1429–1800 ns (added after that run too).\n\
+         open went from ~0.67 to ~1.3 µs when it came in (commit 1a84125); read-only opens did \
+         not move beyond noise. Each `O_CREAT` open also records its writer by inode for \
+         `downloaded-program-run` (`agent-ebpf/src/created.rs`: three probe reads and an LRU \
+         update, in place when the file was created before): ~0.3 µs more, the same loop of one \
+         file, three alternating runs, 1142–1231 → 1429–1800 ns (commit 9ea6702). Both are in \
+         every vigil arm of the table's file-rules row, so that row's differences leave them \
+         out; the \"vigil without file rules\" figure for trunc includes them.\n\
          - **exec → response**: exec and security records force the ring wakeup (the kernel's \
          default wakes the reader only when it has consumed everything before the record, and a \
          lazily written fork record always precedes an exec): exec → journald kill entry ~0.3 \
