@@ -120,17 +120,17 @@ pub fn levels_for(flags: u32) -> u32 {
 }
 
 /// An open with `flags`, to be looked at `levels` deep (`levels_for`, non-zero), returned
-/// `fd` (>= 0) to the current task, whose file `btf_file` is when the caller could read it
-/// directly (tp_btf; null otherwise: one register, since BPF calls pass at most five).
+/// `fd` (>= 0) to the current task, whose `struct file` is `file` when the caller has read it
+/// already (null otherwise: one register, since BPF calls pass at most five).
 #[inline(never)]
-pub fn opened(flags: u32, levels: u32, fd: i64, btf_file: u64) {
+pub fn opened(flags: u32, levels: u32, fd: i64, file: u64) {
     let (pid, tgid) = current_ids();
     if tgid == config().self_tgid {
         return;
     }
     let access = file_access(flags);
     let o = offsets();
-    let direct = Some(KPtr::from_raw(btf_file as *const u8)).filter(|f| !f.is_null());
+    let direct = Some(KPtr::from_raw(file as *const u8)).filter(|f| !f.is_null());
     let Some(file) = direct.or_else(|| file_of(fd as u32)) else {
         return;
     };

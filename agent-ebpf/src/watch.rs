@@ -72,14 +72,15 @@ pub fn vigil_sys_exit(ctx: BtfTracePointContext) -> u32 {
                 // SAFETY: as above, direct loads the verifier checks against pt_regs.
                 let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] };
                 let flags = files::open_flags(sys as u32, args);
-                if churn::opened(sys as u32, flags, args) {
-                    let file = files::file_of_btf(ret as u32);
-                    created::opened(file.map_or(0, |f| f.as_ptr() as u64));
-                }
-                if files::watching() {
-                    let levels = files::levels_for(flags);
+                let creates = churn::opened(sys as u32, flags, args);
+                let levels = if files::watching() { files::levels_for(flags) } else { 0 };
+                // The fd's file once, for whichever of the two wants it.
+                if creates || levels != 0 {
+                    let file = files::file_of_btf(ret as u32).map_or(0, |f| f.as_ptr() as u64);
+                    if creates {
+                        created::opened(file);
+                    }
                     if levels != 0 {
-                        let file = files::file_of_btf(ret as u32).map_or(0, |f| f.as_ptr() as u64);
                         files::opened(flags, levels, ret, file);
                     }
                 }
@@ -132,14 +133,15 @@ pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
             if ret >= 0 {
                 let args = raw_args(regs);
                 let flags = files::open_flags(sys as u32, args);
-                if churn::opened(sys as u32, flags, args) {
-                    let file = files::file_of(ret as u32);
-                    created::opened(file.map_or(0, |f| f.as_ptr() as u64));
-                }
-                if files::watching() {
-                    let levels = files::levels_for(flags);
+                let creates = churn::opened(sys as u32, flags, args);
+                let levels = if files::watching() { files::levels_for(flags) } else { 0 };
+                if creates || levels != 0 {
+                    let file = files::file_of(ret as u32).map_or(0, |f| f.as_ptr() as u64);
+                    if creates {
+                        created::opened(file);
+                    }
                     if levels != 0 {
-                        files::opened(flags, levels, ret, 0);
+                        files::opened(flags, levels, ret, file);
                     }
                 }
             }

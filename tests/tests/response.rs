@@ -65,6 +65,31 @@ fn f(e: &Value, name: &str) -> String {
     field(e, name).unwrap_or_default()
 }
 
+/// Waits up to 10 s for the daemon's alert count to reach `at_least`.
+fn wait_for_alerts(daemon: &Daemon, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < at_least {
+        assert!(Instant::now() < deadline, "fewer than {at_least} alerts: {}", daemon.status()["response"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A TCP server on 127.0.0.1 that sends `file` to its first two clients; its port.
+fn serve_twice(file: &Path) -> (Reap, String) {
+    let mut server = Reap(
+        Command::new("/usr/bin/python3")
+            .args(["-c", "import socket, sys\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4)\nprint(s.getsockname()[1], flush=True)\ndata = open(sys.argv[1], 'rb').read()\nfor _ in range(2):\n    c, _ = s.accept(); c.sendall(data); c.close()\n"])
+            .arg(file)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("server"),
+    );
+    let mut port = String::new();
+    let out = server.0.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut port).expect("port");
+    (server, port.trim().to_owned())
+}
+
 /// Kills the child when the test ends, passed or not: a frozen process still dies of SIGKILL.
 struct Reap(Child);
 
@@ -991,11 +1016,7 @@ fn a_ptrace_attach_and_a_module_load_attempt_are_alerted_with_what_happened() {
     assert!(out.status.success(), "python3: {printed}");
     assert!(printed.starts_with("0 -1"), "seize succeeds and the load fails: {printed}");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 2 {
-        assert!(Instant::now() < deadline, "no two alerts: {}", daemon.status()["response"]);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_alerts(&daemon, alerts_before + 2);
     let tracer = tracer_pid.to_string();
     let ptrace = entries(&cursor, "the ptrace-attach alert", |e| {
         f(e, "VIGIL_REASON") == "ptrace-attach" && f(e, "VIGIL_PID") == tracer
@@ -1094,11 +1115,7 @@ fn behaviour_events_are_alerted_and_their_lookalikes_are_not() {
     let printed = String::from_utf8_lossy(&sniffer.stdout).trim().to_owned();
     let (sniffer_pid, sniffer_fd) = printed.split_once(' ').unwrap_or_else(|| panic!("{sniffer:?}"));
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 5 {
-        assert!(Instant::now() < deadline, "no five alerts: {}", daemon.status()["response"]);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_alerts(&daemon, alerts_before + 5);
     let fake = entries(&cursor, "the fake-kernel-thread alert", |e| {
         f(e, "VIGIL_REASON") == "fake-kernel-thread" && f(e, "VIGIL_PID") == disguised_pid
     });
@@ -1226,11 +1243,7 @@ fn mass_replacement_is_alerted_at_the_script_and_compression_and_removal_are_not
     let shell = run(Command::new("bash").args(["-c", &script]));
     assert_eq!(fs::read_dir(dir.join("victim")).expect("victim").count(), 40);
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 1 {
-        assert!(Instant::now() < deadline, "no alert: {}", daemon.status()["response"]);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_alerts(&daemon, alerts_before + 1);
     let found = entries(&cursor, "the mass-file-replacement alert", |e| {
         f(e, "VIGIL_REASON") == "mass-file-replacement"
     });
@@ -1289,11 +1302,7 @@ fn a_hidden_program_fresh_in_tmp_is_alerted_with_its_age() {
         assert!(child.wait().expect("wait").success());
     }
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 1 {
-        assert!(Instant::now() < deadline, "no alert: {}", daemon.status()["response"]);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_alerts(&daemon, alerts_before + 1);
     let found = entries(&cursor, "the hidden-fresh-binary-in-tmp alert", |e| {
         f(e, "VIGIL_REASON") == "hidden-fresh-binary-in-tmp" && f(e, "VIGIL_PID") == pids[2]
     });
@@ -1333,21 +1342,7 @@ fn a_downloaded_program_is_alerted_with_its_downloader_and_a_copy_is_not() {
     let daemon = Daemon::start("download", &[]);
     let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
 
-    // A server that hands /usr/bin/true to its first two clients.
-    let mut server = Reap(
-        Command::new("/usr/bin/python3")
-            .args(["-c", "import socket\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4)\nprint(s.getsockname()[1], flush=True)\ndata = open('/usr/bin/true', 'rb').read()\nfor _ in range(2):\n    c, _ = s.accept(); c.sendall(data); c.close()\n"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("server"),
-    );
-    let mut port = String::new();
-    {
-        use std::io::BufRead;
-        let out = server.0.stdout.take().expect("stdout");
-        std::io::BufReader::new(out).read_line(&mut port).expect("port");
-    }
-    let port = port.trim().to_owned();
+    let (_server, port) = serve_twice(Path::new("/usr/bin/true"));
     let by_python = dir.join("update");
     let by_shell = dir.join("sub/agent");
     let copied = dir.join("copied");
@@ -1375,11 +1370,7 @@ fn a_downloaded_program_is_alerted_with_its_downloader_and_a_copy_is_not() {
         assert!(child.wait().expect("wait").success(), "{} is /usr/bin/true", path.display());
     }
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 2 {
-        assert!(Instant::now() < deadline, "no alerts: {}", daemon.status()["response"]);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_alerts(&daemon, alerts_before + 2);
     let alert = |pid: &str| {
         let found = entries(&cursor, "the downloaded-program-run alert", |e| {
             f(e, "VIGIL_REASON") == "downloaded-program-run" && f(e, "VIGIL_PID") == pid
@@ -1428,23 +1419,11 @@ fn a_download_piped_into_a_shell_is_alerted_and_local_pipes_are_not() {
     let daemon = Daemon::start("piped", &[]);
     let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
 
-    let script = format!("touch {}\n", marker.display());
-    let mut server = Reap(
-        Command::new("/usr/bin/python3")
-            .args(["-c", "import socket, sys\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4)\nprint(s.getsockname()[1], flush=True)\nfor _ in range(2):\n    c, _ = s.accept(); c.sendall(sys.argv[1].encode()); c.close()\n", &script])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("server"),
-    );
-    let mut port = String::new();
-    {
-        use std::io::BufRead;
-        let out = server.0.stdout.take().expect("stdout");
-        std::io::BufReader::new(out).read_line(&mut port).expect("port");
-    }
+    let script = dir.join("script.sh");
+    fs::write(&script, format!("touch {}\n", marker.display())).expect("script");
+    let (_server, port) = serve_twice(&script);
     let fetch = format!(
-        "/usr/bin/python3 -c \"import socket, sys; c = socket.create_connection(('127.0.0.1', {})); sys.stdout.buffer.write(c.recv(65536))\"",
-        port.trim()
+        "/usr/bin/python3 -c \"import socket, sys; c = socket.create_connection(('127.0.0.1', {port})); sys.stdout.buffer.write(c.recv(65536))\""
     );
     let mut pipelines = vec![];
     for line in [format!("{fetch} | sh"), "echo true | sh".to_owned(), format!("{fetch} | sh -c 'cat >/dev/null'")] {
@@ -1455,11 +1434,7 @@ fn a_download_piped_into_a_shell_is_alerted_and_local_pipes_are_not() {
     }
     assert!(marker.exists(), "the fetched script did not run");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.status()["response"]["alerts"].as_u64().unwrap_or(0) < alerts_before + 1 {
-        assert!(Instant::now() < deadline, "no alert: {}", daemon.status()["response"]);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_alerts(&daemon, alerts_before + 1);
     let (_, events) = daemon.stop();
     // Each pipeline's `sh`, by its parent, the `bash -c` that ran the line.
     let sh_of = |bash: u32| {
