@@ -151,7 +151,9 @@ pub mod names {
     /// tgid -> u8: processes whose syscalls are not batched (lifecycle events still flow).
     pub const MAP_IGNORED_TGIDS: &str = "IGNORED_TGIDS";
 
-    pub const PROG_SYS_ENTER: &str = "vigil_sys_enter";
+    /// tid -> `Creds`: each thread's ids as last seen (fork, exec, setuid family; seeded from
+    /// /proc at start), so a setuid-family call's exit can say what it changed.
+    pub const MAP_CREDS: &str = "CREDS";
     pub const PROG_EXEC: &str = "vigil_sched_exec";
     pub const PROG_FORK: &str = "vigil_sched_fork";
     pub const PROG_EXIT: &str = "vigil_sched_exit";
@@ -245,8 +247,9 @@ pub const SYSCALLS_POLL_MS: u64 = 10;
 /// between are read by the drain the reader makes this long after each wakeup (or by the next
 /// wakeup, if one comes first). So an exec in a burst waits at most ~this long for user space.
 pub const PROMPT_WAKEUP_COALESCE_NS: u64 = 2_000_000;
-/// Concurrent threads inside a watched syscall.
-pub const PENDING_MAP_ENTRIES: u32 = 16384;
+/// Threads whose credentials the kernel side remembers (`CREDS`): every live thread on the host,
+/// least recently used evicted.
+pub const CREDS_MAP_ENTRIES: u32 = 32768;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;
 
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 47 * 4);

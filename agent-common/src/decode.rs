@@ -13,6 +13,7 @@ unsafe impl aya::Pod for AgentConfig {}
 unsafe impl aya::Pod for SyscallBatch {}
 unsafe impl aya::Pod for FileKey {}
 unsafe impl aya::Pod for FileWatch {}
+unsafe impl aya::Pod for Creds {}
 
 /// One decoded record.
 #[derive(Clone, Debug)]

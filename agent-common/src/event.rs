@@ -331,6 +331,25 @@ pub struct Creds {
     pub fsgid: u32,
 }
 
+impl Creds {
+    /// Ids that were never recorded (a thread older than vigil whose entry was evicted): -1 is
+    /// no valid id, so no check mistakes it for root or for a user.
+    pub const UNKNOWN: Creds = Creds {
+        uid: u32::MAX,
+        euid: u32::MAX,
+        suid: u32::MAX,
+        fsuid: u32::MAX,
+        gid: u32::MAX,
+        egid: u32::MAX,
+        sgid: u32::MAX,
+        fsgid: u32::MAX,
+    };
+
+    pub fn is_known(&self) -> bool {
+        *self != Self::UNKNOWN
+    }
+}
+
 /// setuid family, reported at syscall exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -420,7 +439,7 @@ pub struct FileEvent {
 
 /// chmod / fchmod / fchmodat / fchmodat2 asking for the set-user-ID bit (`S_ISUID`): how a
 /// copied shell becomes a root backdoor (`chmod u+s`). Other modes are not reported: the mode is
-/// tested at entry, so an ordinary chmod costs nothing beyond its batch slot.
+/// tested first, so an ordinary chmod costs nothing beyond its batch slot and one bit test.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SetuidChmodEvent {

@@ -9,10 +9,12 @@ pub const LOSS_SYSCALLS_IN_LOST_BATCHES: u32 = 20;
 /// should have released it was not seen; that task's last batch may hold the running task's
 /// syscalls). A diagnostic that should stay 0.
 pub const COUNT_UNSWITCHED_SLOTS: u32 = 21;
-/// A watched syscall's entry could not be remembered (pending map full); its event was dropped.
-pub const LOSS_PENDING_MAP_FULL: u32 = 22;
-/// A watched syscall exited without a remembered entry (e.g. attached mid-call).
-pub const LOSS_PENDING_MISSING: u32 = 23;
+/// A thread's credentials could not be remembered in `CREDS` (its next setuid-family call will
+/// report the ids before it as unknown).
+pub const LOSS_CREDS_UNRECORDED: u32 = 22;
+/// A setuid-family call changed a thread's ids with no record of what they were before (see
+/// [`crate::Creds::UNKNOWN`]): its cred-change event says "unknown" instead.
+pub const LOSS_CREDS_BEFORE_UNKNOWN: u32 = 23;
 /// Syscalls counted into batches (kept for accounting: generated = emitted + lost).
 pub const COUNT_SYSCALLS_BATCHED: u32 = 24;
 /// Execs killed by a kernel deny rule.

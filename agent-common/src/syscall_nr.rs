@@ -2,6 +2,7 @@
 //! (the `syscalls` crate); these few are what the kernel side must know.
 
 pub const OPEN: u32 = 2;
+pub const RT_SIGRETURN: u32 = 15;
 pub const SOCKET: u32 = 41;
 pub const CONNECT: u32 = 42;
 pub const RENAME: u32 = 82;
@@ -15,6 +16,7 @@ pub const CLONE: u32 = 56;
 pub const FORK: u32 = 57;
 pub const VFORK: u32 = 58;
 pub const EXECVE: u32 = 59;
+pub const EXIT: u32 = 60;
 pub const PTRACE: u32 = 101;
 pub const CREAT: u32 = 85;
 pub const SETUID: u32 = 105;
@@ -26,6 +28,7 @@ pub const SETRESGID: u32 = 119;
 pub const SETFSUID: u32 = 122;
 pub const SETFSGID: u32 = 123;
 pub const INIT_MODULE: u32 = 175;
+pub const EXIT_GROUP: u32 = 231;
 pub const OPENAT: u32 = 257;
 pub const UNLINKAT: u32 = 263;
 pub const FCHMODAT: u32 = 268;
@@ -43,14 +46,13 @@ pub const FCHMODAT2: u32 = 452;
 /// `BPF_PROG_LOAD` command of bpf(2).
 pub const BPF_PROG_LOAD: u32 = 5;
 
-/// Syscalls whose entry and exit vigil inspects beyond batching them, by name and number. The
-/// raw sys_enter/sys_exit programs test membership in [`WATCHED_BITS`] and take a slow path only
-/// for these. clone and clone3 are watched only so the fork probe can report the caller's flags;
-/// fork and vfork have fixed flags the fork probe derives. The opens, renames and unlinks are
-/// only looked at while some file is watched (`FILE_WALK[0] != 0`), and only at exit. The
-/// chmods and socket are seen at exit only: a chmod when it asks for the set-user-ID bit, a
-/// socket when it is raw.
-pub const WATCHED: [(&str, u32); 34] = [
+/// Syscalls vigil inspects at exit beyond batching them, by name and number. The `sys_exit`
+/// programs test membership in [`WATCHED_BITS`] and take a slow path only for these, reading
+/// the arguments from the saved registers (x86-64 syscalls leave them there). The opens,
+/// renames and unlinks are only looked at while some file is watched (`FILE_WALK[0] != 0`), or
+/// when they create or remove a file (churn, writers); a chmod when it asks for the set-user-ID
+/// bit, a socket when it is raw.
+pub const WATCHED: [(&str, u32); 32] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
     ("accept4", ACCEPT4),
@@ -69,8 +71,6 @@ pub const WATCHED: [(&str, u32); 34] = [
     ("init_module", INIT_MODULE),
     ("finit_module", FINIT_MODULE),
     ("bpf", BPF),
-    ("clone", CLONE),
-    ("clone3", CLONE3),
     ("open", OPEN),
     ("creat", CREAT),
     ("openat", OPENAT),
@@ -88,19 +88,14 @@ pub const WATCHED: [(&str, u32); 34] = [
 ];
 
 /// Bitmap of [`WATCHED`] over syscall numbers 0..512.
-pub const WATCHED_BITS: [u64; 8] = bitmap(false);
+pub const WATCHED_BITS: [u64; 8] = bitmap();
 
-/// Bitmap of the [`WATCHED`] calls whose entry matters: all but [`is_exit_only`] ones.
-pub const WATCHED_AT_ENTRY_BITS: [u64; 8] = bitmap(true);
-
-const fn bitmap(at_entry: bool) -> [u64; 8] {
+const fn bitmap() -> [u64; 8] {
     let mut bits = [0u64; 8];
     let mut i = 0;
     while i < WATCHED.len() {
         let nr = WATCHED[i].1;
-        if !(at_entry && is_exit_only(nr)) {
-            bits[nr as usize / 64] |= 1 << (nr % 64);
-        }
+        bits[nr as usize / 64] |= 1 << (nr % 64);
         i += 1;
     }
     bits
@@ -112,12 +107,6 @@ pub fn is_watched(nr: u64) -> bool {
     test(&WATCHED_BITS, nr)
 }
 
-/// Whether `nr` is watched at entry as well as at exit.
-#[inline(always)]
-pub fn is_watched_at_entry(nr: u64) -> bool {
-    test(&WATCHED_AT_ENTRY_BITS, nr)
-}
-
 #[inline(always)]
 fn test(bits: &[u64; 8], nr: u64) -> bool {
     match bits.get((nr / 64) as usize) {
@@ -126,17 +115,24 @@ fn test(bits: &[u64; 8], nr: u64) -> bool {
     }
 }
 
-/// Calls seen at exit only, from the arguments still in the saved registers: nothing of their
-/// entry is kept, so the entry path never looks at them.
-pub const fn is_exit_only(nr: u32) -> bool {
-    is_open(nr) || is_path_change(nr) || is_chmod(nr) || nr == SOCKET
+/// Calls whose successful return (0) is seen a second time by a task that did not make the
+/// call: a new clone child returns from its parent's clone, a new image from the execve that
+/// loaded it.
+#[inline(always)]
+pub const fn returns_twice(nr: u64) -> bool {
+    matches!(nr as u32, CLONE | FORK | VFORK | CLONE3 | EXECVE | EXECVEAT) && nr <= u32::MAX as u64
+}
+
+/// Calls that never return to their exit when they succeed: the exit probe records them.
+pub const fn never_returns(nr: u64) -> bool {
+    nr == EXIT as u64 || nr == EXIT_GROUP as u64
 }
 
 pub const fn is_open(nr: u32) -> bool {
     matches!(nr, OPEN | CREAT | OPENAT | OPENAT2)
 }
 
-/// Calls that change which file a path names: seen, like the opens, at exit only.
+/// Calls that change which file a path names.
 pub const fn is_path_change(nr: u32) -> bool {
     matches!(nr, RENAME | RENAMEAT | RENAMEAT2 | UNLINK | UNLINKAT)
 }
@@ -172,10 +168,22 @@ mod tests {
         for nr in 0..600u64 {
             let listed = WATCHED.iter().any(|(_, n)| u64::from(*n) == nr);
             assert_eq!(is_watched(nr), listed, "syscall {nr}");
-            let at_entry = listed && !is_exit_only(nr as u32);
-            assert_eq!(is_watched_at_entry(nr), at_entry, "syscall {nr} at entry");
         }
-        assert!(is_watched_at_entry(CONNECT as u64) && !is_watched_at_entry(OPENAT as u64));
+        assert!(is_watched(CONNECT as u64) && is_watched(OPENAT as u64));
         assert!(!is_watched(u64::MAX), "-1 (no syscall) is not watched");
+    }
+
+    #[test]
+    fn only_the_clone_and_exec_families_return_twice() {
+        for nr in [CLONE, FORK, VFORK, CLONE3, EXECVE, EXECVEAT] {
+            assert!(returns_twice(nr as u64), "{nr}");
+        }
+        for nr in [OPENAT, CONNECT, EXIT_GROUP, 0] {
+            assert!(!returns_twice(nr as u64), "{nr}");
+        }
+        // A number that truncates to clone's is not clone.
+        assert!(!returns_twice((1u64 << 32) | CLONE as u64));
+        assert!(never_returns(EXIT as u64) && never_returns(EXIT_GROUP as u64));
+        assert!(!never_returns(EXECVE as u64));
     }
 }

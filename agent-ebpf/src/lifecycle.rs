@@ -21,10 +21,13 @@ use crate::{
     emit::{
         count_emitted, count_lost, current_ids, header, lazy_wakeup, prompt_wakeup, report_error,
     },
-    maps::{EVENTS, PENDING},
+    maps::{CREDS, EVENTS},
     response::{ExecVerdict, check_exec},
-    syscalls::release_slot,
-    task::{KPtr, config, creds_of, image_of, leader_start_ns, offsets, parent_of, stdio_of},
+    syscalls::{record, release_slot},
+    task::{
+        KPtr, config, creds_of, current_syscall, image_of, leader_start_ns, offsets, parent_of,
+        remember_creds, stdio_of,
+    },
 };
 
 // Clone flags we report for calls whose flags are fixed or that we did not see.
@@ -54,7 +57,13 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     // SAFETY: offsets inside the tracepoint record, read through bpf_probe_read_kernel.
     let old_pid: u32 = unsafe { ctx.read_at::<i32>(EXEC_OLD_PID) }.map_err(i64::from)? as u32;
     // Syscalls made before the exec belong to the old image: send them first, in order.
-    // (A non-leader thread that execs ran as `old_pid` until now: its batch says so.)
+    // (A non-leader thread that execs ran as `old_pid` until now: its batch says so.) The
+    // execve itself ends them: its exit is the new image's (`syscalls::exit_token`).
+    if let Some((nr, _)) = current_syscall()
+        && (nr == syscall_nr::EXECVE as u64 || nr == syscall_nr::EXECVEAT as u64)
+    {
+        record(nr);
+    }
     release_slot(FlushReason::Exec);
 
     // Deny-exec acts first, before the new image returns to user space, and whether or not the
@@ -67,13 +76,15 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
 
     let o = offsets();
     let task = KPtr::current_task();
+    // A set-user-ID image changes them: what a later setuid-family call starts from.
+    let creds = creds_of(&o, task);
+    remember_creds(pid, &creds);
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count_lost(EventKind::Exec);
         return Ok(());
     };
     let ev = entry.as_mut_ptr();
     let (ppid, parent_start_ns) = parent_of(&o, task);
-    let creds = creds_of(&o, task);
     // SAFETY: `ev` points to reserved ring-buffer memory of size_of::<ExecEvent>(); every field
     // is written below before submit (strings up to their recorded lengths).
     unsafe {
@@ -188,11 +199,13 @@ pub fn vigil_sched_fork(ctx: RawTracePointContext) -> u32 {
         report_error(ProbeId::Fork, -14, pid, tgid);
         return 0;
     };
+    // Every new thread starts from its creator's ids (see `maps::CREDS`).
+    remember_creds(child_pid, &creds_of(&o, child));
     // New threads are not processes; the process table tracks processes.
     if child_tgid != child_pid {
         return 0;
     }
-    let (clone_flags, flags) = clone_flags(&o, pid, parent, child);
+    let (clone_flags, flags) = clone_flags(&o, parent, child);
     let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
         count_lost(EventKind::Fork);
         return 0;
@@ -217,27 +230,24 @@ pub fn vigil_sched_fork(ctx: RawTracePointContext) -> u32 {
     0
 }
 
-/// The flags the caller passed to clone/clone3 (remembered by the watch probe), or the ones we
-/// can derive for fork/vfork and anything we did not see.
+/// The flags the caller passed to clone/clone3 (read from its saved registers: the fork probe
+/// runs inside that call), or the ones we can derive for fork/vfork and anything unreadable.
 #[inline(always)]
-fn clone_flags(o: &KernelOffsets, pid: u32, parent: KPtr, child: KPtr) -> (u64, u32) {
-    // SAFETY: read-only lookup.
-    if let Some(p) = unsafe { PENDING.get(pid) } {
-        match p.nr {
-            syscall_nr::CLONE => return (p.args[0], 0),
-            syscall_nr::CLONE3 => {
-                // clone3(struct clone_args *uargs, size): flags is the first u64.
-                let mut flags = 0u64;
-                // SAFETY: reads 8 bytes of user memory into a local.
-                let rc = unsafe {
-                    bpf_probe_read_user((&mut flags as *mut u64).cast(), 8, p.args[0] as *const _)
-                };
-                if rc == 0 {
-                    return (flags, 0);
-                }
+fn clone_flags(o: &KernelOffsets, parent: KPtr, child: KPtr) -> (u64, u32) {
+    match current_syscall() {
+        Some((nr, flags)) if nr == syscall_nr::CLONE as u64 => return (flags, 0),
+        Some((nr, uargs)) if nr == syscall_nr::CLONE3 as u64 => {
+            // clone3(struct clone_args *uargs, size): flags is the first u64.
+            let mut flags = 0u64;
+            // SAFETY: reads 8 bytes of user memory into a local.
+            let rc = unsafe {
+                bpf_probe_read_user((&mut flags as *mut u64).cast(), 8, uargs as *const _)
+            };
+            if rc == 0 {
+                return (flags, 0);
             }
-            _ => {}
         }
+        _ => {}
     }
     let mut derived = SIGCHLD;
     let shares_mm = match (parent.read::<u64>(o.task_mm), child.read::<u64>(o.task_mm)) {
@@ -257,13 +267,22 @@ pub fn vigil_sched_exit(_ctx: TracePointContext) -> u32 {
     if tgid == config().self_tgid {
         return 0;
     }
-    // Whatever this thread did last goes out before its process's exit record.
-    release_slot(FlushReason::Exit);
-    // A task killed inside a watched syscall never reaches its sys_exit.
-    let _ = PENDING.remove(pid);
-
     let o = offsets();
     let task = KPtr::current_task();
+    // exit and exit_group never reach their sys_exit: the thread's last syscall is recorded
+    // here, and whatever it did goes out before its process's exit record. A thread killed by
+    // a signal (low 7 bits of its exit code) made no exit call, whatever its registers hold.
+    let exit_code = task.read::<u32>(o.task_exit_code);
+    let killed = exit_code.is_none_or(|code| code & 0x7f != 0);
+    if !killed
+        && let Some((nr, _)) = current_syscall()
+        && syscall_nr::never_returns(nr)
+    {
+        record(nr);
+    }
+    release_slot(FlushReason::Exit);
+    let _ = CREDS.remove(&pid);
+
     // signal->live was decremented before this tracepoint: zero means the last thread is leaving.
     let live = task
         .read_ptr(o.task_signal)
@@ -287,7 +306,7 @@ pub fn vigil_sched_exit(_ctx: TracePointContext) -> u32 {
             tgid,
             leader_start_ns(&o, task),
         ),
-        exit_code: task.read::<u32>(o.task_exit_code).unwrap_or(u32::MAX),
+        exit_code: exit_code.unwrap_or(u32::MAX),
         _pad: 0,
     });
     entry.submit(lazy_wakeup());

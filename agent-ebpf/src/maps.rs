@@ -3,7 +3,7 @@
 use agent_common::{
     COUNTER_SLOTS, CREATED_ENTRIES, ChurnCount, CreatedBy, Creds, EVENTS_RING_BYTES,
     FILE_FILTER_WORDS, FILE_WALK_ENTRIES, FileKey, FileWatch, IGNORED_TGIDS_ENTRIES, PATH_LEN,
-    PENDING_MAP_ENTRIES, SYSCALLS_RING_BYTES, SyscallBatch, WATCHED_FILES_ENTRIES,
+    CREDS_MAP_ENTRIES, SYSCALLS_RING_BYTES, SyscallBatch, WATCHED_FILES_ENTRIES,
 };
 use aya_ebpf::{
     bindings::BPF_F_NO_COMMON_LRU,
@@ -59,20 +59,11 @@ pub enum SlotState {
 #[map(name = "CPU_BATCH")]
 pub static CPU_BATCH: PerCpuArray<OpenBatch> = PerCpuArray::with_max_entries(1, 0);
 
-/// What a watched syscall's entry left for its exit.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Pending {
-    pub nr: u32,
-    pub _pad: u32,
-    pub args: [u64; 5],
-    /// Credentials before a setuid-family call.
-    pub before: Creds,
-}
-
-/// tid -> pending watched syscall.
-#[map(name = "PENDING")]
-pub static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(PENDING_MAP_ENTRIES, 0);
+/// tid -> the thread's credentials as last seen: at fork, at exec, after each setuid-family
+/// call, and seeded by user space from /proc for threads older than vigil. A setuid-family
+/// call's exit takes its "before" from here: the entry, where they could be read, is not traced.
+#[map(name = "CREDS")]
+pub static CREDS: LruHashMap<u32, Creds> = LruHashMap::with_max_entries(CREDS_MAP_ENTRIES, 0);
 
 /// Inodes whose opens are reported; written by user space from the policy's file rules.
 #[map(name = "WATCHED_FILES")]

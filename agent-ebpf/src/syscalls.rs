@@ -1,12 +1,19 @@
 //! Every syscall of every process, batched in the kernel in one open batch per CPU.
 //!
+//! A syscall is recorded when it returns, by the `sys_exit` programs (`watch.rs`): that is the
+//! one program vigil runs for every syscall on the host. A second one at `sys_enter` cost every
+//! syscall its own tracepoint dispatch, ~45 ns here (`cargo xtask bench overhead`), and nothing
+//! needs the entry: the arguments are still in the saved registers at exit, and what changes
+//! during a call (credentials) is remembered per thread (`CREDS`). The calls that never reach their exit are recorded where they end: exit and
+//! exit_group by the exit probe, a successful execve by the exec probe (for the old image,
+//! where the entry would have put it). A thread killed inside a blocking call loses that call.
+//!
 //! The batch in a CPU's slot always belongs to the task running there: `vigil_sched_switch`
 //! sends it when that task is switched out, and exec and exit send it before their own records.
-//! So the hot path (one run per syscall on the whole host) calls no helper and looks nothing up
-//! by thread: an inlined per-CPU array access, a bitmap test for watched syscalls, an inlined
-//! jiffies read and a store. Identity, the ignore list and the clock are read once per batch.
-//! A thread's batches still leave in its own order: it is switched out, and its batch sent,
-//! before it can run on another CPU.
+//! So the hot path calls no helper and looks nothing up by thread: an inlined per-CPU array
+//! access, an inlined jiffies read and a store. Identity, the ignore list and the clock are read
+//! once per batch. A thread's batches still leave in its own order: it is switched out, and its
+//! batch sent, before it can run on another CPU.
 //!
 //! Measured with `cargo xtask bench overhead` on this VM (AMD, SRSO "safe RET": every helper
 //! call pays a return thunk): the per-thread hash map of open batches this replaced cost every
@@ -15,8 +22,7 @@
 
 use agent_common::{
     BATCH_LEN, COUNT_SYSCALLS_BATCHED, COUNT_UNSWITCHED_SLOTS, EventKind, FlushReason,
-    LOSS_SYSCALLS_IN_LOST_BATCHES, SYSCALLS_WAKEUP_BYTES, SyscallBatch,
-    syscall_nr::is_watched_at_entry,
+    LOSS_SYSCALLS_IN_LOST_BATCHES, SYSCALLS_WAKEUP_BYTES, SyscallBatch, syscall_nr as nr,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -29,13 +35,30 @@ use crate::{
     emit::{bump, count_emitted, count_lost, current_ids, header},
     maps::{CPU_BATCH, IGNORED_TGIDS, OpenBatch, SYSCALLS, SlotState},
     task::{KPtr, config, leader_start_ns, offsets},
-    watch,
 };
 
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn vigil_sys_enter(ctx: RawTracePointContext) -> u32 {
+/// The token a returning syscall adds to its thread's batch, if any. `-1` is what rt_sigreturn
+/// leaves in `orig_rax` (it restores the interrupted registers and disables restarts), so it is
+/// recorded as rt_sigreturn. A new clone child's first return and a new image's return from
+/// execve are not calls of their own: the parent made the clone, and the exec probe recorded the
+/// execve for the old image.
+#[inline(always)]
+pub fn exit_token(sys: u64, ret: i64) -> Option<u64> {
+    if sys == u64::MAX {
+        return Some(nr::RT_SIGRETURN as u64);
+    }
+    if ret == 0 && nr::returns_twice(sys) {
+        return None;
+    }
+    Some(sys)
+}
+
+/// Adds syscall `id` to the running task's batch: from the `sys_exit` programs, once per
+/// syscall on the host, and from the exec and exit probes for the calls that do not return.
+#[inline(always)]
+pub fn record(id: u64) {
     let Some(slot) = CPU_BATCH.get_ptr_mut(0) else {
-        return 0;
+        return;
     };
     // SAFETY: this CPU's slot of an array map. Only the task running on this CPU writes it, and
     // it is released before another task runs here. Runs of one program do not nest on a CPU:
@@ -45,25 +68,17 @@ pub fn vigil_sys_enter(ctx: RawTracePointContext) -> u32 {
     if slot.state == SlotState::Empty as u32 {
         take_slot(slot, current_task());
     }
-    if slot.state == SlotState::Vigil as u32 {
-        return 0;
-    }
-    // arg 1 of sys_enter is the syscall number; -1 (no syscall) truncates to 0xffff, which user
-    // space counts as out of vocabulary rather than dropping silently.
-    let id: i64 = ctx.arg(1);
-    // Opens, path changes, chmods and socket are read at exit alone: not even a call here.
-    if is_watched_at_entry(id as u64) {
-        watch::on_enter(current_ids().0, id as u64, ctx.arg(0));
-    }
     if slot.state != SlotState::Open as u32 {
-        return 0;
+        return;
     }
     // SAFETY: helper without preconditions; the kernel inlines it as a read of jiffies_64.
     let now = unsafe { bpf_jiffies64() };
     let n = slot.record.count as usize;
     if n == 0 && !start_batch(slot, now) {
-        return 0;
+        return;
     }
+    // Numbers past u16 (none on x86-64 today) truncate, and user space counts them as out of
+    // vocabulary rather than dropping them silently.
     if let Some(id_slot) = slot.record.ids.get_mut(n) {
         *id_slot = id as u16;
         slot.record.count += 1;
@@ -73,7 +88,6 @@ pub fn vigil_sys_enter(ctx: RawTracePointContext) -> u32 {
     } else if now.wrapping_sub(slot.first_jiffies) > config().batch_max_age_jiffies {
         flush(slot, FlushReason::Age);
     }
-    0
 }
 
 /// The batch leaves with the task being switched out, so the slot only ever holds the syscalls
@@ -89,7 +103,7 @@ pub fn vigil_sched_switch(_ctx: RawTracePointContext) -> u32 {
 #[inline(always)]
 pub fn release_slot(reason: FlushReason) {
     if let Some(slot) = CPU_BATCH.get_ptr_mut(0) {
-        // SAFETY: see vigil_sys_enter.
+        // SAFETY: see `record`.
         let slot = unsafe { &mut *slot };
         if slot.state != SlotState::Empty as u32 {
             flush(slot, reason);

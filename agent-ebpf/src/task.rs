@@ -1,11 +1,17 @@
 //! Reading `task_struct`, `cred`, `mm_struct` and `signal_struct` fields at the byte offsets user
 //! space resolved from the running kernel's BTF (our CO-RE). An unknown offset reads as `None`.
 
-use agent_common::{AgentConfig, Creds, ImageId, KernelOffsets, OFFSET_UNKNOWN};
+use agent_common::{AgentConfig, Creds, ImageId, KernelOffsets, LOSS_CREDS_UNRECORDED, OFFSET_UNKNOWN};
 use aya_ebpf::{
     Global,
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+    bindings::pt_regs,
+    helpers::{
+        bpf_get_current_task, bpf_probe_read_kernel,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
 };
+
+use crate::{emit::bump, maps::CREDS};
 
 /// Written by the loader before load; see `agent_common::KernelOffsets`.
 #[unsafe(no_mangle)]
@@ -143,6 +149,27 @@ pub fn creds_of(o: &KernelOffsets, task: KPtr) -> Creds {
     let Some(cred) = task.read_ptr(o.task_real_cred) else {
         return Creds::default();
     };
+    // struct cred has kept uid, gid, suid, sgid, euid, egid, fsuid, fsgid side by side, in that
+    // order, since 2.6.29: one probe read instead of eight when the BTF offsets say so (fork
+    // makes this read for every new thread).
+    let u = o.cred_uid;
+    if u != OFFSET_UNKNOWN
+        && (o.cred_gid, o.cred_suid, o.cred_sgid, o.cred_euid, o.cred_egid, o.cred_fsuid, o.cred_fsgid)
+            == (u + 4, u + 8, u + 12, u + 16, u + 20, u + 24, u + 28)
+    {
+        if let Some(ids) = cred.read::<[u32; 8]>(u) {
+            return Creds {
+                uid: ids[0],
+                gid: ids[1],
+                suid: ids[2],
+                sgid: ids[3],
+                euid: ids[4],
+                egid: ids[5],
+                fsuid: ids[6],
+                fsgid: ids[7],
+            };
+        }
+    }
     Creds {
         uid: cred.read(o.cred_uid).unwrap_or(u32::MAX),
         euid: cred.read(o.cred_euid).unwrap_or(u32::MAX),
@@ -152,6 +179,32 @@ pub fn creds_of(o: &KernelOffsets, task: KPtr) -> Creds {
         egid: cred.read(o.cred_egid).unwrap_or(u32::MAX),
         sgid: cred.read(o.cred_sgid).unwrap_or(u32::MAX),
         fsgid: cred.read(o.cred_fsgid).unwrap_or(u32::MAX),
+    }
+}
+
+/// Remembers thread `pid`'s ids for its next setuid-family call (see `maps::CREDS`).
+#[inline(always)]
+pub fn remember_creds(pid: u32, creds: &Creds) {
+    if CREDS.insert(&pid, creds, 0).is_err() {
+        bump(LOSS_CREDS_UNRECORDED, 1);
+    }
+}
+
+/// The syscall the current task is inside and its first argument, from its saved user
+/// registers: for the probes that fire within a syscall without being handed them (fork, exec,
+/// exit). `None` if the registers cannot be read.
+#[inline(always)]
+pub fn current_syscall() -> Option<(u64, u64)> {
+    // SAFETY: helpers without preconditions (the task pointer is the trusted `current`); the
+    // registers are probe-read.
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const pt_regs;
+        if regs.is_null() {
+            return None;
+        }
+        let nr = bpf_probe_read_kernel(core::ptr::addr_of!((*regs).orig_rax)).ok()?;
+        let arg0 = bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdi)).ok()?;
+        Some((nr, arg0))
     }
 }
 

@@ -1,17 +1,18 @@
-//! Security-relevant syscalls, seen at entry (arguments, credentials before) and reported at exit
-//! with the result: connect/accept/bind/listen, the setuid family, ptrace, memfd_create,
+//! Every syscall's exit: the one program vigil runs per syscall on the host. It adds the call to
+//! its thread's batch (`syscalls::record`) and, for the security-relevant ones, reports the
+//! result with the arguments still in the saved registers: connect/accept/bind/listen, the
+//! setuid family (with the thread's ids before, from `CREDS`), ptrace, memfd_create,
 //! (f)init_module and bpf(BPF_PROG_LOAD); chmods that ask for the set-user-ID bit and raw
-//! sockets (at exit only); every file creation, counted (`churn`) and remembered by inode
-//! (`created`); and, while some file is watched, the opens, renames and unlinks (`files`).
+//! sockets; every file creation, counted (`churn`) and remembered by inode (`created`); and,
+//! while some file is watched, the opens, renames and unlinks (`files`).
 //!
-//! Entry is handled inside `vigil_sys_enter` (which runs for every syscall anyway) behind a bitmap
-//! test; exit by one raw `sys_exit` program that returns after reading the syscall number unless
-//! it is watched. Per-syscall `syscalls:sys_*_<name>` tracepoints would be simpler, but enabling
-//! them costs every syscall on the host ~150 ns here (measured with `cargo xtask bench overhead`).
+//! Everything but the batch store sits behind one bitmap test of the syscall number. Per-syscall
+//! `syscalls:sys_*_<name>` tracepoints would be simpler, but enabling them costs every syscall on
+//! the host ~30 ns here (measured with `cargo xtask bench overhead`).
 
 use agent_common::{
-    BpfProgLoadEvent, CredChangeEvent, Creds, EventKind, LOSS_PENDING_MAP_FULL,
-    LOSS_PENDING_MISSING, MemfdEvent, ModuleLoadEvent, NAME_LEN, NetEvent, PATH_LEN, PtraceEvent,
+    BpfProgLoadEvent, CredChangeEvent, Creds, EventKind, LOSS_CREDS_BEFORE_UNKNOWN, MemfdEvent,
+    ModuleLoadEvent, NAME_LEN, NetEvent, PATH_LEN, PtraceEvent,
     RawSocketEvent, S_ISUID, SetuidChmodEvent, SockAddr, is_raw_socket, syscall_nr as nr,
 };
 use aya_ebpf::{
@@ -28,196 +29,162 @@ use crate::{
     churn, created,
     emit::{bump, count_emitted, count_lost, current_ids, header, prompt_wakeup, reserve_record},
     files,
-    maps::{EVENTS, PENDING, Pending},
-    task::{KPtr, config, creds_of, leader_start_ns, offsets},
+    maps::{CREDS, EVENTS},
+    syscalls::{exit_token, record},
+    task::{KPtr, config, creds_of, leader_start_ns, offsets, remember_creds},
 };
 
-/// Remembers a watched syscall's arguments (and, for the setuid family, the credentials before
-/// it) for its exit. Called from `vigil_sys_enter` with the user registers it was given, for
-/// the calls `is_watched_at_entry` names.
-#[inline(never)]
-pub fn on_enter(pid: u32, nr: u64, regs: *const pt_regs) {
-    // SAFETY: probe read of the saved user registers the tracepoint handed us.
-    let Ok(r) = (unsafe { bpf_probe_read_kernel(regs) }) else {
-        bump(LOSS_PENDING_MISSING, 1);
-        return;
-    };
-    let nr = nr as u32;
-    let mut pending = Pending {
-        nr,
-        _pad: 0,
-        // The x86-64 syscall argument registers, in order.
-        args: [r.rdi, r.rsi, r.rdx, r.r10, r.r8],
-        before: Creds::default(),
-    };
-    if nr::is_cred_change(nr) {
-        pending.before = creds_of(&offsets(), KPtr::current_task());
-    }
-    if PENDING.insert(pid, pending, 0).is_err() {
-        bump(LOSS_PENDING_MAP_FULL, 1);
-    }
+/// A watched call as its exit sees it: the number and the x86-64 argument registers, in order.
+#[derive(Clone, Copy)]
+struct Call {
+    nr: u32,
+    args: [u64; 5],
 }
 
-/// `sys_exit(regs, ret)` with a BTF-typed `regs`: the verifier lets us load `orig_rax` directly,
-/// which here is about 35 ns cheaper per syscall than `bpf_probe_read_kernel`.
+/// `sys_exit(regs, ret)` with a BTF-typed `regs`: the verifier lets us load `orig_rax` and the
+/// arguments directly, which here is about 35 ns cheaper per syscall than
+/// `bpf_probe_read_kernel`.
 #[btf_tracepoint(function = "sys_exit")]
 pub fn vigil_sys_exit(ctx: BtfTracePointContext) -> u32 {
-    let regs: *const pt_regs = ctx.arg(0);
+    let regs = BtfRegs(ctx.arg(0));
     // SAFETY: `regs` is the tracepoint's trusted pt_regs pointer; the verifier checks the load.
-    let sys = unsafe { (*regs).orig_rax };
-    if nr::is_watched(sys) {
-        if nr::is_open(sys as u32) {
-            let ret: i64 = ctx.arg(1);
-            if ret >= 0 {
-                // SAFETY: as above, direct loads the verifier checks against pt_regs.
-                let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] };
-                let flags = files::open_flags(sys as u32, args);
-                let creates = churn::opened(sys as u32, flags, args);
-                let levels = if files::watching() { files::levels_for(flags) } else { 0 };
-                // The fd's file once, for whichever of the two wants it.
-                if creates || levels != 0 {
-                    let file = files::file_of_btf(ret as u32).map_or(0, |f| f.as_ptr() as u64);
-                    if creates {
-                        created::opened(file);
-                    }
-                    if levels != 0 {
-                        files::opened(flags, levels, ret, file);
-                    }
-                }
-            }
-            return 0;
-        }
-        if nr::is_path_change(sys as u32) {
-            let ret: i64 = ctx.arg(1);
-            if ret == 0 {
-                // SAFETY: as above.
-                let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx, (*regs).r10] };
-                churn::path_changed(sys as u32, args);
-                if files::watching() {
-                    files::path_changed(sys as u32, args);
-                }
-            }
-            return 0;
-        }
-        if nr::is_chmod(sys as u32) {
-            // SAFETY: as above.
-            let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] };
-            setuid_chmod(sys as u32, args, ctx.arg(1));
-            return 0;
-        }
-        if sys == nr::SOCKET as u64 {
-            let ret: i64 = ctx.arg(1);
-            if ret >= 0 {
-                // SAFETY: as above.
-                let args = unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] };
-                raw_socket(args, ret);
-            }
-            return 0;
-        }
-        exit_watched(sys, ctx.arg(1));
-    }
+    let sys = unsafe { (*regs.0).orig_rax };
+    on_sys_exit(regs, sys, ctx.arg(1));
     0
 }
 
-/// The same for kernels that refuse tp_btf: the register is probe-read instead.
+/// The same for kernels that refuse tp_btf: the registers are probe-read instead.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn vigil_sys_exit_raw(ctx: RawTracePointContext) -> u32 {
-    let regs: *const pt_regs = ctx.arg(0);
+    let regs = RawRegs(ctx.arg(0));
     // SAFETY: probe read of one field of the saved user registers.
-    let Ok(sys) = (unsafe { bpf_probe_read_kernel(core::ptr::addr_of!((*regs).orig_rax)) }) else {
+    let Ok(sys) = (unsafe { bpf_probe_read_kernel(core::ptr::addr_of!((*regs.0).orig_rax)) })
+    else {
         return 0;
     };
-    if nr::is_watched(sys) {
-        if nr::is_open(sys as u32) {
-            let ret: i64 = ctx.arg(1);
-            if ret >= 0 {
-                let args = raw_args(regs);
-                let flags = files::open_flags(sys as u32, args);
-                let creates = churn::opened(sys as u32, flags, args);
-                let levels = if files::watching() { files::levels_for(flags) } else { 0 };
-                if creates || levels != 0 {
-                    let file = files::file_of(ret as u32).map_or(0, |f| f.as_ptr() as u64);
-                    if creates {
-                        created::opened(file);
-                    }
-                    if levels != 0 {
-                        files::opened(flags, levels, ret, file);
-                    }
-                }
-            }
-            return 0;
-        }
-        if nr::is_path_change(sys as u32) {
-            let ret: i64 = ctx.arg(1);
-            if ret == 0 {
-                // SAFETY: probe reads of the saved user registers (one by one: the whole
-                // struct would crowd the 512-byte stack `path_check`'s key shares).
-                let args = unsafe {
-                    [
-                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdi)).unwrap_or(0),
-                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsi)).unwrap_or(0),
-                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx)).unwrap_or(0),
-                        bpf_probe_read_kernel(core::ptr::addr_of!((*regs).r10)).unwrap_or(0),
-                    ]
-                };
-                churn::path_changed(sys as u32, args);
-                if files::watching() {
-                    files::path_changed(sys as u32, args);
-                }
-            }
-            return 0;
-        }
-        if nr::is_chmod(sys as u32) {
-            let args = raw_args(regs);
-            setuid_chmod(sys as u32, args, ctx.arg(1));
-            return 0;
-        }
-        if sys == nr::SOCKET as u64 {
-            let ret: i64 = ctx.arg(1);
-            if ret >= 0 {
-                let args = raw_args(regs);
-                raw_socket(args, ret);
-            }
-            return 0;
-        }
-        exit_watched(sys, ctx.arg(1));
-    }
+    on_sys_exit(regs, sys, ctx.arg(1));
     0
 }
 
-/// The first three syscall arguments from the saved user registers, probe-read (the raw
-/// tracepoint's `regs` is not BTF-typed); 0 where a read fails.
+/// How a `sys_exit` program reads the saved user registers; the two programs differ only there.
+trait UserRegs: Copy {
+    /// Syscall argument `i` (0..5, x86-64 order); 0 where it cannot be read.
+    fn arg(self, i: usize) -> u64;
+    /// The file the current task holds at `fd`.
+    fn file_of(self, fd: u32) -> Option<KPtr>;
+}
+
+/// The tp_btf program's trusted `pt_regs`: direct loads.
+#[derive(Clone, Copy)]
+struct BtfRegs(*const pt_regs);
+
+impl UserRegs for BtfRegs {
+    #[inline(always)]
+    fn arg(self, i: usize) -> u64 {
+        // SAFETY: direct loads the verifier checks against the trusted pt_regs pointer.
+        unsafe {
+            match i {
+                0 => (*self.0).rdi,
+                1 => (*self.0).rsi,
+                2 => (*self.0).rdx,
+                3 => (*self.0).r10,
+                _ => (*self.0).r8,
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn file_of(self, fd: u32) -> Option<KPtr> {
+        files::file_of_btf(fd)
+    }
+}
+
+/// The raw_tp program's untyped `pt_regs`: one probe read per field (the whole struct would
+/// crowd the 512-byte stack `path_check`'s key shares).
+#[derive(Clone, Copy)]
+struct RawRegs(*const pt_regs);
+
+impl UserRegs for RawRegs {
+    #[inline(always)]
+    fn arg(self, i: usize) -> u64 {
+        let r = self.0;
+        // SAFETY: probe reads of single fields of the saved user registers.
+        unsafe {
+            match i {
+                0 => bpf_probe_read_kernel(core::ptr::addr_of!((*r).rdi)),
+                1 => bpf_probe_read_kernel(core::ptr::addr_of!((*r).rsi)),
+                2 => bpf_probe_read_kernel(core::ptr::addr_of!((*r).rdx)),
+                3 => bpf_probe_read_kernel(core::ptr::addr_of!((*r).r10)),
+                _ => bpf_probe_read_kernel(core::ptr::addr_of!((*r).r8)),
+            }
+        }
+        .unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn file_of(self, fd: u32) -> Option<KPtr> {
+        files::file_of(fd)
+    }
+}
+
+/// Both programs' body: batch the call, then report it if it is watched.
 #[inline(always)]
-fn raw_args(regs: *const pt_regs) -> [u64; 3] {
-    // SAFETY: probe reads of single fields of the saved user registers.
-    unsafe {
-        [
-            bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdi)).unwrap_or(0),
-            bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsi)).unwrap_or(0),
-            bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rdx)).unwrap_or(0),
-        ]
+fn on_sys_exit(regs: impl UserRegs, sys: u64, ret: i64) {
+    if let Some(token) = exit_token(sys, ret) {
+        record(token);
+    }
+    if !nr::is_watched(sys) {
+        return;
+    }
+    let id = sys as u32;
+    let args3 = || [regs.arg(0), regs.arg(1), regs.arg(2)];
+    if nr::is_open(id) {
+        if ret >= 0 {
+            let args = args3();
+            let flags = files::open_flags(id, args);
+            let creates = churn::opened(id, flags, args);
+            let levels = if files::watching() { files::levels_for(flags) } else { 0 };
+            // The fd's file once, for whichever of the two wants it.
+            if creates || levels != 0 {
+                let file = regs.file_of(ret as u32).map_or(0, |f| f.as_ptr() as u64);
+                if creates {
+                    created::opened(file);
+                }
+                if levels != 0 {
+                    files::opened(flags, levels, ret, file);
+                }
+            }
+        }
+    } else if nr::is_path_change(id) {
+        if ret == 0 {
+            let args = [regs.arg(0), regs.arg(1), regs.arg(2), regs.arg(3)];
+            churn::path_changed(id, args);
+            if files::watching() {
+                files::path_changed(id, args);
+            }
+        }
+    } else if nr::is_chmod(id) {
+        setuid_chmod(id, args3(), ret);
+    } else if id == nr::SOCKET {
+        if ret >= 0 {
+            raw_socket(args3(), ret);
+        }
+    } else {
+        let args = [regs.arg(0), regs.arg(1), regs.arg(2), regs.arg(3), regs.arg(4)];
+        exit_watched(Call { nr: id, args }, ret);
     }
 }
 
 #[inline(always)]
-fn exit_watched(sys: u64, ret: i64) {
+fn exit_watched(call: Call, ret: i64) {
     let (pid, tgid) = current_ids();
     if tgid != config().self_tgid {
-        on_exit(pid, tgid, sys as u32, ret);
+        on_exit(pid, tgid, call, ret);
     }
 }
 
 #[inline(never)]
-fn on_exit(pid: u32, tgid: u32, sys: u32, ret: i64) {
-    // SAFETY: read-only lookup; copied out before the entry is removed.
-    let Some(p) = (unsafe { PENDING.get(pid) }).copied() else {
-        // A new clone child returns from clone without having entered it: not a loss.
-        if sys != nr::CLONE && sys != nr::CLONE3 {
-            bump(LOSS_PENDING_MISSING, 1);
-        }
-        return;
-    };
-    let _ = PENDING.remove(pid);
+fn on_exit(pid: u32, tgid: u32, p: Call, ret: i64) {
     let task = KPtr::current_task();
     let start_ns = leader_start_ns(&offsets(), task);
     let ids = Ids {
@@ -245,7 +212,6 @@ fn on_exit(pid: u32, tgid: u32, sys: u32, ret: i64) {
         nr::INIT_MODULE | nr::FINIT_MODULE => module_load(&p, ret, ids),
         nr::BPF if p.args[0] == nr::BPF_PROG_LOAD as u64 => bpf_prog_load(&p, ret, ids),
         n if nr::is_cred_change(n) => cred_change(&p, ret, ids, task),
-        // clone/clone3 were only remembered for the fork probe.
         _ => {}
     }
 }
@@ -351,7 +317,7 @@ fn read_sockaddr(ptr: u64, len: u64) -> SockAddr {
 }
 
 #[inline(always)]
-fn net(kind: EventKind, p: &Pending, ret: i64, ids: Ids, sockaddr: Option<(u64, u64)>) {
+fn net(kind: EventKind, p: &Call, ret: i64, ids: Ids, sockaddr: Option<(u64, u64)>) {
     let addr = match sockaddr {
         Some((ptr, len)) if kind == EventKind::Accept => {
             // accept's addrlen is a pointer to the length the kernel filled in.
@@ -381,19 +347,35 @@ fn net(kind: EventKind, p: &Pending, ret: i64, ids: Ids, sockaddr: Option<(u64, 
 }
 
 #[inline(always)]
-fn cred_change(p: &Pending, ret: i64, ids: Ids, task: KPtr) {
+fn cred_change(p: &Call, ret: i64, ids: Ids, task: KPtr) {
     let after = creds_of(&offsets(), task);
+    // A refused call changed nothing. Otherwise the ids before are the thread's last recorded
+    // ones, and these are what its next call starts from.
+    let before = if ret < 0 {
+        after
+    } else {
+        // SAFETY: read-only lookup, copied out.
+        let before = match unsafe { CREDS.get(&ids.pid) } {
+            Some(c) => *c,
+            None => {
+                bump(LOSS_CREDS_BEFORE_UNKNOWN, 1);
+                Creds::UNKNOWN
+            }
+        };
+        remember_creds(ids.pid, &after);
+        before
+    };
     emit!(CredChangeEvent, EventKind::CredChange, ids, |ev| {
         ev.syscall_nr = p.nr;
         ev.ret = ret as i32;
         ev.requested = [p.args[0] as u32, p.args[1] as u32, p.args[2] as u32];
-        ev.before = p.before;
+        ev.before = before;
         ev.after = after;
     });
 }
 
 #[inline(always)]
-fn ptrace(p: &Pending, ret: i64, ids: Ids) {
+fn ptrace(p: &Call, ret: i64, ids: Ids) {
     emit!(PtraceEvent, EventKind::Ptrace, ids, |ev| {
         ev.request = p.args[0] as i64;
         ev.target_pid = p.args[1] as u32;
@@ -402,7 +384,7 @@ fn ptrace(p: &Pending, ret: i64, ids: Ids) {
 }
 
 #[inline(always)]
-fn memfd(p: &Pending, ret: i64, ids: Ids) {
+fn memfd(p: &Call, ret: i64, ids: Ids) {
     let mut name = [0u8; NAME_LEN];
     // SAFETY: at most NAME_LEN bytes into a NAME_LEN local; a failed read leaves it empty.
     unsafe {
@@ -420,7 +402,7 @@ fn memfd(p: &Pending, ret: i64, ids: Ids) {
 }
 
 #[inline(always)]
-fn module_load(p: &Pending, ret: i64, ids: Ids) {
+fn module_load(p: &Call, ret: i64, ids: Ids) {
     emit!(ModuleLoadEvent, EventKind::ModuleLoad, ids, |ev| {
         ev.syscall_nr = p.nr;
         if p.nr == nr::FINIT_MODULE {
@@ -434,7 +416,7 @@ fn module_load(p: &Pending, ret: i64, ids: Ids) {
 }
 
 #[inline(always)]
-fn bpf_prog_load(p: &Pending, ret: i64, ids: Ids) {
+fn bpf_prog_load(p: &Call, ret: i64, ids: Ids) {
     // union bpf_attr for BPF_PROG_LOAD: prog_type @0, insn_cnt @4, prog_name[16] @48.
     let mut head = [0u32; 2];
     let mut name = [0u8; 16];

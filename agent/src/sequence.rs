@@ -179,13 +179,17 @@ impl BehaviourSequences {
     /// Appends a batch's syscall ids in order. Ids outside the syscall range would collide with
     /// event tokens, so they are dropped and counted in [`Self::out_of_vocab`].
     pub fn push_batch(&mut self, key: ProcessKey, batch: &SyscallBatch) {
+        let mut ids = [0; agent_common::BATCH_LEN];
+        let mut n = 0;
         for &id in batch.ids() {
             if id <= token::SYSCALL_MAX {
-                self.push_token(key, id);
+                ids[n] = id;
+                n += 1;
             } else {
                 self.out_of_vocab += 1;
             }
         }
+        self.push_tokens(key, &ids[..n]);
     }
 
     pub fn push_token(&mut self, key: ProcessKey, t: Token) {
@@ -203,20 +207,23 @@ impl BehaviourSequences {
         self.clock += 1;
         let cap = self.config.per_process;
         let ring = self.rings.entry(key).or_default();
-        for &t in tokens {
-            if ring.tokens.len() >= cap {
-                // Position of the oldest token in the process's whole stream.
-                let oldest = ring.total - ring.tokens.len() as u64;
-                ring.tokens.pop_front();
-                self.overwritten += 1;
-                // Never handed to the scorer: for it, that one is a real gap.
-                if oldest >= ring.taken {
-                    self.untaken_overwritten += 1;
-                }
-            }
-            ring.tokens.push_back(t);
-            ring.total += 1;
+        // In bulk, not token by token (a busy process's ring is always full, and this runs for
+        // every syscall on the host): the ring keeps the last `cap` of its tokens followed by
+        // these, and the ones before them in the stream are overwritten.
+        let held = ring.tokens.len();
+        let n = tokens.len();
+        let overwritten = (held + n).saturating_sub(cap);
+        if overwritten > 0 {
+            // Stream positions [first, first + overwritten) go; the untaken ones among them
+            // were never handed to the scorer: for it, those are a real gap.
+            let first = ring.total - held as u64;
+            let gone_end = first + overwritten as u64;
+            self.overwritten += overwritten as u64;
+            self.untaken_overwritten += gone_end.saturating_sub(ring.taken.max(first));
+            ring.tokens.drain(..overwritten.min(held));
         }
+        ring.tokens.extend(&tokens[n - (n.min(cap))..]);
+        ring.total += n as u64;
         ring.last_push = self.clock;
     }
 
@@ -422,6 +429,46 @@ mod tests {
         assert_eq!(s.recent(&key(1), 100), [60, 61, 62, 63]);
         assert_eq!(s.total_tokens(&key(1)), 64);
         assert_eq!(s.overwritten(), 60);
+    }
+
+    #[test]
+    fn a_bulk_push_keeps_and_counts_what_pushing_one_by_one_would() {
+        // The ring and counters pushing token by token would leave, for every split of a
+        // stream into pushes, window size and point where the scorer takes.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        for _ in 0..500 {
+            let cap = 1 + next(8) as usize;
+            let mut s = seqs(cap, 10);
+            let (mut window, mut total, mut taken) = (VecDeque::new(), 0u64, 0u64);
+            let (mut overwritten, mut untaken) = (0u64, 0u64);
+            for _ in 0..6 {
+                let chunk: Vec<Token> = (0..next(12)).map(|_| next(500) as Token).collect();
+                s.push_tokens(key(1), &chunk);
+                for &t in &chunk {
+                    if window.len() == cap {
+                        let oldest = total - cap as u64;
+                        window.pop_front();
+                        overwritten += 1;
+                        untaken += u64::from(oldest >= taken);
+                    }
+                    window.push_back(t);
+                    total += 1;
+                }
+                if next(3) == 0 {
+                    s.take_new(&key(1));
+                    taken = total;
+                }
+                assert_eq!(s.recent(&key(1), cap), Vec::from(window.clone()));
+                assert_eq!((s.overwritten(), s.untaken_overwritten()), (overwritten, untaken));
+                assert_eq!(s.total_tokens(&key(1)), total);
+            }
+        }
     }
 
     #[test]

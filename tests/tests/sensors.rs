@@ -2,8 +2,9 @@
 //! test starts, and every assertion is about that process (or about vigil itself).
 
 use std::{
+    io::{BufRead as _, BufReader, Write as _},
     net::TcpListener,
-    process::Command,
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -271,4 +272,50 @@ fn security_relevant_syscalls_are_reported_with_their_results() {
     assert_eq!((cred["before"]["uid"].as_u64(), cred["before"]["euid"].as_u64()), (Some(0), Some(0)));
     assert_eq!((cred["after"]["uid"].as_u64(), cred["after"]["euid"].as_u64()), (Some(65534), Some(65534)));
     assert_eq!(cred["ret"], 0);
+}
+
+#[test]
+fn a_process_older_than_vigil_is_seen_to_drop_its_ids_and_return_from_its_signal_handler() {
+    if !require_root("a_process_older_than_vigil_is_seen_to_drop_its_ids_and_return_from_its_signal_handler") {
+        return;
+    }
+    let _serial = serial();
+    vigil_tests::journal::ensure_journald().expect("a journald to log to");
+    // Started before the daemon: its ids before the setresuid can only come from the seed vigil
+    // takes from /proc at start, since vigil records no syscall entries.
+    let mut child = Command::new(SCENARIO)
+        .arg("drop-later")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start scenario");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut ready).expect("read ready");
+    assert_eq!(ready.trim(), "ready");
+    let pid = child.id();
+
+    let daemon = Daemon::start("older", &[]);
+    writeln!(child.stdin.take().expect("stdin"), "go").expect("tell the scenario to go on");
+    assert!(child.wait().expect("wait").success(), "the scenario failed");
+    daemon.wait_for("the scenario's exit", Duration::from_secs(20), |e| e["type"] == "exit" && e["pid"] == pid);
+    let status = daemon.status();
+    let (_, events) = daemon.stop();
+
+    let cred = of_type(of_pid(&events, pid), "cred_change").next().expect("cred_change event");
+    assert_eq!(cred["syscall"], "setresuid");
+    let ids = |side: &str| ["uid", "euid", "suid"].map(|k| cred[side][k].as_u64());
+    assert_eq!(ids("before"), [Some(0); 3], "ids before, from the seed: {cred}");
+    assert_eq!(ids("after"), [Some(65534); 3], "{cred}");
+
+    // Recorded at their exits: the handler's return is rt_sigreturn (its exit carries no syscall
+    // number), after the kill that raised the signal; exit_group, which never returns, comes last.
+    let calls = syscalls_of(&events, pid);
+    let kill = calls.iter().rposition(|&c| c == libc::SYS_kill).unwrap_or_else(|| panic!("no kill in {calls:?}"));
+    assert!(calls[kill..].contains(&libc::SYS_rt_sigreturn), "no rt_sigreturn after the kill in {calls:?}");
+    assert!(calls[kill..].contains(&libc::SYS_setresuid), "no setresuid after the kill in {calls:?}");
+    assert_eq!(calls.last(), Some(&libc::SYS_exit_group), "last syscall in {calls:?}");
+
+    let losses = status["losses"].as_object().expect("losses");
+    assert_eq!(losses["cred_change_before_unknown"], 0, "losses: {losses:?}");
+    assert_eq!(losses["creds_unrecorded"], 0, "losses: {losses:?}");
 }

@@ -7,6 +7,7 @@ use std::fs::{self, File};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::os::unix::process::CommandExt as _;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,6 +39,10 @@ pub enum Mode {
     Vigil,
     /// The same with the shipped policy in enforce.
     VigilEnforce,
+    /// `vigil run` in monitor with its threads kept off the loop's CPU: what vigil's kernel side
+    /// adds to each syscall when its user space never runs where the loop runs, to split
+    /// vigil's figure (a diagnostic mode, overhead only; needs two or more CPUs).
+    VigilOffLoopCpu,
     /// `vigil run` in monitor with `--no-model`: sensors, process table and policy without the
     /// scorer, to split vigil's cost into the kernel side and the scoring (a diagnostic mode).
     VigilNoModel,
@@ -61,6 +66,7 @@ impl Mode {
             Mode::EmptyProbe => "empty-probe",
             Mode::Vigil => "vigil",
             Mode::VigilEnforce => "vigil-enforce",
+            Mode::VigilOffLoopCpu => "vigil-off-loop-cpu",
             Mode::VigilNoModel => "vigil-no-model",
             Mode::VigilLearned => "vigil-learned",
             Mode::Auditd => "auditd",
@@ -209,6 +215,24 @@ impl Modes {
             if mode == Mode::VigilLearned {
                 args.extend(["--profile-learn-secs".into(), LEARNED_AFTER.as_secs().to_string().into()]);
             }
+            if mode == Mode::VigilOffLoopCpu {
+                let lc = loop_cpu().context("vigil-off-loop-cpu needs two or more CPUs")?;
+                let others: Vec<usize> = (0..online_cpus()).filter(|&c| c != lc).collect();
+                // SAFETY: runs in the child between fork and exec, and only calls the
+                // async-signal-safe sched_setaffinity on a set built on the stack.
+                unsafe {
+                    c.pre_exec(move || {
+                        let mut set: libc::cpu_set_t = std::mem::zeroed();
+                        for &cpu in &others {
+                            libc::CPU_SET(cpu, &mut set);
+                        }
+                        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    })
+                };
+            }
             c.args(args);
             let n = never()?;
             Ok(Tracer::Probe(Probe::start(c, &log)?, n))
@@ -223,6 +247,7 @@ impl Modes {
             }
             Mode::Vigil => vigil_run("monitor", "vigil-run"),
             Mode::VigilEnforce => vigil_run("enforce", "vigil-enforce-run"),
+            Mode::VigilOffLoopCpu => vigil_run("monitor", "vigil-off-loop-cpu-run"),
             Mode::VigilNoModel => vigil_run("monitor", "vigil-no-model-run"),
             Mode::VigilLearned => vigil_run("monitor", "vigil-learned-run"),
             Mode::VigilNoFileRules => vigil_run("monitor", "vigil-no-file-rules-run"),
@@ -469,7 +494,7 @@ fn report(opts: &Opts, modes: &Modes, samples: &[Vec<f64>], json_path: &Path) ->
     );
     println!("machine: kernel {kernel}, {nproc} CPUs; {date}");
     println!(
-        "{:<14} {:>14} {:>14}   per round (ns/syscall)",
+        "{:<18} {:>14} {:>14}   per round (ns/syscall)",
         "mode", "median ns/sc", "added vs bare"
     );
     let mut modes_json = serde_json::Map::new();
@@ -478,7 +503,7 @@ fn report(opts: &Opts, modes: &Modes, samples: &[Vec<f64>], json_path: &Path) ->
         let added_txt = added.map_or("-".to_string(), |a| format!("{a:+.1}"));
         let rounds_txt: Vec<String> = s.iter().map(|x| format!("{x:.1}")).collect();
         println!(
-            "{:<14} {med:>14.1} {added_txt:>14}   {}",
+            "{:<18} {med:>14.1} {added_txt:>14}   {}",
             mode.name(),
             rounds_txt.join(" ")
         );
@@ -488,7 +513,7 @@ fn report(opts: &Opts, modes: &Modes, samples: &[Vec<f64>], json_path: &Path) ->
         );
     }
     if let Some(reason) = &modes.auditd_skipped {
-        println!("{:<14} skipped: {reason}", Mode::Auditd.name());
+        println!("{:<18} skipped: {reason}", Mode::Auditd.name());
     }
     for (name, r) in [("vigil", ratio), ("vigil-enforce", ratio_enforce)] {
         match r {

@@ -82,7 +82,7 @@ pub struct ScorerStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgramStatus {
     pub name: String,
-    /// Where it attaches, e.g. `raw_tracepoint/sys_enter`.
+    /// Where it attaches, e.g. `tp_btf/sys_exit`.
     pub hook: String,
     /// Flattened so the JSON reads `{"name":..,"hook":..,"state":"skipped","reason":..}`.
     #[serde(flatten)]
@@ -262,8 +262,8 @@ pub(crate) fn sample() -> Status {
         kernel: "6.18.44".into(),
         programs: vec![
             ProgramStatus {
-                name: "vigil_sys_enter".into(),
-                hook: "raw_tp/sys_enter".into(),
+                name: "vigil_sys_exit".into(),
+                hook: "tp_btf/sys_exit".into(),
                 state: ProgramState::Attached,
             },
             ProgramStatus {

@@ -2,6 +2,7 @@
 //! attaches programs from the declarative table in [`table`]. What could not be attached is
 //! recorded with its reason, logged, and shown by `vigil status`.
 
+mod creds_seed;
 mod guards;
 mod jiffies;
 mod table;
@@ -87,6 +88,12 @@ impl Sensors {
             attach_spec(&mut ebpf, spec, &mut report)?;
         }
         let network_guards = guards::attach_guards(&mut ebpf, cgroup2, &mut report);
+        // After the fork and exec probes attached: every thread is then either recorded by them
+        // or already listed in /proc.
+        let map = ebpf
+            .map_mut(names::MAP_CREDS)
+            .ok_or(LoadError::MissingMap(names::MAP_CREDS))?;
+        creds_seed::seed(map, std::path::Path::new("/proc"))?;
         for r in &report {
             match &r.outcome {
                 Outcome::Attached => info!(program = r.program, hook = %r.hook, "attached"),

@@ -35,18 +35,18 @@ pub struct ProgramSpec {
 }
 
 pub static ATTACH_TABLE: &[ProgramSpec] = &[
-    // sys_exit before sys_enter: an exit without a remembered entry is counted, the reverse
-    // would silently drop the first watched calls.
+    // The switch program before sys_exit: a CPU's batch slot must be released whenever its task
+    // leaves the CPU from the first batched syscall on.
+    ProgramSpec { program: names::PROG_SCHED_SWITCH, hook: Hook::RawTp("sched_switch"), fallback: None },
+    // The fork and exec probes before sys_exit: they record the ids a setuid-family call's exit
+    // starts from (`CREDS`; user space seeds the threads older than vigil once all are attached).
+    ProgramSpec { program: names::PROG_FORK, hook: Hook::RawTp("sched_process_fork"), fallback: None },
+    ProgramSpec { program: names::PROG_EXEC, hook: Hook::Tp("sched", "sched_process_exec"), fallback: None },
+    ProgramSpec { program: names::PROG_EXIT, hook: Hook::Tp("sched", "sched_process_exit"), fallback: None },
+    // The one per-syscall program: it batches every syscall and reports the watched ones.
     ProgramSpec {
         program: names::PROG_SYS_EXIT,
         hook: Hook::BtfTp("sys_exit"),
         fallback: Some((names::PROG_SYS_EXIT_RAW, Hook::RawTp("sys_exit"))),
     },
-    ProgramSpec { program: names::PROG_FORK, hook: Hook::RawTp("sched_process_fork"), fallback: None },
-    ProgramSpec { program: names::PROG_EXEC, hook: Hook::Tp("sched", "sched_process_exec"), fallback: None },
-    ProgramSpec { program: names::PROG_EXIT, hook: Hook::Tp("sched", "sched_process_exit"), fallback: None },
-    // The switch program before sys_enter: a CPU's batch slot must be released whenever its task
-    // leaves the CPU from the first batched syscall on.
-    ProgramSpec { program: names::PROG_SCHED_SWITCH, hook: Hook::RawTp("sched_switch"), fallback: None },
-    ProgramSpec { program: names::PROG_SYS_ENTER, hook: Hook::RawTp("sys_enter"), fallback: None },
 ];

@@ -490,10 +490,12 @@ const PTRACE_SEIZE: i64 = 0x4206;
 
 /// A process that held root in none of its user ids and now runs as root: what an exploit or a
 /// capability grant does. A setuid-root program taking root back from its saved set-user-ID
-/// (sudo, su, passwd between their privilege drops) is not this: it held root all along.
+/// (sudo, su, passwd between their privilege drops) is not this: it held root all along. Ids
+/// the kernel never recorded (a thread older than vigil that the seed missed) decide nothing;
+/// the kernel counts those calls (`cred_change_before_unknown`).
 fn gained_root(c: &CredChangeEvent) -> bool {
     let b = &c.before;
-    c.ret == 0 && c.after.euid == 0 && b.uid != 0 && b.euid != 0 && b.suid != 0
+    c.ret == 0 && c.after.euid == 0 && b.is_known() && b.uid != 0 && b.euid != 0 && b.suid != 0
 }
 
 /// A process that holds root in none of its ids (of the kind it asked for) asked for root and

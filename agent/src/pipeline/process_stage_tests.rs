@@ -113,6 +113,10 @@ fn only_a_process_that_held_no_root_id_gains_root() {
     assert!(!gained_root(&cred_change((0, 0, 0), 0, 0)));
     assert!(!gained_root(&cred_change((1000, 1000, 1000), 0, -1)));
     assert!(!gained_root(&cred_change((1000, 1000, 1000), 1001, 0)));
+    // Ids before that nobody recorded decide nothing.
+    let mut unknown = cred_change((0, 0, 0), 0, 0);
+    unknown.before = agent_common::Creds::UNKNOWN;
+    assert!(!gained_root(&unknown));
 }
 
 #[test]

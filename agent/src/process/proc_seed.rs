@@ -58,14 +58,24 @@ pub fn parse_stat(text: &str) -> Option<StatFields> {
 /// Real and effective ids from the `Uid:` and `Gid:` lines of `/proc/PID/status`:
 /// `(uid, euid, gid, egid)`.
 pub fn parse_status_ids(text: &str) -> Option<(u32, u32, u32, u32)> {
-    let ids = |prefix: &str| -> Option<(u32, u32)> {
+    parse_status_creds(text).map(|c| (c.uid, c.euid, c.gid, c.egid))
+}
+
+/// All four ids of each kind from the `Uid:` and `Gid:` lines of `/proc/PID/status` (real,
+/// effective, saved, filesystem: the kernel always prints the four).
+pub fn parse_status_creds(text: &str) -> Option<agent_common::Creds> {
+    let ids = |prefix: &str| -> Option<[u32; 4]> {
         let line = text.lines().find_map(|l| l.strip_prefix(prefix))?;
         let mut it = line.split_ascii_whitespace().map(str::parse::<u32>);
-        Some((it.next()?.ok()?, it.next()?.ok()?))
+        let mut out = [0; 4];
+        for id in &mut out {
+            *id = it.next()?.ok()?;
+        }
+        Some(out)
     };
-    let (uid, euid) = ids("Uid:")?;
-    let (gid, egid) = ids("Gid:")?;
-    Some((uid, euid, gid, egid))
+    let [uid, euid, suid, fsuid] = ids("Uid:")?;
+    let [gid, egid, sgid, fsgid] = ids("Gid:")?;
+    Some(agent_common::Creds { uid, euid, suid, fsuid, gid, egid, sgid, fsgid })
 }
 
 /// `/proc/PID/cmdline` is NUL-terminated arguments; the final terminator does not start another.
@@ -232,6 +242,37 @@ mod tests {
         let text = "Name:\tsu\nUid:\t1000\t0\t0\t0\nGid:\t100\t101\t101\t101\n";
         assert_eq!(parse_status_ids(text), Some((1000, 0, 100, 101)));
         assert_eq!(parse_status_ids("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn all_four_ids_of_each_kind_are_read() {
+        let text = "Name:\tsu\nUmask:\t0022\nUid:\t1000\t0\t0\t0\nGid:\t100\t101\t102\t103\nGroups:\t4 24\n";
+        assert_eq!(
+            parse_status_creds(text),
+            Some(agent_common::Creds {
+                uid: 1000,
+                euid: 0,
+                suid: 0,
+                fsuid: 0,
+                gid: 100,
+                egid: 101,
+                sgid: 102,
+                fsgid: 103
+            })
+        );
+    }
+
+    #[test]
+    fn a_short_or_missing_line_is_no_answer() {
+        assert_eq!(
+            parse_status_creds("Uid:\t1\t2\t3\nGid:\t1\t2\t3\t4\n"),
+            None
+        );
+        assert_eq!(parse_status_creds("Uid:\t1\t2\t3\t4\n"), None);
+        assert_eq!(
+            parse_status_creds("Uid:\t1\tx\t3\t4\nGid:\t1\t2\t3\t4\n"),
+            None
+        );
     }
 
     #[test]

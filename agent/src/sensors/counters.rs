@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use agent_common::{
-    COUNT_SYSCALLS_BATCHED, COUNTER_SLOTS, COUNT_UNSWITCHED_SLOTS, EventKind, LOSS_PENDING_MAP_FULL,
-    LOSS_PENDING_MISSING, LOSS_SYSCALLS_IN_LOST_BATCHES, emitted_index, loss_index,
+    COUNT_SYSCALLS_BATCHED, COUNTER_SLOTS, COUNT_UNSWITCHED_SLOTS, EventKind,
+    LOSS_CREDS_BEFORE_UNKNOWN, LOSS_CREDS_UNRECORDED, LOSS_SYSCALLS_IN_LOST_BATCHES, emitted_index, loss_index,
 };
 use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 
@@ -36,8 +36,10 @@ pub struct CounterSnapshot {
     /// Batches started in a CPU slot that still named another task (a diagnostic that should
     /// stay 0; see `agent_common::loss`).
     pub unswitched_slots: u64,
-    pub pending_map_full: u64,
-    pub pending_missing: u64,
+    /// Threads whose ids the kernel could not remember, and setuid-family calls that changed
+    /// ids nobody had recorded (their events say "unknown" for the ids before).
+    pub creds_unrecorded: u64,
+    pub creds_before_unknown: u64,
     /// File churn names the kernel held back to keep half the events ring for the rest.
     pub churn_ring_busy: u64,
     /// `O_CREAT` opens whose writer the kernel could not remember.
@@ -61,16 +63,16 @@ impl CounterSnapshot {
             "syscalls_in_lost_batches".into(),
             self.syscalls_in_lost_batches,
         );
-        out.insert("pending_map_full".into(), self.pending_map_full);
+        out.insert("creds_unrecorded".into(), self.creds_unrecorded);
         out.insert("program_runs_skipped".into(), self.program_runs_skipped);
-        out.insert("pending_missing".into(), self.pending_missing);
+        out.insert("cred_change_before_unknown".into(), self.creds_before_unknown);
         out.insert("churn_names_ring_busy".into(), self.churn_ring_busy);
         out.insert("created_writer_unrecorded".into(), self.created_unrecorded);
         out
     }
 
     pub fn total_lost(&self) -> u64 {
-        self.lost.values().sum::<u64>() + self.pending_map_full + self.program_runs_skipped
+        self.lost.values().sum::<u64>() + self.program_runs_skipped
     }
 }
 
@@ -99,12 +101,12 @@ impl KernelCounters {
         s.syscalls_in_lost_batches = self.sum(LOSS_SYSCALLS_IN_LOST_BATCHES)?;
         s.syscalls_batched = self.sum(COUNT_SYSCALLS_BATCHED)?;
         s.unswitched_slots = self.sum(COUNT_UNSWITCHED_SLOTS)?;
-        s.pending_map_full = self.sum(LOSS_PENDING_MAP_FULL)?;
+        s.creds_unrecorded = self.sum(LOSS_CREDS_UNRECORDED)?;
         for (name, fd) in &self.programs {
             s.program_runs_skipped += recursion_misses(fd.as_fd())
                 .map_err(|source| SensorError::ProgramInfo { name, source })?;
         }
-        s.pending_missing = self.sum(LOSS_PENDING_MISSING)?;
+        s.creds_before_unknown = self.sum(LOSS_CREDS_BEFORE_UNKNOWN)?;
         s.churn_ring_busy = self.sum(agent_common::LOSS_CHURN_RING_BUSY)?;
         s.created_unrecorded = self.sum(agent_common::LOSS_CREATED_UNRECORDED)?;
         s.exec_denied = self.sum(agent_common::COUNT_EXEC_DENIED)?;

@@ -5,6 +5,8 @@
 //!   vigil-scenario flood SECONDS      (prints the number of getppid calls made)
 //!   vigil-scenario security           (prints "LISTEN_PORT CLIENT_PORT TRACED_PID")
 //!   vigil-scenario migrate ROUNDS      (moves itself to the next CPU before each marker call)
+//!   vigil-scenario drop-later          (prints "ready", then on a line of stdin handles a
+//!                                       signal, drops its uid and exits)
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
@@ -27,6 +29,7 @@ fn main() {
             flood(Duration::from_secs_f64(secs))
         }
         Some("security") => security(),
+        Some("drop-later") => drop_later(),
         Some("migrate") if args.len() == 3 => {
             migrate(args[2].parse::<u32>().unwrap_or_else(|_| usage()))
         }
@@ -36,7 +39,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: vigil-scenario known V4 V6 REFUSED CODE | flood SECONDS | security | migrate ROUNDS"
+        "usage: vigil-scenario known V4 V6 REFUSED CODE | flood SECONDS | security | migrate ROUNDS | drop-later"
     );
     exit(2)
 }
@@ -204,4 +207,25 @@ fn security() -> ! {
         check("setresuid", libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534));
     }
     exit(0)
+}
+
+extern "C" fn on_signal(_: libc::c_int) {}
+
+/// A process older than the daemon (the test starts it first): once told, it takes a signal
+/// through a handler (the handler's return is rt_sigreturn), drops to nobody with setresuid and
+/// exits with exit_group.
+fn drop_later() -> ! {
+    use std::io::{BufRead as _, Write as _};
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    // SAFETY: a handler that does nothing; raw syscalls with integer arguments.
+    unsafe {
+        libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
+        libc::syscall(libc::SYS_kill, libc::getpid(), libc::SIGUSR1);
+        check("setresuid", libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534));
+        libc::syscall(libc::SYS_exit_group, 0);
+    }
+    unreachable!("exit_group returned")
 }
