@@ -1,7 +1,8 @@
 //! `cargo xtask bench overhead`: what vigil adds to each syscall, next to the floor that any
 //! per-syscall tracer pays (an empty raw_tp sys_enter counter) and a peer (auditd with an
-//! exec+connect rule set), measured in one run with the modes interleaved round by round so that
-//! drift in the VM's speed hits all of them alike.
+//! exec+connect rule set), measured in one run with the modes interleaved round by round, their
+//! order rotating by one each round, so that drift in the VM's speed hits all of them alike and
+//! no mode always runs right after the same other one.
 
 use std::fs::{self, File};
 use std::io::{BufRead as _, BufReader};
@@ -17,7 +18,7 @@ use clap::ValueEnum;
 use serde_json::json;
 
 use crate::bench_peer::{self, Auditd, NoAuditContext};
-use crate::{build, cmd, setup};
+use crate::{bench_prog_stats, build, cmd, setup};
 
 /// Largest acceptable `(vigil - bare) / (empty - bare)`.
 const GOAL_RATIO: f64 = 1.25;
@@ -28,6 +29,12 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) const LEARNED_AFTER: Duration = Duration::from_secs(20);
 /// The CPU the syscall loop runs on when there are at least two.
 const LOOP_CPU: usize = 1;
+/// Loops run per attachment; the round's sample is their median. A getppid loop's speed on
+/// this VM wanders by ±15% over tenths of a second (an ALU loop beside it does not), and the
+/// median of three drops a loop that such a stretch hit without adding an attach per loop.
+const LOOPS_PER_ATTACH: usize = 3;
+/// Resamples of the rounds for the ratio's interval.
+const BOOTSTRAP_RESAMPLES: usize = 2000;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -98,6 +105,14 @@ impl Tracer {
             Tracer::None(_) => Ok(None),
             Tracer::Probe(p, _) => crate::bench_model::cpu_seconds(p.pid()).map(Some),
             Tracer::Auditd(a) => a.cpu_seconds().map(Some),
+        }
+    }
+
+    /// The tracer's process, for a probe mode.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        match self {
+            Tracer::Probe(p, _) => Some(p.pid()),
+            Tracer::None(_) | Tracer::Auditd(_) => None,
         }
     }
 
@@ -441,6 +456,45 @@ pub(crate) fn median(samples: &[f64]) -> f64 {
     }
 }
 
+/// The 5th and 95th percentiles of `(median(v) - median(b)) / (median(e) - median(b))` over
+/// resamples of the rounds, drawn with replacement and the same for all three modes, since a
+/// round's modes ran side by side. `None` with fewer than three rounds, or when most resamples
+/// leave the empty probe no cost above bare. The seed is fixed, so the interval is reproducible
+/// from the samples in the report.
+pub(crate) fn ratio_interval(b: &[f64], e: &[f64], v: &[f64]) -> Option<(f64, f64)> {
+    let n = b.len();
+    if n < 3 || e.len() != n || v.len() != n {
+        return None;
+    }
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    // splitmix64: enough to pick rounds, and no dependency for it.
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as usize % n
+    };
+    let (mut rb, mut re, mut rv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let mut ratios = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    for _ in 0..BOOTSTRAP_RESAMPLES {
+        for k in 0..n {
+            let r = next();
+            (rb[k], re[k], rv[k]) = (b[r], e[r], v[r]);
+        }
+        let (mb, me) = (median(&rb), median(&re));
+        if me > mb {
+            ratios.push((median(&rv) - mb) / (me - mb));
+        }
+    }
+    if ratios.len() * 2 < BOOTSTRAP_RESAMPLES {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.05), at(0.95)))
+}
+
 pub fn overhead(opts: &Opts) -> Result<()> {
     if opts.iterations == 0 || opts.rounds == 0 || opts.modes.is_empty() {
         bail!("need at least one iteration, one round and one mode");
@@ -452,24 +506,62 @@ pub fn overhead(opts: &Opts) -> Result<()> {
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let modes = Modes::prepare(&opts.modes, &out_dir, "")?;
 
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); modes.run.len()];
+    let n = modes.run.len();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
     for round in 1..=opts.rounds {
-        for (i, mode) in modes.run.iter().enumerate() {
-            let tracer = modes.attach(*mode)?;
-            let ns = measure(opts.iterations)?;
+        for i in (0..n).map(|k| (k + round as usize - 1) % n) {
+            let mode = modes.run[i];
+            let tracer = modes.attach(mode)?;
+            let loops = (0..LOOPS_PER_ATTACH)
+                .map(|_| measure(opts.iterations))
+                .collect::<Result<Vec<f64>>>()?;
             tracer.stop()?;
+            let ns = median(&loops);
             eprintln!(
-                "bench: round {round}/{} {:<13} {ns:8.1} ns/syscall",
+                "bench: round {round}/{} {:<18} {ns:8.1} ns/syscall (loops {})",
                 opts.rounds,
-                mode.name()
+                mode.name(),
+                loops.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(" ")
             );
             samples[i].push(ns);
         }
     }
-    report(opts, &modes, &samples, &out_dir.join("overhead.json"))
+    let programs = program_pass(opts, &modes)?;
+    report(opts, &modes, &samples, &programs, &out_dir.join("overhead.json"))
 }
 
-fn report(opts: &Opts, modes: &Modes, samples: &[Vec<f64>], json_path: &Path) -> Result<()> {
+/// One more loop under the empty probe and under vigil with the kernel's BPF statistics on:
+/// ns per run of each one's per-syscall program. Kept out of the rounds, since the statistics
+/// add a clock read to every run.
+fn program_pass(opts: &Opts, modes: &Modes) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut out = serde_json::Map::new();
+    let wanted = [Mode::EmptyProbe, Mode::Vigil];
+    if !wanted.iter().all(|m| modes.run.contains(m)) {
+        return Ok(out);
+    }
+    let _stats = bench_prog_stats::StatsEnabled::on()?;
+    for mode in wanted {
+        let tracer = modes.attach(mode)?;
+        let pid = tracer.pid().context("a probe mode has a process")?;
+        let before = bench_prog_stats::of_process(pid)?;
+        measure(opts.iterations)?;
+        let after = bench_prog_stats::of_process(pid)?;
+        tracer.stop()?;
+        let (ns, runs) = bench_prog_stats::busiest(&before, &after)
+            .with_context(|| format!("no program of {} ran during the loop", mode.name()))?;
+        eprintln!("bench: bpf_stats {:<13} {ns:6.1} ns per run ({runs} runs)", mode.name());
+        out.insert(mode.name().to_string(), json!({ "ns_per_run": ns, "runs": runs }));
+    }
+    Ok(out)
+}
+
+fn report(
+    opts: &Opts,
+    modes: &Modes,
+    samples: &[Vec<f64>],
+    programs: &serde_json::Map<String, serde_json::Value>,
+    json_path: &Path,
+) -> Result<()> {
     let kernel =
         fs::read_to_string("/proc/sys/kernel/osrelease").context("reading kernel release")?;
     let kernel = kernel.trim();
@@ -484,12 +576,18 @@ fn report(opts: &Opts, modes: &Modes, samples: &[Vec<f64>], json_path: &Path) ->
     };
     let ratio = ratio_of(Mode::Vigil);
     let ratio_enforce = ratio_of(Mode::VigilEnforce);
+    let of = |m: Mode| modes.run.iter().position(|x| *x == m).map(|i| samples[i].as_slice());
+    let interval_of = |m: Mode| match (of(Mode::Bare), of(Mode::EmptyProbe), of(m)) {
+        (Some(b), Some(e), Some(v)) => ratio_interval(b, e, v),
+        _ => None,
+    };
+    let interval_json = |m: Mode| interval_of(m).map(|(lo, hi)| json!([lo, hi]));
     let added = |m: Mode| bare.zip(get(m)).map(|(b, v)| v - b);
 
     let pinned = loop_cpu().map_or("not pinned".to_string(), |c| format!("pinned to CPU {c}"));
     println!();
     println!(
-        "getppid loop, {} iterations x {} rounds, {pinned}",
+        "getppid loop, {} iterations, median of {LOOPS_PER_ATTACH} loops per attach x {} rounds, {pinned}",
         opts.iterations, opts.rounds
     );
     println!("machine: kernel {kernel}, {nproc} CPUs; {date}");
@@ -515,18 +613,29 @@ fn report(opts: &Opts, modes: &Modes, samples: &[Vec<f64>], json_path: &Path) ->
     if let Some(reason) = &modes.auditd_skipped {
         println!("{:<18} skipped: {reason}", Mode::Auditd.name());
     }
-    for (name, r) in [("vigil", ratio), ("vigil-enforce", ratio_enforce)] {
+    for (mode, r) in [(Mode::Vigil, ratio), (Mode::VigilEnforce, ratio_enforce)] {
+        let name = mode.name();
         match r {
             Some(r) => {
                 let verdict = if r <= GOAL_RATIO { "met" } else { "NOT met" };
+                let interval = interval_of(mode).map_or(String::new(), |(lo, hi)| {
+                    format!(", 90% interval over rounds {lo:.2}-{hi:.2}")
+                });
                 println!(
-                    "ratio ({name} - bare) / (empty - bare) = {r:.2}   goal <= {GOAL_RATIO} ({verdict})"
+                    "ratio ({name} - bare) / (empty - bare) = {r:.2}{interval}   goal <= {GOAL_RATIO} ({verdict})"
                 );
             }
             None => {
                 println!("ratio ({name} - bare) / (empty - bare) = n/a   goal <= {GOAL_RATIO}")
             }
         }
+    }
+    let per_run = |m: Mode| programs.get(m.name()).and_then(|v| v["ns_per_run"].as_f64());
+    if let (Some(e), Some(v)) = (per_run(Mode::EmptyProbe), per_run(Mode::Vigil)) {
+        println!(
+            "bpf_stats, one more loop each: the per-syscall program's own time per run: empty-probe {e:.1} ns, vigil {v:.1} ns ({:+.1} ns)",
+            v - e
+        );
     }
     let below_auditd = |m: Mode| added(m).zip(added(Mode::Auditd)).map(|(v, a)| v < a);
     for m in [Mode::Vigil, Mode::VigilEnforce] {
@@ -551,6 +660,13 @@ fn report(opts: &Opts, modes: &Modes, samples: &[Vec<f64>], json_path: &Path) ->
         "modes": modes_json,
         "ratio": ratio,
         "ratio_enforce": ratio_enforce,
+        "ratio_off_loop_cpu": ratio_of(Mode::VigilOffLoopCpu),
+        "ratio_interval_90": interval_json(Mode::Vigil),
+        "ratio_enforce_interval_90": interval_json(Mode::VigilEnforce),
+        "ratio_off_loop_cpu_interval_90": interval_json(Mode::VigilOffLoopCpu),
+        "loops_per_attach": LOOPS_PER_ATTACH,
+        "program_stats": programs,
+        "method": "per attach, the median of its loops; per mode, the median over rounds; the modes' order rotates by one each round; intervals: 5th-95th percentile over 2000 resamples of the rounds",
         "goal_ratio": GOAL_RATIO,
         "auditd_skipped": modes.auditd_skipped,
         "vigil_below_auditd": below_auditd(Mode::Vigil),
@@ -592,7 +708,7 @@ pub(crate) fn utc_now() -> String {
 mod tests {
     use std::process::Command;
 
-    use super::{Probe, median};
+    use super::{Probe, median, ratio_interval};
 
     fn sh(script: &str) -> Command {
         let mut c = Command::new("sh");
@@ -621,6 +737,24 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "oops\n");
         let _ = std::fs::remove_file(log);
+    }
+
+    #[test]
+    fn ratio_interval_brackets_the_ratio_and_narrows_with_agreeing_rounds() {
+        let b = [100.0, 102.0, 98.0, 101.0, 99.0];
+        let e = [150.0, 152.0, 148.0, 151.0, 149.0];
+        // vigil exactly 1.2x the probe's added cost in every round: no spread at all.
+        let v: Vec<f64> = b.iter().map(|x| x + 60.0).collect();
+        let (lo, hi) = ratio_interval(&b, &e, &v).expect("five rounds");
+        assert!((lo - 1.2).abs() < 1e-9 && (hi - 1.2).abs() < 1e-9, "{lo} {hi}");
+        // One slow vigil round widens the interval upwards, and it still brackets the median.
+        let mut v2 = v.clone();
+        v2[2] += 40.0;
+        let (lo, hi) = ratio_interval(&b, &e, &v2).expect("five rounds");
+        assert!(lo <= 1.2 + 1e-9 && hi > 1.2, "{lo} {hi}");
+        assert!(ratio_interval(&b[..2], &e[..2], &v[..2]).is_none(), "two rounds give no interval");
+        // An empty probe that costs nothing above bare leaves the ratio undefined.
+        assert!(ratio_interval(&b, &b, &v).is_none());
     }
 
     #[test]

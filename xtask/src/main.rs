@@ -7,6 +7,7 @@ mod bench_load;
 mod bench_model;
 mod bench_overhead;
 mod bench_peer;
+mod bench_prog_stats;
 mod bench_redis;
 mod build;
 mod cmd;
@@ -90,13 +91,13 @@ enum Bench {
     /// Per-syscall cost: bare vs an empty raw_tp probe vs vigil (monitor, enforce) vs auditd,
     /// interleaved in rounds.
     Overhead {
-        /// getppid calls per measurement.
+        /// getppid calls per loop; each attach runs three loops and keeps their median.
         #[arg(long, default_value_t = 5_000_000)]
         iterations: u64,
         /// Rounds; each round measures every mode once.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 9)]
         rounds: u32,
-        /// Modes to measure, in round order.
+        /// Modes to measure, in the first round's order; each later round starts one further on.
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = Mode::ALL)]
         modes: Vec<Mode>,
     },
