@@ -268,8 +268,9 @@ pub enum FlushReason {
     Switch = 5,
 }
 
-/// Up to [`BATCH_LEN`] syscall ids of one thread, in the order it entered them, made while it
-/// stayed on one CPU.
+/// Up to [`BATCH_LEN`] syscall ids of one thread, in the order they returned (see
+/// `agent-ebpf/src/syscalls.rs` for the calls that do not return), made while it stayed on one
+/// CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SyscallBatch {

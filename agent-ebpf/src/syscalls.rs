@@ -4,9 +4,10 @@
 //! one program vigil runs for every syscall on the host. A second one at `sys_enter` cost every
 //! syscall its own tracepoint dispatch, ~45 ns here (`cargo xtask bench overhead`), and nothing
 //! needs the entry: the arguments are still in the saved registers at exit, and what changes
-//! during a call (credentials) is remembered per thread (`CREDS`). The calls that never reach their exit are recorded where they end: exit and
-//! exit_group by the exit probe, a successful execve by the exec probe (for the old image,
-//! where the entry would have put it). A thread killed inside a blocking call loses that call.
+//! during a call (credentials) is remembered per thread (`CREDS`). The calls that never reach
+//! their exit are recorded where they end: exit and exit_group by the exit probe, a successful
+//! execve by the exec probe (for the old image, where the entry would have put it). A thread
+//! killed inside a blocking call loses that call.
 //!
 //! The batch in a CPU's slot always belongs to the task running there: `vigil_sched_switch`
 //! sends it when that task is switched out, and exec and exit send it before their own records.

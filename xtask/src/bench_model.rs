@@ -3,9 +3,9 @@
 //! - per window, on one core: `vigil debug bench-model` times the daemon's scoring path
 //!   (features, split first layer, tract for the rest) and the whole graph on dense features
 //!   (goal ≤ 50 µs per window);
-//! - in the daemon: vigil's own CPU while a paced workload makes ~100k syscalls/s, with and
-//!   without the model, alternating in rounds of one run; the difference is scoring's CPU
-//!   (goal ≤ 10% of a core).
+//! - in the daemon: vigil's own CPU while a paced workload makes ~100k syscalls/s in an order
+//!   no window repeats, with and without the model, alternating in rounds of one run; the
+//!   difference is scoring's CPU (goal ≤ 10% of a core).
 
 use std::{
     path::{Path, PathBuf},
@@ -28,17 +28,39 @@ pub struct Opts {
     pub rounds: u32,
 }
 
-/// The hidden `bench-paced RATE SECONDS`: getppid at about RATE per second, in 1 ms slices.
+/// Cheap calls without arguments or side effects, for [`paced`] to mix.
+const PACED_CALLS: [libc::c_long; 8] = [
+    libc::SYS_getppid,
+    libc::SYS_getpid,
+    libc::SYS_getuid,
+    libc::SYS_getgid,
+    libc::SYS_geteuid,
+    libc::SYS_getegid,
+    libc::SYS_gettid,
+    libc::SYS_getpgrp,
+];
+
+/// The hidden `bench-paced RATE SECONDS`: about RATE syscalls per second, in 1 ms slices, each
+/// drawn from [`PACED_CALLS`] by a seeded generator. One call over and over would make every
+/// window the same, and the daemon scores a window it has just scored from memory: the figure
+/// would be the memo's, not the model's. Random order makes every window new to the memo and
+/// to the profile, so each one goes to the model, the scorer's worst case.
 pub fn paced(rate: u64, seconds: u64) -> Result<()> {
     let per_ms = (rate / 1000).max(1);
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
     let mut calls = 0u64;
     let mut slice = start;
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
     while Instant::now() < end {
         for _ in 0..per_ms {
-            // SAFETY: getppid takes no arguments and cannot fail.
-            std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+            // xorshift64: three bits per call are all the mix needs.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let nr = PACED_CALLS[(state >> 61) as usize];
+            // SAFETY: the calls in PACED_CALLS take no arguments and cannot fail.
+            std::hint::black_box(unsafe { libc::syscall(nr) });
         }
         calls += per_ms;
         slice += Duration::from_millis(1);

@@ -75,7 +75,7 @@ enum Cmd {
         path: std::path::PathBuf,
         flags: i32,
     },
-    /// getppid at a steady rate, for `bench model` and `bench flood`.
+    /// Cheap argument-less syscalls in a seeded random order at a steady rate, for `bench model` and `bench flood`.
     #[command(hide = true)]
     BenchPaced { rate: u64, seconds: u64 },
     /// /bin/true execs at a steady rate, for `bench exec`.

@@ -62,7 +62,8 @@ pub struct ScorerStats {
     pub errors: AtomicU64,
     /// n-grams held by all executables' profiles.
     pub profile_grams: AtomicU64,
-    /// Windows not learned because the profiles' memory budget was spent.
+    /// Windows not learned because the profiles' memory budget, or their executable's share of
+    /// it, was spent.
     pub profile_windows_unlearned: AtomicU64,
 }
 
@@ -118,9 +119,12 @@ struct Profiles {
     /// with SipHash was ~2% of vigil's CPU under redis-benchmark.
     by_exe: HashMap<Arc<str>, ExeProfile>,
     learn_for: Duration,
-    /// n-grams held across all profiles; learning stops at [`PROFILE_BUDGET`].
+    /// n-grams held across all profiles; learning stops at `budget`.
     grams: usize,
-    /// Windows not learned because the budget was spent.
+    /// [`PROFILE_BUDGET`] and [`PROFILE_MAX_PER_EXE`] (smaller in tests).
+    budget: usize,
+    per_exe: usize,
+    /// Windows not learned because the budget, or their executable's share of it, was spent.
     saturated: u64,
     /// Keyed with a per-run random key, so that nobody can make a window collide with one an
     /// executable showed before and borrow its novelty.
@@ -130,8 +134,17 @@ struct Profiles {
     now: Instant,
 }
 
-/// n-grams all profiles together may hold (8 bytes each plus table overhead: ~40 MB at most).
-const PROFILE_BUDGET: usize = 2_000_000;
+/// n-grams all profiles together may hold. A learned n-gram costs ~21 bytes of hash set
+/// (measured: 378k of them took 8 MiB of vigil's RSS), so this is ~12 MiB at most: with vigil's
+/// ~35 MiB idle (mostly its mapped binary and rings) and a busy host's tables, it stays within
+/// the 64 MB RSS goal (`cargo xtask bench`), even against a process that makes random calls to
+/// fill it. Past it, windows go unlearned (counted): more of them go to the model, and no score
+/// rises for it, since the profile can only lower a score.
+const PROFILE_BUDGET: usize = 600_000;
+
+/// n-grams one executable's profile may hold: past that it is not a program whose behaviour a
+/// profile describes, and it must not spend every other executable's share of the budget.
+const PROFILE_MAX_PER_EXE: usize = 100_000;
 
 impl Profiles {
     /// Learns the window while the executable is in its learn period; afterwards returns its
@@ -168,7 +181,7 @@ impl Profiles {
                 p.skipped += 1;
                 return None;
             }
-            if self.grams < PROFILE_BUDGET {
+            if self.grams < self.budget && p.profile.len() < self.per_exe {
                 // A window after a skipped one shares nothing learned with its predecessor.
                 let known = if settled { 0 } else { known };
                 let added = p.profile.learn_after(window, known);
@@ -222,6 +235,8 @@ pub fn spawn(
             by_exe: HashMap::default(),
             learn_for,
             grams: 0,
+            budget: PROFILE_BUDGET,
+            per_exe: PROFILE_MAX_PER_EXE,
             saturated: 0,
             digest: Default::default(),
             now: Instant::now(),
@@ -423,6 +438,8 @@ mod tests {
             by_exe: HashMap::default(),
             learn_for: Duration::from_secs(3600),
             grams: 0,
+            budget: PROFILE_BUDGET,
+            per_exe: PROFILE_MAX_PER_EXE,
             saturated: 0,
             digest: Default::default(),
             now: Instant::now(),
@@ -440,6 +457,42 @@ mod tests {
                 (x & 1) as Token
             })
             .collect()
+    }
+
+    #[test]
+    fn one_executable_cannot_spend_the_budget_and_the_budget_bounds_them_all() {
+        // Windows over 400 tokens: nearly every n-gram new, as from a process making random calls.
+        let noisy = |seed: u32| -> Vec<Token> {
+            let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+            (0..WINDOW)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    (x % 400) as Token
+                })
+                .collect()
+        };
+        let mut p = Profiles { budget: 2_000, per_exe: 500, ..profiles() };
+        let exes: Vec<Arc<str>> = ["/tmp/a", "/tmp/b", "/tmp/c", "/tmp/d", "/tmp/e"].map(Arc::from).into();
+        let (a, others) = (&exes[0], &exes[1..]);
+        for seed in 0..50 {
+            p.observe(a, &noisy(seed), 0);
+        }
+        let held = p.by_exe[a].profile.len();
+        // It stops within one window (at most 6 x 64 n-grams) past its share.
+        assert!((500..500 + 6 * WINDOW).contains(&held), "{held}");
+        assert!(p.saturated > 0, "windows past the share are counted");
+        // Others still learn, until all together reach the budget.
+        for exe in others {
+            for seed in 1000..1050 {
+                p.observe(exe, &noisy(seed), 0);
+            }
+        }
+        assert!(p.by_exe[&exes[1]].profile.len() >= 500, "another executable learns its own share");
+        assert!((2_000..2_000 + 6 * WINDOW).contains(&p.grams), "{}", p.grams);
+        let total: usize = p.by_exe.values().map(|x| x.profile.len()).sum();
+        assert_eq!(total, p.grams);
     }
 
     #[test]
