@@ -171,7 +171,7 @@ pub fn render_human(status: &Status) -> String {
         Some(sc) => {
             let _ = writeln!(
                 out,
-                "Scorer: {} — {} windows scored ({} from the memo), {} known to their executable's profile, {:.1} µs/window, {} chunks dropped, {} errors; profiles hold {} n-grams ({} windows unlearned: budget or their executable's share spent)",
+                "Scorer: {} — {} windows scored ({} from the memo), {} known to their executable's profile, {:.1} µs/window, {} chunks dropped, {} errors; profiles hold {} n-grams ({} windows unlearned: a profile bound reached)",
                 sc.model,
                 sc.windows_scored,
                 sc.windows_memo_hits,

@@ -63,7 +63,7 @@ pub struct ScorerStats {
     /// n-grams held by all executables' profiles.
     pub profile_grams: AtomicU64,
     /// Windows not learned because the profiles' memory budget, or their executable's share of
-    /// it, was spent.
+    /// it, was spent, or because their executable came after the table of profiles was full.
     pub profile_windows_unlearned: AtomicU64,
 }
 
@@ -121,10 +121,12 @@ struct Profiles {
     learn_for: Duration,
     /// n-grams held across all profiles; learning stops at `budget`.
     grams: usize,
-    /// [`PROFILE_BUDGET`] and [`PROFILE_MAX_PER_EXE`] (smaller in tests).
+    /// [`PROFILE_BUDGET`], [`PROFILE_MAX_PER_EXE`] and [`PROFILE_MAX_EXES`] (smaller in tests).
     budget: usize,
     per_exe: usize,
-    /// Windows not learned because the budget, or their executable's share of it, was spent.
+    max_exes: usize,
+    /// Windows not learned because the budget, or their executable's share of it, was spent,
+    /// or because their executable has no profile (the table was full).
     saturated: u64,
     /// Keyed with a per-run random key, so that nobody can make a window collide with one an
     /// executable showed before and borrow its novelty.
@@ -146,12 +148,24 @@ const PROFILE_BUDGET: usize = 600_000;
 /// profile describes, and it must not spend every other executable's share of the budget.
 const PROFILE_MAX_PER_EXE: usize = 100_000;
 
+/// Executables with a profile. Each one also keeps up to [`RECENT_WINDOWS`] recent windows
+/// (~17 KiB), and paths are endless (a build writes new binaries every run): without a bound
+/// the table would grow for as long as vigil runs. An executable seen after it is full gets no
+/// profile, so the model scores all its windows, and its windows count as unlearned. None is
+/// evicted for it: a profile started afresh would learn whatever the process does next.
+const PROFILE_MAX_EXES: usize = 1024;
+
 impl Profiles {
     /// Learns the window while the executable is in its learn period; afterwards returns its
     /// novelty. `known`: how many leading tokens the process's previous window covered.
     fn observe(&mut self, exe: &Arc<str>, window: &[Token], known: usize) -> Option<f32> {
         let now = self.now;
         let learn_for = self.learn_for;
+        // The second lookup is paid only once the table is full.
+        if self.by_exe.len() >= self.max_exes && !self.by_exe.contains_key(exe) {
+            self.saturated += 1;
+            return None;
+        }
         let p = self
             .by_exe
             .entry(exe.clone())
@@ -237,6 +251,7 @@ pub fn spawn(
             grams: 0,
             budget: PROFILE_BUDGET,
             per_exe: PROFILE_MAX_PER_EXE,
+            max_exes: PROFILE_MAX_EXES,
             saturated: 0,
             digest: Default::default(),
             now: Instant::now(),
@@ -440,6 +455,7 @@ mod tests {
             grams: 0,
             budget: PROFILE_BUDGET,
             per_exe: PROFILE_MAX_PER_EXE,
+            max_exes: PROFILE_MAX_EXES,
             saturated: 0,
             digest: Default::default(),
             now: Instant::now(),
@@ -493,6 +509,24 @@ mod tests {
         assert!((2_000..2_000 + 6 * WINDOW).contains(&p.grams), "{}", p.grams);
         let total: usize = p.by_exe.values().map(|x| x.profile.len()).sum();
         assert_eq!(total, p.grams);
+    }
+
+    #[test]
+    fn executables_past_the_table_get_no_profile_and_none_is_evicted_for_them() {
+        let mut p = Profiles { max_exes: 3, ..profiles() };
+        let exes: Vec<Arc<str>> = (0..5).map(|i| Arc::from(format!("/tmp/build-{i}/a.out"))).collect();
+        for (i, exe) in exes.iter().enumerate() {
+            assert_eq!(p.observe(exe, &window(i as u32), 0), None);
+        }
+        assert_eq!(p.by_exe.len(), 3);
+        assert!(exes[..3].iter().all(|e| p.by_exe.contains_key(e)), "the first three keep theirs");
+        assert_eq!(p.saturated, 2, "the two without one are counted");
+        // The profiled ones go on learning and, once learned, answer.
+        p.observe(&exes[0], &window(100), 0);
+        assert_eq!(p.saturated, 2, "a profiled executable's window is learned, not refused");
+        p.by_exe.get_mut(&exes[0]).expect("profile").learn_until = p.now;
+        assert!(p.observe(&exes[0], &window(0), 0).is_some());
+        assert_eq!(p.observe(&exes[4], &window(0), 0), None, "still none for the fifth");
     }
 
     #[test]
