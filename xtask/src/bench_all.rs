@@ -286,15 +286,15 @@ fn render() -> Result<String> {
          tracepoints for the watched calls were measured at ~31 ns on every syscall (empty \
          programs, A/B). The bench's last pass times the program bodies with \
          `kernel.bpf_stats_enabled` (a diagnostic row above): vigil's `sys_exit` program has \
-         come out 8–16 ns per run above the empty probe's in different runs. Batches four times \
+         come out 6–16 ns per run above the empty probe's in different runs. Batches four times \
          longer (256 calls) did not move it (A/B, three alternating runs each, 52–56 ns per run \
          either way): the time is in the per-call path, not in sending batches. The loop rows \
          move more than that from round to round: on this VM a getppid loop's speed wanders by \
          ±15% over tenths of a second while an ALU loop beside it does not, so each attach runs \
          three loops and keeps their median, the modes' order rotates by one each round, and \
          each ratio comes with the 5th–95th percentile of the same ratio over 2000 resamples of \
-         the rounds. The empty probe's own added cost depends on the host (+34 ns on one of \
-         these VMs, +77 ns on another with audit syscall contexts on), and the same few ns of \
+         the rounds. The empty probe's own added cost depends on the host (+34 to +46 ns on one \
+         of these VMs, +77 ns on another with audit syscall contexts on), and the same few ns of \
          vigil's program weigh twice as much in the ratio where it is small. The enforce row \
          runs the monitor's kernel programs, and the diagnostic row keeps vigil's threads off \
          the loop's CPU: compare their intervals with the monitor row's before reading a \
@@ -440,7 +440,7 @@ fn skipped(v: &Value) -> Option<&str> {
     v["auditd_skipped"].as_str()
 }
 
-/// `; 90% interval a–b over rounds` from a `[lo, hi]` pair in the overhead report, or nothing
+/// ` (90% interval over rounds a–b)` from a `[lo, hi]` pair in the overhead report, or nothing
 /// when the run had too few rounds for one.
 fn interval_txt(v: &Value) -> String {
     match (v[0].as_f64(), v[1].as_f64()) {

@@ -1,8 +1,8 @@
 //! The kernel's own account of a BPF program's time (`kernel.bpf_stats_enabled`): run time and
 //! run count per program, read from the `fdinfo` of the program fds a tracer holds. It times the
-//! program body alone, without the tracepoint dispatch that every per-syscall tracer pays alike,
-//! and it does not wander with the VM's speed the way a loop's wall time does; so it tells what
-//! vigil's program adds over the empty probe's more precisely than the loop can.
+//! program body alone, without the tracepoint dispatch that every per-syscall tracer pays alike
+//! and without what else the loop pays, so it isolates what vigil's program adds over the empty
+//! probe's; it moves with the VM's speed too, by a few ns between runs here.
 
 use std::fs;
 use std::path::Path;
