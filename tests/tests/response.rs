@@ -724,9 +724,11 @@ fn the_default_policy_quarantines_a_reverse_shell_and_leaves_benign_work_alone()
     assert!(
         reasons
             .iter()
-            .all(|r| ["shell-on-socket", "shell-connects-out"].contains(r)),
+            .all(|r| ["shell-on-socket", "shell-connects-out", "reverse-shell-command"].contains(r)),
         "unexpected reasons: {reasons:?}"
     );
+    // Every variant run here spells its technique on a command line.
+    assert!(reasons.contains(&"reverse-shell-command"), "no one-liner was named: {reasons:?}");
     for r in &seen {
         assert_eq!(r["frozen_verified"], true, "{r}");
         assert_eq!(r["network_cut"], true, "{r}");
@@ -1635,4 +1637,77 @@ fn watched_files_are_seen_by_inode_whatever_path_opened_them() {
     }
     drop(daemon);
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// `cmdline` rules see what a program was asked to do: a drop-in kill rule on a marker in the
+/// arguments kills that exec and spares the same program without it, and the shipped
+/// `crontab-installed-by-script` alerts on `crontab -` (a copy of `true` under that name, so
+/// no crontab is touched) but not on `crontab -l`. Each incident carries the command line.
+#[test]
+fn command_line_rules_act_on_the_arguments_and_spare_lookalikes() {
+    let test = "command_line_rules_act_on_the_arguments_and_spare_lookalikes";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("cmdline");
+    let policy_d = dir.join("policy.d");
+    fs::create_dir_all(&policy_d).expect("policy.d");
+    let marker = format!("vigil-cmdline-kill-{}", std::process::id());
+    fs::write(
+        policy_d.join("50-marker.toml"),
+        format!("[[rule.exec]]\nname = \"marker-kill\"\naction = \"kill\"\ncmdline = ['(^| ){marker}( |$)']\n"),
+    )
+    .expect("drop-in");
+    let policy_dir = policy_d.display().to_string();
+    let daemon = Daemon::start_enforcing("cmdline", &["--policy-dir", &policy_dir]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+
+    // A builtin that waits on a pipe kept open: the shell neither forks nor execs, so the
+    // killed process is still the one that matched.
+    let mut marked = Command::new("/bin/sh")
+        .args(["-c", "read x; true", &marker])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let marked_pid = marked.id().to_string();
+    let status = wait_exit(&mut marked, Duration::from_secs(10));
+    let _ = marked.kill();
+    let status = status.unwrap_or_else(|| panic!("the marked exec was not killed; log:\n{}", daemon.log()));
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    let mut spared = Command::new("/bin/sh").args(["-c", "sleep 0.2", &format!("{marker}-not")]).spawn().expect("spawn");
+    let spared_pid = spared.id().to_string();
+    assert!(spared.wait().expect("wait").success(), "the lookalike was harmed");
+
+    let crontab = copy_bin("/usr/bin/true", &dir, "crontab");
+    let mut pids = vec![];
+    for arg in ["-l", "-"] {
+        let mut child = Command::new(&crontab).arg(arg).stdin(Stdio::null()).spawn().expect("spawn");
+        pids.push(child.id().to_string());
+        assert!(child.wait().expect("wait").success());
+    }
+    wait_for_alerts(&daemon, alerts_before + 1);
+
+    let killed = entries(&cursor, "the marker-kill kill", |e| {
+        f(e, "VIGIL_REASON") == "marker-kill" && f(e, "VIGIL_PID") == marked_pid
+    });
+    if let Some(k) = killed.first() {
+        assert_eq!(f(k, "VIGIL_CMDLINE"), format!("/bin/sh -c read x; true {marker}"), "{k}");
+    }
+    let alerted = entries(&cursor, "the crontab-installed-by-script alert", |e| {
+        f(e, "VIGIL_REASON") == "crontab-installed-by-script" && f(e, "VIGIL_PID") == pids[1]
+    });
+    if let Some(a) = alerted.first() {
+        assert_eq!(f(a, "VIGIL_CMDLINE"), format!("{} -", crontab.display()), "{a}");
+    }
+    // `crontab -l` ran before `crontab -`: by the latter's alert, anything about it or the
+    // spared shell is in the journal.
+    drop(daemon);
+    if let Some(c) = &cursor {
+        let others = read_vigil_entries(c, Duration::from_secs(1), |e| {
+            f(e, "VIGIL_PID") == pids[0] || f(e, "VIGIL_PID") == spared_pid
+        });
+        assert!(others.is_empty(), "lookalikes alerted: {others:?}");
+    }
 }

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use super::tests::compile;
 use super::*;
 
-const DEFAULT: &str = include_str!("../../../packaging/policy.toml");
+pub(super) const DEFAULT: &str = include_str!("../../../packaging/policy.toml");
 
-fn default_policy() -> Policy {
+pub(super) fn default_policy() -> Policy {
     compile(&[("/usr/lib/vigil/policy.toml", DEFAULT)]).expect("the shipped default is valid")
 }
 
@@ -26,6 +26,7 @@ fn exec_hits(
         parent_stdio_socket: false,
         image_changed_secs_ago: None,
         downloaded_by: None,
+        cmdline: None,
     };
     p.exec_rules(&ctx).iter().map(RuleRef::owned).collect()
 }
@@ -53,6 +54,16 @@ fn default_settings() {
             "hidden-fresh-binary-in-tmp",
             "downloaded-program-run",
             "fileless-exec",
+            "reverse-shell-command",
+            "miner-command",
+            "security-service-stopped",
+            "security-process-killed",
+            "protection-disabled",
+            "tracks-cleared",
+            "root-account-created",
+            "crontab-installed-by-script",
+            "privilege-escalation-recon",
+            "root-filesystem-wipe",
             "shell-connects-out",
             "kernel-module-load",
             "ptrace-attach",
@@ -113,6 +124,7 @@ fn reverse_shells_are_quarantined_but_ordinary_shells_are_not() {
             parent_stdio_socket: true,
             image_changed_secs_ago: None,
             downloaded_by: None,
+            cmdline: None,
         };
         p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
     };
@@ -228,7 +240,7 @@ fn a_monitor_drop_in_keeps_the_default_rules() {
 fn programs_a_network_client_wrote_alert_unless_an_installer_did() {
     let p = default_policy();
     let hits = |path: &str, by: Option<&str>| {
-        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: None, downloaded_by: by };
+        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: None, downloaded_by: by, cmdline: None };
         p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
     };
     let rule = hit("downloaded-program-run", Action::Alert);
@@ -260,7 +272,7 @@ fn programs_a_network_client_wrote_alert_unless_an_installer_did() {
 fn hidden_programs_fresh_in_temp_dirs_alert() {
     let p = default_policy();
     let hits = |path: &str, secs| {
-        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: secs, downloaded_by: None };
+        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: secs, downloaded_by: None, cmdline: None };
         p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
     };
     let rule = hit("hidden-fresh-binary-in-tmp", Action::Alert);

@@ -59,7 +59,7 @@ fn typos_and_missing_keys_are_errors() {
     assert_eq!(
         error(&rule("exec", "action = \"kill\"\npaths = [\"/a\"]")),
         format!(
-            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `stdio_socket`, `parent_stdio_socket`, `changed_within`, `downloaded`, `except_downloader`"
+            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `cmdline`, `stdio_socket`, `parent_stdio_socket`, `changed_within`, `downloaded`, `except_downloader`"
         )
     );
     assert_eq!(
@@ -214,11 +214,23 @@ fn downloader_exceptions_need_the_condition_and_absolute_globs() {
 }
 
 #[test]
+fn a_bad_cmdline_pattern_is_named_where_it_is_written() {
+    assert_eq!(
+        error(&rule("exec", "action = \"alert\"\ncmdline = ['ok', 'a(b']")),
+        format!("{FILE}:5:18: invalid regular expression `a(b` in `cmdline`: unclosed group")
+    );
+    assert_eq!(
+        error(&rule("exec", "action = \"alert\"\ncmdline = []")),
+        format!("{FILE}:5:11: `cmdline` is empty: expected at least one entry, or leave `cmdline` out")
+    );
+}
+
+#[test]
 fn rule_shape_errors() {
     assert_eq!(
         error(&rule("exec", "action = \"kill\"\nstdio_socket = false")),
         format!(
-            "{FILE}:3:8: rule.exec `r` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, parent_stdio_socket = true, changed_within, downloaded = true"
+            "{FILE}:3:8: rule.exec `r` has no conditions: expected at least one of path, sha256, parent, cmdline, stdio_socket = true, parent_stdio_socket = true, changed_within, downloaded = true"
         )
     );
     assert_eq!(

@@ -5,6 +5,7 @@
 
 mod allow;
 mod check;
+mod cmdline;
 mod error;
 mod file_watch;
 mod glob;
@@ -23,6 +24,8 @@ mod source;
 mod summary;
 mod users;
 
+#[cfg(test)]
+mod default_cmdline_tests;
 #[cfg(test)]
 mod default_tests;
 #[cfg(test)]

@@ -141,6 +141,27 @@ impl Policy {
         matching(&self.exec, 0, |r| r.matches(ctx), |r| (&r.name, r.action))
     }
 
+    /// Every exec rule whose conditions other than `cmdline` hold, in policy order, each with
+    /// whether it also has a `cmdline` condition to check with [`Policy::exec_cmdline_matches`].
+    /// This part of the answer is the same for every exec of one program in one context and
+    /// worth remembering; command lines rarely repeat.
+    pub fn exec_rules_but_cmdline<'a>(&'a self, ctx: &ExecContext) -> Vec<(RuleRef<'a>, bool)> {
+        matching(&self.exec, 0, |r| r.matches_but_cmdline(ctx), |r| (&r.name, r.action))
+            .into_iter()
+            .map(|hit| {
+                let has = self.exec[hit.index as usize].cmdline.is_some();
+                (hit, has)
+            })
+            .collect()
+    }
+
+    /// Whether exec rule `index`'s `cmdline` condition, if it has one, holds for `cmdline`.
+    pub fn exec_cmdline_matches(&self, index: u32, cmdline: &str) -> bool {
+        self.exec
+            .get(index as usize)
+            .is_some_and(|r| r.cmdline.as_ref().is_none_or(|l| l.is_match(cmdline)))
+    }
+
     /// Every connect rule that matches, in policy order (`deny` rules included: the kernel has
     /// already refused the connection, user space reports it).
     pub fn connect_rules<'a>(&'a self, ctx: &ConnectContext) -> Vec<RuleRef<'a>> {

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::cmdline::CmdlineList;
 use super::error::PolicyError;
 use super::glob::GlobList;
 use super::merge::{At, AtList, ConnectRuleDef, EventRuleDef, ExecRuleDef, FileRuleDef};
@@ -29,6 +30,9 @@ pub struct ExecContext<'a> {
     /// The executable of the process that made or accepted an internet connection and wrote
     /// the image (or whose child did), when one did.
     pub downloaded_by: Option<&'a str>,
+    /// The exec's argv joined by single spaces (as the kernel copied it: at most
+    /// `agent_common::ARGS_LEN` bytes); `cmdline` conditions never match without it.
+    pub cmdline: Option<&'a str>,
 }
 
 /// What an outbound `connect()` offers to `rule.connect`.
@@ -224,6 +228,8 @@ pub(super) struct ExecRule {
     /// Lowercase hex.
     pub sha256: Option<Vec<String>>,
     pub parent: Option<GlobList>,
+    /// Regular expressions, any of which found in the command line matches.
+    pub cmdline: Option<CmdlineList>,
     pub stdio_socket: bool,
     pub parent_stdio_socket: bool,
     /// Seconds.
@@ -248,6 +254,7 @@ impl ExecRule {
         if def.path.is_none()
             && def.sha256.is_none()
             && def.parent.is_none()
+            && def.cmdline.is_none()
             && !def.stdio_socket
             && !def.parent_stdio_socket
             && def.changed_within.is_none()
@@ -256,7 +263,7 @@ impl ExecRule {
             return Err(PolicyError::invalid(
                 def.name.at,
                 format!(
-                    "rule.exec `{}` has no conditions: expected at least one of path, sha256, parent, stdio_socket = true, parent_stdio_socket = true, changed_within, downloaded = true",
+                    "rule.exec `{}` has no conditions: expected at least one of path, sha256, parent, cmdline, stdio_socket = true, parent_stdio_socket = true, changed_within, downloaded = true",
                     def.name.value
                 ),
             ));
@@ -289,6 +296,9 @@ impl ExecRule {
                 .map(|l| l.iter().map(sha256_hex).collect())
                 .transpose()?,
             parent: globs(def.parent, "parent")?,
+            cmdline: non_empty(def.cmdline, "cmdline")?
+                .map(|l| CmdlineList::compile(&l, "cmdline"))
+                .transpose()?,
             name: def.name.value,
             action: def.action.value,
             stdio_socket: def.stdio_socket,
@@ -300,6 +310,16 @@ impl ExecRule {
     }
 
     pub fn matches(&self, ctx: &ExecContext) -> bool {
+        self.matches_but_cmdline(ctx)
+            && self
+                .cmdline
+                .as_ref()
+                .is_none_or(|l| ctx.cmdline.is_some_and(|c| l.is_match(c)))
+    }
+
+    /// Whether every condition but `cmdline` holds: the part of the answer that is the same
+    /// for every exec of one program in one context.
+    pub fn matches_but_cmdline(&self, ctx: &ExecContext) -> bool {
         self.path.as_ref().is_none_or(|g| g.is_match(ctx.path))
             && self.sha256.as_ref().is_none_or(|list| {
                 ctx.sha256
@@ -325,6 +345,7 @@ impl ExecRule {
         self.path.is_some()
             && self.sha256.is_none()
             && self.parent.is_none()
+            && self.cmdline.is_none()
             && !self.stdio_socket
             && !self.parent_stdio_socket
             && self.changed_within.is_none()

@@ -19,6 +19,9 @@ impl Policy {
             if let Some(p) = &r.parent {
                 when.insert("parent".into(), globs(p));
             }
+            if let Some(c) = &r.cmdline {
+                when.insert("cmdline".into(), json!(c.patterns()));
+            }
             if r.stdio_socket {
                 when.insert("stdio_socket".into(), json!(true));
             }

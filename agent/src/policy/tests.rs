@@ -35,6 +35,7 @@ fn exec<'a>(path: &'a str) -> ExecContext<'a> {
         parent_stdio_socket: false,
         image_changed_secs_ago: None,
         downloaded_by: None,
+        cmdline: None,
     }
 }
 
@@ -177,6 +178,32 @@ changed_within = 300
 }
 
 #[test]
+fn cmdline_patterns_match_anywhere_in_the_command_line_with_the_other_conditions() {
+    let p = one(
+        r#"
+[[rule.exec]]
+name = "miner"
+action = "kill"
+path = ["/tmp/**"]
+cmdline = ['stratum\+tcp://', '^(\S*/)?xmrig( |$)']
+"#,
+    );
+    let run = |path, cmdline| ExecContext { cmdline, ..exec(path) };
+    assert_eq!(names(&p.exec_rules(&run("/tmp/m", Some("./m -o stratum+tcp://h:3333")))), ["miner"]);
+    assert_eq!(names(&p.exec_rules(&run("/tmp/xmrig", Some("/tmp/xmrig --cpu-max 50")))), ["miner"]);
+    // Every condition must hold: the path, and one of the patterns.
+    assert!(p.exec_rules(&run("/opt/m", Some("./m -o stratum+tcp://h:3333"))).is_empty());
+    assert!(p.exec_rules(&run("/tmp/m", Some("cat /tmp/xmrig"))).is_empty());
+    // No command line (an exec the kernel could not copy argv of): no match.
+    assert!(p.exec_rules(&run("/tmp/m", None)).is_empty());
+    assert!(p.kernel_exec_denies().is_empty(), "the kernel does not see the command line");
+    assert_eq!(
+        p.summary()["rules"][0]["conditions"]["cmdline"],
+        serde_json::json!([r"stratum\+tcp://", r"^(\S*/)?xmrig( |$)"])
+    );
+}
+
+#[test]
 fn downloaded_matches_programs_a_network_client_wrote_bar_the_excepted() {
     let p = one(
         r#"
@@ -236,6 +263,7 @@ stdio_socket = true
         parent_stdio_socket: false,
         image_changed_secs_ago: None,
         downloaded_by: None,
+        cmdline: None,
     };
     assert!(p.exec_rules(&ctx(None, None, false)).is_empty());
     assert_eq!(

@@ -267,7 +267,9 @@ impl Responder {
         if fileless {
             self.corroborate(table, seqs, key, "memfd exec");
         }
-        let hits = self.exec_memo.hits(&policy, &seen, None);
+        let hits = self
+            .exec_memo
+            .hits(&policy, &seen, None, &info.cmdline);
         let matched = Matched::Exec {
             changed: seen.image_changed_secs_ago,
             download: seen.download.as_ref().map(Download::describe),
@@ -331,7 +333,9 @@ impl Responder {
                 filename: info.exe.to_string(),
                 ..Default::default()
             });
-        let hits = self.exec_memo.hits(&policy, &seen, Some(&sha));
+        let hits = self
+            .exec_memo
+            .hits(&policy, &seen, Some(&sha), &info.cmdline);
         let matched = Matched::Exec {
             changed: seen.image_changed_secs_ago,
             download: seen.download.as_ref().map(Download::describe),
