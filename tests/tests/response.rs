@@ -1408,6 +1408,79 @@ fn a_downloaded_program_is_alerted_with_its_downloader_and_a_copy_is_not() {
 /// `curl URL | sh` live: a script fetched over TCP by a Python client and piped into `sh` is
 /// alerted at the shell as `download-piped-to-shell`, naming the fetcher; a local pipe into
 /// `sh`, and a fetch piped into `sh -c` (which runs its argument, not the pipe), are not.
+/// The pid of the `sh` exec'd under `parent` (a pipeline's member, by the shell that ran it).
+fn sh_under(events: &[Value], parent: u32) -> String {
+    events
+        .iter()
+        .find(|e| e["type"] == "exec" && e["parent_pid"].as_u64() == Some(u64::from(parent)) && e["argv"][0] == "sh")
+        .and_then(|e| e["pid"].as_u64())
+        .unwrap_or_else(|| panic!("no sh exec under {parent}"))
+        .to_string()
+}
+
+/// `echo <base64> | base64 -d | sh` is alerted at the shell with the decoder named; the same
+/// decoder writing a file or feeding `wc`, and a plain `echo | sh`, are not.
+#[test]
+fn a_decoded_payload_piped_into_a_shell_is_alerted_and_other_decoding_is_not() {
+    let test = "a_decoded_payload_piped_into_a_shell_is_alerted_and_other_decoding_is_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("decoded");
+    let marker = dir.join("decoded-script-ran");
+    let daemon = Daemon::start("decoded", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+
+    let encoded = |text: &str| {
+        let out = Command::new("base64").arg("-w0").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
+            std::io::Write::write_all(c.stdin.as_mut().expect("stdin"), text.as_bytes())?;
+            drop(c.stdin.take());
+            c.wait_with_output()
+        });
+        String::from_utf8(out.expect("base64").stdout).expect("ascii")
+    };
+    let payload = encoded(&format!("touch {}\n", marker.display()));
+    let lines = [
+        format!("echo {payload} | base64 -d | sh"),
+        format!("echo {payload} | base64 -d > {}", dir.join("decoded.txt").display()),
+        format!("echo {payload} | base64 -d | wc -c >/dev/null"),
+        "echo true | sh".to_owned(),
+    ];
+    let mut pipelines = vec![];
+    for line in &lines {
+        let child = Command::new("bash").args(["-c", line]).spawn().expect("pipeline");
+        let pid = child.id();
+        assert!(Reap(child).0.wait().expect("wait").success(), "{line}");
+        pipelines.push(pid);
+    }
+    assert!(marker.exists(), "the decoded script did not run");
+
+    wait_for_alerts(&daemon, alerts_before + 1);
+    let (_, events) = daemon.stop();
+    let decoded = sh_under(&events, pipelines[0]);
+    let found = entries(&cursor, "the decoded-payload-to-shell alert", |e| {
+        f(e, "VIGIL_REASON") == "decoded-payload-to-shell" && f(e, "VIGIL_PID") == decoded
+    });
+    if let Some(a) = found.first() {
+        let detail = f(a, "VIGIL_DETAIL");
+        assert!(
+            detail.contains(" reads its program from a pipe while /usr/bin/base64 (pid ")
+                && detail.ends_with("decodes an encoded input into a pipe"),
+            "{a}"
+        );
+    }
+    if let Some(c) = &cursor {
+        let plain = sh_under(&events, pipelines[3]);
+        let others = read_vigil_entries(c, Duration::from_secs(1), |e| {
+            f(e, "VIGIL_REASON") == "decoded-payload-to-shell" && f(e, "VIGIL_PID") != decoded
+                || f(e, "VIGIL_PID") == plain
+        });
+        assert!(others.is_empty(), "other decoding or a plain pipe was alerted: {others:?}");
+    }
+}
+
 #[test]
 fn a_download_piped_into_a_shell_is_alerted_and_local_pipes_are_not() {
     let test = "a_download_piped_into_a_shell_is_alerted_and_local_pipes_are_not";
@@ -1439,18 +1512,7 @@ fn a_download_piped_into_a_shell_is_alerted_and_local_pipes_are_not() {
     wait_for_alerts(&daemon, alerts_before + 1);
     let (_, events) = daemon.stop();
     // Each pipeline's `sh`, by its parent, the `bash -c` that ran the line.
-    let sh_of = |bash: u32| {
-        events
-            .iter()
-            .find(|e| {
-                e["type"] == "exec"
-                    && e["parent_pid"].as_u64() == Some(u64::from(bash))
-                    && e["argv"][0] == "sh"
-            })
-            .and_then(|e| e["pid"].as_u64())
-            .unwrap_or_else(|| panic!("no sh exec under {bash}"))
-            .to_string()
-    };
+    let sh_of = |bash: u32| sh_under(&events, bash);
     let fetched = sh_of(pipelines[0]);
     let found = entries(&cursor, "the download-piped-to-shell alert", |e| {
         f(e, "VIGIL_REASON") == "download-piped-to-shell" && f(e, "VIGIL_PID") == fetched

