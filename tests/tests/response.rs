@@ -724,11 +724,13 @@ fn the_default_policy_quarantines_a_reverse_shell_and_leaves_benign_work_alone()
     assert!(
         reasons
             .iter()
-            .all(|r| ["shell-on-socket", "shell-connects-out", "reverse-shell-command"].contains(r)),
+            .all(|r| ["shell-on-socket", "shell-connects-out", "reverse-shell-command", "reverse-shell-code"].contains(r)),
         "unexpected reasons: {reasons:?}"
     );
     // Every variant run here spells its technique on a command line.
-    assert!(reasons.contains(&"reverse-shell-command"), "no one-liner was named: {reasons:?}");
+    for rule in ["reverse-shell-command", "reverse-shell-code"] {
+        assert!(reasons.contains(&rule), "no one-liner was named by {rule}: {reasons:?}");
+    }
     for r in &seen {
         assert_eq!(r["frozen_verified"], true, "{r}");
         assert_eq!(r["network_cut"], true, "{r}");
@@ -1408,6 +1410,19 @@ fn a_downloaded_program_is_alerted_with_its_downloader_and_a_copy_is_not() {
 /// `curl URL | sh` live: a script fetched over TCP by a Python client and piped into `sh` is
 /// alerted at the shell as `download-piped-to-shell`, naming the fetcher; a local pipe into
 /// `sh`, and a fetch piped into `sh -c` (which runs its argument, not the pipe), are not.
+/// Runs each line with `bash -c`, one after the other; their bash pids.
+fn run_pipelines(lines: &[String]) -> Vec<u32> {
+    lines
+        .iter()
+        .map(|line| {
+            let child = Command::new("bash").args(["-c", line]).spawn().expect("pipeline");
+            let pid = child.id();
+            assert!(Reap(child).0.wait().expect("wait").success(), "{line}");
+            pid
+        })
+        .collect()
+}
+
 /// The pid of the `sh` exec'd under `parent` (a pipeline's member, by the shell that ran it).
 fn sh_under(events: &[Value], parent: u32) -> String {
     events
@@ -1448,13 +1463,7 @@ fn a_decoded_payload_piped_into_a_shell_is_alerted_and_other_decoding_is_not() {
         format!("echo {payload} | base64 -d | wc -c >/dev/null"),
         "echo true | sh".to_owned(),
     ];
-    let mut pipelines = vec![];
-    for line in &lines {
-        let child = Command::new("bash").args(["-c", line]).spawn().expect("pipeline");
-        let pid = child.id();
-        assert!(Reap(child).0.wait().expect("wait").success(), "{line}");
-        pipelines.push(pid);
-    }
+    let pipelines = run_pipelines(&lines);
     assert!(marker.exists(), "the decoded script did not run");
 
     wait_for_alerts(&daemon, alerts_before + 1);
@@ -1500,13 +1509,7 @@ fn a_download_piped_into_a_shell_is_alerted_and_local_pipes_are_not() {
     let fetch = format!(
         "/usr/bin/python3 -c \"import socket, sys; c = socket.create_connection(('127.0.0.1', {port})); sys.stdout.buffer.write(c.recv(65536))\""
     );
-    let mut pipelines = vec![];
-    for line in [format!("{fetch} | sh"), "echo true | sh".to_owned(), format!("{fetch} | sh -c 'cat >/dev/null'")] {
-        let child = Command::new("bash").args(["-c", &line]).spawn().expect("pipeline");
-        let pid = child.id();
-        assert!(Reap(child).0.wait().expect("wait").success(), "{line}");
-        pipelines.push(pid);
-    }
+    let pipelines = run_pipelines(&[format!("{fetch} | sh"), "echo true | sh".to_owned(), format!("{fetch} | sh -c 'cat >/dev/null'")]);
     assert!(marker.exists(), "the fetched script did not run");
 
     wait_for_alerts(&daemon, alerts_before + 1);

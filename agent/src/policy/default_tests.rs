@@ -55,6 +55,7 @@ fn default_settings() {
             "downloaded-program-run",
             "fileless-exec",
             "reverse-shell-command",
+            "reverse-shell-code",
             "miner-command",
             "security-service-stopped",
             "security-process-killed",
@@ -65,6 +66,7 @@ fn default_settings() {
             "privilege-escalation-recon",
             "root-filesystem-wipe",
             "shell-connects-out",
+            "mining-pool-port",
             "kernel-module-load",
             "ptrace-attach",
             "gained-root",
@@ -201,6 +203,23 @@ fn shells_connecting_out_are_quarantined() {
     }
     for remote in ["0.0.0.1", "10.1.2.3", "126.255.255.255", "128.0.0.1", "192.168.1.1", "255.255.255.254", "2001:db8::1", "fd00::1", "fe80::1"] {
         assert_eq!(to(remote), 1, "{remote}");
+    }
+}
+
+#[test]
+fn connections_to_mining_pool_ports_are_alerted_from_anything() {
+    let p = default_policy();
+    let hits = |exe, addr: &str, port| {
+        p.connect_rules(&ConnectContext { exe, addr: addr.parse().expect("addr"), port })
+            .iter()
+            .map(|r| r.owned())
+            .collect::<Vec<_>>()
+    };
+    for (exe, addr, port) in [("/usr/bin/python3.11", "127.0.0.1", 3333), ("/tmp/.x/kworker", "198.51.100.4", 14444), ("/usr/bin/curl", "2001:db8::1", 45700)] {
+        assert_eq!(hits(exe, addr, port), [("mining-pool-port".to_owned(), Action::Alert)], "{exe} {addr}:{port}");
+    }
+    for port in [80, 443, 5432, 6379, 8080, 4433] {
+        assert!(hits("/usr/bin/python3.11", "127.0.0.1", port).is_empty(), "{port}");
     }
 }
 

@@ -314,13 +314,7 @@ impl Responder {
                 }
             }
             if stdout_pipe && decodes(&exe, &argv) {
-                let grandparent = table.get(parent).map_or(0, |p| p.ppid);
-                let decoder = Fetch { pid: key.tgid, start_ns: key.start_ns, exe, feed: Feed::Decoder };
-                let readers = self.piped.fetched(decoder, parent, grandparent, Instant::now());
-                self.note_piped_forgotten();
-                for (reader, reader_exe, fetch) in readers {
-                    self.piped_feed(table, seqs, reader, &reader_exe, &fetch);
-                }
+                self.feeder(table, seqs, key, exe, Feed::Decoder);
             }
         }
     }
@@ -351,6 +345,26 @@ impl Responder {
             download: seen.download.as_ref().map(Download::describe),
         };
         self.rule_hits(&policy, table, seqs, key, hits, matched);
+    }
+
+    /// `key` can feed a sibling's pipe (it connected, or it decodes into a pipe): completes
+    /// the readers of their program from a pipe started beside it.
+    fn feeder(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        exe: Arc<str>,
+        feed: Feed,
+    ) {
+        let parent = table.get_key(&key).map_or(0, |p| p.ppid);
+        let grandparent = table.get(parent).map_or(0, |p| p.ppid);
+        let fetch = Fetch { pid: key.tgid, start_ns: key.start_ns, exe, feed };
+        let readers = self.piped.fetched(fetch, parent, grandparent, Instant::now());
+        self.note_piped_forgotten();
+        for (reader, reader_exe, fetch) in readers {
+            self.piped_feed(table, seqs, reader, &reader_exe, &fetch);
+        }
     }
 
     fn piped_feed(
@@ -395,14 +409,7 @@ impl Responder {
             self.stats
                 .net_peers_forgotten
                 .store(self.net_peers.forgotten, Relaxed);
-            let parent = table.get_key(&key).map_or(0, |p| p.ppid);
-            let grandparent = table.get(parent).map_or(0, |p| p.ppid);
-            let fetch = Fetch { pid: key.tgid, start_ns: key.start_ns, exe, feed: Feed::Connection };
-            let readers = self.piped.fetched(fetch, parent, grandparent, Instant::now());
-            self.note_piped_forgotten();
-            for (reader, reader_exe, fetch) in readers {
-                self.piped_feed(table, seqs, reader, &reader_exe, &fetch);
-            }
+            self.feeder(table, seqs, key, exe, Feed::Connection);
         }
     }
 
