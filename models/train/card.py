@@ -109,6 +109,18 @@ def render(ev: dict) -> str:
           f"{own['processes']['malicious']} malicious processes; families {', '.join(own['families'])}. Benign "
           f"processes are split by workload (`{bs['by']}`), never by window: train {bs['train']}, calibration "
           f"{bs['calibration']}, test {bs['test']}.")
+        stp = own.get("steps")
+        if sh.get("own_labels") == "attack steps":
+            n = sum(c["steps"] for c in stp["counts"].values())
+            w(f"  - Malicious labels: only each family's **attack steps**, the processes `models/scenarios/{stp['file']}` "
+              "names as carrying out the technique (read the secret, connect, write the persistence, encrypt, load "
+              f"the module, attach, run the payload): {n} of {own['processes']['malicious']} malicious processes. "
+              "The rest of each scenario tree (the harness, reconnaissance any admin runs, commands typed through a "
+              "shell, start-up files) is left out of training and of the counts below.")
+        else:
+            w("  - Malicious labels: whole scenario process trees, every process a scenario started."
+              + (f" Labelling only the attack steps `models/scenarios/{stp['file']}` names is compared below "
+                 "(\"Own data: attack steps against whole trees\")." if stp else ""))
     w(f"- **Shipped model** training data: " + "; ".join(
         f"{src}: {v['benign_processes']} benign / {v['malicious_processes']} malicious processes"
         for src, v in sh["training"].items() if src != "windows")
@@ -199,9 +211,10 @@ def render(ev: dict) -> str:
           "threshold rule (leave-one-family-out), and false positives on held-out benign workloads.")
     else:
         lo = own["lofo"]
+        unit = "attack-step processes" if sh.get("own_labels") == "attack steps" else "processes"
         w(f"Leave-one-family-out, counted per process: each fold refits the shipped config (`{lo['config']}`, selected once "
           "on all training data) without the held-out family, takes thresholds by the shipped rule on the calibration "
-          "workloads, and counts the family's processes over them; the AUC is against the benign test workloads.")
+          f"workloads, and counts the family's {unit} over them; the AUC is against the benign test workloads.")
         w("")
         w("| held-out family | processes | over alert | over quarantine | over kill | over shipped alert | AUC vs test benign |")
         w("| --- | --- | --- | --- | --- | --- | --- |")
@@ -214,9 +227,8 @@ def render(ev: dict) -> str:
           "benign train workloads (the daemon keeps one per executable: see the next table), AUC per family vs "
           "benign test workloads: "
           + ", ".join(f"{k} {f3(v)}" for k, v in own["unsupervised_global_profile"]["auc_per_family"].items()) + ".")
-    steps = (own or {}).get("attack_steps")
-    if steps:
-        _attack_steps(w, steps, own["lofo"])
+    if own is not None and own.get("labels_compared"):
+        _labels_compared(w, own, sh.get("own_labels"))
     layers = (own or {}).get("layers")
     if layers:
         w("")
@@ -283,11 +295,16 @@ def render(ev: dict) -> str:
       "kill on the model score alone.")
     if own is not None and own.get("label_overlap"):
         lo_ = own["label_overlap"]
-        w(f"- Own data labels whole scenario process trees: {lo_['exe_also_in_benign']} of {lo_['malicious_processes']} "
+        w(f"- The scenarios record whole process trees: {lo_['exe_also_in_benign']} of {lo_['malicious_processes']} "
           f"malicious processes ({pct(lo_['fraction'])}) run an executable that benign workloads also run (bash, "
-          "coreutils, openssl ...). Those labels describe the scenario, not the behaviour, and limit what a "
-          "per-process classifier can learn. Labelling only the processes that perform the attack step is measured "
-          "above (\"attack steps only\"); the shipped model still trains on whole trees.")
+          "coreutils, openssl ...). "
+          + ("Which of them are attack steps is a hand-written list per family (`models/scenarios/"
+             f"{own['steps']['file']}`): a new family needs its entry, and a step the list misses is left out of training."
+             if sh.get("own_labels") == "attack steps" else
+             "Labelled malicious, they describe the scenario, not the behaviour, and limit what a per-process "
+             "classifier can learn. The shipped model trains on them all the same: step labels rank held-out steps "
+             "higher but, at thresholds above every calibration process, have not detected more of them (\"attack "
+             "steps against whole trees\" above); `cargo xtask train --labels steps` ships them instead."))
     w("- Thresholds from \"the highest held-out benign score\" certify nothing below roughly one false positive "
       "per calibration-set size; DESIGN-NOTES suggests fitting the tail for lower rates.")
     if layers:
@@ -302,6 +319,7 @@ def render(ev: dict) -> str:
     w("```")
     w("cargo xtask train                      # venv in models/.venv, pinned requirements, then python -m train.main")
     w("cargo xtask train --adfa DIR --data DIR")
+    w("cargo xtask train --labels steps        # own malicious labels: attack steps only, not whole trees")
     w("cargo xtask train --test                # the trainer's unit tests (in the venv)")
     w("```")
     w("")
@@ -311,49 +329,54 @@ def render(ev: dict) -> str:
     return "\n".join(L)
 
 
-def _attack_steps(w, st: dict, whole: dict) -> None:
-    """The own-data leave-one-family-out on attack-step labels, beside the whole-tree one."""
-    lo = st["lofo"]
+def _labels_compared(w, own: dict, shipped_labels) -> None:
+    """The two labellings of own malicious processes, trained each way and scored on the same
+    held-out attack steps."""
+    lc = own["labels_compared"]
+    st, tr = lc["trained_on_steps"]["per_family"], lc["trained_on_trees"]["per_family"]
     w("")
-    w("### Own data, attack steps only (diagnostic)")
+    w("### Own data: attack steps against whole trees")
     w("")
-    w(f"`models/scenarios/{st['file']}` names, per family, the processes whose own system calls carry out the "
-      "technique (read the secret, connect, write the persistence, encrypt, load the module, attach, run the "
-      "payload); the rest of each malicious tree (the harness, reconnaissance any admin runs, commands typed "
-      "through a shell, start-up files) is left out of training and of the counts. The same leave-one-family-out "
-      "as above, on those labels. This tests the label-noise limitation below; it is not the shipped model, which "
-      "trains on whole trees.")
+    w(f"`models/scenarios/{own['steps']['file']}` names, per family, the processes whose own system calls carry out "
+      "the technique (read the secret, connect, write the persistence, encrypt, load the module, attach, run the "
+      "payload); the rest of each tree is context (the harness, reconnaissance any admin runs, commands typed "
+      f"through a shell, start-up files). The leave-one-family-out above, with config `{lc['config']}`, is run twice "
+      "more: trained with only the other families' attack steps labelled malicious (context left out), and "
+      "trained with their whole trees labelled malicious. Both are scored on the held-out family's attack steps "
+      f"against the same benign test workloads. The shipped model trains on {shipped_labels}.")
     w("")
-    w("| held-out family | steps / context | over alert | over quarantine | AUC vs test benign, steps | AUC, whole trees (above) |")
-    w("| --- | --- | --- | --- | --- | --- |")
-    for fam, r in lo["per_family"].items():
-        c = st["counts"].get(fam, {})
-        d = r["detected_at_fold_thresholds"]
-        before = whole["per_family"].get(fam, {}).get("auc_vs_test_benign")
-        w(f"| {fam} | {c.get('steps')} / {c.get('context')} | {d['alert']['count']} | {d['quarantine']['count']} | "
-          f"{f3(r['auc_vs_test_benign'])} | {f3(before)} |")
-    aucs = [r["auc_vs_test_benign"] for r in lo["per_family"].values() if r["auc_vs_test_benign"] is not None]
-    befores = [whole["per_family"][f]["auc_vs_test_benign"] for f in lo["per_family"]
-               if f in whole["per_family"] and whole["per_family"][f]["auc_vs_test_benign"] is not None]
+    w("| held-out family | steps / context | AUC, trained on steps | AUC, trained on whole trees | over alert, trained on steps / on whole trees |")
+    w("| --- | --- | --- | --- | --- |")
+    for fam, t in tr.items():
+        s = st.get(fam, {})
+        w(f"| {fam} | {t['processes']} / {t['context']} | {f3(s.get('auc_vs_test_benign'))} | {f3(t['auc_vs_test_benign'])} | "
+          f"{s.get('detected_at_fold_thresholds', {}).get('alert', {}).get('count')} / "
+          f"{t['detected_at_fold_thresholds']['alert']['count']} |")
+    pairs = [(st[f]["auc_vs_test_benign"], t["auc_vs_test_benign"]) for f, t in tr.items()
+             if f in st and st[f]["auc_vs_test_benign"] is not None and t["auc_vs_test_benign"] is not None]
     w("")
-    if aucs and befores:
-        w(f"Mean AUC {f3(sum(aucs) / len(aucs))} on attack steps against {f3(sum(befores) / len(befores))} on whole "
-          f"trees; mean detection over alert {pct(lo['mean_detection_rate_alert'])} against "
-          f"{pct(whole['mean_detection_rate_alert'])}.")
-    low = [f for f, r in lo["per_family"].items() if r["auc_vs_test_benign"] is not None and r["auc_vs_test_benign"] < 0.6]
+    if pairs:
+        w(f"Mean AUC {f3(sum(a for a, _ in pairs) / len(pairs))} trained on steps against "
+          f"{f3(sum(b for _, b in pairs) / len(pairs))} trained on whole trees (steps higher for "
+          f"{sum(a > b for a, b in pairs)} of {len(pairs)} families); over the alert threshold "
+          f"{sum(v['detected_at_fold_thresholds']['alert']['count'] for v in st.values())} and "
+          f"{sum(t['detected_at_fold_thresholds']['alert']['count'] for t in tr.values())} of "
+          f"{sum(t['processes'] for t in tr.values())} step processes. The AUC measures how the held-out steps rank "
+          "among benign processes; the count, whether any clears thresholds set above every calibration process.")
+    low = [f for f, r in st.items() if r["auc_vs_test_benign"] is not None and r["auc_vs_test_benign"] < 0.6]
     if low:
         w("")
-        w(f"Below 0.6 even on clean labels: {', '.join(low)}. Two things bound a per-process classifier here. "
+        w(f"Below 0.6 even trained on steps: {', '.join(low)}. Two things bound a per-process classifier here. "
           "Vocabulary 1 carries system call numbers and events without their arguments, so a step that makes the "
           "calls benign tools make (a connect, a read of a file, a write of an encrypted copy) differs from them "
           "only in what it names: where it connects, which file. And a supervised model learns nothing from a token "
           "that only the held-out family uses (module loading's `init_module`): novelty is the profile's job, "
           "and a named technique a rule's.")
-    if st.get("calibration_top"):
+    if own.get("calibration_top"):
         w("")
-        w("With every training family's steps, these held-out benign calibration processes score highest and so "
-          "set the thresholds:")
+        w("These held-out benign calibration processes score highest under the shipped model and so set the "
+          "thresholds:")
         w("")
-        for t in st["calibration_top"]:
+        for t in own["calibration_top"]:
             argv = t["argv"].replace("`", "'")
             w(f"- {t['score']:.4f} {t['workload']}: `{argv}`")

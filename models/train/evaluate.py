@@ -432,19 +432,16 @@ def own_data_unsupervised(pool_seqs: list, pool: supervised.Pool, role: np.ndarr
     }
 
 
-def own_data_attack_steps(pool: supervised.Pool, role: np.ndarray, procs: list, config: str,
-                          shipped_thresholds: dict, seed: int, top: int = 5) -> dict:
-    """`own_data_lofo` on a pool whose malicious processes are only the attack steps
-    (owndata.apply_steps; `procs` are the pool's own processes, in pool order, last), plus the
-    calibration processes that set the thresholds when the shipped config is fitted on every
-    training process: a diagnostic of what label noise costs, not the shipped model."""
-    lofo = own_data_lofo(pool, role, config, shipped_thresholds, seed)
+def calibration_top(pool: supervised.Pool, role: np.ndarray, procs: list, clf, top: int = 5) -> list[dict]:
+    """The calibration processes that score highest under the shipped model, and so set the
+    thresholds (`procs` are the pool's own processes, in pool order, last); one per command line."""
     cal = np.flatnonzero(role == "calibration")
-    clf = pool.fit(config, np.flatnonzero(role == "train"), seed)
     s = pool.scores(clf, cal)
     first_own = len(pool) - len(procs)
     setters, seen = [], set()
     for i in np.argsort(-s, kind="stable"):
+        if cal[i] < first_own:
+            continue
         p = procs[cal[i] - first_own]
         what = " ".join(p.argv)[:80]
         if what in seen:
@@ -453,4 +450,31 @@ def own_data_attack_steps(pool: supervised.Pool, role: np.ndarray, procs: list, 
         setters.append({"score": float(s[i]), "workload": p.family, "argv": what})
         if len(setters) == top:
             break
-    return {"lofo": lofo, "calibration_top": setters, "calibration_max": float(s.max()) if len(s) else None}
+    return setters
+
+
+def own_data_trees_on_steps(pool: supervised.Pool, role: np.ndarray, is_step: np.ndarray, config: str,
+                            seed: int) -> dict:
+    """`own_data_lofo` on whole scenario trees (every process of every other family labelled
+    malicious), scored on the held-out family's attack steps only (`is_step`, per pool process):
+    the positives and benign test workloads of `own_data_lofo` on a steps pool, so their AUCs
+    compare the labellings."""
+    train_all = np.flatnonzero(role == "train")
+    cal = np.flatnonzero(role == "calibration")
+    test_b = np.flatnonzero(role == "test")
+    own_mal = np.flatnonzero((pool.source == "own") & (pool.label == 1))
+    out = {}
+    for fam in sorted(set(pool.family[own_mal])):
+        held = own_mal[pool.family[own_mal] == fam]
+        clf = pool.fit(config, np.setdiff1d(train_all, held), seed)
+        thr = choose_thresholds(pool.scores(clf, cal))
+        h = pool.scores(clf, held[is_step[held]])
+        b = pool.scores(clf, test_b)
+        out[fam] = {
+            "processes": int(is_step[held].sum()),
+            "context": int((~is_step[held]).sum()),
+            "detected_at_fold_thresholds": over(h, thr),
+            "auc_vs_test_benign": auc(b, h) if len(b) and len(h) else None,
+        }
+        log(f"  own LOFO on whole trees, scored on {fam}'s steps: AUC {out[fam]['auc_vs_test_benign']}")
+    return {"per_family": out}

@@ -5,9 +5,11 @@
    standard split, the supervised procedure leave-one-family-out, and the published-style
    baselines that show where AUC goes (mapping, vDSO, windowing).
 3. The shipped model: trained on own data (when exported to data/*.jsonl) plus ADFA mapped
-   without vDSO, labelled by source; config chosen by inner leave-one-family-out; thresholds
-   from held-out benign processes only.
-4. Own-data evaluation when present: per held-out family detection, benign test workloads.
+   without vDSO, labelled by source (own malicious processes: whole scenario trees, or with
+   `--labels steps` only their attack steps); config chosen by inner leave-one-family-out;
+   thresholds from held-out benign processes only.
+4. Own-data evaluation when present: per held-out family detection, benign test workloads, and
+   the two labellings compared on the same held-out attack steps.
 5. Writes vigil.onnx, golden.json, eval.json and README.md (the model card).
 """
 
@@ -36,7 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=MODELS, help="where vigil.onnx, golden.json, eval.json, README.md go")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--steps", type=Path, default=MODELS / "scenarios" / "attack-steps.toml",
-                    help="which processes of each malicious scenario are its attack steps (diagnostic evaluation)")
+                    help="which processes of each malicious scenario are its attack steps")
+    ap.add_argument("--labels", choices=("trees", "steps"), default="trees",
+                    help="own malicious processes the shipped model trains on: whole scenario trees, or only the "
+                         "attack steps `--steps` names")
     ap.add_argument("--benign-by", choices=("family", "scenario"), default="family",
                     help="field that names a benign workload (the unit of the benign split)")
     return ap.parse_args(argv)
@@ -99,19 +104,39 @@ def label_overlap(procs: list[owndata.Proc]) -> dict:
             "fraction": shared / len(mal) if mal else None}
 
 
-def attack_steps(args: argparse.Namespace, d: adfa.Adfa, procs: list[owndata.Proc], config: str, thr: dict):
-    """The own-data leave-one-family-out again, with each malicious family cut down to its attack
-    steps (`--steps`); None when there is no such file."""
-    if not args.steps.is_file():
-        log(f"no attack-step labels at {args.steps}: skipping that evaluation")
+def attack_steps(args: argparse.Namespace, procs: list[owndata.Proc]):
+    """Benign processes and each malicious family's attack steps (`--steps`), with per-family
+    counts; None when there is no own data or no such file (`--labels steps` needs it)."""
+    if not procs or not args.steps.is_file():
+        if procs and args.labels == "steps":
+            raise ValueError(f"--labels steps: no attack-step labels at {args.steps}")
+        if procs:
+            log(f"no attack-step labels at {args.steps}: the labellings are not compared")
         return None
     kept, counts = owndata.apply_steps(procs, owndata.load_steps(args.steps))
     log(f"attack steps: {sum(c['steps'] for c in counts.values())} of {sum(p.malicious for p in procs)} malicious processes")
-    pool, _, role, _ = shipped_pool(d, kept, args.seed, args.benign_by)
-    out = evaluate.own_data_attack_steps(pool, role, kept, config, thr, args.seed)
-    out["file"] = args.steps.name
-    out["counts"] = counts
-    return out
+    return kept, counts
+
+
+def labels_compared(args: argparse.Namespace, d: adfa.Adfa, procs: list[owndata.Proc], kept: list[owndata.Proc],
+                    config: str, thr: dict) -> dict:
+    """The own-data leave-one-family-out twice, trained on attack steps and on whole scenario
+    trees, both scored on the held-out family's attack steps: what each labelling teaches about
+    a technique it has not seen."""
+    pool_s, _, role_s, _ = shipped_pool(d, kept, args.seed, args.benign_by)
+    on_steps = evaluate.own_data_lofo(pool_s, role_s, config, thr, args.seed)
+    pool_t, _, role_t, _ = shipped_pool(d, procs, args.seed, args.benign_by)
+    step_ids = {id(p) for p in kept if p.malicious}
+    first_own = len(pool_t) - len(procs)
+    is_step = np.zeros(len(pool_t), dtype=bool)
+    is_step[[first_own + i for i, p in enumerate(procs) if id(p) in step_ids]] = True
+    on_trees = evaluate.own_data_trees_on_steps(pool_t, role_t, is_step, config, args.seed)
+    return {
+        "protocol": "own_data_lofo trained on attack steps, and trained on whole scenario trees; both scored on the held-out family's attack steps against the benign test workloads, thresholds by the shipped rule per fold",
+        "config": config,
+        "trained_on_steps": on_steps,
+        "trained_on_trees": on_trees,
+    }
 
 
 # --- golden sequences --------------------------------------------------------------------------------
@@ -227,7 +252,9 @@ def run(args: argparse.Namespace, variants: dict[str, adfa.Adfa], raw: adfa.Adfa
     procs = owndata.load_dir(args.data)
     log(f"own data: {len(procs)} processes from {args.data}")
     d = variants["without_vdso"]
-    pool, seqs, role, split = shipped_pool(d, procs, args.seed, args.benign_by)
+    steps = attack_steps(args, procs)
+    shipped_procs = steps[0] if args.labels == "steps" else procs
+    pool, seqs, role, split = shipped_pool(d, shipped_procs, args.seed, args.benign_by)
     train = np.flatnonzero(role == "train")
     config, inner = supervised.select_config(pool, train, args.seed)
     log(f"shipped config: {config} (inner LOFO {inner.get('inner_mean_auc')})")
@@ -248,6 +275,7 @@ def run(args: argparse.Namespace, variants: dict[str, adfa.Adfa], raw: adfa.Adfa
         "threshold_rule": "m = highest calibration process score; alert/quarantine/kill = m + f(1-m), f = 0.1/0.4/0.7; over = strictly greater",
         "benign_test_over_thresholds": evaluate.over(pool.scores(clf, test), thr),
         "benign_test": (f"own benign test workloads {split.test}" if procs else "the other seeded half of the ADFA-LD validation normals"),
+        "own_labels": ("attack steps" if args.labels == "steps" else "whole scenario trees") if procs else None,
     }
     if procs:
         shipped["benign_split"] = {"by": args.benign_by, "train": split.train, "calibration": split.calibration, "test": split.test}
@@ -262,16 +290,18 @@ def run(args: argparse.Namespace, variants: dict[str, adfa.Adfa], raw: adfa.Adfa
             "processes": {"benign": int(sum(not p.malicious for p in procs)), "malicious": int(sum(p.malicious for p in procs))},
             "families": sorted({p.family for p in procs if p.malicious}),
             "label_overlap": label_overlap(procs),
+            "steps": {"file": args.steps.name, "counts": steps[1]} if steps else None,
             "lofo": evaluate.own_data_lofo(pool, role, config, thr, args.seed),
+            "labels_compared": labels_compared(args, d, procs, steps[0], config, thr) if steps else None,
+            "calibration_top": evaluate.calibration_top(pool, role, shipped_procs, clf),
             "unsupervised_global_profile": evaluate.own_data_unsupervised(seqs, pool, role),
-            "layers": evaluate.own_data_layers(procs, pool, role, clf, thr),
-            "attack_steps": attack_steps(args, d, procs, config, thr),
+            "layers": evaluate.own_data_layers(shipped_procs, pool, role, clf, thr),
         }
     else:
         ev["own"] = None
 
     # export
-    src = (f"own data {len(procs)} processes ({args.data.name}/*.jsonl, benign split by {args.benign_by}: train {split.train}, "
+    src = (f"own data {len(shipped_procs)} processes ({args.data.name}/*.jsonl, malicious: {shipped.get('own_labels')}, benign split by {args.benign_by}: train {split.train}, "
            f"calibration {split.calibration}, test {split.test}) + " if procs else "own data: none yet; ")
     trained_on = (f"{src}ADFA-LD i386->x86-64 without vDSO: 833 training normals + 746 attacks (6 families); "
                   f"config {config} by inner leave-one-family-out; thresholds: {cal_desc}; seed {args.seed}")
@@ -280,7 +310,7 @@ def run(args: argparse.Namespace, variants: dict[str, adfa.Adfa], raw: adfa.Adfa
     diff = export.cross_check(model, clf, pool.X[np.sort(sample)])
     args.out.mkdir(parents=True, exist_ok=True)
     export.save(model, args.out / "vigil.onnx")
-    gold = export.golden(model, golden_cases(d, procs, args.seed), golden_profile(d))
+    gold = export.golden(model, golden_cases(d, shipped_procs, args.seed), golden_profile(d))
     export.write_json(gold, args.out / "golden.json")
     ev["export"] = {"file": "vigil.onnx", "bytes": (args.out / "vigil.onnx").stat().st_size, "opset": export.OPSET,
                     "ir_version": export.IR_VERSION, "onnxruntime_vs_sklearn_max_abs_diff": diff,

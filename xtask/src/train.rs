@@ -25,6 +25,10 @@ pub struct Args {
     /// Random seed for splits and training.
     #[arg(long, default_value_t = SEED)]
     seed: u64,
+    /// Own malicious processes the shipped model trains on: whole scenario trees, or only the
+    /// attack steps `models/scenarios/attack-steps.toml` names. The card compares both either way.
+    #[arg(long, value_parser = ["trees", "steps"], default_value = "trees")]
+    labels: String,
     /// Run the trainer's unit tests instead of training.
     #[arg(long)]
     test: bool,
@@ -59,6 +63,7 @@ pub fn train(args: &Args) -> Result<()> {
         .arg("--data")
         .arg(&data)
         .args(["--seed", &args.seed.to_string()])
+        .args(["--labels", &args.labels])
         .current_dir(&models)
         // Same numbers on every run: no hash randomisation, one BLAS thread order.
         .env("PYTHONHASHSEED", "0")

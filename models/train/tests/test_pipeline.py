@@ -37,9 +37,9 @@ def fake_adfa(seed: int = 0) -> adfa.Adfa:
 
 
 class Pipeline(unittest.TestCase):
-    def run_main(self, data_dir: Path, out: Path) -> dict:
+    def run_main(self, data_dir: Path, out: Path, *extra: str) -> dict:
         args = main.parse_args(["--data", str(data_dir), "--out", str(out), "--seed", "7",
-                                "--steps", str(FIXTURES / "steps.toml")])
+                                "--steps", str(FIXTURES / "steps.toml"), *extra])
         d = fake_adfa()
         return main.run(args, {"with_vdso": d, "without_vdso": d}, d)
 
@@ -76,13 +76,26 @@ class Pipeline(unittest.TestCase):
                 self.assertLessEqual(r["mean_score_gated"], r["mean_score_ungated"] + 1e-12)
                 self.assertLessEqual(r["profiled"], r["processes"])
             self.assertIn("the daemon's two layers", card)
-            st = ev["own"]["attack_steps"]
-            self.assertEqual(sorted(st["lofo"]["per_family"]), ["cred_read", "memfd_exec", "reverse_shell"])
-            self.assertEqual(sum(c["steps"] for c in st["counts"].values()), 9)
-            self.assertTrue(st["calibration_top"])
-            self.assertIn("attack steps only", card)
+            # Whole trees by default; the two labellings scored on the same held-out steps.
+            self.assertEqual(ev["shipped"]["own_labels"], "whole scenario trees")
+            self.assertEqual(sum(c["steps"] for c in ev["own"]["steps"]["counts"].values()), 9)
+            lc = ev["own"]["labels_compared"]
+            self.assertEqual(sorted(lc["trained_on_trees"]["per_family"]), ["cred_read", "memfd_exec", "reverse_shell"])
+            for fam, r in lc["trained_on_trees"]["per_family"].items():
+                self.assertEqual(r["processes"], lc["trained_on_steps"]["per_family"][fam]["processes"])
+            self.assertEqual(sum(r["processes"] for r in lc["trained_on_trees"]["per_family"].values()), 9)
+            self.assertTrue(ev["own"]["calibration_top"])
+            self.assertIn("attack steps against whole trees", card)
             gold = json.loads((Path(tmp) / "golden.json").read_text())
             self.assertTrue(any(c["name"].startswith("own_") for c in gold["cases"]))
+
+    def test_trained_on_attack_steps(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            self.run_main(FIXTURES, Path(tmp), "--labels", "steps")
+            ev, card = self.check_outputs(Path(tmp))
+            self.assertEqual(ev["shipped"]["own_labels"], "attack steps")
+            self.assertEqual(ev["shipped"]["training"]["own"]["malicious_processes"], 9)
+            self.assertIn("The shipped model trains on attack steps.", card)
 
     def test_without_own_data(self):
         with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as empty:
