@@ -312,6 +312,20 @@ def sequence_covering_baseline(d: adfa_mod.Adfa) -> float:
 
 
 # --- (c) own data ------------------------------------------------------------------------------------
+def _own_folds(pool: supervised.Pool, role: np.ndarray, config: str, seed: int):
+    """Per own malicious family, in name order: its pool processes, `config` refitted on every
+    training process but those, the thresholds the shipped rule takes from the calibration
+    workloads under that fit, and its scores of the benign test workloads."""
+    train_all = np.flatnonzero(role == "train")
+    cal = np.flatnonzero(role == "calibration")
+    test_b = np.flatnonzero(role == "test")
+    own_mal = np.flatnonzero((pool.source == "own") & (pool.label == 1))
+    for fam in sorted(set(pool.family[own_mal])):
+        held = own_mal[pool.family[own_mal] == fam]
+        clf = pool.fit(config, np.setdiff1d(train_all, held), seed)
+        yield fam, held, clf, choose_thresholds(pool.scores(clf, cal)), pool.scores(clf, test_b)
+
+
 def own_data_lofo(pool: supervised.Pool, role: np.ndarray, config: str, shipped_thresholds: dict, seed: int) -> dict:
     """Per own malicious family f: refit `config` on every training process except f's;
     thresholds by the shipped rule on the calibration workloads; the share of f's processes over
@@ -319,18 +333,9 @@ def own_data_lofo(pool: supervised.Pool, role: np.ndarray, config: str, shipped_
 
     The config is the one selected once for the shipped model (an inner selection per fold would
     cost a dozen times more); that selection saw f as training data, never its outer scores."""
-    train_all = np.flatnonzero(role == "train")
-    cal = np.flatnonzero(role == "calibration")
-    test_b = np.flatnonzero(role == "test")
-    own_mal = np.flatnonzero((pool.source == "own") & (pool.label == 1))
     out = {}
-    for fam in sorted(set(pool.family[own_mal])):
-        t0 = time.time()
-        held = own_mal[pool.family[own_mal] == fam]
-        clf = pool.fit(config, np.setdiff1d(train_all, held), seed)
-        thr = choose_thresholds(pool.scores(clf, cal))
+    for fam, held, clf, thr, b in _own_folds(pool, role, config, seed):
         h = pool.scores(clf, held)
-        b = pool.scores(clf, test_b)
         out[fam] = {
             "processes": int(len(held)),
             "detected_at_fold_thresholds": over(h, thr),
@@ -339,7 +344,7 @@ def own_data_lofo(pool: supervised.Pool, role: np.ndarray, config: str, shipped_
             "benign_test_over_fold_thresholds": over(b, thr),
             "auc_vs_test_benign": auc(b, h) if len(b) else None,
         }
-        log(f"  own LOFO {fam}: {out[fam]['detected_at_fold_thresholds']['alert']['count']}/{len(held)} over alert ({time.time() - t0:.0f}s)")
+        log(f"  own LOFO {fam}: {out[fam]['detected_at_fold_thresholds']['alert']['count']}/{len(held)} over alert")
     rates = [v["detected_at_fold_thresholds"]["alert"]["rate"] for v in out.values()]
     return {
         "protocol": "per own family: train on benign train workloads + every other family (own and ADFA); thresholds by the shipped rule on the calibration workloads; counted per process",
@@ -459,17 +464,9 @@ def own_data_trees_on_steps(pool: supervised.Pool, role: np.ndarray, is_step: np
     malicious), scored on the held-out family's attack steps only (`is_step`, per pool process):
     the positives and benign test workloads of `own_data_lofo` on a steps pool, so their AUCs
     compare the labellings."""
-    train_all = np.flatnonzero(role == "train")
-    cal = np.flatnonzero(role == "calibration")
-    test_b = np.flatnonzero(role == "test")
-    own_mal = np.flatnonzero((pool.source == "own") & (pool.label == 1))
     out = {}
-    for fam in sorted(set(pool.family[own_mal])):
-        held = own_mal[pool.family[own_mal] == fam]
-        clf = pool.fit(config, np.setdiff1d(train_all, held), seed)
-        thr = choose_thresholds(pool.scores(clf, cal))
+    for fam, held, clf, thr, b in _own_folds(pool, role, config, seed):
         h = pool.scores(clf, held[is_step[held]])
-        b = pool.scores(clf, test_b)
         out[fam] = {
             "processes": int(is_step[held].sum()),
             "context": int((~is_step[held]).sum()),
