@@ -302,9 +302,11 @@ def render(ev: dict) -> str:
              f"{own['steps']['file']}`): a new family needs its entry, and a step the list misses is left out of training."
              if sh.get("own_labels") == "attack steps" else
              "Labelled malicious, they describe the scenario, not the behaviour, and limit what a per-process "
-             "classifier can learn. The shipped model trains on them all the same: step labels rank held-out steps "
-             "higher but, at thresholds above every calibration process, have not detected more of them (\"attack "
-             "steps against whole trees\" above); `cargo xtask train --labels steps` ships them instead."))
+             "classifier can learn."
+             + (" The shipped model trains on them all the same: step labels rank held-out steps higher but, at "
+                "thresholds above every calibration process, have not detected more of them (\"attack steps "
+                "against whole trees\" above); `cargo xtask train --labels steps` ships them instead."
+                if own.get("labels_compared") else "")))
     w("- Thresholds from \"the highest held-out benign score\" certify nothing below roughly one false positive "
       "per calibration-set size; DESIGN-NOTES suggests fitting the tail for lower rates.")
     if layers:
