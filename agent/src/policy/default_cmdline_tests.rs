@@ -319,6 +319,36 @@ fn backdoor_accounts_and_crontabs() {
 }
 
 #[test]
+fn file_attributes_and_host_namespaces() {
+    caught(
+        "immutable-attribute-changed",
+        &[
+            ("/usr/bin/chattr", "chattr +i /etc/ld.so.preload"),
+            ("/usr/bin/chattr", "chattr -ia /etc/passwd"),
+            ("/usr/bin/chattr", "chattr -R -ia /var/spool/cron"),
+            ("/usr/bin/chattr", "/usr/bin/chattr =a /var/log/x"),
+        ],
+    );
+    caught(
+        "host-namespaces-entered",
+        &[
+            ("/usr/bin/nsenter", "nsenter -t 1 -m -u -n -i sh"),
+            (
+                "/usr/bin/nsenter",
+                "nsenter --target=1 --mount --pid -- bash",
+            ),
+            ("/usr/bin/nsenter", "nsenter --mount=/proc/1/ns/mnt -- sh"),
+        ],
+    );
+    quiet(&[
+        ("/usr/bin/chattr", "chattr +C /var/lib/postgresql"),
+        ("/usr/bin/lsattr", "lsattr -a /etc/passwd"),
+        ("/usr/bin/nsenter", "nsenter -t 4242 -n ip addr"),
+        ("/usr/bin/nsenter", "nsenter -t 12 -n ss -lnt"),
+    ]);
+}
+
+#[test]
 fn privilege_escalation_recon_and_wipes() {
     caught(
         "privilege-escalation-recon",

@@ -64,6 +64,8 @@ fn default_settings() {
             "root-account-created",
             "crontab-installed-by-script",
             "privilege-escalation-recon",
+            "immutable-attribute-changed",
+            "host-namespaces-entered",
             "root-filesystem-wipe",
             "shell-connects-out",
             "mining-pool-port",
