@@ -127,13 +127,19 @@ impl KernelOffsets {
 pub struct AgentConfig {
     /// vigil's own tgid: nothing it does is traced.
     pub self_tgid: u32,
-    pub _pad: u32,
+    /// `CONFIG_*` bits.
+    pub flags: u32,
     /// A partial batch older than this many jiffies is flushed at its thread's next syscall
     /// (a thread that blocks or is preempted sends its batch then anyway).
     /// Jiffies, not ns: `bpf_jiffies64` is a variable read, while `bpf_ktime_get_ns` costs
     /// ~100 ns in a VM whose TSC reads are slow — too much for every syscall on the host.
     pub batch_max_age_jiffies: u64,
 }
+
+/// [`AgentConfig::flags`]: batch ids carry each call's class (`call_class`). Off, the
+/// per-syscall program tests this bit and skips the classing. On when the model reads classes
+/// (vocabulary 2) and when recording a dataset.
+pub const CONFIG_CALL_CLASSES: u32 = 1;
 
 /// Default batch age (converted to jiffies by the loader with the kernel's HZ).
 pub const DEFAULT_BATCH_MAX_AGE_MS: u64 = 200;

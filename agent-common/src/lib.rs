@@ -7,6 +7,7 @@
 //! here breaks the build instead of silently mis-decoding on the other side.
 #![no_std]
 
+pub mod call_class;
 pub mod config;
 pub mod event;
 pub mod loss;

@@ -101,14 +101,26 @@ const fn bitmap() -> [u64; 8] {
     bits
 }
 
+/// Bitmap of a list of syscall numbers (each < 512) over 0..512.
+pub const fn bitmap_of(nrs: &[u32]) -> [u64; 8] {
+    let mut bits = [0u64; 8];
+    let mut i = 0;
+    while i < nrs.len() {
+        bits[nrs[i] as usize / 64] |= 1 << (nrs[i] % 64);
+        i += 1;
+    }
+    bits
+}
+
 /// Whether `nr` is in [`WATCHED`]; one load and a bit test, for the per-syscall hot path.
 #[inline(always)]
 pub fn is_watched(nr: u64) -> bool {
-    test(&WATCHED_BITS, nr)
+    test_bit(&WATCHED_BITS, nr)
 }
 
+/// Whether bit `nr` of a 512-bit map is set; false beyond it.
 #[inline(always)]
-fn test(bits: &[u64; 8], nr: u64) -> bool {
+pub fn test_bit(bits: &[u64; 8], nr: u64) -> bool {
     match bits.get((nr / 64) as usize) {
         Some(word) => word & (1 << (nr % 64)) != 0,
         None => false,

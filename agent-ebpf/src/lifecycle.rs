@@ -4,7 +4,7 @@ use agent_common::{
     ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_DENIED,
     EXEC_FLAG_DENY_SPARED, EXEC_FLAG_FILENAME_TRUNCATED, EventKind, ExecEvent, ExitEvent,
     FORK_FLAG_DERIVED, FlushReason, ForkEvent, KernelOffsets, PATH_LEN, ProbeId,
-    STDIO_INET_PARENT_SHIFT, syscall_nr,
+    STDIO_INET_PARENT_SHIFT, call_class, syscall_nr,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -62,7 +62,7 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     if let Some((nr, _)) = current_syscall()
         && (nr == syscall_nr::EXECVE as u64 || nr == syscall_nr::EXECVEAT as u64)
     {
-        record(nr);
+        record(call_class::batch_id(nr, call_class::NONE));
     }
     release_slot(FlushReason::Exec);
 
@@ -278,7 +278,7 @@ pub fn vigil_sched_exit(_ctx: TracePointContext) -> u32 {
         && let Some((nr, _)) = current_syscall()
         && syscall_nr::never_returns(nr)
     {
-        record(nr);
+        record(call_class::batch_id(nr, call_class::NONE));
     }
     release_slot(FlushReason::Exit);
     let _ = CREDS.remove(&pid);

@@ -78,8 +78,7 @@ pub fn record(id: u64) {
     if n == 0 && !start_batch(slot, now) {
         return;
     }
-    // Numbers past u16 (none on x86-64 today) truncate, and user space counts them as out of
-    // vocabulary rather than dropping them silently.
+    // `call_class::batch_id` keeps every id within u16.
     if let Some(id_slot) = slot.record.ids.get_mut(n) {
         *id_slot = id as u16;
         slot.record.count += 1;

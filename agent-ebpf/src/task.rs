@@ -21,7 +21,7 @@ pub(crate) static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UN
 #[unsafe(no_mangle)]
 static CONFIG: Global<AgentConfig> = Global::new(AgentConfig {
     self_tgid: 0,
-    _pad: 0,
+    flags: 0,
     batch_max_age_jiffies: 0,
 });
 

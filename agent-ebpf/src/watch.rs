@@ -6,13 +6,15 @@
 //! sockets; every file creation, counted (`churn`) and remembered by inode (`created`); and,
 //! while some file is watched, the opens, renames and unlinks (`files`).
 //!
-//! Everything but the batch store sits behind one bitmap test of the syscall number. Per-syscall
+//! The batch carries each call's class (`agent_common::call_class`) when the loader asks for
+//! it: its errno class if it failed, and for a few calls what their arguments asked for. Everything but the batch store
+//! and that class sits behind one bitmap test of the syscall number. Per-syscall
 //! `syscalls:sys_*_<name>` tracepoints would be simpler, but enabling them costs every syscall on
 //! the host ~30 ns here (measured with `cargo xtask bench overhead`).
 
 use agent_common::{
-    BpfProgLoadEvent, CredChangeEvent, Creds, EventKind, LOSS_CREDS_BEFORE_UNKNOWN, MemfdEvent,
-    ModuleLoadEvent, NAME_LEN, NetEvent, PATH_LEN, PtraceEvent,
+    BpfProgLoadEvent, CONFIG_CALL_CLASSES, CredChangeEvent, Creds, EventKind, LOSS_CREDS_BEFORE_UNKNOWN, MemfdEvent,
+    ModuleLoadEvent, call_class, NAME_LEN, NetEvent, PATH_LEN, PtraceEvent,
     RawSocketEvent, S_ISUID, SetuidChmodEvent, SockAddr, is_raw_socket, syscall_nr as nr,
 };
 use aya_ebpf::{
@@ -127,11 +129,31 @@ impl UserRegs for RawRegs {
     }
 }
 
+/// The class the batch carries with call `nr` (`call_class`): its errno class if it failed,
+/// else what its arguments ask for if it is one of the few calls classed by them. rt_sigreturn
+/// returns the interrupted code's restored `rax`, which says nothing about rt_sigreturn.
+#[inline(always)]
+fn class_of(regs: impl UserRegs, nr: u64, ret: i64) -> u16 {
+    if nr == u64::from(nr::RT_SIGRETURN) {
+        return call_class::NONE;
+    }
+    let class = call_class::result_class(ret);
+    if class != call_class::NONE || !call_class::has_arg_class(nr) {
+        return class;
+    }
+    call_class::arg_class(nr as u32, [regs.arg(0), regs.arg(1), regs.arg(2)])
+}
+
 /// Both programs' body: batch the call, then report it if it is watched.
 #[inline(always)]
 fn on_sys_exit(regs: impl UserRegs, sys: u64, ret: i64) {
-    if let Some(token) = exit_token(sys, ret) {
-        record(token);
+    if let Some(nr) = exit_token(sys, ret) {
+        let class = if config().flags & CONFIG_CALL_CLASSES != 0 {
+            class_of(regs, nr, ret)
+        } else {
+            call_class::NONE
+        };
+        record(call_class::batch_id(nr, class));
     }
     if !nr::is_watched(sys) {
         return;

@@ -230,9 +230,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             };
             let summary = record::record(cfg).await?;
             eprintln!(
-                "recorded {} processes, {} tokens{}{}",
+                "recorded {} processes, {} tokens{}{}{}",
                 summary.processes,
                 summary.tokens,
+                match summary.out_of_vocab {
+                    0 => String::new(),
+                    n => format!("; {n} syscall ids outside the vocabulary dropped"),
+                },
                 summary
                     .command_status
                     .map(|s| format!("; command exited with {s}"))

@@ -41,6 +41,8 @@ pub struct RecordConfig {
 pub struct RecordSummary {
     pub processes: usize,
     pub tokens: usize,
+    /// Batch ids dropped because no token stands for them.
+    pub out_of_vocab: u64,
     pub command_status: Option<ExitStatus>,
     pub timed_out: bool,
 }
@@ -77,6 +79,8 @@ struct Capture {
     /// Keys in order of first appearance, so the dataset lists parents before children.
     seen: Vec<ProcessKey>,
     forks: Vec<(ProcessKey, ProcessKey)>,
+    /// Batch ids no token stands for (`sequence::tokens_of`).
+    out_of_vocab: u64,
 }
 
 impl Capture {
@@ -102,7 +106,7 @@ impl Capture {
             self.seen.push(key);
             self.tokens.insert(key, (Vec::new(), false));
         }
-        self.order.push(key, ev.header().ktime_ns, tokens_of(ev));
+        self.order.push(key, ev.header().ktime_ns, tokens_of(ev, &mut self.out_of_vocab));
     }
 
     /// Appends every token released up to `watermark`, keeping at most `max_tokens` a process.
@@ -139,7 +143,8 @@ pub async fn record(cfg: RecordConfig) -> Result<RecordSummary, RecordError> {
     if cfg.command.is_empty() && cfg.duration.is_none() {
         return Err(RecordError::NothingToRecord);
     }
-    let mut feed = SensorFeed::start(cfg.batch_max_age, &[])?;
+    // Datasets keep the classes: a model of either vocabulary trains on them.
+    let mut feed = SensorFeed::start(cfg.batch_max_age, &[], true)?;
     let mut table = ProcessTable::new(TableConfig::default());
     table.seed_from_proc(std::path::Path::new("/proc"))?;
     let mut capture = Capture::default();
@@ -244,6 +249,7 @@ pub async fn record(cfg: RecordConfig) -> Result<RecordSummary, RecordError> {
     let summary = RecordSummary {
         processes: processes.len(),
         tokens: processes.iter().map(|p| p.tokens.len()).sum(),
+        out_of_vocab: capture.out_of_vocab,
         command_status,
         timed_out,
     };

@@ -17,11 +17,12 @@ use crate::process::ProcessKey;
 pub type Token = u16;
 
 /// The token vocabulary. Changing a value or the size changes what a trained model means, so
-/// it is versioned with [`token::VOCAB_VERSION`].
+/// it is versioned with [`token::VOCAB_VERSION`] (`models/FEATURES.md`, "Tokens").
 pub mod token {
     use super::Token;
+    use agent_common::call_class;
 
-    /// Tokens `0..=SYSCALL_MAX` are x86-64 syscall numbers.
+    /// Tokens `0..=SYSCALL_MAX` are x86-64 syscall numbers of calls without a class.
     pub const SYSCALL_MAX: Token = 511;
     pub const EXEC: Token = 512;
     pub const FORK: Token = 513;
@@ -35,12 +36,18 @@ pub mod token {
     pub const MEMFD_CREATE: Token = 521;
     pub const MODULE_LOAD: Token = 522;
     pub const BPF_PROG_LOAD: Token = 523;
-    pub const VOCAB_SIZE: usize = 524;
-    pub const VOCAB_VERSION: u32 = 1;
+    /// Syscall `nr` of class `c` (`agent_common::call_class`, 1..=15) is `CLASS_BASE * (c + 1)
+    /// + nr`: classes start above the events, one block of 512 each.
+    pub const CLASS_BASE: Token = 512;
+    pub const VOCAB_SIZE: usize = CLASS_BASE as usize * (call_class::COUNT as usize + 2);
+    pub const VOCAB_VERSION: u32 = 2;
+    /// Vocabulary 1: numbers and events, no classes (a model trained on it is fed
+    /// [`project`]ed tokens).
+    pub const VOCAB_V1_SIZE: usize = 524;
 
     /// Event tokens in value order, with names that cannot collide with a syscall's (`fork` is
     /// also syscall 57).
-    pub(super) const EVENT_NAMES: [&str; VOCAB_SIZE - EXEC as usize] = [
+    pub(super) const EVENT_NAMES: [&str; (BPF_PROG_LOAD - EXEC + 1) as usize] = [
         "<exec>",
         "<fork>",
         "<exit>",
@@ -54,26 +61,68 @@ pub mod token {
         "<module_load>",
         "<bpf_prog_load>",
     ];
+
+    /// The token of a batch id (number and class, `call_class::batch_id`); `None` for a class
+    /// no vocabulary has.
+    #[inline]
+    pub fn of_batch_id(id: u16) -> Option<Token> {
+        let (nr, class) = call_class::split(id);
+        match class {
+            0 => Some(nr),
+            c if c <= call_class::COUNT => Some(CLASS_BASE * (c + 1) + nr),
+            _ => None,
+        }
+    }
+
+    /// (syscall number, class) of a syscall token; `None` for event tokens and beyond the
+    /// vocabulary.
+    pub fn split(t: Token) -> Option<(Token, u16)> {
+        match t {
+            0..=SYSCALL_MAX => Some((t, 0)),
+            _ if t < 2 * CLASS_BASE || usize::from(t) >= VOCAB_SIZE => None,
+            _ => Some((t % CLASS_BASE, t / CLASS_BASE - 1)),
+        }
+    }
+
+    /// The token in vocabulary `version`: the same for 2, the class dropped for 1.
+    #[inline]
+    pub fn project(t: Token, version: u32) -> Token {
+        if version == 1 && t >= 2 * CLASS_BASE {
+            t % CLASS_BASE
+        } else {
+            t
+        }
+    }
 }
 
-/// Readable name of a token: the syscall's name, an event name in angle brackets, or a
-/// placeholder for numbers without one.
+/// Readable name of a token: the syscall's name (with its class after a colon), an event name
+/// in angle brackets, or a placeholder for numbers without one.
 pub fn token_name(t: Token) -> Cow<'static, str> {
-    if t <= token::SYSCALL_MAX {
-        return match syscalls::Sysno::new(usize::from(t)) {
+    if let Some((nr, class)) = token::split(t) {
+        let name = match syscalls::Sysno::new(usize::from(nr)) {
             Some(s) => Cow::Borrowed(s.name()),
-            None => Cow::Owned(format!("<syscall_{t}>")),
+            None => Cow::Owned(format!("<syscall_{nr}>")),
+        };
+        return match class {
+            0 => name,
+            c => Cow::Owned(format!(
+                "{name}:{}",
+                agent_common::call_class::NAMES[usize::from(c) - 1]
+            )),
         };
     }
-    match token::EVENT_NAMES.get(usize::from(t - token::EXEC)) {
+    match t
+        .checked_sub(token::EXEC)
+        .and_then(|i| token::EVENT_NAMES.get(usize::from(i)))
+    {
         Some(n) => Cow::Borrowed(n),
         None => Cow::Owned(format!("<unknown_{t}>")),
     }
 }
 
-/// The token for a non-batch event; `None` for syscall batches (use
-/// [`BehaviourSequences::push_batch`]), probe errors, and new threads (a thread's `clone` is
-/// already in its batch, and thread pools would otherwise flood the window).
+/// The token for a non-batch event; `None` for syscall batches (see [`tokens_of`]), probe
+/// errors, and new threads (a thread's `clone` is already in its batch, and thread pools would
+/// otherwise flood the window).
 pub fn event_token(ev: &Event) -> Option<Token> {
     Some(match ev {
         Event::Exec(_) => token::EXEC,
@@ -103,17 +152,21 @@ pub fn event_token(ev: &Event) -> Option<Token> {
     })
 }
 
-/// Every token an event contributes to its process's sequence, in order: a batch's syscall ids
-/// (ids beyond the vocabulary are skipped), or the event's own token.
-pub fn tokens_of(ev: &Event) -> impl Iterator<Item = Token> + '_ {
+/// Every token an event contributes to its process's sequence, in order: a batch's calls, or
+/// the event's own token. Batch ids no vocabulary has are skipped and counted in
+/// `out_of_vocab`.
+pub fn tokens_of<'a>(ev: &'a Event, out_of_vocab: &'a mut u64) -> impl Iterator<Item = Token> + 'a {
     let batch: &[u16] = match ev {
         Event::SyscallBatch(b) => b.ids(),
         _ => &[],
     };
     batch
         .iter()
-        .copied()
-        .filter(|&t| t <= token::SYSCALL_MAX)
+        .filter_map(|&id| {
+            let t = token::of_batch_id(id);
+            *out_of_vocab += u64::from(t.is_none());
+            t
+        })
         .chain(event_token(ev))
 }
 
@@ -176,14 +229,14 @@ impl BehaviourSequences {
         }
     }
 
-    /// Appends a batch's syscall ids in order. Ids outside the syscall range would collide with
-    /// event tokens, so they are dropped and counted in [`Self::out_of_vocab`].
+    /// Appends a batch's calls in order; ids no vocabulary has are dropped and counted in
+    /// [`Self::out_of_vocab`].
     pub fn push_batch(&mut self, key: ProcessKey, batch: &SyscallBatch) {
         let mut ids = [0; agent_common::BATCH_LEN];
         let mut n = 0;
         for &id in batch.ids() {
-            if id <= token::SYSCALL_MAX {
-                ids[n] = id;
+            if let Some(t) = token::of_batch_id(id) {
+                ids[n] = t;
                 n += 1;
             } else {
                 self.out_of_vocab += 1;
@@ -287,9 +340,14 @@ impl BehaviourSequences {
         self.untaken_overwritten
     }
 
-    /// Syscall ids dropped because they fall outside `0..=SYSCALL_MAX`.
+    /// Batch ids dropped because no token stands for them.
     pub fn out_of_vocab(&self) -> u64 {
         self.out_of_vocab
+    }
+
+    /// The counter [`tokens_of`] adds to, for the stage that turns events into tokens.
+    pub fn out_of_vocab_counter(&mut self) -> &mut u64 {
+        &mut self.out_of_vocab
     }
 
     /// Processes dropped to stay within `max_processes`.
@@ -356,8 +414,13 @@ mod tests {
     }
 
     #[test]
-    fn vocabulary_is_contiguous_and_named() {
-        assert_eq!(usize::from(token::BPF_PROG_LOAD) + 1, token::VOCAB_SIZE);
+    fn vocabulary_is_named() {
+        assert_eq!(usize::from(token::BPF_PROG_LOAD) + 1, token::VOCAB_V1_SIZE);
+        assert_eq!(token_name(1024 + 257), "openat:err_perm");
+        assert_eq!(token_name(512 * 7 + 257), "openat:create");
+        assert_eq!(token_name(512 * 16 + 90), "chmod:mode_exec");
+        assert_eq!(token_name(600), "<unknown_600>");
+        assert_eq!(token_name(token::VOCAB_SIZE as Token), "<unknown_8704>");
         assert_eq!(token_name(0), "read");
         assert_eq!(token_name(59), "execve");
         assert_eq!(token_name(57), "fork");
@@ -414,11 +477,40 @@ mod tests {
     }
 
     #[test]
-    fn out_of_range_syscall_ids_are_dropped_and_counted() {
+    fn classed_ids_become_class_tokens_and_unknown_classes_are_dropped_and_counted() {
+        use agent_common::call_class::{self, batch_id};
         let mut s = seqs(100, 10);
-        s.push_batch(key(1), &batch(&[1, 512, 0xffff, 2]));
-        assert_eq!(s.recent(&key(1), 10), [1, 2]);
+        let ids = [
+            1,
+            batch_id(0, call_class::ERR_PERM) as u16,
+            batch_id(257, call_class::MODE_EXEC) as u16,
+            call_class::OUT_OF_RANGE,
+            (call_class::COUNT + 1) << call_class::CLASS_SHIFT,
+            2,
+        ];
+        s.push_batch(key(1), &batch(&ids));
+        assert_eq!(s.recent(&key(1), 10), [1, 1024, 512 * 16 + 257, 2]);
         assert_eq!(s.out_of_vocab(), 2);
+        let ev = Event::SyscallBatch(batch(&ids));
+        let mut counted = 0;
+        let tokens: Vec<Token> = tokens_of(&ev, &mut counted).collect();
+        assert_eq!(tokens, [1, 1024, 512 * 16 + 257, 2]);
+        assert_eq!(counted, 2);
+        assert_eq!(usize::from(512 * 16 + 511u16) + 1, token::VOCAB_SIZE, "the last class's last token");
+    }
+
+    #[test]
+    fn the_v1_projection_drops_classes_only() {
+        for t in [0, 59, 511, token::EXEC, token::BPF_PROG_LOAD] {
+            assert_eq!(token::project(t, 1), t);
+        }
+        assert_eq!(token::project(1024 + 42, 1), 42);
+        assert_eq!(token::project(8703, 1), 511);
+        assert_eq!(token::project(8703, 2), 8703);
+        // Every token of vocabulary 2 (524..1024 is unused) lands in vocabulary 1.
+        for t in (0..token::VOCAB_V1_SIZE as Token).chain(1024..token::VOCAB_SIZE as Token) {
+            assert!(usize::from(token::project(t, 1)) < token::VOCAB_V1_SIZE, "{t}");
+        }
     }
 
     #[test]

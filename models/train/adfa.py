@@ -5,6 +5,9 @@ numbers (FEATURES.md), so every trace is mapped through `i386_to_x86_64.tsv` and
 x86-64 equivalent (socketcall, ipc) or missing from the table are dropped. "Without vDSO"
 also drops time/gettimeofday/clock_gettime/getcpu, which the agent never sees on x86-64:
 results are always reported both ways because those calls are 28% of the attack tokens.
+ADFA-LD records numbers only, neither results nor arguments, so its tokens are the class-less
+ones of vocabulary 2 (0..=511): valid input as they are, and unchanged by the projection to
+vocabulary 1.
 """
 
 from __future__ import annotations

@@ -33,6 +33,11 @@ def _over(o: dict) -> str:
     return ", ".join(f"{k} {o[k]['count']}/{o['processes']}" for k in ("alert", "quarantine", "kill"))
 
 
+def vocab_version(ev: dict) -> int:
+    """The token vocabulary of the model the card describes (1 in cards from before version 2)."""
+    return int(ev.get("export", {}).get("metadata", {}).get("vigil.vocab_version", 1))
+
+
 def render(ev: dict) -> str:
     un = ev["adfa"]["unsupervised"]
     sup = ev["adfa"]["supervised_lofo"]
@@ -68,8 +73,22 @@ def render(ev: dict) -> str:
       f"(k = {contract.AGGREGATE_K} consecutive windows) and compared with the thresholds below.")
     w("- A score is evidence for the policy stage, not a verdict: per DESIGN-NOTES, anomaly alone alerts; "
       "quarantine and kill want a corroborating event or rule. Neither layer alone justifies a kill.")
-    w("- Input: x86-64 syscall and event tokens from vigil's own sensor (vocabulary 1). Other token sources "
-      "(other architectures, auditd, ADFA-LD's i386 ids) are out of scope unless mapped as below.")
+    if vocab_version(ev) >= 2:
+        w("- Input: x86-64 syscall and event tokens from vigil's own sensor (vocabulary 2): each syscall number with "
+          "a class when its result or arguments say more (FEATURES.md \"## Tokens\"). ADFA-LD, mapped from i386 "
+          "numbers alone, supplies class-less tokens. Other token sources (other architectures, auditd, ADFA-LD's "
+          "i386 ids) are out of scope unless mapped as below.")
+    elif (vc := ((ev.get("own") or {}).get("vocab_compared") or {})).get("mean"):
+        m2, m1 = (vc["mean"][v]["auc_vs_test_benign"] for v in ("vocab2", "vocab1"))
+        w("- Input: x86-64 syscall and event tokens from vigil's own sensor in vocabulary 1: the sensor records "
+          "vocabulary 2 (each syscall number with a class when its result or arguments say more, FEATURES.md "
+          "\"## Tokens\"), and the daemon drops the classes for this model, which was trained without them "
+          f"(held-out mean AUC {f3(m1)} without the classes, {f3(m2)} with them: \"vocabulary 2 against "
+          "vocabulary 1\" below). Other token sources (other architectures, auditd, ADFA-LD's i386 ids) are out "
+          "of scope unless mapped as below.")
+    else:
+        w("- Input: x86-64 syscall and event tokens from vigil's own sensor (vocabulary 1). Other token sources "
+          "(other architectures, auditd, ADFA-LD's i386 ids) are out of scope unless mapped as below.")
     w("")
 
     w("## Model")
@@ -228,7 +247,9 @@ def render(ev: dict) -> str:
           "benign test workloads: "
           + ", ".join(f"{k} {f3(v)}" for k, v in own["unsupervised_global_profile"]["auc_per_family"].items()) + ".")
     if own is not None and own.get("labels_compared"):
-        _labels_compared(w, own, sh.get("own_labels"))
+        _labels_compared(w, own, sh.get("own_labels"), vocab_version(ev))
+    if own is not None and own.get("vocab_compared"):
+        _vocab_compared(w, own["vocab_compared"])
     layers = (own or {}).get("layers")
     if layers:
         w("")
@@ -285,6 +306,9 @@ def render(ev: dict) -> str:
       "not seen; a random split over processes would flatter it.")
     w("- ADFA-LD is i386 from 2013 (Ubuntu 11.04, kernel 2.6.38); mapped to x86-64 it loses socketcall/ipc, and "
       "its validation normals come from the same host and workloads as its training normals.")
+    if vocab_version(ev) >= 2:
+        w("- ADFA-LD records numbers only, so its tokens carry no class: a failed call or an open that creates a file "
+          "looks there like the plain successful call that the same token means in own data.")
     w("- Windows inherit their process's label: much of an attack process behaves normally (start-up, libc), "
       "so window labels are noisy and benign processes with similar windows score high.")
     det = [sup["without_vdso"]["per_family"][f]["detected_at_thresholds"] for f in adfa.FAMILIES]
@@ -322,6 +346,7 @@ def render(ev: dict) -> str:
     w("cargo xtask train                      # venv in models/.venv, pinned requirements, then python -m train.main")
     w("cargo xtask train --adfa DIR --data DIR")
     w("cargo xtask train --labels steps        # own malicious labels: attack steps only, not whole trees")
+    w("cargo xtask train --vocab 2             # tokens as recorded (vocabulary 2, call classes kept)")
     w("cargo xtask train --test                # the trainer's unit tests (in the venv)")
     w("```")
     w("")
@@ -331,7 +356,7 @@ def render(ev: dict) -> str:
     return "\n".join(L)
 
 
-def _labels_compared(w, own: dict, shipped_labels) -> None:
+def _labels_compared(w, own: dict, shipped_labels, vocab: int) -> None:
     """The two labellings of own malicious processes, trained each way and scored on the same
     held-out attack steps."""
     lc = own["labels_compared"]
@@ -368,8 +393,12 @@ def _labels_compared(w, own: dict, shipped_labels) -> None:
     low = [f for f, r in st.items() if r["auc_vs_test_benign"] is not None and r["auc_vs_test_benign"] < 0.6]
     if low:
         w("")
+        carries = ("Vocabulary 1 carries system call numbers and events without their arguments"
+                   if vocab < 2 else
+                   "Vocabulary 2 classes a call by what its registers and result say (the errno class of a failure, "
+                   "an open's mode, PROT_EXEC, a socket's family), not by which file or which address")
         w(f"Below 0.6 even trained on steps: {', '.join(low)}. Two things bound a per-process classifier here. "
-          "Vocabulary 1 carries system call numbers and events without their arguments, so a step that makes the "
+          f"{carries}, so a step that makes the "
           "calls benign tools make (a connect, a read of a file, a write of an encrypted copy) differs from them "
           "only in what it names: where it connects, which file. And a supervised model learns nothing from a token "
           "that only the held-out family uses (module loading's `init_module`): novelty is the profile's job, "
@@ -382,3 +411,44 @@ def _labels_compared(w, own: dict, shipped_labels) -> None:
         for t in own["calibration_top"]:
             argv = t["argv"].replace("`", "'")
             w(f"- {t['score']:.4f} {t['workload']}: `{argv}`")
+
+
+def _vocab_compared(w, vc: dict) -> None:
+    """Vocabulary 2 against its projection to vocabulary 1, on the same own recordings."""
+    w("")
+    w("### Own data: vocabulary 2 against vocabulary 1")
+    w("")
+    share = vc["own_tokens_classed"] / vc["own_tokens"] if vc["own_tokens"] else None
+    shipped = vc.get("shipped_vocab", 2)
+    w("Vocabulary 2 gives a system call a class when its result or arguments say more than its number: the errno "
+      "class of a failure; an open that creates, writes or opens a directory; a PROT_EXEC mapping; a socket's "
+      "family; a dup onto standard input, output or error; a chmod that sets an execute bit. The "
+      f"leave-one-family-out above (config `{vc['config']}`, vocabulary {shipped}) is run again on vocabulary "
+      f"{3 - shipped}, {'every own token with its class dropped' if shipped == 2 else 'the own tokens as recorded, with their classes'} "
+      "(ADFA-LD's tokens have none): both columns are the same recordings and the "
+      "same config, each fold with thresholds by the shipped rule. "
+      f"{vc['own_tokens_classed']:,} of {vc['own_tokens']:,} own tokens ({pct(share)}) carry a class. "
+      f"The shipped model is trained on vocabulary {shipped}, chosen by the rule fixed before "
+      "this comparison was first run: vocabulary 2 unless its mean AUC here is below vocabulary 1's.")
+    if vc.get("per_family") is None:
+        w("")
+        w("The own data carries no class (recorded before vocabulary 2), so the projection changes nothing and the "
+          "comparison was not run.")
+        return
+    w("")
+    w("| held-out family | processes | AUC, vocabulary 2 | AUC, vocabulary 1 | over alert, vocabulary 2 / 1 | benign test over alert, vocabulary 2 / 1 |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    for fam, r in vc["per_family"].items():
+        a, b = r["vocab2"], r["vocab1"]
+        w(f"| {fam} | {r['processes']} | {f3(a['auc_vs_test_benign'])} | {f3(b['auc_vs_test_benign'])} | "
+          f"{a['over_alert']} / {b['over_alert']} | {a['benign_test_over_alert']} / {b['benign_test_over_alert']} |")
+    m2, m1 = vc["mean"]["vocab2"], vc["mean"]["vocab1"]
+    w(f"| **mean / total** | {m2['processes']} | **{f3(m2['auc_vs_test_benign'])}** | **{f3(m1['auc_vs_test_benign'])}** | "
+      f"{m2['over_alert']} / {m1['over_alert']} | {m2['benign_test_over_alert']} / {m1['benign_test_over_alert']} |")
+    pairs = [(r["vocab2"]["auc_vs_test_benign"], r["vocab1"]["auc_vs_test_benign"]) for r in vc["per_family"].values()
+             if r["vocab2"]["auc_vs_test_benign"] is not None and r["vocab1"]["auc_vs_test_benign"] is not None]
+    if pairs:
+        w("")
+        w(f"Vocabulary 2 ranks the held-out family higher than vocabulary 1 for {sum(a > b for a, b in pairs)} of "
+          f"{len(pairs)} families, lower for {sum(a < b for a, b in pairs)}; mean detection rate over alert "
+          f"{pct(m2['detection_rate_alert'])} with classes against {pct(m1['detection_rate_alert'])} without.")

@@ -1,4 +1,4 @@
-"""The scoring contract v1 of `models/FEATURES.md`, in Python.
+"""The scoring contract v1 of `models/FEATURES.md`, in Python, on tokens of vocabulary 2.
 
 The daemon (Rust, `agent/src/model/`) computes the same windows, features and process score;
 `models/golden.json` written from this module is what its tests compare against to 1e-4. So
@@ -16,8 +16,19 @@ import scipy.sparse as sp
 
 # --- constants (FEATURES.md); the ONNX metadata is built from these ---------------------------
 CONTRACT_VERSION = 1
-VOCAB_VERSION = 1
-VOCAB_SIZE = 524  # 0..=511 syscalls, 512..=523 events
+VOCAB_VERSION = 2
+# Vocabulary 2 ("## Tokens"): 0..=511 syscalls without a class, 512..=523 events, and syscall nr of
+# class c (1..=15) as CLASS_BASE * (c + 1) + nr, i.e. 1024..=8703; 524..=1023 are not tokens.
+CLASS_BASE = 512
+# Class names, index = class - 1 (agent-common/src/call_class.rs).
+CLASS_NAMES = (
+    "err_perm", "err_noent", "err_again", "err_net", "err_other",
+    "create", "write", "dir", "exec", "write_exec",
+    "inet", "netlink", "raw", "stdio", "mode_exec",
+)
+VOCAB_SIZE = CLASS_BASE * (len(CLASS_NAMES) + 2)  # 8704
+VOCAB_V1_SIZE = 524  # vocabulary 1: numbers and events only
+FIRST_CLASSED = 2 * CLASS_BASE  # 1024, the first token with a class
 FEATURES_NAME = "hashed-ngram-v1"
 WINDOW = 64  # W
 STRIDE = 32  # S
@@ -33,12 +44,56 @@ TOK_EXEC, TOK_FORK, TOK_EXIT, TOK_CONNECT, TOK_ACCEPT, TOK_BIND, TOK_LISTEN = ra
 TOK_CRED_CHANGE, TOK_PTRACE, TOK_MEMFD_CREATE, TOK_MODULE_LOAD, TOK_BPF_PROG_LOAD = range(519, 524)
 
 
+def _invalid(arr: np.ndarray) -> np.ndarray:
+    return (arr < 0) | (arr >= VOCAB_SIZE) | ((arr >= VOCAB_V1_SIZE) & (arr < FIRST_CLASSED))
+
+
+def is_token(t: int) -> bool:
+    """Whether `t` is a token of vocabulary 2 (the gap 524..=1023 between events and classes is not)."""
+    return not bool(_invalid(np.asarray(t)))
+
+
 def check_tokens(tokens: Sequence[int]) -> None:
     """Rejects tokens outside the vocabulary: the contract calls them invalid input."""
     arr = np.asarray(tokens)
-    if arr.size and (arr.min() < 0 or arr.max() >= VOCAB_SIZE):
-        bad = int(arr[(arr < 0) | (arr >= VOCAB_SIZE)][0])
-        raise ValueError(f"token {bad} outside the vocabulary 0..{VOCAB_SIZE - 1}")
+    if arr.size:
+        bad = arr[_invalid(arr)]
+        if bad.size:
+            raise ValueError(f"token {int(bad[0])} outside the vocabulary "
+                             f"(0..={VOCAB_V1_SIZE - 1}, {FIRST_CLASSED}..={VOCAB_SIZE - 1})")
+
+
+def class_token(nr: int, c: int) -> int:
+    """The token of syscall `nr` with class `c` (0 = no class)."""
+    if not 0 <= nr < CLASS_BASE or not 0 <= c <= len(CLASS_NAMES):
+        raise ValueError(f"no token for syscall {nr} of class {c}")
+    return nr if c == 0 else CLASS_BASE * (c + 1) + nr
+
+
+def split_token(t: int) -> tuple[int, int] | None:
+    """(syscall number, class) of a syscall token, class 0 for none; None for an event token or
+    outside the vocabulary. As `token::split` in agent/src/sequence.rs."""
+    if 0 <= t < CLASS_BASE:
+        return int(t), 0
+    if t < FIRST_CLASSED or t >= VOCAB_SIZE:
+        return None
+    return int(t % CLASS_BASE), int(t // CLASS_BASE - 1)
+
+
+def project_v1(tokens):
+    """The same tokens in vocabulary 1, every class dropped (t >= 1024 -> t % 512): what a
+    vocabulary-1 model is fed. A list gives a list, an array an array of the same dtype."""
+    if isinstance(tokens, np.ndarray):
+        return np.where(tokens >= FIRST_CLASSED, tokens % CLASS_BASE, tokens).astype(tokens.dtype, copy=False)
+    return [int(t) % CLASS_BASE if t >= FIRST_CLASSED else int(t) for t in tokens]
+
+
+def random_tokens(rng: np.random.Generator, n: int, classed: float = 0.5) -> list[int]:
+    """`n` random valid tokens, each with probability `classed` a class token (uniform over
+    1024..=8703), else uniform over 0..=523: both halves of the vocabulary, every byte pattern."""
+    plain = rng.integers(0, VOCAB_V1_SIZE, size=n)
+    cls = rng.integers(FIRST_CLASSED, VOCAB_SIZE, size=n)
+    return np.where(rng.random(n) < classed, cls, plain).tolist()
 
 
 # --- windows ----------------------------------------------------------------------------------
@@ -204,7 +259,7 @@ def self_test(seed: int = 0) -> None:
     assert fnv1a32(b"foobar") == 0xBF9CF968
     rng = np.random.default_rng(seed)
     for length in (0, 1, 2, 3, 5, 63, 64, 65, 95, 96, 97, 128, 129, 300):
-        seq = rng.integers(0, VOCAB_SIZE, size=length).tolist()
+        seq = random_tokens(rng, length)
         fast = sequence_features(seq).toarray()
         ref = np.array(sequence_features_ref(seq), dtype=np.float32).reshape(-1, DIM)
         assert fast.shape == ref.shape, (length, fast.shape, ref.shape)
@@ -212,7 +267,7 @@ def self_test(seed: int = 0) -> None:
         ws = rng.random(len(window_bounds(length)))
         assert abs(process_score(ws) - process_score_ref(list(ws))) < 1e-12
     for n in (1, 2, 3):
-        seq = rng.integers(0, VOCAB_SIZE, size=20)
+        seq = np.array(random_tokens(rng, 20))
         fast = ngram_hashes(seq, n)
         ref = [fnv1a32(ngram_bytes(seq[i : i + n])) for i in range(20 - n + 1)]
         assert fast.tolist() == ref

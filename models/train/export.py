@@ -27,8 +27,11 @@ INPUT = "features"
 OUTPUT = "score"
 
 
-def metadata(thresholds: dict[str, float], trained_on: str) -> dict[str, str]:
-    """Every `metadata_props` key of FEATURES.md, as strings."""
+def metadata(thresholds: dict[str, float], trained_on: str, vocab: int = contract.VOCAB_VERSION) -> dict[str, str]:
+    """Every `metadata_props` key of FEATURES.md, as strings; `vocab` is the token vocabulary the
+    model was trained on (1: the daemon feeds it tokens with their classes dropped)."""
+    if vocab not in (1, contract.VOCAB_VERSION):
+        raise ValueError(f"no token vocabulary {vocab}")
     a, q, k = thresholds["alert"], thresholds["quarantine"], thresholds["kill"]
     if not (0.0 < a < q < k < 1.0):
         raise ValueError(f"thresholds must increase strictly inside (0, 1): {thresholds}")
@@ -37,7 +40,7 @@ def metadata(thresholds: dict[str, float], trained_on: str) -> dict[str, str]:
         raise ValueError(f"thresholds collapse when written out: {text}")
     return {
         "vigil.contract": str(contract.CONTRACT_VERSION),
-        "vigil.vocab_version": str(contract.VOCAB_VERSION),
+        "vigil.vocab_version": str(vocab),
         "vigil.features": contract.FEATURES_NAME,
         "vigil.dim": str(contract.DIM),
         "vigil.window": str(contract.WINDOW),
@@ -140,8 +143,11 @@ def golden(
     cases: Sequence[dict],
     profile_case: dict | None = None,
     feature_checks: int = 4,
+    vocab: int = contract.VOCAB_VERSION,
 ) -> dict:
-    """Expected per-window and process scores of `cases` ({name, label, note, tokens}).
+    """Expected per-window and process scores of `cases` ({name, label, note, tokens}), for a
+    model of vocabulary `vocab`: the tokens are written as given and scored as the daemon feeds
+    them to such a model (projected to vocabulary 1 for a vocabulary 1 model).
 
     Features come from the contract code (the vectorised path, checked here against the
     reference), scores from onnxruntime; the first `feature_checks` non-empty cases also carry
@@ -153,8 +159,9 @@ def golden(
     checked = 0
     for c in cases:
         toks = [int(t) for t in c["tokens"]]
-        X = contract.sequence_features(toks)
-        ref = np.array(contract.sequence_features_ref(toks), dtype=np.float32).reshape(-1, contract.DIM)
+        fed = contract.project_v1(toks) if vocab == 1 else toks
+        X = contract.sequence_features(fed)
+        ref = np.array(contract.sequence_features_ref(fed), dtype=np.float32).reshape(-1, contract.DIM)
         if not np.allclose(X.toarray(), ref, atol=1e-6):
             raise AssertionError(f"golden case {c['name']}: vectorised features differ from the reference")
         ws = scorer.windows(X)

@@ -8,14 +8,16 @@
    without vDSO, labelled by source (own malicious processes: whole scenario trees, or with
    `--labels steps` only their attack steps); config chosen by inner leave-one-family-out;
    thresholds from held-out benign processes only.
-4. Own-data evaluation when present: per held-out family detection, benign test workloads, and
-   the two labellings compared on the same held-out attack steps.
+4. Own-data evaluation when present: per held-out family detection, benign test workloads, the
+   two labellings compared on the same held-out attack steps, and vocabulary 2 against its
+   projection to vocabulary 1 (classes dropped).
 5. Writes vigil.onnx, golden.json, eval.json and README.md (the model card).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import random
 import time
@@ -42,6 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--labels", choices=("trees", "steps"), default="trees",
                     help="own malicious processes the shipped model trains on: whole scenario trees, or only the "
                          "attack steps `--steps` names")
+    ap.add_argument("--vocab", type=int, choices=(1, 2), default=1,
+                    help="token vocabulary the shipped model is trained on: 2 as recorded (with call classes), or 1 "
+                         "(classes dropped); the other one is compared in the card")
     ap.add_argument("--benign-by", choices=("family", "scenario"), default="family",
                     help="field that names a benign workload (the unit of the benign split)")
     return ap.parse_args(argv)
@@ -139,18 +144,65 @@ def labels_compared(args: argparse.Namespace, d: adfa.Adfa, procs: list[owndata.
     }
 
 
+def in_vocab(procs: list[owndata.Proc], vocab: int) -> list[owndata.Proc]:
+    """The processes with their tokens in `vocab`: as recorded (2), or with classes dropped (1)."""
+    if vocab == 2:
+        return procs
+    return [dataclasses.replace(p, tokens=contract.project_v1(p.tokens)) for p in procs]
+
+
+def vocab_compared(args: argparse.Namespace, d: adfa.Adfa, recorded: list[owndata.Proc], lofo: dict) -> dict:
+    """The own-data leave-one-family-out (`lofo`, on the shipped vocabulary `args.vocab`) run
+    again on the other vocabulary: the same recordings (`recorded`, vocabulary 2 as recorded),
+    split and config, with or without the classes. Only the folds are refitted (no inner
+    selection), so it costs one more leave-one-family-out. Own data recorded before vocabulary 2
+    has no class to drop: then nothing is run."""
+    total = sum(len(p.tokens) for p in recorded)
+    classed = sum(int(np.count_nonzero(np.asarray(p.tokens) >= contract.FIRST_CLASSED)) for p in recorded)
+    other = 1 if args.vocab == 2 else 2
+    out = {
+        "protocol": f"own_data_lofo with the shipped config, on the shipped vocabulary {args.vocab} (the table above) "
+                    f"and on vocabulary {other} (vocabulary 1: every own token projected, t >= 1024 -> t % 512; "
+                    "ADFA-LD is class-less either way); thresholds by the shipped rule per fold and per vocabulary",
+        "config": lofo["config"],
+        "shipped_vocab": args.vocab,
+        "own_tokens": total,
+        "own_tokens_classed": classed,
+    }
+    if not classed:
+        log("own data carries no class tokens: vocabularies 1 and 2 not compared")
+        return {**out, "per_family": None, "mean": None}
+    pool, _, role, _ = shipped_pool(d, in_vocab(recorded, other), args.seed, args.benign_by)
+    return {**out, **evaluate.own_data_vocab_compared(lofo, args.vocab, pool, role, other, args.seed)}
+
+
 # --- golden sequences --------------------------------------------------------------------------------
 def golden_cases(d: adfa.Adfa, procs: list[owndata.Proc], seed: int) -> list[dict]:
     rng = np.random.default_rng(seed + 1)
     cases = []
     for n in (0, 1, 2, 3, 5, 63, 64, 65, 96, 97, 128, 200):
-        cases.append({"name": f"random_len_{n}", "label": "synthetic", "note": "uniform tokens 0..523",
-                      "tokens": rng.integers(0, contract.VOCAB_SIZE, size=n).tolist()})
+        cases.append({"name": f"random_len_{n}", "label": "synthetic",
+                      "note": "random tokens, half class-less 0..523, half classed 1024..8703",
+                      "tokens": contract.random_tokens(rng, n)})
     E = contract
-    cases.append({"name": "reverse_shell_like", "label": "synthetic", "note": "socket, connect, dup2 x3, execve",
+    C = {name: i + 1 for i, name in enumerate(E.CLASS_NAMES)}
+    cases.append({"name": "vocabulary_edges", "label": "synthetic", "note": "first and last token of each block",
+                  "tokens": [0, 511, E.TOK_EXEC, E.TOK_BPF_PROG_LOAD, E.FIRST_CLASSED, 1535, 1536, 8191, 8192,
+                             E.VOCAB_SIZE - 1] * 8})
+    cases.append({"name": "reverse_shell_like", "label": "synthetic", "note": "socket, connect, dup2 x3, execve (no classes)",
                   "tokens": [E.TOK_EXEC, 12, 9, 41, 42, E.TOK_CONNECT, 33, 33, 33, 59, E.TOK_EXEC, 12, 9, 0, 1] * 3})
+    cases.append({"name": "reverse_shell_classed", "label": "synthetic",
+                  "note": "exec mapping, inet socket, connect, dup2 onto stdio x3, execve, a failed open",
+                  "tokens": ([E.TOK_EXEC, 12, E.class_token(9, C["exec"]), E.class_token(41, C["inet"]), 42, E.TOK_CONNECT]
+                             + [E.class_token(33, C["stdio"])] * 3
+                             + [59, E.TOK_EXEC, 12, E.class_token(257, C["err_noent"]), 257, 0, 1, 0, 1, 3]) * 3})
     cases.append({"name": "memfd_exec_like", "label": "synthetic", "note": "memfd_create, write, execveat",
                   "tokens": [319, E.TOK_MEMFD_CREATE, 1, 1, 1, 322, E.TOK_EXEC] + [9, 10, 11, 0, 1] * 13})
+    cases.append({"name": "ransom_like_classed", "label": "synthetic",
+                  "note": "directory walk, opens for writing and creating, chmod +x, a writable executable mapping",
+                  "tokens": [E.class_token(257, C["dir"]), 217, 217] + [E.class_token(257, C["write"]), 0, 1, 1, 3,
+                             E.class_token(257, C["create"]), 1, 3, 87] * 6
+                  + [E.class_token(90, C["mode_exec"]), E.class_token(10, C["write_exec"]), E.class_token(2, C["err_perm"])]})
 
     def pick(traces, k, max_len):
         ok = [t for t in traces if 0 < len(t.tokens) <= max_len]
@@ -249,10 +301,17 @@ def run(args: argparse.Namespace, variants: dict[str, adfa.Adfa], raw: adfa.Adfa
     log("trace-level baselines: " + ", ".join(f"{k} {v['mean_auc']:.4f}" for k, v in ev["baselines"]["trace_level_logreg_lofo"].items() if isinstance(v, dict)))
 
     # the shipped model
-    procs = owndata.load_dir(args.data)
-    log(f"own data: {len(procs)} processes from {args.data}")
+    recorded = owndata.load_dir(args.data)
+    log(f"own data: {len(recorded)} processes from {args.data}; the model is trained on vocabulary {args.vocab}")
     d = variants["without_vdso"]
-    steps = attack_steps(args, procs)
+    steps_recorded = attack_steps(args, recorded)
+    shipped_recorded = steps_recorded[0] if args.labels == "steps" else recorded
+    # Everything below sees the shipped vocabulary, the profiles of the layers table included:
+    # the daemon feeds both layers the model's tokens.
+    procs = in_vocab(recorded, args.vocab)
+    # The same objects in both lists: the labels comparison matches steps to trees by identity.
+    projected = {id(r): p for r, p in zip(recorded, procs)}
+    steps = ([projected[id(p)] for p in steps_recorded[0]], steps_recorded[1]) if steps_recorded else None
     shipped_procs = steps[0] if args.labels == "steps" else procs
     pool, seqs, role, split = shipped_pool(d, shipped_procs, args.seed, args.benign_by)
     train = np.flatnonzero(role == "train")
@@ -286,13 +345,15 @@ def run(args: argparse.Namespace, variants: dict[str, adfa.Adfa], raw: adfa.Adfa
 
     # (c) own data
     if procs:
+        lofo = evaluate.own_data_lofo(pool, role, config, thr, args.seed)
         ev["own"] = {
             "processes": {"benign": int(sum(not p.malicious for p in procs)), "malicious": int(sum(p.malicious for p in procs))},
             "families": sorted({p.family for p in procs if p.malicious}),
             "label_overlap": label_overlap(procs),
             "steps": {"file": args.steps.name, "counts": steps[1]} if steps else None,
-            "lofo": evaluate.own_data_lofo(pool, role, config, thr, args.seed),
+            "lofo": lofo,
             "labels_compared": labels_compared(args, d, procs, steps[0], config, thr) if steps else None,
+            "vocab_compared": vocab_compared(args, d, shipped_recorded, lofo),
             "calibration_top": evaluate.calibration_top(pool, role, shipped_procs, clf),
             "unsupervised_global_profile": evaluate.own_data_unsupervised(seqs, pool, role),
             "layers": evaluate.own_data_layers(shipped_procs, pool, role, clf, thr),
@@ -305,12 +366,14 @@ def run(args: argparse.Namespace, variants: dict[str, adfa.Adfa], raw: adfa.Adfa
            f"calibration {split.calibration}, test {split.test}) + " if procs else "own data: none yet; ")
     trained_on = (f"{src}ADFA-LD i386->x86-64 without vDSO: 833 training normals + 746 attacks (6 families); "
                   f"config {config} by inner leave-one-family-out; thresholds: {cal_desc}; seed {args.seed}")
-    model = export.build_model(supervised.export_weights(clf), export.metadata(thr, trained_on))
+    trained_on += f"; token vocabulary {args.vocab}" + (" (the recorded vocabulary 2 with classes dropped)" if args.vocab == 1 else "")
+    model = export.build_model(supervised.export_weights(clf), export.metadata(thr, trained_on, args.vocab))
     sample = np.random.default_rng(args.seed).choice(pool.X.shape[0], size=min(2000, pool.X.shape[0]), replace=False)
     diff = export.cross_check(model, clf, pool.X[np.sort(sample)])
     args.out.mkdir(parents=True, exist_ok=True)
     export.save(model, args.out / "vigil.onnx")
-    gold = export.golden(model, golden_cases(d, shipped_procs, args.seed), golden_profile(d))
+    # Cases keep their recorded tokens: the daemon projects them for a vocabulary 1 model.
+    gold = export.golden(model, golden_cases(d, shipped_recorded, args.seed), golden_profile(d), vocab=args.vocab)
     export.write_json(gold, args.out / "golden.json")
     ev["export"] = {"file": "vigil.onnx", "bytes": (args.out / "vigil.onnx").stat().st_size, "opset": export.OPSET,
                     "ir_version": export.IR_VERSION, "onnxruntime_vs_sklearn_max_abs_diff": diff,

@@ -179,8 +179,9 @@ def load_steps(path: Path) -> dict[str, StepRule]:
                 raise ValueError(f"{where}.{key}: {e.pattern!r}: {e}") from None
 
         tokens = entry.get("tokens_any", [])
-        if not isinstance(tokens, list) or not all(isinstance(t, int) and 0 <= t < contract.VOCAB_SIZE for t in tokens):
-            raise ValueError(f"{where}.tokens_any: expected tokens in 0..{contract.VOCAB_SIZE - 1}")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and contract.is_token(t) for t in tokens):
+            raise ValueError(f"{where}.tokens_any: expected tokens of vocabulary {contract.VOCAB_VERSION} "
+                             f"(0..={contract.VOCAB_V1_SIZE - 1}, {contract.FIRST_CLASSED}..={contract.VOCAB_SIZE - 1})")
         rule = StepRule(argv=patterns("argv"), exe=patterns("exe"), tokens_any=frozenset(tokens))
         if not rule.argv and not rule.exe:
             raise ValueError(f"{where}: names no process (neither argv nor exe)")

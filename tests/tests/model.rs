@@ -91,6 +91,88 @@ fn record_captures_the_command_tree_in_kernel_order() {
     }
 }
 
+/// Vocabulary 2 (models/FEATURES.md, "Tokens"): the kernel classes each call by its result and,
+/// for a few calls, its arguments. Each class below is provoked by one command of the tree.
+#[test]
+fn record_carries_each_calls_class() {
+    if !require_root("record_carries_each_calls_class") {
+        return;
+    }
+    let _serial = serial();
+    let dir = scratch("classes");
+    let vds = dir.join("t.vds");
+    let out = dir.join("made");
+    let script = format!(
+        "cat {missing} 2>/dev/null; : > {out}; chmod 755 {out}; ls -d {dir} >/dev/null",
+        missing = dir.join("missing").display(),
+        out = out.display(),
+        dir = dir.display(),
+    );
+    let status = Command::new(vigil_bin())
+        .args(["record", "--out"])
+        .arg(&vds)
+        .args(["--label", "benign", "--family", "unit", "--log-level", "warn", "--", "sh", "-c"])
+        .arg(&script)
+        .status()
+        .expect("vigil record");
+    assert!(status.success());
+    let procs = export(&vds);
+    let tokens_of = |exe: &str| -> Vec<u64> {
+        procs
+            .iter()
+            .filter(|p| p["exe"] == exe)
+            .flat_map(|p| p["tokens"].as_array().expect("tokens").iter().filter_map(Value::as_u64).collect::<Vec<_>>())
+            .collect()
+    };
+    // 512 * (class + 1) + syscall number.
+    let class_token = |class: u64, nr: u64| 512 * (class + 1) + nr;
+    const OPENAT: u64 = 257;
+    let cat = tokens_of("/usr/bin/cat");
+    assert!(cat.contains(&class_token(2, OPENAT)), "cat's open of a missing file is openat:err_noent: {cat:?}");
+    // Every exec'd program maps its code executable (mmap:exec, by ld.so).
+    assert!(cat.contains(&class_token(9, 9)), "no mmap:exec in cat: {cat:?}");
+    // The image as exec'd: sh, a link to dash.
+    let sh = tokens_of("/usr/bin/sh");
+    assert!(sh.contains(&class_token(6, OPENAT)), "the shell's `: > file` is openat:create: {sh:?}");
+    // Redirections move the file onto stdout: dup2:stdio.
+    assert!(sh.contains(&class_token(14, 33)), "no dup2:stdio in the shell: {sh:?}");
+    let chmod = tokens_of("/usr/bin/chmod");
+    assert!(
+        chmod.iter().any(|&t| t == class_token(15, 268) || t == class_token(15, 452)),
+        "chmod 755 is fchmodat:mode_exec: {chmod:?}"
+    );
+    let ls = tokens_of("/usr/bin/ls");
+    assert!(ls.iter().all(|&t| t < 524 || (1024..8704).contains(&t)), "tokens outside vocabulary 2: {ls:?}");
+}
+
+/// The kernel classes calls only for a model that reads the classes (vocabulary 2): the shipped
+/// model's vocabulary, and the same model relabelled as vocabulary 2, each say so in `status`.
+#[test]
+fn call_classes_follow_the_models_vocabulary() {
+    if !require_root("call_classes_follow_the_models_vocabulary") {
+        return;
+    }
+    let _serial = serial();
+    let dir = scratch("vocab");
+    let shipped = repo().join("models/vigil.onnx");
+    let bytes = std::fs::read(&shipped).expect("shipped model");
+    // metadata_props entry: key "vigil.vocab_version", then field 2 (0x12), length 1, the value.
+    let key = b"vigil.vocab_version\x12\x01";
+    let at = bytes.windows(key.len()).position(|w| w == key).expect("vocab_version in the model") + key.len();
+    let shipped_vocab = u32::from(bytes[at] - b'0');
+    let mut relabelled = bytes.clone();
+    relabelled[at] = b'2';
+    let v2 = dir.join("v2.onnx");
+    std::fs::write(&v2, &relabelled).expect("write the relabelled model");
+    for (model, vocab) in [(shipped.as_path(), shipped_vocab), (v2.as_path(), 2)] {
+        let daemon = Daemon::start(&format!("vocab-{vocab}"), &["--model", model.to_str().expect("utf-8 path")]);
+        let scorer = daemon.status()["scorer"].clone();
+        let (_, _) = daemon.stop();
+        assert_eq!(scorer["token_vocabulary"], vocab, "{}: {scorer}", model.display());
+        assert_eq!(scorer["call_classes"], vocab >= 2, "{}: {scorer}", model.display());
+    }
+}
+
 /// Runs a scenario's setup, then its `run` under vigil with the shipped model, then teardown;
 /// returns the score events of the processes in the run's tree (root: `bash <script> run`).
 fn scored_run(label: &str, name: &str) -> (Vec<Value>, usize) {

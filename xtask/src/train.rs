@@ -29,6 +29,10 @@ pub struct Args {
     /// attack steps `models/scenarios/attack-steps.toml` names. The card compares both either way.
     #[arg(long, value_parser = ["trees", "steps"], default_value = "trees")]
     labels: String,
+    /// Token vocabulary the shipped model trains on: 2 as recorded (with call classes), or 1
+    /// (classes dropped). The card compares both either way.
+    #[arg(long, value_parser = ["1", "2"], default_value = "1")]
+    vocab: String,
     /// Run the trainer's unit tests instead of training.
     #[arg(long)]
     test: bool,
@@ -64,6 +68,7 @@ pub fn train(args: &Args) -> Result<()> {
         .arg(&data)
         .args(["--seed", &args.seed.to_string()])
         .args(["--labels", &args.labels])
+        .args(["--vocab", &args.vocab])
         .current_dir(&models)
         // Same numbers on every run: no hash randomisation, one BLAS thread order.
         .env("PYTHONHASHSEED", "0")

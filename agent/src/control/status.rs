@@ -59,6 +59,13 @@ pub struct ResponseStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScorerStatus {
     pub model: String,
+    /// The token vocabulary the model reads (models/FEATURES.md, "Tokens").
+    #[serde(default)]
+    pub token_vocabulary: u32,
+    /// Whether the kernel classes each call for it (vocabulary 2); off, the per-syscall program
+    /// skips that work.
+    #[serde(default)]
+    pub call_classes: bool,
     /// Windows the model scored.
     pub windows_scored: u64,
     /// Windows the executable's learned profile held entirely: scored 0 without the model.
@@ -171,8 +178,10 @@ pub fn render_human(status: &Status) -> String {
         Some(sc) => {
             let _ = writeln!(
                 out,
-                "Scorer: {} — {} windows scored ({} from the memo), {} known to their executable's profile, {:.1} µs/window, {} chunks dropped, {} errors; profiles hold {} n-grams ({} windows unlearned: a profile bound reached)",
+                "Scorer: {} (token vocabulary {}, call classes {}) — {} windows scored ({} from the memo), {} known to their executable's profile, {:.1} µs/window, {} chunks dropped, {} errors; profiles hold {} n-grams ({} windows unlearned: a profile bound reached)",
                 sc.model,
+                sc.token_vocabulary,
+                if sc.call_classes { "on" } else { "off" },
                 sc.windows_scored,
                 sc.windows_memo_hits,
                 sc.windows_gated,

@@ -223,7 +223,7 @@ impl EmptyProbe {
             &KernelOffsets::UNKNOWN,
             &AgentConfig {
                 self_tgid: std::process::id(),
-                _pad: 0,
+                flags: 0,
                 // The empty probe never reads it.
                 batch_max_age_jiffies: 0,
             },

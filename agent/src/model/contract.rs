@@ -50,9 +50,10 @@ fn fnv_token(h: u32, t: Token) -> u32 {
     fnv_byte(fnv_byte(h, lo), hi)
 }
 
-/// Tokens below this have their prefix states in [`PREFIX`]; larger values (out of vocabulary,
-/// as a malformed record can carry) are hashed byte by byte.
-const PREFIX_TOKENS: usize = 1024;
+/// Tokens below this (the vocabulary) have their prefix states in [`PREFIX`]; larger values
+/// (out of vocabulary, as a malformed record can carry) are hashed byte by byte. 104 KiB, of
+/// which a host's few hundred distinct tokens touch a few KiB.
+const PREFIX_TOKENS: usize = crate::sequence::token::VOCAB_SIZE;
 
 /// FNV-1a's state after an n-gram's order byte and its first token, for every order and token
 /// below [`PREFIX_TOKENS`]. FNV-1a is one serial chain of multiplies per byte, and hashing a
@@ -227,7 +228,7 @@ mod tests {
     fn prefix_table_gives_the_byte_by_byte_hash() {
         let table = &**PREFIX;
         // Both sides of the table's edge, the vocabulary's end and the largest u16.
-        for first in [0, 1, 523, 1023, 1024, 4242, Token::MAX] {
+        for first in [0, 1, 523, 1023, 1024, 4242, 8703, 8704, Token::MAX] {
             for n in 1..=MAX_N {
                 let rest: Vec<Token> = [7, Token::MAX][..n - 1].to_vec();
                 let h = rest.iter().fold(prefix(table, n, first), |h, &t| fnv_token(h, t));

@@ -65,13 +65,15 @@ pub struct Model {
     sparse: Option<SparseHead>,
     pub thresholds: Thresholds,
     pub trained_on: String,
+    /// The token vocabulary the model was trained on (`vigil.vocab_version`).
+    vocab: u32,
 }
 
-/// Contract values the file must carry exactly.
-fn required() -> [(&'static str, String); 7] {
+/// Contract values the file must carry exactly (the vocabulary is checked on its own: two are
+/// accepted).
+fn required() -> [(&'static str, String); 6] {
     [
         ("vigil.contract", "1".into()),
-        ("vigil.vocab_version", VOCAB_VERSION.to_string()),
         ("vigil.features", "hashed-ngram-v1".into()),
         ("vigil.dim", DIM.to_string()),
         ("vigil.window", WINDOW.to_string()),
@@ -104,6 +106,18 @@ impl Model {
                 other => return Err(mismatch(key, other.copied(), format!("{expected:?}"))),
             }
         }
+        // Vocabulary 1 is vocabulary 2 without classes: such a model is fed projected tokens.
+        let vocab = match meta.get("vigil.vocab_version").copied() {
+            Some("1") => 1,
+            Some(v) if v == VOCAB_VERSION.to_string() => VOCAB_VERSION,
+            other => {
+                return Err(mismatch(
+                    "vigil.vocab_version",
+                    other,
+                    format!("\"1\" or \"{VOCAB_VERSION}\""),
+                ));
+            }
+        };
         let threshold = |key: &'static str| -> Result<f32, ModelError> {
             let v = meta.get(key).copied();
             v.and_then(|s| s.parse::<f32>().ok())
@@ -134,6 +148,7 @@ impl Model {
             sparse: None,
             thresholds,
             trained_on: meta.get("vigil.trained_on").unwrap_or(&"").to_string(),
+            vocab,
         };
         // A model that loads but cannot run is as useless as one that does not load.
         model.score(&vec![0.0; DIM])?;
@@ -186,6 +201,21 @@ impl Model {
             return Err(ModelError::Run { path: self.path.clone(), reason: format!("non-finite score {s}") });
         }
         Ok(s)
+    }
+
+    /// The token vocabulary the model was trained on.
+    pub fn vocab_version(&self) -> u32 {
+        self.vocab
+    }
+
+    /// Tokens as the model knows them: unchanged for a vocabulary 2 model, without their
+    /// classes for a vocabulary 1 one.
+    pub fn project(&self, tokens: &mut [Token]) {
+        if self.vocab != VOCAB_VERSION {
+            for t in tokens {
+                *t = crate::sequence::token::project(*t, self.vocab);
+            }
+        }
     }
 
     /// Whether windows take the split first layer.
@@ -277,7 +307,7 @@ pub(crate) mod test_models {
     fn model(nodes: Vec<NodeProto>, initializer: Vec<TensorProto>, meta: &[(&str, &str)]) -> Vec<u8> {
         let mut props: Vec<(String, String)> = [
             ("vigil.contract", "1"),
-            ("vigil.vocab_version", "1"),
+            ("vigil.vocab_version", "2"),
             ("vigil.features", "hashed-ngram-v1"),
             ("vigil.dim", "4096"),
             ("vigil.window", "64"),
@@ -394,6 +424,7 @@ mod tests {
         for (key, value, needle) in [
             ("vigil.window", "128", "vigil.window"),
             ("vigil.vocab_version", "", "vigil.vocab_version"),
+            ("vigil.vocab_version", "3", "vigil.vocab_version"),
             ("vigil.threshold.kill", "abc", "vigil.threshold.kill"),
             ("vigil.threshold.alert", "0.99", "vigil.threshold.*"),
         ] {
@@ -401,6 +432,21 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains(needle) && msg.contains("bad.onnx"), "{key}={value:?}: {msg}");
         }
+    }
+
+    #[test]
+    fn a_vocabulary_1_model_is_fed_tokens_without_classes() {
+        let p = Path::new("v1.onnx");
+        let w = weights();
+        let v1 = Model::from_bytes(p, &logistic(&w, 0.0, &[("vigil.vocab_version", "1")])).expect("v1 loads");
+        let v2 = Model::from_bytes(p, &logistic(&w, 0.0, &[])).expect("v2 loads");
+        assert_eq!((v1.vocab_version(), v2.vocab_version()), (1, 2));
+        let classed = [1024 + 257, 512 * 7 + 2, 42, crate::sequence::token::EXEC];
+        let (mut a, mut b) = (classed, classed);
+        v1.project(&mut a);
+        v2.project(&mut b);
+        assert_eq!(a, [257, 2, 42, crate::sequence::token::EXEC]);
+        assert_eq!(b, classed);
     }
 
     #[test]

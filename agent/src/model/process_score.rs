@@ -55,10 +55,12 @@ pub enum Verdict {
 /// Every window score and the process score of a whole sequence (offline scoring), by the
 /// daemon's own path ([`Model::score_window`]).
 pub fn score_sequence(model: &Model, tokens: &[Token]) -> Result<(Vec<f32>, f32), ModelError> {
+    let mut tokens = tokens.to_vec();
+    model.project(&mut tokens);
     let mut scratch = vec![0.0f32; DIM];
     let mut agg = ProcessScore::default();
     let mut scores = Vec::new();
-    for w in windows(tokens) {
+    for w in windows(&tokens) {
         let s = model.score_window(w, &mut scratch)?;
         agg.push(s);
         scores.push(s);

@@ -11,15 +11,23 @@ use super::{ProcessScore, windows};
 use crate::sequence::Token;
 
 const MAX_N: usize = 6;
-/// Tokens are < 1024, so six fit in 60 bits; n goes in the top bits: the encoding is exact.
-const TOKEN_BITS: u32 = 10;
 
+/// An n-gram's key: a 64-bit mix of n and its tokens. Six tokens of vocabulary 2 take 84 bits,
+/// so the key cannot spell them out; two distinct n-grams share a key with probability 2^-64,
+/// i.e. about 1e-8 for a profile budget's 600k n-grams. The mix is keyed per run, so that no
+/// one can pick a novel n-gram to collide with a learned one.
 fn key(gram: &[Token]) -> u64 {
-    let mut k = (gram.len() as u64) << 60;
-    for (i, &t) in gram.iter().enumerate() {
-        k |= u64::from(t & 0x3ff) << (TOKEN_BITS * i as u32);
+    let mut k = gram_seed() ^ gram.len() as u64;
+    for &t in gram {
+        k = (k.rotate_left(23) ^ u64::from(t)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
-    k
+    k ^ (k >> 31)
+}
+
+fn gram_seed() -> u64 {
+    use std::hash::BuildHasher;
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u64))
 }
 
 /// A multiplicative mix for the already well-spread n-gram keys; SipHash costs several times
@@ -141,6 +149,22 @@ mod tests {
         assert!((p.window_novelty(&[1, 2, 9]) - expected).abs() < 1e-6);
         assert_eq!(p.score_sequence(&[]), 0.0);
         assert!(p.score_sequence(&[4, 3, 2, 1, 2, 3]) > 0.0);
+    }
+
+    #[test]
+    fn class_tokens_are_not_their_plain_calls() {
+        let mut p = NgramProfile::default();
+        // openat, and the same number with classes (create, err_perm), the last token.
+        p.learn(&[257, 257, 1, 2, 3, 4]);
+        for t in [512 * 7 + 257, 1024 + 257, 8703] {
+            assert_eq!(p.window_novelty(&[t]), 1.0, "{t}");
+        }
+        assert_eq!(p.window_novelty(&[257]), 0.0);
+        // Same tokens, other order or length: other n-grams.
+        p.learn(&[5, 6]);
+        assert!(p.window_novelty(&[6, 5]) > 0.0);
+        assert_ne!(key(&[5, 6]), key(&[6, 5]));
+        assert_ne!(key(&[5]), key(&[5, 0]));
     }
 
     /// The novelty every order's lookups give, without the shortcut.

@@ -43,7 +43,13 @@ const WATERMARK_SLACK_NS: u64 = 2_000_000;
 
 impl SensorFeed {
     /// Checks the kernel, loads and attaches every program, and starts the readers.
-    pub fn start(batch_max_age: Duration, ignore_tgids: &[u32]) -> Result<Self, DaemonError> {
+    /// `call_classes`: batch ids carry each call's class (`agent_common::call_class`), which
+    /// costs the per-syscall program a few ns; only a model of vocabulary 2 and recording read it.
+    pub fn start(
+        batch_max_age: Duration,
+        ignore_tgids: &[u32],
+        call_classes: bool,
+    ) -> Result<Self, DaemonError> {
         let kernel = kernel::preflight()?;
         for missing in &kernel.missing_fields {
             warn!(
@@ -52,7 +58,7 @@ impl SensorFeed {
         }
         let config = AgentConfig {
             self_tgid: std::process::id(),
-            _pad: 0,
+            flags: if call_classes { agent_common::CONFIG_CALL_CLASSES } else { 0 },
             batch_max_age_jiffies: to_jiffies(batch_max_age, kernel_hz()),
         };
         // Without cgroup v2 vigil still senses and kills; quarantine and network cuts say why not.

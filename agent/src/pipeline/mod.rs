@@ -126,7 +126,15 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
             None
         }
     };
-    let mut feed = SensorFeed::start(cfg.batch_max_age, &cfg.ignore_tgids)?;
+    // Call classes cost every syscall a few ns: only for a model that reads them.
+    let model_vocab = model.as_ref().map_or(0, Model::vocab_version);
+    let call_classes = model_vocab >= 2;
+    info!(
+        call_classes,
+        "syscall tokens {} their call classes",
+        if call_classes { "carry" } else { "leave out" }
+    );
+    let mut feed = SensorFeed::start(cfg.batch_max_age, &cfg.ignore_tgids, call_classes)?;
 
     // Seed after attaching: a process born in between is seen by both, never by neither.
     let mut table = ProcessTable::new(TableConfig::default());
@@ -190,7 +198,11 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         Some((handle, updates)) => (Some(handle), Some(updates)),
         None => (None, None),
     };
-    status.set_model(cfg.model.clone(), scorer.as_ref().map(|s| s.stats.clone()));
+    status.set_model(
+        cfg.model.clone(),
+        scorer.as_ref().map(|s| s.stats.clone()),
+        model_vocab,
+    );
     let mut stage = ProcessStage::new(
         table,
         BehaviourSequences::new(SequenceConfig::default()),

@@ -228,8 +228,9 @@ impl ProcessStage {
             self.apply_hash(done);
         }
         // Tokens wait in kernel-time order until both rings have been read past them.
+        let out_of_vocab = self.sequences.out_of_vocab_counter();
         self.order
-            .push(key, event.header().ktime_ns, tokens_of(event));
+            .push(key, event.header().ktime_ns, tokens_of(event, out_of_vocab));
     }
 
     /// Moves every token the feed has delivered up to `watermark` into the sequences, and on

@@ -360,9 +360,12 @@ fn feed(
     st: &ScorerStats,
 ) -> Option<ScoreUpdate> {
     let exited = work.tokens.last() == Some(&token::EXIT);
+    let mut tokens = work.tokens;
+    // In the model's vocabulary, for the profile as well: both layers see the same tokens.
+    scoring.model.project(&mut tokens);
     let p = live.entry(work.key).or_default();
-    p.total += work.tokens.len();
-    p.buf.extend_from_slice(&work.tokens);
+    p.total += tokens.len();
+    p.buf.extend_from_slice(&tokens);
     // Windows by offset, and the consumed strides removed once: a chunk can bring thousands of
     // tokens, and draining a stride at a time moved the rest of them for every window.
     let mut start = 0;

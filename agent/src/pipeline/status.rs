@@ -29,7 +29,8 @@ pub struct StatusBuilder {
     last_decode_errors: u64,
     /// User-space drops at the previous snapshot, to report only growth.
     last_internal: BTreeMap<String, u64>,
-    model: Option<(String, Arc<ScorerStats>)>,
+    /// The model's path, its scorer's counters and its token vocabulary.
+    model: Option<(String, Arc<ScorerStats>, u32)>,
     response: Option<ResponseHandles>,
 }
 
@@ -80,8 +81,13 @@ impl StatusBuilder {
         }
     }
 
-    pub fn set_model(&mut self, path: Option<std::path::PathBuf>, stats: Option<Arc<ScorerStats>>) {
-        self.model = path.zip(stats).map(|(p, s)| (p.display().to_string(), s));
+    pub fn set_model(
+        &mut self,
+        path: Option<std::path::PathBuf>,
+        stats: Option<Arc<ScorerStats>>,
+        vocab: u32,
+    ) {
+        self.model = path.zip(stats).map(|(p, s)| (p.display().to_string(), s, vocab));
     }
 
     pub fn set_response(&mut self, handles: ResponseHandles) {
@@ -101,11 +107,13 @@ impl StatusBuilder {
             decode_errors: BTreeMap::new(),
             process_table: ProcessTableStatus::default(),
             sequences: 0,
-            scorer: self.model.as_ref().map(|(path, st)| {
+            scorer: self.model.as_ref().map(|(path, st, vocab)| {
                 let windows = st.windows.load(Relaxed);
                 let gated = st.windows_gated.load(Relaxed);
                 ScorerStatus {
                     model: path.clone(),
+                    token_vocabulary: *vocab,
+                    call_classes: *vocab >= 2,
                     windows_scored: windows,
                     windows_gated: gated,
                     windows_memo_hits: st.memo_hits.load(Relaxed),
@@ -197,6 +205,7 @@ impl StatusBuilder {
             images_opened: stage.images_opened,
         };
         s.sequences = stage.sequences.len();
+        s.losses.insert("syscall_ids_out_of_vocab".into(), stage.sequences.out_of_vocab());
         if let Some(r) = s.response.as_mut() {
             r.kernel_exec_denied = counters.exec_denied;
             r.kernel_exec_deny_signal_failed = counters.exec_deny_signal_failed;

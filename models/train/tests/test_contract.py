@@ -80,6 +80,84 @@ class Features(unittest.TestCase):
             c.sequence_features([1, 524])
         with self.assertRaises(ValueError):
             c.sequence_features([-1])
+        with self.assertRaises(ValueError):
+            c.sequence_features([1, 8704])
+
+    def test_classed_tokens_hash_as_u16(self):
+        # 8703 = 0x21FF: the high byte is no longer 0 or 1.
+        self.assertEqual(c.ngram_bytes([8703, 1024]), bytes([2, 0xFF, 0x21, 0x00, 0x04]))
+        seq = np.array([8703, 1024, 5129, 0, 523, 8192, 8703])
+        for n in (1, 2, 3):
+            self.assertEqual(
+                c.ngram_hashes(seq, n).tolist(),
+                [c.fnv1a32(c.ngram_bytes(seq[i : i + n])) for i in range(len(seq) - n + 1)],
+            )
+
+
+class Vocabulary(unittest.TestCase):
+    """Vocabulary 2 as FEATURES.md "## Tokens" writes it."""
+
+    def test_size_and_classes(self):
+        self.assertEqual(c.VOCAB_VERSION, 2)
+        self.assertEqual(c.VOCAB_SIZE, 8704)
+        self.assertEqual(len(c.CLASS_NAMES), 15)
+        self.assertEqual((c.CLASS_NAMES[0], c.CLASS_NAMES[5], c.CLASS_NAMES[-1]), ("err_perm", "create", "mode_exec"))
+
+    def test_check_tokens_bounds(self):
+        for ok in ([0, 511, 512, 523, 1024, 8703], [], np.array([8703])):
+            c.check_tokens(ok)
+        for bad in (8704, 524, 1023, -1):
+            with self.assertRaises(ValueError, msg=bad) as cm:
+                c.check_tokens([0, bad, 1])
+            self.assertIn(str(bad), str(cm.exception))
+        self.assertTrue(c.is_token(8703) and c.is_token(1024) and c.is_token(523))
+        self.assertFalse(c.is_token(8704) or c.is_token(524) or c.is_token(1023))
+
+    def test_class_and_split(self):
+        # openat with O_CREAT: 512 * (6 + 1) + 257
+        self.assertEqual(c.class_token(257, 6), 3841)
+        self.assertEqual(c.class_token(257, 0), 257)
+        self.assertEqual(c.class_token(511, 15), 8703)
+        self.assertEqual(c.split_token(3841), (257, 6))
+        self.assertEqual(c.split_token(1024), (0, 1))
+        self.assertEqual(c.split_token(8703), (511, 15))
+        self.assertEqual(c.split_token(257), (257, 0))
+        for t in (512, 523, 524, 1023, 8704):
+            self.assertIsNone(c.split_token(t))
+        for bad in ((512, 1), (0, 16), (-1, 0)):
+            with self.assertRaises(ValueError):
+                c.class_token(*bad)
+        for t in range(c.VOCAB_SIZE):
+            nc = c.split_token(t)
+            if nc is not None:
+                self.assertEqual(c.class_token(*nc), t)
+
+    def test_project_v1_lists(self):
+        self.assertEqual(c.project_v1([0, 1, 511, 512, 523]), [0, 1, 511, 512, 523])  # < 1024 unchanged
+        self.assertEqual(c.project_v1([1024, 1024 + 59, 3841, 8703]), [0, 59, 257, 511])
+        self.assertEqual(c.project_v1([]), [])
+        self.assertIsInstance(c.project_v1([8703])[0], int)
+
+    def test_project_v1_arrays(self):
+        a = np.array([0, 523, 1024, 1024 + 59, 8703], dtype=np.int64)
+        out = c.project_v1(a)
+        self.assertIsInstance(out, np.ndarray)
+        self.assertEqual(out.dtype, a.dtype)
+        self.assertEqual(out.tolist(), [0, 523, 0, 59, 511])
+        self.assertEqual(a.tolist(), [0, 523, 1024, 1024 + 59, 8703])  # the input is left alone
+        u = c.project_v1(np.array([8703, 7], dtype=np.uint16))
+        self.assertEqual((u.dtype, u.tolist()), (np.uint16, [511, 7]))
+        every = np.array([t for t in range(c.VOCAB_SIZE) if c.is_token(t)])
+        proj = c.project_v1(every)
+        self.assertLess(int(proj.max()), c.VOCAB_V1_SIZE)
+        # the projection forgets the class and nothing else
+        self.assertEqual(proj.tolist(), [t if t < 512 else (t if t < 1024 else c.split_token(t)[0]) for t in every.tolist()])
+
+    def test_random_tokens_are_valid_and_mixed(self):
+        toks = c.random_tokens(np.random.default_rng(0), 2000)
+        c.check_tokens(toks)
+        classed = sum(t >= 1024 for t in toks)
+        self.assertTrue(800 < classed < 1200, classed)
 
 
 class ProcessScore(unittest.TestCase):

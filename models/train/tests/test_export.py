@@ -43,6 +43,7 @@ class Export(unittest.TestCase):
         self.assertEqual(set(meta), KEYS)
         self.assertEqual(meta["vigil.features"], "hashed-ngram-v1")
         self.assertEqual(meta["vigil.dim"], "4096")
+        self.assertEqual(meta["vigil.vocab_version"], "2")
         self.assertEqual(float(meta["vigil.threshold.kill"]), 0.9)
         shape = [d.dim_value for d in loaded.graph.input[0].type.tensor_type.shape.dim]
         self.assertEqual((loaded.graph.input[0].name, shape), ("features", [1, 4096]))
@@ -61,6 +62,20 @@ class Export(unittest.TestCase):
     def test_thresholds_must_increase(self):
         with self.assertRaises(ValueError):
             export.metadata({"alert": 0.5, "quarantine": 0.5, "kill": 0.9}, "x")
+
+    def test_a_vocabulary_1_model_scores_golden_tokens_without_their_classes(self):
+        X, y = tiny_data(1)
+        clf = supervised.fit("logreg_C1", X, y, seed=0)
+        model = export.build_model(supervised.export_weights(clf), export.metadata(THR, "unit test", vocab=1))
+        self.assertEqual({p.key: p.value for p in model.metadata_props}["vigil.vocab_version"], "1")
+        classed = [contract.class_token(257, 6), contract.class_token(9, 9), 42, contract.TOK_EXEC] * 20
+        doc = export.golden(model, [{"name": "c", "label": "synthetic", "tokens": classed},
+                                    {"name": "p", "label": "synthetic", "tokens": contract.project_v1(classed)}], vocab=1)
+        c, p = doc["cases"]
+        self.assertEqual(c["tokens"], classed, "written as recorded: the daemon does the projection")
+        self.assertEqual(c["window_scores"], p["window_scores"])
+        with self.assertRaises(ValueError):
+            export.metadata(THR, "x", vocab=3)
 
     def test_golden_document(self):
         X, y = tiny_data(1)

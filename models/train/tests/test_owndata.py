@@ -18,6 +18,9 @@ class Reading(unittest.TestCase):
         self.assertEqual(sorted(owndata.groups(procs, "benign")), ["cargo_build", "git", "nginx_bench", "tar_gzip"])
         self.assertEqual(sorted(owndata.groups(procs, "malicious")), ["cred_read", "memfd_exec", "reverse_shell"])
         self.assertTrue(all(p.tokens[0] == 512 for p in procs))
+        # Vocabulary 2: some calls carry a class (an inet socket, a dup onto stdio, an open that creates).
+        classed = {t for p in procs for t in p.tokens if t >= 1024}
+        self.assertTrue({6185, 7713, 3841} <= classed, sorted(classed))
         self.assertEqual(procs[0].source, "tiny.jsonl")
 
     def test_missing_dir_is_empty(self):
@@ -28,7 +31,7 @@ class Reading(unittest.TestCase):
         cases = {
             "not JSON": "{",
             "missing": json.dumps({k: v for k, v in good.items() if k != "tokens"}),
-            "vocabulary": json.dumps(dict(good, tokens=[1, 2, 524])),
+            "vocabulary": json.dumps(dict(good, tokens=[1, 2, 8704])),
             "benign or malicious": json.dumps(dict(good, label="weird")),
         }
         for needle, line in cases.items():
@@ -88,6 +91,7 @@ class AttackSteps(unittest.TestCase):
             "[a]\nargv = ['(']\n": "[a].argv",
             "[a]\nargv = 'x'\n": "[a].argv: expected a list",
             "[a]\nargv = ['x']\ntokens_any = [524]\n": "[a].tokens_any",
+            "[a]\nargv = ['x']\ntokens_any = [8704]\n": "[a].tokens_any",
             "[a]\npath = ['x']\n": "unknown key 'path'",
             "[a]\ntokens_any = [1]\n": "names no process",
             "a = 1\n": "[a]: expected a table",

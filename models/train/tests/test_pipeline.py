@@ -1,6 +1,7 @@
 """The whole of `train.main` on a small synthetic stand-in for ADFA-LD, with and without the
 own-data fixture: every code path that real own data will take runs here first."""
 
+import dataclasses
 import json
 import tempfile
 import unittest
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from train import adfa, main
+from train import adfa, contract, main, owndata
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 COMMON = [0, 1, 3, 5, 9, 10, 11, 12, 257, 262]
@@ -53,6 +54,12 @@ class Pipeline(unittest.TestCase):
         lengths = {c["length"] for c in gold["cases"]}
         self.assertTrue({0, 63, 64, 65, 96} <= lengths)
         self.assertIn("profile", gold)
+        # The Rust golden test must meet class tokens, up to the last one.
+        tokens = {t for c in gold["cases"] for t in c["tokens"]}
+        self.assertIn(8703, tokens)
+        self.assertTrue(any(t >= 1024 for c in gold["cases"] if c["label"] == "synthetic" and c["name"] != "vocabulary_edges"
+                            for t in c["tokens"]))
+        self.assertFalse(any(524 <= t < 1024 or t >= 8704 for t in tokens))
         ev = json.loads((out / "eval.json").read_text())
         self.assertIn("supervised_lofo", ev["adfa"])
         return ev, (out / "README.md").read_text()
@@ -86,8 +93,47 @@ class Pipeline(unittest.TestCase):
             self.assertEqual(sum(r["processes"] for r in lc["trained_on_trees"]["per_family"].values()), 9)
             self.assertTrue(ev["own"]["calibration_top"])
             self.assertIn("attack steps against whole trees", card)
+            # Shipped on vocabulary 1 by default; vocabulary 2 compared on the same folds, the
+            # shipped vocabulary's column is the LOFO above.
+            self.check_vocab_compared(ev, card, shipped=1)
             gold = json.loads((Path(tmp) / "golden.json").read_text())
             self.assertTrue(any(c["name"].startswith("own_") for c in gold["cases"]))
+
+    def test_trained_on_vocabulary_2(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            self.run_main(FIXTURES, Path(tmp), "--vocab", "2")
+            ev, card = self.check_outputs(Path(tmp))
+            self.check_vocab_compared(ev, card, shipped=2)
+
+    def check_vocab_compared(self, ev: dict, card: str, shipped: int):
+        other = 3 - shipped
+        vc = ev["own"]["vocab_compared"]
+        lofo = ev["own"]["lofo"]["per_family"]
+        self.assertEqual(vc["config"], ev["shipped"]["config"])
+        self.assertEqual(vc["shipped_vocab"], shipped)
+        self.assertGreater(vc["own_tokens_classed"], 0)
+        self.assertEqual(sorted(vc["per_family"]), sorted(lofo))
+        for fam, r in vc["per_family"].items():
+            self.assertEqual(r["processes"], lofo[fam]["processes"])
+            self.assertEqual(r[f"vocab{shipped}"]["auc_vs_test_benign"], lofo[fam]["auc_vs_test_benign"])
+            self.assertEqual(r[f"vocab{shipped}"]["over_alert"], lofo[fam]["detected_at_fold_thresholds"]["alert"]["count"])
+            for v in ("vocab1", "vocab2"):
+                self.assertEqual(set(r[v]), {"auc_vs_test_benign", "over_alert", "benign_test_over_alert"})
+                self.assertLessEqual(r[v]["over_alert"], r["processes"])
+        for v in ("vocab1", "vocab2"):
+            m = vc["mean"][v]
+            self.assertEqual(m["processes"], sum(r["processes"] for r in lofo.values()))
+            self.assertTrue(0.0 <= m["auc_vs_test_benign"] <= 1.0)
+        self.assertAlmostEqual(vc["mean"][f"vocab{shipped}"]["detection_rate_alert"],
+                               ev["own"]["lofo"]["mean_detection_rate_alert"])
+        self.assertNotEqual(vc["mean"][f"vocab{other}"], vc["mean"][f"vocab{shipped}"], "the other vocabulary was run")
+        self.assertIn("### Own data: vocabulary 2 against vocabulary 1", card)
+        self.assertLess(card.index("### Own data: attack steps against whole trees"),
+                        card.index("### Own data: vocabulary 2 against vocabulary 1"))
+        self.assertIn(f"trained on vocabulary {shipped}", card)
+        self.assertIn("(vocabulary 2)" if shipped == 2 else "in vocabulary 1: the sensor records vocabulary 2", card)
+        self.assertEqual(ev["export"]["metadata"]["vigil.vocab_version"], str(shipped))
+        self.assertIn(f"token vocabulary {shipped}", ev["export"]["metadata"]["vigil.trained_on"])
 
     def test_trained_on_attack_steps(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -96,6 +142,15 @@ class Pipeline(unittest.TestCase):
             self.assertEqual(ev["shipped"]["own_labels"], "attack steps")
             self.assertEqual(ev["shipped"]["training"]["own"]["malicious_processes"], 9)
             self.assertIn("The shipped model trains on attack steps.", card)
+
+    def test_vocabularies_not_compared_without_classes(self):
+        """Own data recorded before vocabulary 2 has nothing to project: no second LOFO."""
+        procs = [dataclasses.replace(p, tokens=contract.project_v1(p.tokens)) for p in owndata.load_dir(FIXTURES)]
+        args = main.parse_args(["--data", str(FIXTURES)])
+        vc = main.vocab_compared(args, fake_adfa(), procs, {"config": "mlp32_l2_1e-4"})
+        self.assertEqual(vc["own_tokens_classed"], 0)
+        self.assertEqual(vc["own_tokens"], sum(len(p.tokens) for p in procs))
+        self.assertIsNone(vc["per_family"])
 
     def test_without_own_data(self):
         with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as empty:
