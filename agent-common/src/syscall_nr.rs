@@ -91,14 +91,13 @@ pub const WATCHED: [(&str, u32); 32] = [
 pub const WATCHED_BITS: [u64; 8] = bitmap();
 
 const fn bitmap() -> [u64; 8] {
-    let mut bits = [0u64; 8];
+    let mut nrs = [0u32; WATCHED.len()];
     let mut i = 0;
     while i < WATCHED.len() {
-        let nr = WATCHED[i].1;
-        bits[nr as usize / 64] |= 1 << (nr % 64);
+        nrs[i] = WATCHED[i].1;
         i += 1;
     }
-    bits
+    bitmap_of(&nrs)
 }
 
 /// Bitmap of a list of syscall numbers (each < 512) over 0..512.
