@@ -1537,6 +1537,67 @@ fn a_download_piped_into_a_shell_is_alerted_and_local_pipes_are_not() {
     }
 }
 
+/// The relayed reverse shell live: a Python client that connected starts `/bin/sh` on a pipe
+/// and writes what the connection sent into it; the shell is alerted as `reverse-shell-relay`,
+/// naming its parent. The same pipe from a parent that never connected, and a connected
+/// parent's `sh -c` (which runs its argument, not the pipe), are not.
+#[test]
+fn a_shell_fed_through_its_connected_parent_is_alerted_and_other_parents_are_not() {
+    let test = "a_shell_fed_through_its_connected_parent_is_alerted_and_other_parents_are_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("relay");
+    let marker = dir.join("relayed-script-ran");
+    let daemon = Daemon::start("relay", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+
+    let script = dir.join("script.sh");
+    fs::write(&script, format!("touch {}\n", marker.display())).expect("script");
+    let (_server, port) = serve_twice(&script);
+    // Each prints the pid of the shell it started.
+    let relay = |connect: bool, shell: &str| {
+        let source = if connect {
+            format!("socket.create_connection(('127.0.0.1', {port})).recv(65536)")
+        } else {
+            "b'true\\n'".to_owned()
+        };
+        let code = format!(
+            "import socket, subprocess\ndata = {source}\np = subprocess.Popen({shell}, stdin=subprocess.PIPE)\np.stdin.write(data); p.stdin.close(); p.wait()\nprint(p.pid)"
+        );
+        let out = Command::new("/usr/bin/python3").args(["-c", &code]).output().expect("python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("pid").trim().to_owned()
+    };
+    let relayed = relay(true, "['/bin/sh']");
+    assert!(marker.exists(), "the relayed script did not run");
+    let unconnected = relay(false, "['/bin/sh']");
+    let with_c = relay(true, "['/bin/sh', '-c', 'cat >/dev/null']");
+
+    wait_for_alerts(&daemon, alerts_before + 1);
+    daemon.stop();
+    let found = entries(&cursor, "the reverse-shell-relay alert", |e| {
+        f(e, "VIGIL_REASON") == "reverse-shell-relay" && f(e, "VIGIL_PID") == relayed
+    });
+    if let Some(a) = found.first() {
+        let detail = f(a, "VIGIL_DETAIL");
+        assert!(
+            detail.contains("reads its program from a pipe set up by its parent /usr/bin/python3")
+                && detail.ends_with("which made or accepted an internet connection"),
+            "{a}"
+        );
+    }
+    if let Some(c) = &cursor {
+        let quiet = [unconnected, with_c];
+        let others = read_vigil_entries(c, Duration::from_secs(1), |e| {
+            f(e, "VIGIL_REASON") == "reverse-shell-relay" && quiet.contains(&f(e, "VIGIL_PID"))
+        });
+        assert!(others.is_empty(), "an unconnected parent or sh -c was alerted: {others:?}");
+    }
+}
+
 /// File rules on the real kernel: a watched file read through a relative path, a new file
 /// written under a watched directory after the policy loaded and another moved in there (both
 /// killed), and the shipped default's credential and log rules (a log emptied, then removed),

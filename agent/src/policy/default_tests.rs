@@ -79,6 +79,7 @@ fn default_settings() {
             "raw-socket",
             "download-piped-to-shell",
             "decoded-payload-to-shell",
+            "reverse-shell-relay",
             "mass-file-replacement",
             "credential-read",
             "ssh-key-read",
@@ -313,7 +314,7 @@ fn hidden_programs_fresh_in_temp_dirs_alert() {
 fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not() {
     let p = default_policy();
     let hits = |event| {
-        p.event_rules(&EventContext { event, exe: "/usr/bin/anything" })
+        p.event_rules(&EventContext { event, exe: "/usr/bin/anything", parent: "" })
             .iter()
             .map(RuleRef::owned)
             .collect::<Vec<_>>()
@@ -325,22 +326,27 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
     assert_eq!(hits(SecurityEvent::PortScan), hit("port-scan", Action::Alert));
     assert_eq!(hits(SecurityEvent::FakeKernelThread), hit("fake-kernel-thread", Action::Alert));
     assert_eq!(hits(SecurityEvent::SetuidBit), hit("setuid-bit", Action::Alert));
-    let by_dpkg = EventContext { event: SecurityEvent::SetuidBit, exe: "/usr/bin/dpkg" };
+    let by_dpkg = EventContext { event: SecurityEvent::SetuidBit, exe: "/usr/bin/dpkg", parent: "" };
     assert!(p.event_rules(&by_dpkg).is_empty(), "packages set their own setuid bits");
     assert_eq!(hits(SecurityEvent::RawSocket), hit("raw-socket", Action::Alert));
     for network_tool in ["/usr/bin/ping", "/usr/sbin/dhclient", "/usr/lib/systemd/systemd-networkd"] {
-        let ctx = EventContext { event: SecurityEvent::RawSocket, exe: network_tool };
+        let ctx = EventContext { event: SecurityEvent::RawSocket, exe: network_tool, parent: "" };
         assert!(p.event_rules(&ctx).is_empty(), "{network_tool}");
     }
     assert_eq!(hits(SecurityEvent::MassReplace), hit("mass-file-replacement", Action::Alert));
     for compressor in ["/usr/bin/gzip", "/usr/sbin/logrotate"] {
-        let ctx = EventContext { event: SecurityEvent::MassReplace, exe: compressor };
+        let ctx = EventContext { event: SecurityEvent::MassReplace, exe: compressor, parent: "" };
         assert!(p.event_rules(&ctx).is_empty(), "{compressor}");
     }
-    let nmap = EventContext { event: SecurityEvent::RawSocket, exe: "/usr/bin/nmap" };
+    let nmap = EventContext { event: SecurityEvent::RawSocket, exe: "/usr/bin/nmap", parent: "" };
     assert_eq!(p.event_rules(&nmap).iter().map(RuleRef::owned).collect::<Vec<_>>(), hit("raw-socket", Action::Alert));
     assert!(hits(SecurityEvent::BpfProgLoad).is_empty());
     assert!(hits(SecurityEvent::MemfdCreate).is_empty());
+    assert_eq!(hits(SecurityEvent::RelayShell), hit("reverse-shell-relay", Action::Alert));
+    for runner in ["/usr/bin/gitlab-runner", "/usr/lib/gitlab-runner/gitlab-runner"] {
+        let ctx = EventContext { event: SecurityEvent::RelayShell, exe: "/usr/bin/bash", parent: runner };
+        assert!(p.event_rules(&ctx).is_empty(), "{runner} pipes its jobs into bash");
+    }
 }
 
 fn file_hits(p: &Policy, path: &str, access: FileAccess, exe: &str) -> Vec<(String, Action)> {

@@ -72,6 +72,7 @@ pub(super) struct EventRuleDef {
     pub event: AtList<String>,
     pub exe: AtList<String>,
     pub except_exe: AtList<String>,
+    pub except_parent: AtList<String>,
 }
 
 #[derive(Debug)]
@@ -137,6 +138,7 @@ impl Merged {
                 event: list(src, r.event),
                 exe: list(src, r.exe),
                 except_exe: list(src, r.except_exe),
+                except_parent: list(src, r.except_parent),
             }));
         self.file
             .extend(file.rule.file.into_iter().map(|r| FileRuleDef {

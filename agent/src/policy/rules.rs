@@ -78,10 +78,14 @@ pub enum SecurityEvent {
     /// A shell or interpreter reading its program from a pipe while a decoder started beside
     /// it writes into a pipe: `echo <base64> | base64 -d | sh` (`response::piped`).
     PipedDecode,
+    /// A shell or interpreter reading its program from a pipe or socket pair its parent set
+    /// up, while that parent holds an internet connection: a reverse shell relayed through
+    /// its parent (`response::piped`).
+    RelayShell,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 13] = [
+    pub const ALL: [SecurityEvent; 14] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -95,6 +99,7 @@ impl SecurityEvent {
         SecurityEvent::MassReplace,
         SecurityEvent::PipedDownload,
         SecurityEvent::PipedDecode,
+        SecurityEvent::RelayShell,
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,6 +117,7 @@ impl SecurityEvent {
             SecurityEvent::MassReplace => "mass_replace",
             SecurityEvent::PipedDownload => "piped_download",
             SecurityEvent::PipedDecode => "piped_decode",
+            SecurityEvent::RelayShell => "relay_shell",
         }
     }
 
@@ -135,6 +141,8 @@ pub struct EventContext<'a> {
     pub event: SecurityEvent,
     /// The executable of the process that made the call.
     pub exe: &'a str,
+    /// Its parent's executable; empty when the table does not know it.
+    pub parent: &'a str,
 }
 
 /// What an open asked to do to a file, as the kernel's `FILE_ACCESS_*` bits.
@@ -434,6 +442,8 @@ pub(super) struct EventRule {
     pub exe: Option<GlobList>,
     /// Programs whose job the event is (dpkg setting a package's setuid bits).
     pub except_exe: Option<GlobList>,
+    /// Parents whose job it is (a CI runner that pipes its jobs into a shell).
+    pub except_parent: Option<GlobList>,
 }
 
 impl EventRule {
@@ -459,6 +469,7 @@ impl EventRule {
             events: events.iter().map(SecurityEvent::parse).collect::<Result<_, _>>()?,
             exe: globs(def.exe, "exe")?,
             except_exe: globs(def.except_exe, "except_exe")?,
+            except_parent: globs(def.except_parent, "except_parent")?,
             name: def.name.value,
             action: def.action.value,
         })
@@ -468,6 +479,7 @@ impl EventRule {
         self.events.contains(&ctx.event)
             && self.exe.as_ref().is_none_or(|g| g.is_match(ctx.exe))
             && !self.except_exe.as_ref().is_some_and(|g| g.is_match(ctx.exe))
+            && !self.except_parent.as_ref().is_some_and(|g| g.is_match(ctx.parent))
     }
 }
 

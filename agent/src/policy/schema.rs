@@ -99,6 +99,7 @@ pub(super) struct RawEventRule {
     pub event: SpannedList<String>,
     pub exe: SpannedList<String>,
     pub except_exe: SpannedList<String>,
+    pub except_parent: SpannedList<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -64,6 +64,9 @@ impl Policy {
             if let Some(e) = &r.except_exe {
                 when.insert("except_exe".into(), globs(e));
             }
+            if let Some(e) = &r.except_parent {
+                when.insert("except_parent".into(), globs(e));
+            }
             json!({ "name": r.name, "kind": "event", "action": r.action, "conditions": when })
         });
         let file = self.file.iter().map(|r| {

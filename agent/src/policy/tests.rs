@@ -613,23 +613,35 @@ name = "injection"
 action = "kill"
 event = ["ptrace_attach", "memfd_create"]
 exe = ["/tmp/**"]
+[[rule.event]]
+name = "relays"
+action = "alert"
+event = ["relay_shell"]
+except_parent = ["/opt/runner/**"]
 "#);
-    let hits = |event, exe| names(&p.event_rules(&EventContext { event, exe }));
+    let hits = |event, exe| names(&p.event_rules(&EventContext { event, exe, parent: "/usr/bin/bash" }));
     assert_eq!(hits(SecurityEvent::ModuleLoad, "/usr/sbin/insmod"), ["modules"]);
     assert_eq!(hits(SecurityEvent::PtraceAttach, "/tmp/x/inject"), ["injection"]);
     assert_eq!(hits(SecurityEvent::MemfdCreate, "/tmp/dropper"), ["injection"]);
     assert!(hits(SecurityEvent::PtraceAttach, "/usr/bin/gdb").is_empty());
     assert!(hits(SecurityEvent::GainedRoot, "/tmp/x").is_empty());
+    // except_parent looks at the parent's executable, not the process's.
+    assert_eq!(hits(SecurityEvent::RelayShell, "/usr/bin/sh"), ["relays"]);
+    let under = |parent| names(&p.event_rules(&EventContext { event: SecurityEvent::RelayShell, exe: "/usr/bin/sh", parent }));
+    assert!(under("/opt/runner/bin/agent").is_empty());
+    assert_eq!(under(""), ["relays"], "an unknown parent is not excepted");
     let r = p.event_rules(&EventContext {
         event: SecurityEvent::PtraceAttach,
         exe: "/tmp/y",
+        parent: "",
     });
     // Indices run on after the exec and connect rules, as the kernel's reports use them.
     assert_eq!((r[0].index, r[0].action), (2, Action::Kill));
     assert_eq!(p.rule_name(2), Some("injection"));
     assert_eq!(p.rule_action(1), Some(Action::Alert));
     assert_eq!(p.rule_name(0), Some("e"));
-    assert_eq!(p.rule_name(3), None);
+    assert_eq!(p.rule_name(3), Some("relays"));
+    assert_eq!(p.rule_name(4), None);
 }
 
 #[test]

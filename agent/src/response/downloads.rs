@@ -9,6 +9,8 @@ use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use agent_common::CreatedBy;
 
+use crate::process::ProcessKey;
+
 /// Processes remembered at most; past it the oldest quarter is forgotten at once, so a host
 /// that connects from ever new processes pays for the eviction rarely.
 const MAX_PEERS: usize = 8192;
@@ -48,6 +50,9 @@ impl Download {
 
 struct Peer {
     exe: Arc<str>,
+    /// The connecting process's start (`ProcessKey::start_ns`): a later process that reuses
+    /// the pid did not connect.
+    start_ns: u64,
     at: Instant,
 }
 
@@ -60,17 +65,26 @@ pub(super) struct NetPeers {
 }
 
 impl NetPeers {
-    pub fn connected(&mut self, tgid: u32, exe: Arc<str>) {
-        if self.by_tgid.len() >= MAX_PEERS && !self.by_tgid.contains_key(&tgid) {
+    pub fn connected(&mut self, key: ProcessKey, exe: Arc<str>) {
+        if self.by_tgid.len() >= MAX_PEERS && !self.by_tgid.contains_key(&key.tgid) {
             self.forget_oldest(MAX_PEERS / 4);
         }
         self.by_tgid.insert(
-            tgid,
+            key.tgid,
             Peer {
                 exe,
+                start_ns: key.start_ns,
                 at: Instant::now(),
             },
         );
+    }
+
+    /// Whether this process itself (not an earlier one with its pid) made or accepted an
+    /// internet connection since vigil started, as far as the table remembers.
+    pub fn has_connected(&self, key: ProcessKey) -> bool {
+        self.by_tgid
+            .get(&key.tgid)
+            .is_some_and(|p| p.start_ns == key.start_ns)
     }
 
     fn forget_oldest(&mut self, n: usize) {
@@ -117,8 +131,8 @@ mod tests {
     #[test]
     fn the_writer_or_its_parent_must_have_connected() {
         let mut peers = NetPeers::default();
-        peers.connected(100, "/usr/bin/curl".into());
-        peers.connected(200, "/usr/bin/bash".into());
+        peers.connected(ProcessKey::new(100, 0), "/usr/bin/curl".into());
+        peers.connected(ProcessKey::new(200, 0), "/usr/bin/bash".into());
         let curl = peers.download(&written(100, 50, 1_000_000_000), 4_500_000_000).expect("curl wrote it");
         assert_eq!((curl.downloader.as_ref(), curl.downloader_pid, curl.writer_pid), ("/usr/bin/curl", 100, 100));
         assert_eq!(curl.secs_before_exec, 3);
@@ -134,25 +148,35 @@ mod tests {
         assert_eq!(peers.download(&written(300, 301, 0), 0), None);
         // No create seen (the image predates vigil): nothing to say.
         assert_eq!(peers.download(&CreatedBy::default(), 0), None);
-        peers.connected(500, "".into());
+        peers.connected(ProcessKey::new(500, 0), "".into());
         let unknown = peers.download(&written(500, 0, 0), 0).expect("connected");
         assert!(unknown.describe().contains("by pid 500, which made"), "{}", unknown.describe());
         // Init's children carry parent 0, which names nobody.
-        peers.connected(0, "/sbin/init".into());
+        peers.connected(ProcessKey::new(0, 0), "/sbin/init".into());
         assert_eq!(peers.download(&written(400, 0, 0), 0), None);
+    }
+
+    #[test]
+    fn a_connection_belongs_to_the_process_that_made_it_not_its_pid() {
+        let mut peers = NetPeers::default();
+        peers.connected(ProcessKey::new(100, 5_000), "/usr/bin/python3".into());
+        assert!(peers.has_connected(ProcessKey::new(100, 5_000)));
+        // The pid reused by a later process, and a process that never connected.
+        assert!(!peers.has_connected(ProcessKey::new(100, 9_000)));
+        assert!(!peers.has_connected(ProcessKey::new(101, 5_000)));
     }
 
     #[test]
     fn the_table_is_bounded_and_forgets_the_oldest() {
         let mut peers = NetPeers::default();
         for t in 1..=MAX_PEERS as u32 {
-            peers.connected(t, "/usr/bin/curl".into());
+            peers.connected(ProcessKey::new(t, 0), "/usr/bin/curl".into());
         }
         assert_eq!(peers.len(), MAX_PEERS);
         // Reconnecting a known process is an update, not growth.
-        peers.connected(MAX_PEERS as u32, "/usr/bin/wget".into());
+        peers.connected(ProcessKey::new(MAX_PEERS as u32, 0), "/usr/bin/wget".into());
         assert_eq!((peers.len(), peers.forgotten), (MAX_PEERS, 0));
-        peers.connected(MAX_PEERS as u32 + 1, "/usr/bin/curl".into());
+        peers.connected(ProcessKey::new(MAX_PEERS as u32 + 1, 0), "/usr/bin/curl".into());
         assert_eq!(peers.len(), MAX_PEERS - MAX_PEERS / 4 + 1);
         assert_eq!(peers.forgotten, (MAX_PEERS / 4) as u64);
         assert!(peers.download(&written(1, 0, 0), 0).is_none(), "the oldest went first");

