@@ -2,7 +2,7 @@
 //! batches travel in `SYSCALLS`, so that a syscall flood cannot crowd out exec/exit/connect.
 
 /// Bumped on any layout change; the kernel writes it into every header.
-pub const ABI_VERSION: u16 = 6;
+pub const ABI_VERSION: u16 = 7;
 
 pub const COMM_LEN: usize = 16;
 /// Bytes of the exec'd filename kept (NUL-terminated when shorter).
@@ -52,13 +52,16 @@ pub enum EventKind {
     /// A file created, unlinked or renamed by a process (or the children of a parent) that
     /// does many of those at once.
     FileChurn = 19,
+    /// A process_vm_writev call, in a [`PtraceEvent`]: writing into another process's memory
+    /// without attaching to it.
+    ProcessVmWrite = 20,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
 
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -78,6 +81,7 @@ impl EventKind {
         EventKind::SetuidChmod,
         EventKind::RawSocket,
         EventKind::FileChurn,
+        EventKind::ProcessVmWrite,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -101,6 +105,7 @@ impl EventKind {
             17 => Self::SetuidChmod,
             18 => Self::RawSocket,
             19 => Self::FileChurn,
+            20 => Self::ProcessVmWrite,
             _ => return None,
         })
     }
@@ -126,6 +131,7 @@ impl EventKind {
             Self::SetuidChmod => "setuid_chmod",
             Self::RawSocket => "raw_socket",
             Self::FileChurn => "file_churn",
+            Self::ProcessVmWrite => "process_vm_write",
         }
     }
 }
@@ -366,6 +372,8 @@ pub struct CredChangeEvent {
     pub after: Creds,
 }
 
+/// A ptrace call (kind `Ptrace`), or a process_vm_writev (kind `ProcessVmWrite`, `request` 0):
+/// the two ways to write into another process's memory by its pid.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PtraceEvent {

@@ -34,6 +34,7 @@ pub const UNLINKAT: u32 = 263;
 pub const FCHMODAT: u32 = 268;
 pub const RENAMEAT: u32 = 264;
 pub const ACCEPT4: u32 = 288;
+pub const PROCESS_VM_WRITEV: u32 = 311;
 pub const FINIT_MODULE: u32 = 313;
 pub const RENAMEAT2: u32 = 316;
 pub const MEMFD_CREATE: u32 = 319;
@@ -52,7 +53,7 @@ pub const BPF_PROG_LOAD: u32 = 5;
 /// renames and unlinks are only looked at while some file is watched (`FILE_WALK[0] != 0`), or
 /// when they create or remove a file (churn, writers); a chmod when it asks for the set-user-ID
 /// bit, a socket when it is raw.
-pub const WATCHED: [(&str, u32); 32] = [
+pub const WATCHED: [(&str, u32); 33] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
     ("accept4", ACCEPT4),
@@ -67,6 +68,7 @@ pub const WATCHED: [(&str, u32); 32] = [
     ("setfsuid", SETFSUID),
     ("setfsgid", SETFSGID),
     ("ptrace", PTRACE),
+    ("process_vm_writev", PROCESS_VM_WRITEV),
     ("memfd_create", MEMFD_CREATE),
     ("init_module", INIT_MODULE),
     ("finit_module", FINIT_MODULE),

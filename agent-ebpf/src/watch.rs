@@ -1,7 +1,7 @@
 //! Every syscall's exit: the one program vigil runs per syscall on the host. It adds the call to
 //! its thread's batch (`syscalls::record`) and, for the security-relevant ones, reports the
 //! result with the arguments still in the saved registers: connect/accept/bind/listen, the
-//! setuid family (with the thread's ids before, from `CREDS`), ptrace, memfd_create,
+//! setuid family (with the thread's ids before, from `CREDS`), ptrace and process_vm_writev, memfd_create,
 //! (f)init_module and bpf(BPF_PROG_LOAD); chmods that ask for the set-user-ID bit and raw
 //! sockets; every file creation, counted (`churn`) and remembered by inode (`created`); and,
 //! while some file is watched, the opens, renames and unlinks (`files`).
@@ -230,6 +230,7 @@ fn on_exit(pid: u32, tgid: u32, p: Call, ret: i64) {
         }
         nr::LISTEN => net(EventKind::Listen, &p, ret, ids, None),
         nr::PTRACE => ptrace(&p, ret, ids),
+        nr::PROCESS_VM_WRITEV => process_vm_write(&p, ret, ids),
         nr::MEMFD_CREATE => memfd(&p, ret, ids),
         nr::INIT_MODULE | nr::FINIT_MODULE => module_load(&p, ret, ids),
         nr::BPF if p.args[0] == nr::BPF_PROG_LOAD as u64 => bpf_prog_load(&p, ret, ids),
@@ -401,6 +402,14 @@ fn ptrace(p: &Call, ret: i64, ids: Ids) {
     emit!(PtraceEvent, EventKind::Ptrace, ids, |ev| {
         ev.request = p.args[0] as i64;
         ev.target_pid = p.args[1] as u32;
+        ev.ret = ret as i32;
+    });
+}
+
+#[inline(always)]
+fn process_vm_write(p: &Call, ret: i64, ids: Ids) {
+    emit!(PtraceEvent, EventKind::ProcessVmWrite, ids, |ev| {
+        ev.target_pid = p.args[0] as u32;
         ev.ret = ret as i32;
     });
 }

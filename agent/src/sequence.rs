@@ -138,7 +138,9 @@ pub fn event_token(ev: &Event) -> Option<Token> {
             _ => return None,
         },
         Event::CredChange(_) => token::CRED_CHANGE,
-        Event::Ptrace(_) => token::PTRACE,
+        // process_vm_writev is in the batch already, as the call it is.
+        Event::Ptrace(p) if p.header.kind == EventKind::Ptrace as u16 => token::PTRACE,
+        Event::Ptrace(_) => return None,
         Event::Memfd(_) => token::MEMFD_CREATE,
         Event::ModuleLoad(_) => token::MODULE_LOAD,
         Event::BpfProgLoad(_) => token::BPF_PROG_LOAD,

@@ -1045,6 +1045,59 @@ fn a_ptrace_attach_and_a_module_load_attempt_are_alerted_with_what_happened() {
     drop(daemon);
 }
 
+/// The shipped default's `process-memory-write`: a process that writes into a child's stack with
+/// process_vm_writev is alerted, naming the target; its write into its own memory, made first,
+/// is not what the alert is about.
+#[test]
+fn a_process_vm_writev_into_another_process_is_alerted() {
+    let test = "a_process_vm_writev_into_another_process_is_alerted";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let daemon = Daemon::start("vm-write", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let script = "import ctypes, os, subprocess\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         class Iov(ctypes.Structure):\n    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]\n\
+         def write(pid, addr):\n\
+         \x20   data = ctypes.create_string_buffer(8)\n\
+         \x20   local, remote = Iov(ctypes.addressof(data), 8), Iov(addr, 8)\n\
+         \x20   return libc.process_vm_writev(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)\n\
+         own = ctypes.create_string_buffer(8)\n\
+         mine = write(os.getpid(), ctypes.addressof(own))\n\
+         victim = subprocess.Popen(['sleep', '30'])\n\
+         import time; time.sleep(0.2)\n\
+         stack = [l for l in open(f'/proc/{victim.pid}/maps') if l.endswith('[stack]\\n')][0]\n\
+         theirs = write(victim.pid, int(stack.split('-')[0], 16))\n\
+         victim.kill(); victim.wait()\n\
+         print(mine, theirs, victim.pid)\n";
+    let writer = Command::new("python3").args(["-c", script]).stdout(Stdio::piped()).spawn().expect("python3");
+    let writer_pid = writer.id().to_string();
+    let out = writer.wait_with_output().expect("python3");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python3: {printed}");
+    let fields: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!(fields[..2], ["8", "8"], "both writes succeed: {printed}");
+    let victim = fields[2];
+
+    wait_for_alerts(&daemon, alerts_before + 1);
+    let (_, events) = daemon.stop();
+    assert!(
+        events.iter().any(|e| e["type"] == "process_vm_write"
+            && e["pid"].as_u64().map(|p| p.to_string()) == Some(writer_pid.clone())
+            && e["target_pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(victim)),
+        "no process_vm_write record of the write into {victim}"
+    );
+    let found = entries(&cursor, "the process-memory-write alert", |e| {
+        f(e, "VIGIL_REASON") == "process-memory-write" && f(e, "VIGIL_PID") == writer_pid
+    });
+    if let Some(a) = found.first() {
+        assert_eq!(f(a, "VIGIL_DETAIL"), format!("process_vm_writev into pid {victim} (/usr/bin/sleep) (result 8)"), "{a}");
+    }
+}
+
 /// The shipped default's behaviour events: a shell sweeping closed ports of localhost with one
 /// `/dev/tcp` subshell per port is a port scan (reported at the shell, the parent of every
 /// connect), a process connecting to as many ports that all listen is not, an unprivileged

@@ -9,7 +9,7 @@ use std::{
 };
 
 use agent_common::{
-    CredChangeEvent, ExecEvent, SetuidChmodEvent,
+    CredChangeEvent, EventKind, ExecEvent, SetuidChmodEvent,
     decode::{Event, c_str},
 };
 use tokio::sync::mpsc;
@@ -212,6 +212,9 @@ impl ProcessStage {
                 Event::File(f) => r.on_file_open(table, seqs, key, f),
                 Event::PathChange(c) => r.on_path_change(table, seqs, key, c),
                 Event::FileChurn(c) => r.on_churn(table, seqs, key, c),
+                Event::Ptrace(p) if p.header.kind == EventKind::ProcessVmWrite as u16 => {
+                    r.on_process_vm_write(table, seqs, key, p);
+                }
                 // A refused chmod changed nothing; its call is still in the batch.
                 Event::SetuidChmod(c) if c.ret == 0 => {
                     let detail = setuid_chmod_detail(c, &self.proc_root, key.tgid);
@@ -378,7 +381,10 @@ pub fn describe(stage: &ProcessStage) -> String {
 /// The `rule.event` event a record is, with what an operator reads about it.
 fn security_event(ev: &Event) -> Option<(SecurityEvent, String)> {
     Some(match ev {
-        Event::Ptrace(p) if matches!(p.request, PTRACE_ATTACH | PTRACE_SEIZE) => {
+        Event::Ptrace(p)
+            if p.header.kind == EventKind::Ptrace as u16
+                && matches!(p.request, PTRACE_ATTACH | PTRACE_SEIZE) =>
+        {
             let request = if p.request == PTRACE_ATTACH { "PTRACE_ATTACH" } else { "PTRACE_SEIZE" };
             (
                 SecurityEvent::PtraceAttach,

@@ -153,6 +153,7 @@ fn only_taking_hold_of_a_process_is_a_ptrace_attach() {
     let ptrace = |request: i64| {
         // SAFETY: all-zero is a valid value of every ABI record.
         let mut p: agent_common::PtraceEvent = unsafe { core::mem::zeroed() };
+        p.header.kind = agent_common::EventKind::Ptrace as u16;
         p.request = request;
         p.target_pid = 812;
         Event::Ptrace(p)
@@ -164,6 +165,10 @@ fn only_taking_hold_of_a_process_is_a_ptrace_attach() {
     // PTRACE_TRACEME (a debuggee asking for its parent) and PTRACE_PEEKDATA (already attached).
     assert!(security_event(&ptrace(0)).is_none());
     assert!(security_event(&ptrace(2)).is_none());
+    // process_vm_writev shares the record; the responder decides on it, with the table.
+    let Event::Ptrace(mut vm_write) = ptrace(PTRACE_ATTACH) else { unreachable!() };
+    vm_write.header.kind = agent_common::EventKind::ProcessVmWrite as u16;
+    assert!(security_event(&Event::Ptrace(vm_write)).is_none());
     // A cred change that is no gain of root is no event either.
     assert!(security_event(&Event::CredChange(cred_change((1000, 1000, 0), 0, 0))).is_none());
     let (event, _) = security_event(&Event::CredChange(cred_change((1000, 1000, 1000), 0, 0)))

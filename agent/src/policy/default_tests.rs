@@ -71,6 +71,7 @@ fn default_settings() {
             "mining-pool-port",
             "kernel-module-load",
             "ptrace-attach",
+            "process-memory-write",
             "gained-root",
             "root-denied",
             "port-scan",
@@ -321,6 +322,11 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
     };
     assert_eq!(hits(SecurityEvent::ModuleLoad), hit("kernel-module-load", Action::Alert));
     assert_eq!(hits(SecurityEvent::PtraceAttach), hit("ptrace-attach", Action::Alert));
+    assert_eq!(hits(SecurityEvent::ProcessMemoryWrite), hit("process-memory-write", Action::Alert));
+    for launcher in ["/usr/bin/orted", "/usr/bin/hydra_pmi_proxy", "/usr/bin/mpirun.openmpi", "/usr/sbin/slurmstepd"] {
+        let ctx = EventContext { event: SecurityEvent::ProcessMemoryWrite, exe: "/home/u/solver", parent: launcher };
+        assert!(p.event_rules(&ctx).is_empty(), "MPI ranks under {launcher}");
+    }
     assert_eq!(hits(SecurityEvent::GainedRoot), hit("gained-root", Action::Alert));
     assert_eq!(hits(SecurityEvent::RootDenied), hit("root-denied", Action::Alert));
     assert_eq!(hits(SecurityEvent::PortScan), hit("port-scan", Action::Alert));

@@ -82,10 +82,13 @@ pub enum SecurityEvent {
     /// up, while that parent holds an internet connection: a reverse shell relayed through
     /// its parent (`response::piped`).
     RelayShell,
+    /// process_vm_writev into another process, whatever its result: code injection without
+    /// ptrace.
+    ProcessMemoryWrite,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 14] = [
+    pub const ALL: [SecurityEvent; 15] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -100,6 +103,7 @@ impl SecurityEvent {
         SecurityEvent::PipedDownload,
         SecurityEvent::PipedDecode,
         SecurityEvent::RelayShell,
+        SecurityEvent::ProcessMemoryWrite,
     ];
 
     pub fn name(self) -> &'static str {
@@ -118,6 +122,7 @@ impl SecurityEvent {
             SecurityEvent::PipedDownload => "piped_download",
             SecurityEvent::PipedDecode => "piped_decode",
             SecurityEvent::RelayShell => "relay_shell",
+            SecurityEvent::ProcessMemoryWrite => "process_memory_write",
         }
     }
 

@@ -16,7 +16,8 @@ use std::{
 };
 
 use agent_common::{
-    EventKind, ExecEvent, FileChurnEvent, FileEvent, NetEvent, PathChangeEvent, S_IFIFO, S_IFSOCK,
+    EventKind, ExecEvent, FileChurnEvent, FileEvent, NetEvent, PathChangeEvent, PtraceEvent,
+    S_IFIFO, S_IFSOCK,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -524,6 +525,30 @@ impl Responder {
             let who = keys[scan.actor];
             self.on_security_event(table, seqs, who, SecurityEvent::PortScan, scan.detail);
         }
+    }
+
+    /// process_vm_writev into another process: injection without attaching to it. Writes into
+    /// itself are not; MPI ranks, which copy their messages into each other this way (Cross
+    /// Memory Attach), are excepted by their launcher in the policy (`except_parent`).
+    pub fn on_process_vm_write(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &PtraceEvent,
+    ) {
+        let target = ev.target_pid;
+        if target == key.tgid || target == ev.header.pid {
+            return;
+        }
+        let target_exe = table.get(target).map(|p| p.exe.to_string()).unwrap_or_default();
+        let named = if target_exe.is_empty() {
+            format!("pid {target}")
+        } else {
+            format!("pid {target} ({target_exe})")
+        };
+        let detail = format!("process_vm_writev into {named} (result {})", ev.ret);
+        self.on_security_event(table, seqs, key, SecurityEvent::ProcessMemoryWrite, detail);
     }
 
     /// A name created or removed while the process or an ancestor churns files: counted for

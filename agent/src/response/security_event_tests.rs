@@ -13,8 +13,9 @@ use crate::sequence::SequenceConfig;
 const SSHD: u32 = 4_194_301;
 const SHELL: u32 = 4_194_302;
 const TOOL: u32 = 4_194_303;
+const SIBLING: u32 = 4_194_300;
 
-/// systemd (pid 1) → sshd (protected by the policy) → bash → a tool.
+/// systemd (pid 1) → sshd (protected by the policy) → bash → a tool and its sibling.
 fn host() -> (FakeProc, ProcessTable) {
     let fake = FakeProc::new();
     let procs = [
@@ -22,6 +23,7 @@ fn host() -> (FakeProc, ProcessTable) {
         (SSHD, 1, "sshd", "/usr/sbin/sshd"),
         (SHELL, SSHD, "bash", "/usr/bin/bash"),
         (TOOL, SHELL, "tool", "/opt/site/tool"),
+        (SIBLING, SHELL, "rank", "/opt/site/rank"),
     ];
     for (i, (pid, ppid, comm, exe)) in procs.into_iter().enumerate() {
         fake.add(&FakeProcess {
@@ -187,4 +189,35 @@ fn memfd_create_alone_does_not_corroborate() {
     let d = decisions(&mut rx);
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!((d[0].act, d[0].reason.as_str()), (Act::Alert, "model:quarantine"));
+}
+
+#[test]
+fn process_vm_writev_into_another_process_is_an_event_but_not_into_itself() {
+    let (_fake, table) = host();
+    let seqs = BehaviourSequences::new(SequenceConfig::default());
+    let rules = "[[rule.event]]\nname = \"memory-write\"\naction = \"alert\"\nevent = [\"process_memory_write\"]\n";
+    let (mut r, mut rx) = responder_with(&table, rules);
+    let write = |target: u32, ret: i32| {
+        // SAFETY: all-zero is a valid value of every ABI record.
+        let mut ev: PtraceEvent = unsafe { core::mem::zeroed() };
+        ev.header.kind = EventKind::ProcessVmWrite as u16;
+        ev.header.pid = TOOL;
+        ev.header.tgid = TOOL;
+        ev.target_pid = target;
+        ev.ret = ret;
+        ev
+    };
+    let tool = key(&table, TOOL);
+    r.on_process_vm_write(&table, &seqs, tool, &write(TOOL, 64));
+    assert!(decisions(&mut rx).is_empty(), "into itself");
+    // Into its sibling (an injector and its victim started by one shell), and, refused, into
+    // its parent shell: an attempt all the same.
+    r.on_process_vm_write(&table, &seqs, tool, &write(SIBLING, 64));
+    let d = decisions(&mut rx);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].act, d[0].reason.as_str(), d[0].target.key.tgid), (Act::Alert, "memory-write", TOOL));
+    assert_eq!(d[0].detail.as_deref(), Some(format!("process_vm_writev into pid {SIBLING} (/opt/site/rank) (result 64)").as_str()));
+    r.on_process_vm_write(&table, &seqs, tool, &write(SHELL, -1));
+    let d = decisions(&mut rx);
+    assert!(d.is_empty(), "one alert per process and rule: {d:?}");
 }
