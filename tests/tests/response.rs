@@ -1098,6 +1098,57 @@ fn a_process_vm_writev_into_another_process_is_alerted() {
     }
 }
 
+/// The shipped default's `deleted-program-running`: a program whose file is removed while it
+/// runs is alerted, naming the file; one whose file is replaced in place (as a package upgrade
+/// does), and one left alone, are not.
+#[test]
+fn a_program_running_from_a_deleted_file_is_alerted_and_an_upgraded_one_is_not() {
+    let test = "a_program_running_from_a_deleted_file_is_alerted_and_an_upgraded_one_is_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("deleted");
+    let daemon = Daemon::start("deleted", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let run = |name: &str| {
+        let bin = copy_bin("/usr/bin/sleep", &dir, name);
+        let child = Reap(Command::new(&bin).arg("60").spawn().expect("copy of sleep"));
+        (bin, child)
+    };
+    let (removed, removed_child) = run("updater");
+    let (upgraded, upgraded_child) = run("upgraded");
+    let (_kept, kept_child) = run("kept");
+    std::thread::sleep(Duration::from_millis(300));
+    fs::remove_file(&removed).expect("remove");
+    let next = copy_bin("/usr/bin/sleep", &dir, "upgraded.new");
+    fs::rename(&next, &upgraded).expect("replace in place");
+
+    wait_for_alerts(&daemon, alerts_before + 1);
+    let pid = |c: &Reap| c.0.id().to_string();
+    let found = entries(&cursor, "the deleted-program-running alert", |e| {
+        f(e, "VIGIL_REASON") == "deleted-program-running" && f(e, "VIGIL_PID") == pid(&removed_child)
+    });
+    if let Some(a) = found.first() {
+        assert_eq!(
+            f(a, "VIGIL_DETAIL"),
+            format!("runs {}, whose file was deleted with nothing put in its place", removed.display()),
+            "{a}"
+        );
+    }
+    // Two more sweeps (every 2 s) have looked at the other two.
+    std::thread::sleep(Duration::from_secs(5));
+    if let Some(c) = &cursor {
+        let quiet = [pid(&upgraded_child), pid(&kept_child)];
+        let others = read_vigil_entries(c, Duration::from_secs(1), |e| {
+            f(e, "VIGIL_REASON") == "deleted-program-running" && quiet.contains(&f(e, "VIGIL_PID"))
+        });
+        assert!(others.is_empty(), "an upgraded or untouched program was alerted: {others:?}");
+    }
+    drop(daemon);
+}
+
 /// The shipped default's behaviour events: a shell sweeping closed ports of localhost with one
 /// `/dev/tcp` subshell per port is a port scan (reported at the shell, the parent of every
 /// connect), a process connecting to as many ports that all listen is not, an unprivileged

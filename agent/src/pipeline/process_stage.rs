@@ -344,12 +344,16 @@ impl ProcessStage {
         }
     }
 
-    /// Periodic upkeep: bound the table, and forget sequences of processes it forgot.
+    /// Periodic upkeep: bound the table, forget sequences of processes it forgot, and look for
+    /// programs running from deleted files.
     pub fn housekeeping(&mut self) {
         let now = Instant::now();
         self.table.evict_expired(now);
         let table = &self.table;
         self.sequences.retain(|key| table.get_key(key).is_some());
+        if let Some(r) = self.responder.as_mut() {
+            r.sweep_deleted_images(&self.table, &self.sequences, &self.proc_root, now);
+        }
         if now.duration_since(self.trimmed) >= TRIM_EVERY {
             self.trimmed = now;
             // After a burst, the stages' threads leave freed memory in their malloc arenas,

@@ -76,6 +76,7 @@ fn default_settings() {
             "root-denied",
             "port-scan",
             "fake-kernel-thread",
+            "deleted-program-running",
             "setuid-bit",
             "raw-socket",
             "download-piped-to-shell",
@@ -331,6 +332,7 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
     assert_eq!(hits(SecurityEvent::RootDenied), hit("root-denied", Action::Alert));
     assert_eq!(hits(SecurityEvent::PortScan), hit("port-scan", Action::Alert));
     assert_eq!(hits(SecurityEvent::FakeKernelThread), hit("fake-kernel-thread", Action::Alert));
+    assert_eq!(hits(SecurityEvent::DeletedImage), hit("deleted-program-running", Action::Alert));
     assert_eq!(hits(SecurityEvent::SetuidBit), hit("setuid-bit", Action::Alert));
     let by_dpkg = EventContext { event: SecurityEvent::SetuidBit, exe: "/usr/bin/dpkg", parent: "" };
     assert!(p.event_rules(&by_dpkg).is_empty(), "packages set their own setuid bits");

@@ -85,10 +85,13 @@ pub enum SecurityEvent {
     /// process_vm_writev into another process, whatever its result: code injection without
     /// ptrace.
     ProcessMemoryWrite,
+    /// A running program whose file was deleted with nothing put in its place
+    /// (`response::deleted_image`).
+    DeletedImage,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 15] = [
+    pub const ALL: [SecurityEvent; 16] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -104,6 +107,7 @@ impl SecurityEvent {
         SecurityEvent::PipedDecode,
         SecurityEvent::RelayShell,
         SecurityEvent::ProcessMemoryWrite,
+        SecurityEvent::DeletedImage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -123,6 +127,7 @@ impl SecurityEvent {
             SecurityEvent::PipedDecode => "piped_decode",
             SecurityEvent::RelayShell => "relay_shell",
             SecurityEvent::ProcessMemoryWrite => "process_memory_write",
+            SecurityEvent::DeletedImage => "deleted_image",
         }
     }
 

@@ -12,6 +12,7 @@ pub mod actions_log;
 pub mod actor;
 mod actors;
 pub mod decision;
+mod deleted_image;
 mod downloads;
 mod exec_memo;
 pub mod file_watches;

@@ -8,6 +8,7 @@
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -31,6 +32,7 @@ use super::{
     masquerade::kernel_thread_disguise,
     mass_replace::ReplaceWatch,
     piped::{Feed, Fetch, PipedWatch, decodes, describe_relay, reads_program_from_stdin},
+    deleted_image::{DeletedImages, deleted_image},
     port_scan::ScanWatch,
     ratelimit::{Admit, RateLimit},
 };
@@ -107,6 +109,8 @@ pub struct Responder {
     net_peers: NetPeers,
     /// Shells reading a program from a pipe, and connections their siblings made.
     piped: PipedWatch,
+    /// Processes found running a deleted program.
+    deleted: DeletedImages,
     pub stats: Arc<ResponseStats>,
 }
 
@@ -137,6 +141,7 @@ impl Responder {
             replacements: ReplaceWatch::default(),
             net_peers: NetPeers::default(),
             piped: PipedWatch::default(),
+            deleted: DeletedImages::default(),
             stats: Arc::new(ResponseStats::default()),
         }
     }
@@ -527,6 +532,42 @@ impl Responder {
         }
     }
 
+    /// Every [`deleted_image::SWEEP_EVERY`], the running processes whose program's file was
+    /// deleted with nothing put in its place (`response::deleted_image`); each is a
+    /// `deleted_image` security event, once. pid 1, kernel threads, vigil and protected
+    /// processes are not looked at.
+    pub fn sweep_deleted_images(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        proc_root: &Path,
+        now: Instant,
+    ) {
+        if !self.deleted.due(now) {
+            return;
+        }
+        let mut found = Vec::new();
+        for p in table.iter() {
+            if !p.is_running()
+                || p.kernel_thread
+                || p.key.tgid <= 2
+                || p.key.tgid == self.self_tgid
+                || self.protected.contains(&id(p.key))
+            {
+                continue;
+            }
+            if let Some(path) = deleted_image(proc_root, p.key.tgid)
+                && self.deleted.report(id(p.key), p.parent_key().map(id), &path)
+            {
+                found.push((p.key, path));
+            }
+        }
+        for (key, path) in found {
+            let detail = format!("runs {path}, whose file was deleted with nothing put in its place");
+            self.on_security_event(table, seqs, key, SecurityEvent::DeletedImage, detail);
+        }
+    }
+
     /// process_vm_writev into another process: injection without attaching to it. Writes into
     /// itself are not; MPI ranks, which copy their messages into each other this way (Cross
     /// Memory Attach), are excepted by their launcher in the policy (`except_parent`).
@@ -776,6 +817,7 @@ impl Responder {
         self.corroborated.remove(&k);
         self.scans.on_exit(&k);
         self.replacements.on_exit(&k);
+        self.deleted.on_exit(k);
         self.held.remove(&k);
         self.execs.remove(&k);
         self.decided.retain(|(d, _)| *d != k);
