@@ -105,7 +105,10 @@ mod tests {
         fake_proc(&procfs, 11, "/usr/sbin/nginx (deleted)", &root);
         fake_proc(&procfs, 12, "/usr/bin/sleep", &root);
         fake_proc(&procfs, 13, "/memfd:payload (deleted)", &root);
-        assert_eq!(deleted_image(&procfs, 10).as_deref(), Some("/tmp/.x/updater"));
+        assert_eq!(
+            deleted_image(&procfs, 10).as_deref(),
+            Some("/tmp/.x/updater")
+        );
         assert_eq!(deleted_image(&procfs, 11), None, "upgraded in place");
         assert_eq!(deleted_image(&procfs, 12), None, "not deleted");
         assert_eq!(deleted_image(&procfs, 13), None, "fileless-exec's");
@@ -119,8 +122,14 @@ mod tests {
         let (dropper, worker, other) = ((10, 1), (11, 2), (12, 3));
         assert!(d.report(dropper, Some((1, 0)), "/tmp/x"));
         assert!(!d.report(dropper, Some((1, 0)), "/tmp/x"), "once");
-        assert!(!d.report(worker, Some(dropper), "/tmp/x"), "a forked worker of the same file");
-        assert!(d.report(other, Some(dropper), "/tmp/y"), "a child running another deleted file");
+        assert!(
+            !d.report(worker, Some(dropper), "/tmp/x"),
+            "a forked worker of the same file"
+        );
+        assert!(
+            d.report(other, Some(dropper), "/tmp/y"),
+            "a child running another deleted file"
+        );
         d.on_exit(dropper);
         assert!(d.report(dropper, None, "/tmp/x"), "forgotten at exit");
     }
