@@ -403,6 +403,11 @@ fn persistence_and_log_truncation_alert_on_writes_only() {
         "/home/bob/.bashrc",
         "/etc/sudoers.d/90-evil",
         "/etc/profile.d/x.sh",
+        "/root/.ssh/rc",
+        "/etc/update-motd.d/99-x",
+        "/etc/udev/rules.d/75-x.rules",
+        "/etc/modules-load.d/x.conf",
+        "/etc/anacrontab",
     ] {
         assert_eq!(file_hits(&p, path, w, "/usr/bin/bash"), hit("persistence-write", Action::Alert), "{path}");
         assert!(file_hits(&p, path, r, "/usr/bin/bash").is_empty(), "reading is not persistence: {path}");
