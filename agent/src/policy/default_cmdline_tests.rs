@@ -393,3 +393,23 @@ fn privilege_escalation_recon_and_wipes() {
         ("/usr/bin/git", "git commit -m fix the linpeas-style check"),
     ]);
 }
+
+#[test]
+fn secrets_hunted_across_the_disk() {
+    caught(
+        "credential-hunt",
+        &[
+            ("/usr/bin/grep", "grep -rE AKIA[0-9A-Z]{16} /home /root"),
+            ("/usr/bin/grep", "grep -Rl aws_secret_access_key /"),
+            ("/usr/bin/grep", "grep --recursive -l BEGIN RSA PRIVATE KEY /home"),
+            ("/usr/bin/grep", "grep -l PRIVATE KEY -r /etc /home"),
+            ("/usr/bin/rg", "rg -l AKIA /"),
+        ],
+    );
+    quiet(&[
+        ("/usr/bin/grep", "grep -r listen /etc/nginx"),
+        ("/usr/bin/grep", "grep AKIA /root/.aws/config"),
+        ("/usr/bin/grep", "grep -i private key notes.txt"),
+        ("/usr/bin/rg", "rg -n TODO src"),
+    ]);
+}

@@ -63,6 +63,7 @@ fn default_settings() {
             "tracks-cleared",
             "root-account-created",
             "crontab-installed-by-script",
+            "credential-hunt",
             "privilege-escalation-recon",
             "immutable-attribute-changed",
             "host-namespaces-entered",
@@ -85,6 +86,7 @@ fn default_settings() {
             "mass-file-replacement",
             "credential-read",
             "ssh-key-read",
+            "cloud-credential-read",
             "persistence-write",
             "preload-write",
             "account-write",
@@ -386,6 +388,24 @@ fn credential_and_key_reads_alert_except_from_the_programs_whose_job_they_are() 
     for path in ["/root/.ssh/id_rsa.pub", "/etc/ssh/ssh_host_ed25519_key.pub", "/root/.ssh/known_hosts"] {
         assert!(file_hits(&p, path, r, "/usr/bin/cat").is_empty(), "public: {path}");
     }
+    for path in [
+        "/root/.aws/credentials",
+        "/home/alice/.docker/config.json",
+        "/home/alice/.kube/config",
+        "/etc/kubernetes/admin.conf",
+        "/root/.git-credentials",
+    ] {
+        assert_eq!(file_hits(&p, path, r, "/usr/bin/cat"), hit("cloud-credential-read", Action::Alert), "{path}");
+    }
+    for (path, exe) in [
+        ("/root/.aws/credentials", "/usr/local/aws-cli/v2/2.15.0/dist/aws"),
+        ("/home/alice/.docker/config.json", "/usr/bin/docker"),
+        ("/home/alice/.kube/config", "/usr/local/bin/kubectl"),
+        ("/root/.git-credentials", "/usr/lib/git-core/git-remote-https"),
+    ] {
+        assert!(file_hits(&p, path, r, exe).is_empty(), "{exe} {path}");
+    }
+    assert!(file_hits(&p, "/root/.aws/config", r, "/usr/bin/cat").is_empty(), "settings, not keys");
 }
 
 #[test]
