@@ -279,9 +279,16 @@ fn tracks_covered() {
                 "journalctl --rotate --vacuum-time=1s",
             ),
             ("/usr/bin/dmesg", "dmesg -C"),
+            ("/usr/bin/touch", "touch -r /usr/bin/ls /usr/local/bin/.backdoor"),
+            ("/usr/bin/touch", "touch -d 2019-01-01 /etc/cron.d/updates"),
+            ("/usr/bin/touch", "touch -t 201901010000 /usr/sbin/sshd"),
+            ("/usr/bin/touch", "touch --reference=/bin/ls /lib/x86_64-linux-gnu/libx.so"),
         ],
     );
     quiet(&[
+        ("/usr/bin/touch", "touch /etc/nologin"),
+        ("/usr/bin/touch", "touch -d @0 target/release/app"),
+        ("/usr/bin/touch", "touch -r Makefile config.status"),
         ("/usr/bin/journalctl", "journalctl --rotate"),
         ("/usr/bin/journalctl", "journalctl --disk-usage"),
         ("/usr/bin/dmesg", "dmesg -T"),
