@@ -46,6 +46,8 @@ pub struct KernelOffsets {
     pub inode_ino: u32,
     pub inode_sb: u32,
     pub sb_dev: u32,
+    /// `super_block.s_magic`: which filesystem a file is on (procfs, for `/proc/PID/mem`).
+    pub sb_magic: u32,
     pub inode_size: u32,
     pub inode_mtime_sec: u32,
     pub inode_mtime_nsec: u32,
@@ -104,6 +106,7 @@ impl KernelOffsets {
         inode_ino: OFFSET_UNKNOWN,
         inode_sb: OFFSET_UNKNOWN,
         sb_dev: OFFSET_UNKNOWN,
+        sb_magic: OFFSET_UNKNOWN,
         inode_size: OFFSET_UNKNOWN,
         inode_mtime_sec: OFFSET_UNKNOWN,
         inode_mtime_nsec: OFFSET_UNKNOWN,
@@ -258,5 +261,5 @@ pub const PROMPT_WAKEUP_COALESCE_NS: u64 = 2_000_000;
 pub const CREDS_MAP_ENTRIES: u32 = 32768;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 47 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48 * 4);
 const _: () = assert!(core::mem::size_of::<AgentConfig>() == 16);

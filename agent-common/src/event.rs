@@ -52,9 +52,9 @@ pub enum EventKind {
     /// A file created, unlinked or renamed by a process (or the children of a parent) that
     /// does many of those at once.
     FileChurn = 19,
-    /// A process_vm_writev call, in a [`PtraceEvent`]: writing into another process's memory
-    /// without attaching to it.
-    ProcessVmWrite = 20,
+    /// A write into another process's memory without attaching to it, in a [`PtraceEvent`]
+    /// whose `request` says how ([`MEMORY_WRITE_VM_WRITEV`], [`MEMORY_WRITE_PROC_MEM`]).
+    MemoryWrite = 20,
 }
 
 impl EventKind {
@@ -81,7 +81,7 @@ impl EventKind {
         EventKind::SetuidChmod,
         EventKind::RawSocket,
         EventKind::FileChurn,
-        EventKind::ProcessVmWrite,
+        EventKind::MemoryWrite,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -105,7 +105,7 @@ impl EventKind {
             17 => Self::SetuidChmod,
             18 => Self::RawSocket,
             19 => Self::FileChurn,
-            20 => Self::ProcessVmWrite,
+            20 => Self::MemoryWrite,
             _ => return None,
         })
     }
@@ -131,7 +131,7 @@ impl EventKind {
             Self::SetuidChmod => "setuid_chmod",
             Self::RawSocket => "raw_socket",
             Self::FileChurn => "file_churn",
-            Self::ProcessVmWrite => "process_vm_write",
+            Self::MemoryWrite => "memory_write",
         }
     }
 }
@@ -372,8 +372,9 @@ pub struct CredChangeEvent {
     pub after: Creds,
 }
 
-/// A ptrace call (kind `Ptrace`), or a process_vm_writev (kind `ProcessVmWrite`, `request` 0):
-/// the two ways to write into another process's memory by its pid.
+/// A ptrace call (kind `Ptrace`), or a write into another process's memory without it (kind
+/// `MemoryWrite`, `request` one of the `MEMORY_WRITE_*`): the ways to reach into a process by
+/// its pid.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PtraceEvent {
@@ -382,6 +383,14 @@ pub struct PtraceEvent {
     pub target_pid: u32,
     pub ret: i32,
 }
+
+/// [`PtraceEvent::request`] of a `MemoryWrite`: a process_vm_writev call (`ret` its result).
+pub const MEMORY_WRITE_VM_WRITEV: i64 = 0;
+/// [`PtraceEvent::request`] of a `MemoryWrite`: an open of `/proc/PID/mem` (or of a thread's,
+/// under `task/`) for writing (`ret` the fd).
+pub const MEMORY_WRITE_PROC_MEM: i64 = 1;
+/// procfs's `s_magic` (`PROC_SUPER_MAGIC`).
+pub const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

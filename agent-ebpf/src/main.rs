@@ -13,6 +13,7 @@ mod emit;
 mod files;
 mod lifecycle;
 mod maps;
+mod proc_mem;
 mod response;
 mod syscalls;
 mod task;

@@ -1,7 +1,8 @@
 //! Every syscall's exit: the one program vigil runs per syscall on the host. It adds the call to
 //! its thread's batch (`syscalls::record`) and, for the security-relevant ones, reports the
 //! result with the arguments still in the saved registers: connect/accept/bind/listen, the
-//! setuid family (with the thread's ids before, from `CREDS`), ptrace and process_vm_writev, memfd_create,
+//! setuid family (with the thread's ids before, from `CREDS`), ptrace and process_vm_writev,
+//! memfd_create, opens of `/proc/PID/mem` for writing (`proc_mem`),
 //! (f)init_module and bpf(BPF_PROG_LOAD); chmods that ask for the set-user-ID bit and raw
 //! sockets; every file creation, counted (`churn`) and remembered by inode (`created`); and,
 //! while some file is watched, the opens, renames and unlinks (`files`).
@@ -32,6 +33,7 @@ use crate::{
     emit::{bump, count_emitted, count_lost, current_ids, header, prompt_wakeup, reserve_record},
     files,
     maps::{CREDS, EVENTS},
+    proc_mem,
     syscalls::{exit_token, record},
     task::{KPtr, config, creds_of, leader_start_ns, offsets, remember_creds},
 };
@@ -166,14 +168,19 @@ fn on_sys_exit(regs: impl UserRegs, sys: u64, ret: i64) {
             let flags = files::open_flags(id, args);
             let creates = churn::opened(id, flags, args);
             let levels = if files::watching() { files::levels_for(flags) } else { 0 };
-            // The fd's file once, for whichever of the two wants it.
-            if creates || levels != 0 {
+            // O_WRONLY or O_RDWR (O_ACCMODE): what can write into a process's memory.
+            let writes = flags & 0o3 != 0;
+            // The fd's file once, for whichever wants it.
+            if creates || levels != 0 || writes {
                 let file = regs.file_of(ret as u32).map_or(0, |f| f.as_ptr() as u64);
                 if creates {
                     created::opened(file);
                 }
                 if levels != 0 {
                     files::opened(flags, levels, ret, file);
+                }
+                if writes && file != 0 {
+                    proc_mem::opened(file, ret);
                 }
             }
         }
@@ -408,7 +415,7 @@ fn ptrace(p: &Call, ret: i64, ids: Ids) {
 
 #[inline(always)]
 fn process_vm_write(p: &Call, ret: i64, ids: Ids) {
-    emit!(PtraceEvent, EventKind::ProcessVmWrite, ids, |ev| {
+    emit!(PtraceEvent, EventKind::MemoryWrite, ids, |ev| {
         ev.target_pid = p.args[0] as u32;
         ev.ret = ret as i32;
     });

@@ -1046,19 +1046,22 @@ fn a_ptrace_attach_and_a_module_load_attempt_are_alerted_with_what_happened() {
 }
 
 /// The shipped default's `process-memory-write`: a process that writes into a child's stack with
-/// process_vm_writev is alerted, naming the target; its write into its own memory, made first,
-/// is not what the alert is about.
+/// process_vm_writev, and one that opens another child's `/proc/PID/mem` for writing, are each
+/// alerted, naming the target; their writes into their own memory, made first, are not what
+/// the alerts are about. Both are `memory_write` records.
 #[test]
-fn a_process_vm_writev_into_another_process_is_alerted() {
-    let test = "a_process_vm_writev_into_another_process_is_alerted";
+fn writes_into_another_process_are_alerted() {
+    let test = "writes_into_another_process_are_alerted";
     if !require_root(test) {
         return;
     }
     let _serial = serial();
     let cursor = journald(test);
-    let daemon = Daemon::start("vm-write", &[]);
+    let daemon = Daemon::start("memory-write", &[]);
     let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
-    let script = "import ctypes, os, subprocess\n\
+    // Each writes into itself, then into a `sleep` it starts; prints the two results and the
+    // sleep's pid.
+    let vm_writev = "import ctypes, os, subprocess, time\n\
          libc = ctypes.CDLL(None, use_errno=True)\n\
          class Iov(ctypes.Structure):\n    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]\n\
          def write(pid, addr):\n\
@@ -1067,34 +1070,56 @@ fn a_process_vm_writev_into_another_process_is_alerted() {
          \x20   return libc.process_vm_writev(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)\n\
          own = ctypes.create_string_buffer(8)\n\
          mine = write(os.getpid(), ctypes.addressof(own))\n\
-         victim = subprocess.Popen(['sleep', '30'])\n\
-         import time; time.sleep(0.2)\n\
+         victim = subprocess.Popen(['sleep', '30']); time.sleep(0.2)\n\
          stack = [l for l in open(f'/proc/{victim.pid}/maps') if l.endswith('[stack]\\n')][0]\n\
          theirs = write(victim.pid, int(stack.split('-')[0], 16))\n\
          victim.kill(); victim.wait()\n\
          print(mine, theirs, victim.pid)\n";
-    let writer = Command::new("python3").args(["-c", script]).stdout(Stdio::piped()).spawn().expect("python3");
-    let writer_pid = writer.id().to_string();
-    let out = writer.wait_with_output().expect("python3");
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python3: {printed}");
-    let fields: Vec<&str> = printed.split_whitespace().collect();
-    assert_eq!(fields[..2], ["8", "8"], "both writes succeed: {printed}");
-    let victim = fields[2];
+    let proc_mem = "import os, subprocess, time\n\
+         def write(pid):\n\
+         \x20   stack = [l for l in open(f'/proc/{pid}/maps') if l.endswith('[stack]\\n')][0]\n\
+         \x20   with open(f'/proc/{pid}/mem', 'r+b', buffering=0) as m:\n\
+         \x20       m.seek(int(stack.split('-')[0], 16)); return m.write(bytes(8))\n\
+         mine = write(os.getpid())\n\
+         victim = subprocess.Popen(['sleep', '30']); time.sleep(0.2)\n\
+         theirs = write(victim.pid)\n\
+         victim.kill(); victim.wait()\n\
+         print(mine, theirs, victim.pid)\n";
+    let run = |script: &str| {
+        let writer = Command::new("python3").args(["-c", script]).stdout(Stdio::piped()).spawn().expect("python3");
+        let pid = writer.id().to_string();
+        let out = writer.wait_with_output().expect("python3");
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "python3: {printed}");
+        let fields: Vec<String> = printed.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(fields[..2], ["8", "8"], "both writes succeed: {printed}");
+        (pid, fields[2].clone())
+    };
+    let (vm_writer, vm_victim) = run(vm_writev);
+    let (mem_writer, mem_victim) = run(proc_mem);
 
-    wait_for_alerts(&daemon, alerts_before + 1);
+    wait_for_alerts(&daemon, alerts_before + 2);
     let (_, events) = daemon.stop();
-    assert!(
-        events.iter().any(|e| e["type"] == "process_vm_write"
-            && e["pid"].as_u64().map(|p| p.to_string()) == Some(writer_pid.clone())
-            && e["target_pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(victim)),
-        "no process_vm_write record of the write into {victim}"
-    );
-    let found = entries(&cursor, "the process-memory-write alert", |e| {
-        f(e, "VIGIL_REASON") == "process-memory-write" && f(e, "VIGIL_PID") == writer_pid
-    });
-    if let Some(a) = found.first() {
-        assert_eq!(f(a, "VIGIL_DETAIL"), format!("process_vm_writev into pid {victim} (/usr/bin/sleep) (result 8)"), "{a}");
+    for (writer, victim, request) in [(&vm_writer, &vm_victim, 0), (&mem_writer, &mem_victim, 1)] {
+        assert!(
+            events.iter().any(|e| e["type"] == "memory_write"
+                && e["request"].as_i64() == Some(request)
+                && e["pid"].as_u64().map(|p| p.to_string()).as_ref() == Some(writer)
+                && e["target_pid"].as_u64().map(|p| p.to_string()).as_ref() == Some(victim)),
+            "no memory_write record ({request}) of the write into {victim}"
+        );
+    }
+    let alert = |writer: &str| {
+        entries(&cursor, "the process-memory-write alert", |e| {
+            f(e, "VIGIL_REASON") == "process-memory-write" && f(e, "VIGIL_PID") == writer
+        })
+    };
+    if let Some(a) = alert(&vm_writer).first() {
+        assert_eq!(f(a, "VIGIL_DETAIL"), format!("process_vm_writev into pid {vm_victim} (/usr/bin/sleep) (result 8)"), "{a}");
+    }
+    if let Some(a) = alert(&mem_writer).first() {
+        let detail = f(a, "VIGIL_DETAIL");
+        assert!(detail.starts_with(&format!("open of /proc/{mem_victim}/mem (/usr/bin/sleep) for writing (fd ")), "{a}");
     }
 }
 

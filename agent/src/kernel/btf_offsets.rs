@@ -127,6 +127,7 @@ static FIELDS: &[FieldSpec] = &[
     field("inode", &["i_ino"], false, |o| &mut o.inode_ino),
     field("inode", &["i_sb"], false, |o| &mut o.inode_sb),
     field("super_block", &["s_dev"], false, |o| &mut o.sb_dev),
+    field("super_block", &["s_magic"], false, |o| &mut o.sb_magic),
     field("inode", &["i_size"], false, |o| &mut o.inode_size),
     // Split out of the `i_mtime`/`i_ctime` timespec64s in 6.7-6.11; older kernels leave the
     // identity unknown and vigil opens /proc/PID/exe for it, as for any image it has not seen.

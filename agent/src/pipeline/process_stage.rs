@@ -212,8 +212,8 @@ impl ProcessStage {
                 Event::File(f) => r.on_file_open(table, seqs, key, f),
                 Event::PathChange(c) => r.on_path_change(table, seqs, key, c),
                 Event::FileChurn(c) => r.on_churn(table, seqs, key, c),
-                Event::Ptrace(p) if p.header.kind == EventKind::ProcessVmWrite as u16 => {
-                    r.on_process_vm_write(table, seqs, key, p);
+                Event::Ptrace(p) if p.header.kind == EventKind::MemoryWrite as u16 => {
+                    r.on_memory_write(table, seqs, key, p);
                 }
                 // A refused chmod changed nothing; its call is still in the batch.
                 Event::SetuidChmod(c) if c.ret == 0 => {

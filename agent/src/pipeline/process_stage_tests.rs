@@ -167,7 +167,7 @@ fn only_taking_hold_of_a_process_is_a_ptrace_attach() {
     assert!(security_event(&ptrace(2)).is_none());
     // process_vm_writev shares the record; the responder decides on it, with the table.
     let Event::Ptrace(mut vm_write) = ptrace(PTRACE_ATTACH) else { unreachable!() };
-    vm_write.header.kind = agent_common::EventKind::ProcessVmWrite as u16;
+    vm_write.header.kind = agent_common::EventKind::MemoryWrite as u16;
     assert!(security_event(&Event::Ptrace(vm_write)).is_none());
     // A cred change that is no gain of root is no event either.
     assert!(security_event(&Event::CredChange(cred_change((1000, 1000, 0), 0, 0))).is_none());

@@ -82,8 +82,8 @@ pub enum SecurityEvent {
     /// up, while that parent holds an internet connection: a reverse shell relayed through
     /// its parent (`response::piped`).
     RelayShell,
-    /// process_vm_writev into another process, whatever its result: code injection without
-    /// ptrace.
+    /// A write into another process's memory without ptrace, whatever its result:
+    /// process_vm_writev, or `/proc/PID/mem` opened for writing.
     ProcessMemoryWrite,
     /// A running program whose file was deleted with nothing put in its place
     /// (`response::deleted_image`).

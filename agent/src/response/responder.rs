@@ -17,8 +17,8 @@ use std::{
 };
 
 use agent_common::{
-    EventKind, ExecEvent, FileChurnEvent, FileEvent, NetEvent, PathChangeEvent, PtraceEvent,
-    S_IFIFO, S_IFSOCK,
+    EventKind, ExecEvent, FileChurnEvent, FileEvent, MEMORY_WRITE_PROC_MEM, NetEvent,
+    PathChangeEvent, PtraceEvent, S_IFIFO, S_IFSOCK,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -568,10 +568,11 @@ impl Responder {
         }
     }
 
-    /// process_vm_writev into another process: injection without attaching to it. Writes into
-    /// itself are not; MPI ranks, which copy their messages into each other this way (Cross
-    /// Memory Attach), are excepted by their launcher in the policy (`except_parent`).
-    pub fn on_process_vm_write(
+    /// A write into another process's memory without attaching to it: process_vm_writev, or
+    /// `/proc/PID/mem` opened for writing. Into itself is not that; MPI ranks, which copy their
+    /// messages into each other with process_vm_writev (Cross Memory Attach), are excepted by
+    /// their launcher in the policy (`except_parent`).
+    pub fn on_memory_write(
         &mut self,
         table: &ProcessTable,
         seqs: &BehaviourSequences,
@@ -583,12 +584,16 @@ impl Responder {
             return;
         }
         let target_exe = table.get(target).map(|p| p.exe.to_string()).unwrap_or_default();
-        let named = if target_exe.is_empty() {
-            format!("pid {target}")
+        let exe = if target_exe.is_empty() {
+            String::new()
         } else {
-            format!("pid {target} ({target_exe})")
+            format!(" ({target_exe})")
         };
-        let detail = format!("process_vm_writev into {named} (result {})", ev.ret);
+        let detail = if ev.request == MEMORY_WRITE_PROC_MEM {
+            format!("open of /proc/{target}/mem{exe} for writing (fd {})", ev.ret)
+        } else {
+            format!("process_vm_writev into pid {target}{exe} (result {})", ev.ret)
+        };
         self.on_security_event(table, seqs, key, SecurityEvent::ProcessMemoryWrite, detail);
     }
 

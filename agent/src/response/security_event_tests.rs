@@ -192,7 +192,7 @@ fn memfd_create_alone_does_not_corroborate() {
 }
 
 #[test]
-fn process_vm_writev_into_another_process_is_an_event_but_not_into_itself() {
+fn writes_into_another_process_are_events_but_not_into_itself() {
     let (_fake, table) = host();
     let seqs = BehaviourSequences::new(SequenceConfig::default());
     let rules = "[[rule.event]]\nname = \"memory-write\"\naction = \"alert\"\nevent = [\"process_memory_write\"]\n";
@@ -200,7 +200,7 @@ fn process_vm_writev_into_another_process_is_an_event_but_not_into_itself() {
     let write = |target: u32, ret: i32| {
         // SAFETY: all-zero is a valid value of every ABI record.
         let mut ev: PtraceEvent = unsafe { core::mem::zeroed() };
-        ev.header.kind = EventKind::ProcessVmWrite as u16;
+        ev.header.kind = EventKind::MemoryWrite as u16;
         ev.header.pid = TOOL;
         ev.header.tgid = TOOL;
         ev.target_pid = target;
@@ -208,16 +208,26 @@ fn process_vm_writev_into_another_process_is_an_event_but_not_into_itself() {
         ev
     };
     let tool = key(&table, TOOL);
-    r.on_process_vm_write(&table, &seqs, tool, &write(TOOL, 64));
+    r.on_memory_write(&table, &seqs, tool, &write(TOOL, 64));
     assert!(decisions(&mut rx).is_empty(), "into itself");
     // Into its sibling (an injector and its victim started by one shell), and, refused, into
     // its parent shell: an attempt all the same.
-    r.on_process_vm_write(&table, &seqs, tool, &write(SIBLING, 64));
+    r.on_memory_write(&table, &seqs, tool, &write(SIBLING, 64));
     let d = decisions(&mut rx);
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!((d[0].act, d[0].reason.as_str(), d[0].target.key.tgid), (Act::Alert, "memory-write", TOOL));
     assert_eq!(d[0].detail.as_deref(), Some(format!("process_vm_writev into pid {SIBLING} (/opt/site/rank) (result 64)").as_str()));
-    r.on_process_vm_write(&table, &seqs, tool, &write(SHELL, -1));
+    r.on_memory_write(&table, &seqs, tool, &write(SHELL, -1));
     let d = decisions(&mut rx);
     assert!(d.is_empty(), "one alert per process and rule: {d:?}");
+    // /proc/PID/mem opened for writing, by another process.
+    let mut open = write(TOOL, 5);
+    open.header.pid = SHELL;
+    open.header.tgid = SHELL;
+    open.request = agent_common::MEMORY_WRITE_PROC_MEM;
+    r.on_memory_write(&table, &seqs, key(&table, SHELL), &open);
+    let d = decisions(&mut rx);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].target.key.tgid, SHELL);
+    assert_eq!(d[0].detail.as_deref(), Some(format!("open of /proc/{TOOL}/mem (/opt/site/tool) for writing (fd 5)").as_str()));
 }

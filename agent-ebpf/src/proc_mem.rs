@@ -1,0 +1,124 @@
+//! Opens of `/proc/PID/mem` for writing: how injectors write into a process without attaching
+//! to it (the kernel still checks ptrace access, but no stop shows and no ptrace call is made).
+//! The file is known by its filesystem's magic and its name, so every procfs mount counts, a
+//! container's too; the pid is its directory's name (`/proc/PID/task/TID/mem` names the thread).
+//! A process opening its own (`/proc/self/mem`, as a few JITs and hot-patchers do) is skipped.
+//!
+//! Called for every successful open that asked to write, with the file already looked up: most
+//! end at the superblock's magic, two loads past the file.
+
+use agent_common::{
+    EventKind, MEMORY_WRITE_PROC_MEM, OFFSET_UNKNOWN, PROC_SUPER_MAGIC, PtraceEvent,
+};
+use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
+
+use crate::{
+    emit::{count_emitted, current_ids, prompt_wakeup, reserve_record},
+    task::{KPtr, config, leader_start_ns, offsets},
+};
+
+/// The longest directory name read: a pid has at most 7 digits (`pid_max` ≤ 4194304).
+const NAME_MAX_READ: usize = 8;
+
+/// `file` (the opened `struct file`, null if unread) was opened for writing as `fd`.
+#[inline(never)]
+pub fn opened(file: u64, fd: i64) {
+    let o = offsets();
+    if o.sb_magic == OFFSET_UNKNOWN
+        || o.file_f_path == OFFSET_UNKNOWN
+        || o.path_dentry == OFFSET_UNKNOWN
+    {
+        return;
+    }
+    let file = KPtr::from_raw(file as *const u8);
+    let Some(sb) = file
+        .read_ptr(o.file_inode)
+        .and_then(|inode| inode.read_ptr(o.inode_sb))
+    else {
+        return;
+    };
+    if sb.read::<u64>(o.sb_magic) != Some(PROC_SUPER_MAGIC) {
+        return;
+    }
+    let Some(dentry) = file.read_ptr(o.file_f_path + o.path_dentry) else {
+        return;
+    };
+    if name_of(&o, dentry) != Some(*b"mem\0\0\0\0\0") {
+        return;
+    }
+    let Some(target) = dentry
+        .read_ptr(o.dentry_d_parent)
+        .and_then(|dir| name_of(&o, dir))
+        .and_then(|name| parse_pid(&name))
+    else {
+        return;
+    };
+    let (pid, tgid) = current_ids();
+    if target == tgid || target == pid || tgid == config().self_tgid {
+        return;
+    }
+    let start_ns = leader_start_ns(&o, KPtr::current_task());
+    let Some(mut entry) =
+        reserve_record::<PtraceEvent>(EventKind::MemoryWrite, pid, tgid, start_ns)
+    else {
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: the reserved record, its header written; the rest is written here before submit.
+    unsafe {
+        (*ev).request = MEMORY_WRITE_PROC_MEM;
+        (*ev).target_pid = target;
+        (*ev).ret = fd as i32;
+    }
+    entry.submit(prompt_wakeup());
+    count_emitted(EventKind::MemoryWrite);
+}
+
+/// The first bytes of a dentry's name, zero-padded.
+#[inline(always)]
+fn name_of(o: &agent_common::KernelOffsets, dentry: KPtr) -> Option<[u8; NAME_MAX_READ]> {
+    if o.dentry_d_name == OFFSET_UNKNOWN || o.qstr_name == OFFSET_UNKNOWN {
+        return None;
+    }
+    let name = dentry.read_ptr(o.dentry_d_name + o.qstr_name)?;
+    let mut buf = [0u8; NAME_MAX_READ];
+    // SAFETY: at most NAME_MAX_READ bytes into a local of that size; a fault is an error. A
+    // shorter name's NUL and whatever follows it are read too, and cut at the NUL below.
+    let rc = unsafe {
+        bpf_probe_read_kernel(
+            buf.as_mut_ptr().cast(),
+            NAME_MAX_READ as u32,
+            name.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let mut end = false;
+    for b in buf.iter_mut() {
+        end |= *b == 0;
+        if end {
+            *b = 0;
+        }
+    }
+    Some(buf)
+}
+
+/// A directory name of decimal digits as a pid; `None` for anything else (`self` resolves to
+/// the pid's directory before the open, so it never shows here).
+#[inline(always)]
+fn parse_pid(name: &[u8; NAME_MAX_READ]) -> Option<u32> {
+    let mut pid: u32 = 0;
+    let mut digits = 0;
+    for &b in name.iter() {
+        if b == 0 {
+            break;
+        }
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        pid = pid * 10 + u32::from(b - b'0');
+        digits += 1;
+    }
+    (digits > 0 && digits < NAME_MAX_READ).then_some(pid)
+}
