@@ -30,6 +30,8 @@ const WINDOW: Duration = Duration::from_secs(10);
 const TOGETHER_NS: u64 = 1_000_000_000;
 /// Parents remembered on each side before stale entries are dropped.
 const MAX_PARENTS: usize = 4096;
+/// Readers remembered per parent, waiting for a sibling or the parent to connect.
+const MAX_READERS_PER_PARENT: usize = 64;
 
 /// Whether a program, by its executable's name, reads a program from stdin when it is given no
 /// script or code argument: shells and script interpreters (`python3.11` counts as python).
@@ -164,7 +166,13 @@ impl PipedWatch {
             return Some(fetch.clone());
         }
         self.forgotten += prune(&mut self.readers, now, |v| v.last().map(|r| r.2));
-        self.readers.entry(parent).or_default().push((key, exe, now));
+        let waiting = self.readers.entry(parent).or_default();
+        waiting.retain(|r| now.saturating_duration_since(r.2) <= WINDOW);
+        if waiting.len() >= MAX_READERS_PER_PARENT {
+            waiting.remove(0);
+            self.forgotten += 1;
+        }
+        waiting.push((key, exe, now));
         None
     }
 
@@ -222,7 +230,14 @@ impl PipedWatch {
             return;
         }
         self.forgotten += prune(&mut self.relays, now, |v| v.last().map(|r| r.at));
-        self.relays.entry(parent.tgid).or_default().push(RelayReader {
+        // A parent that starts readers all day and never connects keeps only the window's.
+        let waiting = self.relays.entry(parent.tgid).or_default();
+        waiting.retain(|r| now.saturating_duration_since(r.at) <= WINDOW);
+        if waiting.len() >= MAX_READERS_PER_PARENT {
+            waiting.remove(0);
+            self.forgotten += 1;
+        }
+        waiting.push(RelayReader {
             reader,
             exe,
             over,
@@ -470,6 +485,28 @@ mod tests {
             "/usr/bin/dash reads its program from a pipe set up by its parent /usr/bin/python3.11 (pid 42), which made or accepted an internet connection"
         );
         assert!(describe_relay("/usr/bin/sh", "socket pair", "", 7).contains("by its parent a process (pid 7)"));
+    }
+
+    #[test]
+    fn relay_readers_are_bounded_per_parent_too() {
+        let t0 = Instant::now();
+        let mut w = PipedWatch::default();
+        let parent = key(7);
+        for r in 0..MAX_READERS_PER_PARENT as u32 + 10 {
+            w.relay_reader(key(r + 100), "/usr/bin/sh".into(), "pipe", parent, t0);
+        }
+        assert_eq!(w.relays[&7].len(), MAX_READERS_PER_PARENT);
+        assert_eq!(w.forgotten, 10);
+        // Stale ones go when the next arrives.
+        w.relay_reader(key(99), "/usr/bin/sh".into(), "pipe", parent, t0 + WINDOW + Duration::from_secs(1));
+        assert_eq!(w.relays[&7].len(), 1);
+        assert_eq!(w.relay_connected(parent, t0 + WINDOW + Duration::from_secs(1)).len(), 1);
+        // The same for readers waiting for a sibling.
+        for r in 0..MAX_READERS_PER_PARENT as u32 + 1 {
+            w.reader(key(r + 1000), "/usr/bin/sh".into(), 8, t0);
+        }
+        assert_eq!(w.readers[&8].len(), MAX_READERS_PER_PARENT);
+        assert_eq!(w.forgotten, 11);
     }
 
     #[test]
