@@ -121,25 +121,27 @@ pub fn levels_for(flags: u32) -> u32 {
 
 /// An open with `flags`, to be looked at `levels` deep (`levels_for`, non-zero), returned
 /// `fd` (>= 0) to the current task, whose `struct file` is `file` when the caller has read it
-/// already (null otherwise: one register, since BPF calls pass at most five).
+/// already (null otherwise: one register, since BPF calls pass at most five). Returns the
+/// file's superblock when it read it (0 otherwise), for `proc_mem` to use without reading it
+/// again.
 #[inline(never)]
-pub fn opened(flags: u32, levels: u32, fd: i64, file: u64) {
+pub fn opened(flags: u32, levels: u32, fd: i64, file: u64) -> u64 {
     let (pid, tgid) = current_ids();
     if tgid == config().self_tgid {
-        return;
+        return 0;
     }
     let access = file_access(flags);
     let o = offsets();
     let direct = Some(KPtr::from_raw(file as *const u8)).filter(|f| !f.is_null());
     let Some(file) = direct.or_else(|| file_of(fd as u32)) else {
-        return;
+        return 0;
     };
     let Some(inode) = file.read_ptr(o.file_inode) else {
-        return;
+        return 0;
     };
     // `i_sb` and `i_ino` sit close together in `struct inode`: one read.
     let Some((sb, ino)) = inode.read_pair(o.inode_sb, o.inode_ino) else {
-        return;
+        return 0;
     };
     let Some(Found {
         depth,
@@ -155,12 +157,12 @@ pub fn opened(flags: u32, levels: u32, fd: i64, file: u64) {
         levels,
     )
     else {
-        return;
+        return sb;
     };
     let start_ns = leader_start_ns(&o, KPtr::current_task());
     let Some(mut entry) = reserve_record::<FileEvent>(EventKind::FileOpen, pid, tgid, start_ns)
     else {
-        return;
+        return sb;
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reserved record, written field by field (it is too big for the
@@ -178,6 +180,7 @@ pub fn opened(flags: u32, levels: u32, fd: i64, file: u64) {
     }
     entry.submit(prompt_wakeup());
     count_emitted(EventKind::FileOpen);
+    sb
 }
 
 /// Whether the filter has the inode's bit: false means certainly not watched.

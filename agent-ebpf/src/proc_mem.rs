@@ -4,8 +4,9 @@
 //! container's too; the pid is its directory's name (`/proc/PID/task/TID/mem` names the thread).
 //! A process opening its own (`/proc/self/mem`, as a few JITs and hot-patchers do) is skipped.
 //!
-//! Called for every successful open that asked to write, with the file already looked up: most
-//! end at the superblock's magic, two loads past the file.
+//! Called for every successful open that asked to write, with the file already looked up and,
+//! when a file rule watched the open, its superblock too: most end at the superblock's magic,
+//! one probe read (three without file rules).
 
 use agent_common::{
     EventKind, MEMORY_WRITE_PROC_MEM, OFFSET_UNKNOWN, PROC_SUPER_MAGIC, PtraceEvent,
@@ -14,30 +15,31 @@ use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
 
 use crate::{
     emit::{count_emitted, current_ids, prompt_wakeup, reserve_record},
-    task::{KPtr, config, leader_start_ns, offsets},
+    task::{KPtr, config, leader_start_ns, offset, offsets},
 };
 
 /// The longest directory name read: a pid has at most 7 digits (`pid_max` ≤ 4194304).
 const NAME_MAX_READ: usize = 8;
 
-/// `file` (the opened `struct file`, null if unread) was opened for writing as `fd`.
+/// `file` (the opened `struct file`, non-null) was opened for writing as `fd`; `sb` is its
+/// superblock when the caller read it, else 0.
 #[inline(never)]
-pub fn opened(file: u64, fd: i64) {
-    let o = offsets();
-    if o.sb_magic == OFFSET_UNKNOWN
-        || o.file_f_path == OFFSET_UNKNOWN
-        || o.path_dentry == OFFSET_UNKNOWN
-    {
-        return;
-    }
+pub fn opened(file: u64, sb: u64, fd: i64) {
+    // Only the offsets the common case needs, each read by itself: copying the whole
+    // `KernelOffsets` is for the rare file that is on procfs.
     let file = KPtr::from_raw(file as *const u8);
-    let Some(sb) = file
-        .read_ptr(o.file_inode)
-        .and_then(|inode| inode.read_ptr(o.inode_sb))
-    else {
+    let known = Some(KPtr::from_raw(sb as *const u8)).filter(|s| !s.is_null());
+    let Some(sb) = known.or_else(|| {
+        file.read_ptr(offset!(file_inode))
+            .and_then(|inode| inode.read_ptr(offset!(inode_sb)))
+    }) else {
         return;
     };
-    if sb.read::<u64>(o.sb_magic) != Some(PROC_SUPER_MAGIC) {
+    if sb.read::<u64>(offset!(sb_magic)) != Some(PROC_SUPER_MAGIC) {
+        return;
+    }
+    let o = offsets();
+    if o.file_f_path == OFFSET_UNKNOWN || o.path_dentry == OFFSET_UNKNOWN {
         return;
     }
     let Some(dentry) = file.read_ptr(o.file_f_path + o.path_dentry) else {

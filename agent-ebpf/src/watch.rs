@@ -176,11 +176,13 @@ fn on_sys_exit(regs: impl UserRegs, sys: u64, ret: i64) {
                 if creates {
                     created::opened(file);
                 }
-                if levels != 0 {
-                    files::opened(flags, levels, ret, file);
-                }
+                let sb = if levels != 0 {
+                    files::opened(flags, levels, ret, file)
+                } else {
+                    0
+                };
                 if writes && file != 0 {
-                    proc_mem::opened(file, ret);
+                    proc_mem::opened(file, sb, ret);
                 }
             }
         }
