@@ -335,8 +335,10 @@ fn render() -> Result<String> {
          fork record no longer sends vigil to `/proc` (~5% of short-lived children did). A/B \
          with `bench exec --rates 800,1600`, alternating builds, two runs each: 4.5% and 3.9% \
          of a core at 1000 exec/s before those two, 3.6% and 3.8% after. Whole runs of \
-         `bench all` have put this figure between 2.9% and 5.7%, so it sits near the goal \
-         rather than safely under it. What remains is mostly the ring wakeups (below: ~15% of vigil's \
+         `bench all` have put this figure between 2.9% and 6.3%, so it sits at the goal rather \
+         than under it: the 6.3% came from a VM that ran the loop slower (690 of 800 exec/s \
+         achieved), on which alternating `bench exec --rates 400,800` runs of that build and of \
+         the one before its sensor changes (963362c) gave 6.9% and 8.0%, and 7.3% and 6.8%. What remains is mostly the ring wakeups (below: ~15% of vigil's \
          samples are the switch back in after each wakeup), then the process table and \
          allocation. The file rules did not move it: A/B at 800 exec/s, three runs each, vigil's \
          CPU per exec 51.6–56.2 µs before them and 54.7–59.4 µs with them (51.6–67.2 µs with \
