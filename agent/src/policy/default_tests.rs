@@ -124,6 +124,15 @@ fn reverse_shells_are_quarantined_but_ordinary_shells_are_not() {
     );
     assert!(exec_hits(&p, "/usr/bin/id", Some("/usr/bin/bash"), false).is_empty());
     assert!(exec_hits(&p, "/usr/bin/id", Some("/usr/sbin/inetd"), true).is_empty());
+    // An interpreter that put the socket on its stdio itself and runs what it reads.
+    for interpreter in ["/usr/bin/perl", "/root/.pyenv/versions/3.11.7/bin/python3", "/usr/bin/ruby3.1"] {
+        assert_eq!(
+            exec_hits(&p, "/usr/bin/id", Some(interpreter), true),
+            hit("command-from-socket-shell", Action::Alert),
+            "{interpreter}"
+        );
+        assert!(exec_hits(&p, "/usr/bin/id", Some(interpreter), false).is_empty(), "{interpreter}");
+    }
     // A shell on a pty whose parent relays a socket: python's pty.spawn, but not sshd.
     let relayed = |shell, parent| {
         let ctx = ExecContext {
