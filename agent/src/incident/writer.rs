@@ -18,7 +18,7 @@ use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
 use tracing::{info, warn};
 
 use super::encode::encode;
-use super::{Incident, IncidentError};
+use super::{Incident, IncidentError, IncidentKind};
 
 /// journald's native-protocol socket.
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
@@ -35,6 +35,9 @@ pub struct JournalWriter {
     undelivered: AtomicU64,
     /// Whether the last send failed, so the failure is logged once per outage, not per incident.
     failing: AtomicBool,
+    /// Incidents not delivered since the current outage began: reported to journald as one
+    /// loss entry when it accepts incidents again, since it could not be told during the outage.
+    outage_undelivered: AtomicU64,
 }
 
 impl JournalWriter {
@@ -52,6 +55,7 @@ impl JournalWriter {
             socket,
             undelivered: AtomicU64::new(0),
             failing: AtomicBool::new(false),
+            outage_undelivered: AtomicU64::new(0),
         }
     }
 
@@ -66,16 +70,50 @@ impl JournalWriter {
                         "journal writer: journald at {} accepts incidents again",
                         self.path.display()
                     );
+                    self.report_outage();
                 }
             }
-            Err(e) => {
-                self.undelivered.fetch_add(1, Ordering::Relaxed);
+            Err(e) => self.count_undelivered(e),
+        }
+        result
+    }
+
+    fn count_undelivered(&self, e: &IncidentError) {
+        self.undelivered.fetch_add(1, Ordering::Relaxed);
+        match e {
+            // journald unreachable or backed up: one warning per outage.
+            IncidentError::Send { .. } | IncidentError::Socket(_) => {
+                self.outage_undelivered.fetch_add(1, Ordering::Relaxed);
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     warn!("journal writer: incident not delivered: {e}");
                 }
             }
+            // This entry alone could not be sent: journald may be fine.
+            IncidentError::InvalidFieldName(_) | IncidentError::Memfd { .. } => {
+                warn!("journal writer: incident not delivered: {e}");
+            }
         }
-        result
+    }
+
+    /// The journal's own record of what it missed while it was unreachable. Failing here starts
+    /// a new outage, whose count includes this entry.
+    fn report_outage(&self) {
+        let missed = self.outage_undelivered.swap(0, Ordering::Relaxed);
+        if missed == 0 {
+            return;
+        }
+        let incident = Incident::new(
+            IncidentKind::Loss,
+            format!(
+                "vigil: {missed} incident(s) could not be delivered to journald while it was unreachable"
+            ),
+        )
+        .with_extra("VIGIL_LOST", missed.to_string());
+        trace_incident(&incident);
+        if let Err(e) = self.deliver(&incident) {
+            self.outage_undelivered.fetch_add(missed, Ordering::Relaxed);
+            self.count_undelivered(&e);
+        }
     }
 
     /// Incidents that never reached journald since open.

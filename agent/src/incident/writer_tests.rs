@@ -121,6 +121,39 @@ fn an_absent_journald_is_an_error_counted_not_a_panic() {
 }
 
 #[test]
+fn what_an_outage_cost_is_told_to_journald_once_it_is_back() {
+    let dir = std::env::temp_dir().join(format!("vigil-incident-{}-outage", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("socket");
+    let writer = JournalWriter::with_socket(&path);
+    let missed = Incident::new(IncidentKind::Alert, "vigil: alert while journald is down");
+    for _ in 0..3 {
+        assert!(writer.send(&missed).is_err());
+    }
+    let journal = UnixDatagram::bind(&path).unwrap();
+    journal.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let back = Incident::new(IncidentKind::Kill, "vigil: first incident after the outage");
+    writer.send(&back).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let n = journal.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &encode(&back.fields()).unwrap()[..]);
+    let n = journal.recv(&mut buf).unwrap();
+    let report = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(report.contains("VIGIL_EVENT=loss\n"), "{report}");
+    assert!(report.contains("VIGIL_LOST=3\n"), "{report}");
+    assert!(report.contains("3 incident(s) could not be delivered"), "{report}");
+    // Told once: the next incident comes alone.
+    writer.send(&back).unwrap();
+    let n = journal.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &encode(&back.fields()).unwrap()[..]);
+    journal.set_nonblocking(true).unwrap();
+    assert!(journal.recv(&mut buf).is_err(), "a second outage report");
+    assert_eq!(writer.undelivered(), 3);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_stalled_journald_never_blocks_the_sender() {
     let journal = FakeJournal::bind("stalled");
     let writer = JournalWriter::with_socket(&journal.path());

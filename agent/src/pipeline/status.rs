@@ -239,8 +239,13 @@ impl StatusBuilder {
             .collect();
         if !grown.is_empty() {
             warn!(?grown, "vigil dropped work in user space");
-            if let Some(r) = &self.response {
-                let lost: u64 = grown.values().sum();
+            // Incidents journald refused are reported to it by the writer once it is back: a
+            // report now would be refused too, and counted, and reported again a second later.
+            let to_journal: BTreeMap<&String, &u64> =
+                grown.iter().filter(|(k, _)| *k != "journal_undelivered").collect();
+            if let Some(r) = self.response.as_ref().filter(|_| !to_journal.is_empty()) {
+                let grown = to_journal;
+                let lost: u64 = grown.values().copied().sum();
                 let message = format!("vigil: user space dropped {lost} item(s) since the last report: {grown:?}");
                 if r.actor.try_send(crate::response::ActorMsg::Loss { message, lost }).is_err() {
                     warn!("the loss report itself could not be queued (response queue full)");
