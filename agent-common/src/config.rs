@@ -252,10 +252,6 @@ pub const SYSCALLS_WAKEUP_BYTES: u64 = (SYSCALLS_RING_BYTES / 4) as u64;
 /// How often user space drains a ring without a wakeup while records come (it backs off
 /// while the ring stays empty).
 pub const SYSCALLS_POLL_MS: u64 = 10;
-/// Records response acts on force a ring wakeup at most once per this many ns; the ones in
-/// between are read by the drain the reader makes this long after each wakeup (or by the next
-/// wakeup, if one comes first). So an exec in a burst waits at most ~this long for user space.
-pub const PROMPT_WAKEUP_COALESCE_NS: u64 = 2_000_000;
 /// Threads whose credentials the kernel side remembers (`CREDS`): every live thread on the host,
 /// least recently used evicted.
 pub const CREDS_MAP_ENTRIES: u32 = 32768;

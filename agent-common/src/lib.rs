@@ -12,6 +12,7 @@ pub mod config;
 pub mod event;
 pub mod loss;
 pub mod syscall_nr;
+pub mod wakeup;
 
 #[cfg(feature = "user")]
 extern crate std;

@@ -8,7 +8,7 @@ use aya_ebpf::{
     maps::ring_buf::RingBufEntry,
 };
 
-use crate::maps::{COUNTERS, EVENTS, LAST_PROMPT_WAKEUP};
+use crate::maps::{COUNTERS, EVENTS, PROMPT_PACE};
 
 /// Adds `n` to a per-CPU counter. Per-CPU, so no atomics on the hot path; user space sums.
 #[inline(always)]
@@ -94,26 +94,22 @@ pub fn report_error(probe: ProbeId, code: i64, pid: u32, tgid: u32) {
 }
 
 /// Wakeup flags for records response acts on (exec, connect, ptrace...): a forced wakeup,
-/// unless one went out less than `PROMPT_WAKEUP_COALESCE_NS` ago, in which case the reader
-/// takes this record along with the drain it makes 1 ms past that window after each wakeup
-/// (`sensors::reader::DrainTiming`), or with the next wakeup. The kernel's default (flags 0) wakes the reader only if it has consumed
-/// everything before the record, so behind a fork or exit written without a wakeup an exec
-/// would wait for the reader's timer (measured: exec -> quarantine 28-109 ms instead of ~25).
-/// A forced wakeup costs the exec'ing task ~20 us here (irq_work self-IPI, then the reader's
-/// wakeup: VM exits), so back-to-back execs share one.
+/// unless one went out within the window `agent_common::wakeup` paces them by, in which case
+/// the reader takes this record along with the drain it makes just past that window after each
+/// wakeup (`sensors::reader::read_loop`), or with the next wakeup. The kernel's default
+/// (flags 0) wakes the reader only if it has consumed everything before the record, so behind a
+/// fork or exit written without a wakeup an exec would wait for the reader's timer (measured:
+/// exec -> quarantine 28-109 ms instead of ~25).
 #[inline(always)]
 pub fn prompt_wakeup() -> u64 {
     use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(last) = LAST_PROMPT_WAKEUP.get_ptr_mut(0) {
+    if let Some(pace) = PROMPT_PACE.get_ptr_mut(0) {
         // SAFETY: the one slot of an array map. CPUs race on it; the worst outcome is an extra
-        // wakeup.
-        unsafe {
-            if now.wrapping_sub(*last) < agent_common::PROMPT_WAKEUP_COALESCE_NS {
-                return BPF_RB_NO_WAKEUP.into();
-            }
-            *last = now;
+        // wakeup or one record paced by the other window.
+        if !unsafe { (*pace).due(now) } {
+            return BPF_RB_NO_WAKEUP.into();
         }
     }
     BPF_RB_FORCE_WAKEUP.into()

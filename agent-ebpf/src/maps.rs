@@ -16,9 +16,10 @@ use aya_ebpf::{
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
 
-/// `bpf_ktime_get_ns()` of the last forced wakeup of `EVENTS` (see `emit::prompt_wakeup`).
-#[map(name = "LAST_PROMPT_WAKEUP")]
-pub static LAST_PROMPT_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
+/// When `EVENTS` was last woken for a record response acts on, and the pace of such wakeups
+/// (see `emit::prompt_wakeup`).
+#[map(name = "PROMPT_PACE")]
+pub static PROMPT_PACE: Array<agent_common::wakeup::PromptPace> = Array::with_max_entries(1, 0);
 
 /// Syscall batches.
 #[map(name = "SYSCALLS")]

@@ -371,12 +371,18 @@ fn render() -> Result<String> {
          ms instead of ~6 ms. Its price, measured with `sysctl kernel.bpf_stats_enabled=1`: the \
          exec program takes ~21 µs with it and ~4 µs without (an irq_work self-IPI and a \
          cross-CPU wakeup, both VM exits here), charged to the process that execs. So prompt \
-         wakeups are now at most one per 2 ms, and the reader drains 3 ms after each wakeup for \
-         the records in between: in a `/bin/true` shell loop (~1,100 exec/s) the exec program \
-         averages ~10 µs. The price of that: an exec within 2 ms of another waits up to ~3 ms \
-         for user space, and `sh -c` style launches are exactly that (the kill median went \
-         from 0.3 to 1.4 ms in the run that introduced this; 0.5–1.4 ms since). vigil's own CPU per exec did not move measurably with it \
-         (A/B, two runs each).\n\
+         wakeups are paced (`agent-common/src/wakeup.rs`): at most one per 2 ms, and the reader \
+         drains 3 ms after each wakeup for the records in between: in a `/bin/true` shell loop \
+         (~1,100 exec/s) the exec program averages ~10 µs. The price of that: an exec within 2 \
+         ms of another waits up to ~3 ms for user space, and `sh -c` style launches are exactly \
+         that (the kill median went from 0.3 to 1.4 ms in the run that introduced this; 0.5–1.4 \
+         ms since). Each wakeup also costs vigil a context switch, so a sustained run (50 \
+         wakeups in a row, each within 10 ms of the one before: 100 ms or more of a build or a \
+         loop) widens the window to 6 ms and the drain to 7 ms until a 10 ms pause; short \
+         sequences, such as the 20 kills of `bench latency` or an attack chain, keep the 2 ms \
+         window. A/B at ~800 exec/s (`/bin/true` loop, 15 s, alternating builds, three runs \
+         each): vigil's main thread switched 6,900 → 4,800 times, and its CPU per exec went \
+         69–75 → 53–58 µs (a fixed 6 ms window: 50–53 µs).\n\
          - **verdict → quarantine**: each `cgroup.procs` write waits for an RCU grace period \
          (5–20 ms here; cgroup2 is not mounted with `favordynmods`, and vigil does not change \
          that host-wide). So a quarantine first contains the tree — SIGSTOP through pidfds and \

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agent_common::{AgentConfig, PROMPT_WAKEUP_COALESCE_NS, SYSCALLS_POLL_MS, names};
+use agent_common::{AgentConfig, SYSCALLS_POLL_MS, names};
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use tokio::{
     sync::{mpsc, watch},
@@ -79,8 +79,6 @@ impl SensorFeed {
         let (syscalls_tx, syscalls) = mpsc::channel(READER_QUEUE);
         let drained = [DrainedUntil::default(), DrainedUntil::default()];
         let poll = Duration::from_millis(SYSCALLS_POLL_MS);
-        // A millisecond past the kernel's coalescing window, measured from a wakeup's drain.
-        let after_prompt = Duration::from_nanos(PROMPT_WAKEUP_COALESCE_NS) + Duration::from_millis(1);
         let readers = vec![
             // Lifecycle records also wake the reader at once: response latency depends on them.
             spawn_reader(
@@ -89,7 +87,7 @@ impl SensorFeed {
                 events_tx,
                 decode.clone(),
                 stopped.clone(),
-                DrainTiming { poll, after_wakeup: after_prompt },
+                DrainTiming { poll, paced: true },
                 drained[0].clone(),
             )?,
             // Batches are written without wakeups until the ring fills up: the timer collects them.
@@ -99,7 +97,7 @@ impl SensorFeed {
                 syscalls_tx,
                 decode.clone(),
                 stopped,
-                DrainTiming { poll, after_wakeup: poll },
+                DrainTiming { poll, paced: false },
                 drained[1].clone(),
             )?,
         ];

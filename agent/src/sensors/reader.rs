@@ -13,6 +13,7 @@ use std::{
 use agent_common::{
     EventKind,
     decode::{DecodeError, Event, decode, decode_header},
+    wakeup::PromptPace,
 };
 use aya::maps::{MapData, RingBuf};
 use tokio::{
@@ -88,9 +89,11 @@ impl DecodeStats {
 pub struct DrainTiming {
     /// Between timed drains while records come (backing off while they do not).
     pub poll: Duration,
-    /// After a wakeup: the kernel coalesces prompt wakeups (`emit::prompt_wakeup`), so records
-    /// written just after one are left for this drain.
-    pub after_wakeup: Duration,
+    /// Whether the kernel paces this ring's forced wakeups (`agent_common::wakeup`): records
+    /// written just after one are left for a drain just past the pace's window, which this
+    /// reader follows from the wakeups it sees. Otherwise the next drain is `poll` after a
+    /// wakeup.
+    pub paced: bool,
 }
 
 /// Starts the reader for `ring`. It runs until `stop` turns true — then drains what is left in
@@ -128,7 +131,9 @@ async fn read_loop(
     // quiet host each timer wakeup is most of what vigil costs (and since syscall batches leave
     // at every context switch, a quiet host still sends a few dozen a second).
     let mut every = poll;
-    let mut next = Instant::now() + every;
+    let started = Instant::now();
+    let mut next = started + every;
+    let mut pace = PromptPace::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(next) => {
@@ -148,7 +153,14 @@ async fn read_loop(
                 // and the ones a coalesced wakeup left behind soon. While wakeups keep coming
                 // this deadline keeps moving: each wakeup's drain takes those records along.
                 every = poll;
-                next = Instant::now() + timing.after_wakeup.min(poll);
+                let now = Instant::now();
+                let after = if timing.paced {
+                    pace.woke(u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX));
+                    Duration::from_nanos(pace.drain_after_ns())
+                } else {
+                    poll
+                };
+                next = now + after.min(poll);
             }
             // The guard wait_for returns is not Send; drop it inside the future.
             () = async { drop(stop.wait_for(|s| *s).await) } => {
