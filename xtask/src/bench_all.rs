@@ -335,12 +335,17 @@ fn render() -> Result<String> {
          fork record no longer sends vigil to `/proc` (~5% of short-lived children did). A/B \
          with `bench exec --rates 800,1600`, alternating builds, two runs each: 4.5% and 3.9% \
          of a core at 1000 exec/s before those two, 3.6% and 3.8% after. Whole runs of \
-         `bench all` have put this figure between 2.9% and 6.3%, so it sits at the goal rather \
-         than under it: the 6.3% came from a VM that ran the loop slower (690 of 800 exec/s \
-         achieved), on which alternating `bench exec --rates 400,800` runs of that build and of \
-         the one before its sensor changes (963362c) gave 6.9% and 8.0%, and 7.3% and 6.8%. What remains is mostly the ring wakeups (below: ~15% of vigil's \
-         samples are the switch back in after each wakeup), then the process table and \
-         allocation. The file rules did not move it: A/B at 800 exec/s, three runs each, vigil's \
+         `bench all` put this figure between 2.9% and 6.3% while the load was one serial \
+         spawner of /bin/true: a spawn and wait takes ~1.5 ms of CPU on these VMs, so that loop \
+         topped out at 580–710 exec/s, and the figure at 1000 exec/s was the highest rate's \
+         scaled up. The load now runs one spawner per CPU, each at its share of the rate and \
+         staggered, so the measured rates bracket 1000 exec/s and the figure is interpolated \
+         (one `bench exec` run: 4.2% at 800/s, 5.4% at 1328/s, 4.7% at 1000/s); with two \
+         spawners vigil's CPU per exec at 800/s was 54–60 µs against 47–54 µs with one (two \
+         alternating runs each). Most of what remains is waking up: ~20% of vigil's samples \
+         under this load are the switch back in after each ring wakeup or timer, which the \
+         pacing below reduces; then the exec rules' command-line patterns (~5%), the process \
+         table and allocation. The file rules did not move it: A/B at 800 exec/s, three runs each, vigil's \
          CPU per exec 51.6–56.2 µs before them and 54.7–59.4 µs with them (51.6–67.2 µs with \
          the same build and policy minus the file rules).\n\
          - **file rules** cost every open on the host, in the opening process, at the exit of \
