@@ -16,7 +16,7 @@ use crate::{
     kernel::{self, KernelInfo},
     loader::{AttachReport, Sensors, kernel_hz, to_jiffies},
     sensors::{
-        DecodeStats, DrainTiming, DrainedUntil, EventBatch, KernelCounters, SensorError, spawn_reader,
+        DecodeStats, DrainTiming, DrainedUntil, EventBatch, KernelCounters, Nudges, SensorError, spawn_reader,
     },
 };
 
@@ -79,6 +79,7 @@ impl SensorFeed {
         let (syscalls_tx, syscalls) = mpsc::channel(READER_QUEUE);
         let drained = [DrainedUntil::default(), DrainedUntil::default()];
         let poll = Duration::from_millis(SYSCALLS_POLL_MS);
+        let mut nudges = Nudges::among(2).into_iter();
         let readers = vec![
             // Lifecycle records also wake the reader at once: response latency depends on them.
             spawn_reader(
@@ -87,7 +88,7 @@ impl SensorFeed {
                 events_tx,
                 decode.clone(),
                 stopped.clone(),
-                DrainTiming { poll, paced: true },
+                DrainTiming { poll, paced: true, nudges: nudges.next().expect("two nudges") },
                 drained[0].clone(),
             )?,
             // Batches are written without wakeups until the ring fills up: the timer collects them.
@@ -97,7 +98,7 @@ impl SensorFeed {
                 syscalls_tx,
                 decode.clone(),
                 stopped,
-                DrainTiming { poll, paced: false },
+                DrainTiming { poll, paced: false, nudges: nudges.next().expect("two nudges") },
                 drained[1].clone(),
             )?,
         ];

@@ -5,7 +5,7 @@ mod counters;
 mod reader;
 
 pub use counters::{CounterSnapshot, KernelCounters};
-pub use reader::{DecodeStats, DrainTiming, DrainedUntil, EventBatch, spawn_reader};
+pub use reader::{DecodeStats, DrainTiming, DrainedUntil, EventBatch, Nudges, spawn_reader};
 
 use aya::maps::MapError;
 use thiserror::Error;

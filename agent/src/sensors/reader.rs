@@ -18,7 +18,7 @@ use agent_common::{
 use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
-    sync::{mpsc, watch},
+    sync::{Notify, mpsc, watch},
     task::JoinHandle,
     time::Instant,
 };
@@ -85,7 +85,6 @@ impl DecodeStats {
 }
 
 /// When a reader drains without being woken.
-#[derive(Clone, Copy, Debug)]
 pub struct DrainTiming {
     /// Between timed drains while records come (backing off while they do not).
     pub poll: Duration,
@@ -94,6 +93,37 @@ pub struct DrainTiming {
     /// reader follows from the wakeups it sees. Otherwise the next drain is `poll` after a
     /// wakeup.
     pub paced: bool,
+    /// The other readers, drained after this one's drains, and nudging this one after theirs.
+    pub nudges: Nudges,
+}
+
+/// Each reader drains when woken or when its timer fires, and then has the other readers
+/// drain too: they run on the same thread, so a drain that rides on a wakeup already paid for
+/// costs no context switch, and it pushes their own timers back. Under an exec load the
+/// batches ring is then drained with each exec wakeup instead of on a timer of its own, and
+/// records of both rings reach the time order together.
+pub struct Nudges {
+    own: Arc<Notify>,
+    peers: Vec<Arc<Notify>>,
+}
+
+impl Nudges {
+    /// One for each of `n` readers, each nudging all the others.
+    pub fn among(n: usize) -> Vec<Self> {
+        let all: Vec<Arc<Notify>> = (0..n).map(|_| Arc::new(Notify::new())).collect();
+        (0..n)
+            .map(|i| Self {
+                own: all[i].clone(),
+                peers: all.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, n)| n.clone()).collect(),
+            })
+            .collect()
+    }
+
+    fn wake_peers(&self) {
+        for peer in &self.peers {
+            peer.notify_one();
+        }
+    }
 }
 
 /// Starts the reader for `ring`. It runs until `stop` turns true — then drains what is left in
@@ -125,7 +155,7 @@ async fn read_loop(
     timing: DrainTiming,
     drained: DrainedUntil,
 ) -> Result<(), SensorError> {
-    let poll = timing.poll;
+    let DrainTiming { poll, paced, nudges } = timing;
     // Records written without a wakeup wait for this drain, every `poll` while they come in
     // numbers, and backing off to `poll * MAX_BACKOFF` while a drain finds only a few: on a
     // quiet host each timer wakeup is most of what vigil costs (and since syscall batches leave
@@ -134,14 +164,28 @@ async fn read_loop(
     let started = Instant::now();
     let mut next = started + every;
     let mut pace = PromptPace::default();
+    let mut window_drain_due = false;
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(next) => {
                 let Some(forwarded) = forward_all(name, fd.get_mut(), &tx, &stats, &drained).await else {
                     return Ok(());
                 };
+                window_drain_due = false;
+                nudges.wake_peers();
                 every = if forwarded >= BUSY_DRAIN { poll } else { (every * 2).min(poll * MAX_BACKOFF) };
                 next = Instant::now() + every;
+            }
+            () = nudges.own.notified() => {
+                if forward_all(name, fd.get_mut(), &tx, &stats, &drained).await.is_none() {
+                    return Ok(());
+                }
+                // This drain rode on another reader's wakeup, so this ring's timer starts over,
+                // unless it is the drain due just past a paced wakeup's window: records may still
+                // be written inside that window.
+                if !window_drain_due {
+                    next = Instant::now() + every;
+                }
             }
             ready = fd.readable_mut() => {
                 let mut guard = ready.map_err(|source| SensorError::Poll { name, source })?;
@@ -149,12 +193,14 @@ async fn read_loop(
                     return Ok(());
                 }
                 guard.clear_ready();
+                nudges.wake_peers();
                 // Records are flowing: drain the unannounced ones at the short interval again,
                 // and the ones a coalesced wakeup left behind soon. While wakeups keep coming
                 // this deadline keeps moving: each wakeup's drain takes those records along.
                 every = poll;
                 let now = Instant::now();
-                let after = if timing.paced {
+                window_drain_due = paced;
+                let after = if paced {
                     pace.woke(u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX));
                     Duration::from_nanos(pace.drain_after_ns())
                 } else {
