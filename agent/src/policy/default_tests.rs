@@ -437,11 +437,18 @@ fn persistence_and_log_truncation_alert_on_writes_only() {
         "/etc/udev/rules.d/75-x.rules",
         "/etc/modules-load.d/x.conf",
         "/etc/anacrontab",
+        "/etc/ld.so.conf.d/0-x.conf",
+        "/usr/lib/x86_64-linux-gnu/security/pam_unix.so",
+        "/usr/lib/x86_64-linux-gnu/security/pam_x.so",
+        "/etc/pam.d/sshd",
+        "/etc/pam.d/sudo",
     ] {
         assert_eq!(file_hits(&p, path, w, "/usr/bin/bash"), hit("persistence-write", Action::Alert), "{path}");
         assert!(file_hits(&p, path, r, "/usr/bin/bash").is_empty(), "reading is not persistence: {path}");
         assert!(file_hits(&p, path, w, "/usr/bin/dpkg").is_empty(), "package installs: {path}");
     }
+    // pam-auth-update (perl) rewrites the shared stacks on package installs.
+    assert!(file_hits(&p, "/etc/pam.d/common-auth", w, "/usr/bin/perl").is_empty());
     assert_eq!(file_hits(&p, "/etc/ld.so.preload", w, "/usr/bin/dpkg"), hit("preload-write", Action::Alert));
     assert_eq!(file_hits(&p, "/etc/passwd", w, "/usr/bin/bash"), hit("account-write", Action::Alert));
     assert!(file_hits(&p, "/etc/passwd", w, "/usr/sbin/useradd").is_empty());
