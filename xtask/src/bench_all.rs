@@ -343,8 +343,11 @@ fn render() -> Result<String> {
          (one `bench exec` run: 4.2% at 800/s, 5.4% at 1328/s, 4.7% at 1000/s); with two \
          spawners vigil's CPU per exec at 800/s was 54–60 µs against 47–54 µs with one (two \
          alternating runs each). Most of what remains is waking up: ~20% of vigil's samples \
-         under this load are the switch back in after each ring wakeup or timer, which the \
-         pacing below reduces; then the exec rules' command-line patterns (~5%), the process \
+         under this load are the switch back in after each ring wakeup or timer. The pacing \
+         below cuts the wakeups, and each ring's drain now takes the other ring along (one \
+         thread, no wakeup of its own), so under exec load the batches ring no longer wakes \
+         vigil on a timer of its own: at 800 exec/s the main thread's voluntary switches over \
+         15 s went 4,700–4,840 → 3,400–3,520 (three alternating runs); then the exec rules' command-line patterns (~5%), the process \
          table and allocation. The file rules did not move it: A/B at 800 exec/s, three runs each, vigil's \
          CPU per exec 51.6–56.2 µs before them and 54.7–59.4 µs with them (51.6–67.2 µs with \
          the same build and policy minus the file rules).\n\
