@@ -80,12 +80,15 @@ impl PromptPace {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
+    use std::vec::Vec;
 
     const MS: u64 = 1_000_000;
 
     /// Forced wakeups for records written at `times` (ms), from a fresh state.
-    fn wakeups(times: &[f64]) -> std::vec::Vec<f64> {
+    fn wakeups(times: &[f64]) -> Vec<f64> {
         let mut pace = PromptPace::default();
         times
             .iter()
@@ -93,8 +96,6 @@ mod tests {
             .filter(|&t| pace.due(1_000 * MS + (t * MS as f64) as u64))
             .collect()
     }
-
-    extern crate std;
 
     #[test]
     fn a_lone_record_and_a_short_sequence_keep_the_quiet_window() {
@@ -106,9 +107,9 @@ mod tests {
     #[test]
     fn a_sustained_burst_widens_the_window_and_a_pause_narrows_it() {
         // A record every 1.25 ms (800/s) for 500 ms.
-        let times: std::vec::Vec<f64> = (0..400).map(|i| f64::from(i) * 1.25).collect();
+        let times: Vec<f64> = (0..400).map(|i| f64::from(i) * 1.25).collect();
         let woke = wakeups(&times);
-        let gaps: std::vec::Vec<f64> = woke.windows(2).map(|w| w[1] - w[0]).collect();
+        let gaps: Vec<f64> = woke.windows(2).map(|w| w[1] - w[0]).collect();
         // 2.5 ms apart while the streak builds, then 6.25 (the first record past 6 ms).
         let streak = BURST_STREAK as usize;
         assert!(gaps[..streak].iter().all(|&g| g == 2.5), "{gaps:?}");

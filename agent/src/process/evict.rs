@@ -10,15 +10,23 @@ use super::key::ProcessKey;
 use super::table::ProcessTable;
 
 impl ProcessTable {
-    /// Drops exited entries past the grace period, then, if the table is still over
-    /// `max_entries`, evicts as [`Self::shrink_to`] does. Returns how many entries went.
+    /// Drops exited entries past the grace period, then the oldest exited ones past
+    /// `max_exited`, then, if the table is still over `max_entries`, evicts as
+    /// [`Self::shrink_to`] does. Returns how many entries went.
     pub fn evict_expired(&mut self, now: Instant) -> usize {
         let grace = self.config.exit_grace;
         let mut expired = 0;
+        let mut exited: Vec<(Instant, ProcessKey)> = Vec::new();
         self.by_tgid.retain(|_, gens| {
             let before = gens.len();
             gens.retain(|p| match p.state {
-                ProcessState::Exited { at, .. } => now.saturating_duration_since(at) < grace,
+                ProcessState::Exited { at, .. } => {
+                    let keep = now.saturating_duration_since(at) < grace;
+                    if keep {
+                        exited.push((at, p.key));
+                    }
+                    keep
+                }
                 ProcessState::Running => true,
             });
             expired += before - gens.len();
@@ -26,17 +34,27 @@ impl ProcessTable {
         });
         self.len -= expired;
         self.expired_total += expired as u64;
+        let early = exited.len().saturating_sub(self.config.max_exited);
+        if early > 0 {
+            if early < exited.len() {
+                exited.select_nth_unstable_by_key(early, |e| e.0);
+            }
+            for (_, key) in &exited[..early] {
+                self.remove_exact(key);
+            }
+            self.evicted_total += early as u64;
+        }
         let max = self.config.max_entries;
         let evicted = if self.len > max {
             self.shrink_to(max)
         } else {
             0
         };
-        expired + evicted
+        expired + early + evicted
     }
 
     /// Entries dropped before their time because the table was full (exited ones still within
-    /// their grace period, and running ones).
+    /// their grace period, and running ones), or because `max_exited` exited ones were kept.
     pub fn evicted_total(&self) -> u64 {
         self.evicted_total
     }

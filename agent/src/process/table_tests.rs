@@ -317,6 +317,28 @@ fn exit_is_kept_for_the_grace_period() {
 }
 
 #[test]
+fn an_exec_storm_keeps_only_the_newest_exits() {
+    let mut t = ProcessTable::new(TableConfig {
+        max_exited: 3,
+        ..Default::default()
+    });
+    let t0 = Instant::now();
+    let s = |i: u64| t0 + Duration::from_millis(i);
+    t.on_exec(&exec(1, at_tick(1), 0, 0, "/bin/sh"), t0);
+    for pid in 10..16u32 {
+        t.on_exec(&exec(pid, at_tick(2), 1, at_tick(1), "/bin/true"), s(pid.into()));
+        t.on_exit(&exit(ProcessKey::new(pid, at_tick(2)), 0), s(100 - u64::from(pid)));
+    }
+    // Within the grace period, but six exits are over the bound: the three oldest go.
+    assert_eq!(t.evict_expired(s(200)), 3);
+    let kept: Vec<u32> = (10..16).filter(|&pid| t.get(pid).is_some()).collect();
+    assert_eq!(kept, [10, 11, 12], "the latest exits (pids exited last) stay");
+    assert!(t.get(1).is_some_and(ProcessInfo::is_running));
+    assert_eq!((t.len(), t.evicted_total(), t.expired_total()), (4, 3, 0));
+    assert_eq!(t.evict_expired(s(201)), 0, "at the bound, nothing more goes");
+}
+
+#[test]
 fn pid_reuse_makes_a_new_process() {
     let mut t = table();
     let now = Instant::now();
