@@ -399,7 +399,10 @@ fn render() -> Result<String> {
          run or connect, \"active\" when the frozen cgroup holds it and evidence is vaulted.\n\
          - **RSS**: malloc returns the ~20 MB that parsing the kernel's BTF leaves on the heap, \
          the rings are 2 + 4 MiB (each is mapped twice into vigil, so ring size counts double), \
-         exited processes stay in the table 10 s, per-process token rings hold 1024 tokens, and \
+         exited processes stay in the table 10 s, at most 4,096 of them (when `bench exec` \
+         began to reach ~1,300 exec/s, the last exec row ended at 67 MiB with every exit of \
+         the last 10 s kept; with the bound, 52 MiB at ~1,400 exec/s, the same load run by \
+         hand), per-process token rings hold 1024 tokens, and \
          forked children share their parent's exe, comm, cmdline and digest strings (right \
          after a 20,000-fork storm: 62.7 → 55.6 MiB). The start-up peak (VmHWM) is the aya \
          loader's parse of the 5.5 MB kernel BTF (relocations, then the tp_btf attach). vigil's \
