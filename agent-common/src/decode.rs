@@ -40,6 +40,9 @@ pub enum Event {
     RawSocket(RawSocketEvent),
     /// Boxed: ~300 bytes.
     FileChurn(std::boxed::Box<FileChurnEvent>),
+    /// File capabilities set, or a mount onto a process's /proc directory; the header's kind
+    /// says which. Boxed: ~300 bytes.
+    PathCall(std::boxed::Box<PathCallEvent>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -78,6 +81,7 @@ impl Event {
             Event::SetuidChmod(e) => &e.header,
             Event::RawSocket(e) => &e.header,
             Event::FileChurn(e) => &e.header,
+            Event::PathCall(e) => &e.header,
         }
     }
 
@@ -156,6 +160,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::SetuidChmod => Event::SetuidChmod(std::boxed::Box::new(read(kind, h, bytes)?)),
         EventKind::RawSocket => Event::RawSocket(read(kind, h, bytes)?),
         EventKind::FileChurn => Event::FileChurn(std::boxed::Box::new(read(kind, h, bytes)?)),
+        EventKind::FileCapability | EventKind::ProcMount => {
+            Event::PathCall(std::boxed::Box::new(read(kind, h, bytes)?))
+        }
     })
 }
 
@@ -240,6 +247,13 @@ impl PathChangeEvent {
 
 impl SetuidChmodEvent {
     /// The path as the call passed it (empty for fchmod).
+    pub fn path(&self) -> std::string::String {
+        c_str(&self.path, self.path_len as usize)
+    }
+}
+
+impl PathCallEvent {
+    /// The path as the call passed it (empty for fsetxattr).
     pub fn path(&self) -> std::string::String {
         c_str(&self.path, self.path_len as usize)
     }
@@ -455,6 +469,31 @@ mod tests {
         };
         assert_eq!((d.path().as_str(), d.mode, d.fd), ("/tmp/.sh", 0o4755, -100));
         assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(DecodeError::BadSize { .. })));
+    }
+
+    #[test]
+    fn path_calls_decode_as_either_kind_with_the_path_as_passed() {
+        let mut path = [0u8; PATH_LEN];
+        path[..10].copy_from_slice(b"/proc/4242");
+        for kind in [EventKind::FileCapability, EventKind::ProcMount] {
+            let ev = PathCallEvent {
+                header: header(kind, size_of::<PathCallEvent>()),
+                syscall_nr: 165,
+                ret: 0,
+                fd: -100,
+                path_len: 10,
+                value: 0x1000,
+                aux: 0,
+                _pad: 0,
+                path,
+            };
+            let bytes = bytes_of(&ev);
+            let d = decode(&bytes).unwrap();
+            assert_eq!(d.kind(), kind);
+            let Event::PathCall(d) = d else { panic!("wrong variant") };
+            assert_eq!((d.path().as_str(), d.value, d.fd), ("/proc/4242", 0x1000, -100));
+            assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(DecodeError::BadSize { .. })));
+        }
     }
 
     #[test]

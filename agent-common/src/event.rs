@@ -2,7 +2,7 @@
 //! batches travel in `SYSCALLS`, so that a syscall flood cannot crowd out exec/exit/connect.
 
 /// Bumped on any layout change; the kernel writes it into every header.
-pub const ABI_VERSION: u16 = 7;
+pub const ABI_VERSION: u16 = 8;
 
 pub const COMM_LEN: usize = 16;
 /// Bytes of the exec'd filename kept (NUL-terminated when shorter).
@@ -55,13 +55,18 @@ pub enum EventKind {
     /// A write into another process's memory without attaching to it, in a [`PtraceEvent`]
     /// whose `request` says how ([`MEMORY_WRITE_VM_WRITEV`], [`MEMORY_WRITE_PROC_MEM`]).
     MemoryWrite = 20,
+    /// File capabilities set on a file (the `security.capability` extended attribute), in a
+    /// [`PathCallEvent`].
+    FileCapability = 21,
+    /// A mount onto a `/proc/PID` directory or a file below it, in a [`PathCallEvent`].
+    ProcMount = 22,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 23;
 
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -82,6 +87,8 @@ impl EventKind {
         EventKind::RawSocket,
         EventKind::FileChurn,
         EventKind::MemoryWrite,
+        EventKind::FileCapability,
+        EventKind::ProcMount,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -106,6 +113,8 @@ impl EventKind {
             18 => Self::RawSocket,
             19 => Self::FileChurn,
             20 => Self::MemoryWrite,
+            21 => Self::FileCapability,
+            22 => Self::ProcMount,
             _ => return None,
         })
     }
@@ -132,6 +141,8 @@ impl EventKind {
             Self::RawSocket => "raw_socket",
             Self::FileChurn => "file_churn",
             Self::MemoryWrite => "memory_write",
+            Self::FileCapability => "file_capability",
+            Self::ProcMount => "proc_mount",
         }
     }
 }
@@ -476,6 +487,42 @@ pub struct SetuidChmodEvent {
     pub path: [u8; PATH_LEN],
 }
 
+/// A call that changes what a path is in a way attackers use and servers rarely do; the
+/// header's kind says which:
+/// - [`EventKind::FileCapability`]: setxattr, lsetxattr, fsetxattr or setxattrat of
+///   `security.capability` (what `setcap` writes): a program given `cap_setuid` is a root
+///   backdoor without a set-user-ID bit. Other attributes are not reported.
+/// - [`EventKind::ProcMount`]: mount or move_mount onto `/proc/<digits>...`, or onto a relative
+///   path (resolved in user space): bind-mounting an empty directory over `/proc/PID` hides a
+///   process from ps and top, and over `/proc/PID/cmdline` disguises it. Mounts through an fd's
+///   magic link (`/proc/self/fd/N`, as container runtimes do) are not this and not reported.
+///
+/// Reported whatever the result; user space acts on the successful ones.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PathCallEvent {
+    pub header: EventHeader,
+    /// x86-64 syscall number.
+    pub syscall_nr: u32,
+    pub ret: i32,
+    /// fsetxattr's fd, or the dirfd a relative path is taken from (`AT_FDCWD`, -100, for
+    /// setxattr, lsetxattr and mount).
+    pub fd: i32,
+    /// Bytes of `path` used (without NUL); 0 for fsetxattr, or when the path could not be read.
+    pub path_len: u32,
+    /// FileCapability: the permitted set (bit N is capability N). ProcMount: the flags passed.
+    pub value: u64,
+    /// FileCapability: the attribute's `magic_etc` (revision, and bit 0 for "effective"), 0
+    /// when the value could not be read. ProcMount: 0.
+    pub aux: u32,
+    pub _pad: u32,
+    /// FileCapability: the file's path; ProcMount: the mount's target, as passed.
+    pub path: [u8; PATH_LEN],
+}
+
+/// `vfs_cap_data.magic_etc`'s flag for capabilities raised as the program starts (`+e`).
+pub const VFS_CAP_FLAGS_EFFECTIVE: u32 = 1;
+
 /// Where the parent's stdio bits sit in [`ExecEvent::stdio_inet`].
 pub const STDIO_INET_PARENT_SHIFT: u32 = 8;
 
@@ -716,6 +763,7 @@ const _: () = {
     assert!(size_of::<FileWatch>() == 8);
     assert!(size_of::<SetuidChmodEvent>() == 32 + 24 + PATH_LEN);
     assert!(size_of::<RawSocketEvent>() == 32 + 16);
+    assert!(size_of::<PathCallEvent>() == 32 + 32 + PATH_LEN);
     assert!(size_of::<FileChurnEvent>() == 32 + 16 + PATH_LEN);
     assert!(size_of::<ChurnCount>() == 16);
 };

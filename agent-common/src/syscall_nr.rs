@@ -27,7 +27,11 @@ pub const SETRESUID: u32 = 117;
 pub const SETRESGID: u32 = 119;
 pub const SETFSUID: u32 = 122;
 pub const SETFSGID: u32 = 123;
+pub const MOUNT: u32 = 165;
 pub const INIT_MODULE: u32 = 175;
+pub const SETXATTR: u32 = 188;
+pub const LSETXATTR: u32 = 189;
+pub const FSETXATTR: u32 = 190;
 pub const EXIT_GROUP: u32 = 231;
 pub const OPENAT: u32 = 257;
 pub const UNLINKAT: u32 = 263;
@@ -42,7 +46,9 @@ pub const BPF: u32 = 321;
 pub const EXECVEAT: u32 = 322;
 pub const CLONE3: u32 = 435;
 pub const OPENAT2: u32 = 437;
+pub const MOVE_MOUNT: u32 = 429;
 pub const FCHMODAT2: u32 = 452;
+pub const SETXATTRAT: u32 = 463;
 
 /// `BPF_PROG_LOAD` command of bpf(2).
 pub const BPF_PROG_LOAD: u32 = 5;
@@ -52,8 +58,9 @@ pub const BPF_PROG_LOAD: u32 = 5;
 /// the arguments from the saved registers (x86-64 syscalls leave them there). The opens,
 /// renames and unlinks are only looked at while some file is watched (`FILE_WALK[0] != 0`), or
 /// when they create or remove a file (churn, writers); a chmod when it asks for the set-user-ID
-/// bit, a socket when it is raw.
-pub const WATCHED: [(&str, u32); 33] = [
+/// bit, a socket when it is raw, a setxattr when it sets file capabilities, a mount when its
+/// target is below `/proc`.
+pub const WATCHED: [(&str, u32); 39] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
     ("accept4", ACCEPT4),
@@ -87,6 +94,12 @@ pub const WATCHED: [(&str, u32); 33] = [
     ("fchmodat", FCHMODAT),
     ("fchmodat2", FCHMODAT2),
     ("socket", SOCKET),
+    ("setxattr", SETXATTR),
+    ("lsetxattr", LSETXATTR),
+    ("fsetxattr", FSETXATTR),
+    ("setxattrat", SETXATTRAT),
+    ("mount", MOUNT),
+    ("move_mount", MOVE_MOUNT),
 ];
 
 /// Bitmap of [`WATCHED`] over syscall numbers 0..512.
@@ -162,6 +175,47 @@ pub const fn chmod_args(nr: u32, args: [u64; 3]) -> (i32, u64, u32) {
         CHMOD => (AT_FDCWD, args[0], args[1] as u32),
         FCHMOD => (args[0] as i32, 0, args[1] as u32),
         _ => (args[0] as i32, args[1], args[2] as u32),
+    }
+}
+
+pub const fn is_setxattr(nr: u32) -> bool {
+    matches!(nr, SETXATTR | LSETXATTR | FSETXATTR | SETXATTRAT)
+}
+
+/// A setxattr's (dirfd or fd, path pointer, name pointer, value pointer) from its first five
+/// arguments. The path is 0 for fsetxattr, the dirfd `AT_FDCWD` for setxattr and lsetxattr.
+/// setxattrat passes its value inside a `struct xattr_args`, whose address (its first field is
+/// the value's) is returned in the value's place: `indirect` says so.
+pub const fn setxattr_args(nr: u32, args: [u64; 5]) -> SetxattrArgs {
+    const AT_FDCWD: i32 = -100;
+    match nr {
+        FSETXATTR => SetxattrArgs { fd: args[0] as i32, path: 0, name: args[1], value: args[2], indirect: false },
+        SETXATTRAT => SetxattrArgs { fd: args[0] as i32, path: args[1], name: args[3], value: args[4], indirect: true },
+        _ => SetxattrArgs { fd: AT_FDCWD, path: args[0], name: args[1], value: args[2], indirect: false },
+    }
+}
+
+/// See [`setxattr_args`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetxattrArgs {
+    pub fd: i32,
+    pub path: u64,
+    pub name: u64,
+    pub value: u64,
+    pub indirect: bool,
+}
+
+pub const fn is_mount(nr: u32) -> bool {
+    matches!(nr, MOUNT | MOVE_MOUNT)
+}
+
+/// A mount's (dirfd, target pointer, flags): mount(2)'s target is taken from the cwd,
+/// move_mount(2)'s from its `to_dfd`.
+pub const fn mount_target(nr: u32, args: [u64; 5]) -> (i32, u64, u64) {
+    const AT_FDCWD: i32 = -100;
+    match nr {
+        MOVE_MOUNT => (args[2] as i32, args[3], args[4]),
+        _ => (AT_FDCWD, args[1], args[3]),
     }
 }
 

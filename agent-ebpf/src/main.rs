@@ -13,6 +13,7 @@ mod emit;
 mod files;
 mod lifecycle;
 mod maps;
+mod path_calls;
 mod proc_mem;
 mod response;
 mod syscalls;

@@ -4,7 +4,7 @@
 //! setuid family (with the thread's ids before, from `CREDS`), ptrace and process_vm_writev,
 //! memfd_create, opens of `/proc/PID/mem` for writing (`proc_mem`),
 //! (f)init_module and bpf(BPF_PROG_LOAD); chmods that ask for the set-user-ID bit and raw
-//! sockets; every file creation, counted (`churn`) and remembered by inode (`created`); and,
+//! sockets; file capabilities set and mounts onto /proc/PID (`path_calls`); every file creation, counted (`churn`) and remembered by inode (`created`); and,
 //! while some file is watched, the opens, renames and unlinks (`files`).
 //!
 //! The batch carries each call's class (`agent_common::call_class`) when the loader asks for
@@ -33,7 +33,7 @@ use crate::{
     emit::{bump, count_emitted, count_lost, current_ids, header, prompt_wakeup, reserve_record},
     files,
     maps::{CREDS, EVENTS},
-    proc_mem,
+    path_calls, proc_mem,
     syscalls::{exit_token, record},
     task::{KPtr, config, creds_of, leader_start_ns, offsets, remember_creds},
 };
@@ -200,6 +200,12 @@ fn on_sys_exit(regs: impl UserRegs, sys: u64, ret: i64) {
         if ret >= 0 {
             raw_socket(args3(), ret);
         }
+    } else if nr::is_setxattr(id) {
+        let args = [regs.arg(0), regs.arg(1), regs.arg(2), regs.arg(3), regs.arg(4)];
+        path_calls::setxattr(id, args, ret);
+    } else if nr::is_mount(id) {
+        let args = [regs.arg(0), regs.arg(1), regs.arg(2), regs.arg(3), regs.arg(4)];
+        path_calls::mount(id, args, ret);
     } else {
         let args = [regs.arg(0), regs.arg(1), regs.arg(2), regs.arg(3), regs.arg(4)];
         exit_watched(Call { nr: id, args }, ret);

@@ -150,6 +150,7 @@ pub fn event_token(ev: &Event) -> Option<Token> {
         | Event::File(_)
         | Event::PathChange(_)
         | Event::SetuidChmod(_)
+        | Event::PathCall(_)
         | Event::RawSocket(_)
         | Event::FileChurn(_) => return None,
     })

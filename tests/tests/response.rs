@@ -1294,6 +1294,75 @@ fn behaviour_events_are_alerted_and_their_lookalikes_are_not() {
     drop(daemon);
 }
 
+/// File capabilities that reach root (`setcap cap_setuid+ep`) are alerted and a ping-like
+/// `cap_net_raw` is not; an empty directory bind-mounted over a process's /proc directory
+/// (in a private mount namespace, so the host's /proc is untouched) hides it from ps there and
+/// is alerted with the pid it covers, and the same bind mount onto a scratch directory is not.
+#[test]
+fn a_root_capability_and_a_mount_over_a_process_are_alerted_and_their_lookalikes_are_not() {
+    let test = "a_root_capability_and_a_mount_over_a_process_are_alerted_and_their_lookalikes_are_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let daemon = Daemon::start("pathcalls", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+
+    let dir = scratch("pathcalls");
+    let (ping, backdoor) = (copy_bin("/usr/bin/true", &dir, "ping"), copy_bin("/usr/bin/true", &dir, "py"));
+    let mut setcaps = vec![];
+    for (caps, path) in [("cap_net_raw+ep", &ping), ("cap_setuid+ep", &backdoor)] {
+        let mut setcap = Command::new("setcap").arg(caps).arg(path).spawn().expect("setcap");
+        setcaps.push(setcap.id().to_string());
+        assert!(setcap.wait().expect("wait").success(), "setcap {caps}");
+    }
+    let getcap = Command::new("getcap").arg(&backdoor).output().expect("getcap");
+    assert!(String::from_utf8_lossy(&getcap.stdout).contains("cap_setuid=ep"), "{getcap:?}");
+
+    let victim = Command::new("sleep").arg("60").spawn().expect("sleep");
+    let pid = victim.id();
+    let _reap = Reap(victim);
+    let (empty, elsewhere) = (dir.join("empty"), dir.join("elsewhere"));
+    fs::create_dir_all(&empty).expect("empty dir");
+    fs::create_dir_all(&elsewhere).expect("scratch mount point");
+    let script = format!(
+        "mount --bind {e} {o} && mount --bind {e} /proc/{pid} && ls -A /proc/{pid} | wc -l",
+        e = empty.display(),
+        o = elsewhere.display(),
+    );
+    let hide = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    assert_eq!(String::from_utf8_lossy(&hide.stdout).trim(), "0", "the pid was not hidden: {hide:?}");
+    assert!(fs::read_dir(format!("/proc/{pid}")).expect("host /proc").count() > 0);
+
+    wait_for_alerts(&daemon, alerts_before + 2);
+    let caps = entries(&cursor, "the file-capability alert", |e| f(e, "VIGIL_REASON") == "file-capability");
+    if let Some(a) = caps.iter().find(|e| f(e, "VIGIL_PID") == setcaps[1]) {
+        assert_eq!(
+            f(a, "VIGIL_DETAIL"),
+            format!(
+                "setxattr of security.capability on {}: cap_setuid=ep (root-equivalent: cap_setuid) (result 0)",
+                backdoor.display()
+            ),
+            "{a}"
+        );
+    } else if cursor.is_some() {
+        panic!("no file-capability alert for cap_setuid: {caps:?}");
+    }
+    assert!(!caps.iter().any(|e| f(e, "VIGIL_PID") == setcaps[0]), "cap_net_raw alerted: {caps:?}");
+    let hidden = entries(&cursor, "the process-hidden alert", |e| f(e, "VIGIL_REASON") == "process-hidden");
+    let onto = format!("mount onto /proc/{pid} (flags 0x1000: MS_BIND) covers pid {pid} (result 0)");
+    if cursor.is_some() {
+        assert!(hidden.iter().any(|e| f(e, "VIGIL_DETAIL") == onto), "no `{onto}`: {hidden:?}");
+        assert_eq!(hidden.len(), 1, "only the mount onto /proc: {hidden:?}");
+        assert!(hidden.iter().all(|e| f(e, "VIGIL_EXE") == "/usr/bin/mount"), "{hidden:?}");
+    }
+    drop(daemon);
+}
+
 /// The reverse shell that exec's its shell on a pty (python's `pty.spawn` after dup2'ing a
 /// socket onto its own stdio): the shell's stdio is a terminal, but the exec record carries its
 /// parent's, and the shipped default quarantines the shell (alerted in monitor mode).

@@ -140,6 +140,18 @@ pub enum Body {
         path: String,
         ret: i32,
     },
+    /// File capabilities set (`security.capability`), or a mount onto /proc/PID.
+    /// The record's `type` (`file_capability` or `proc_mount`) says which.
+    PathCall {
+        syscall: &'static str,
+        /// fsetxattr's fd, or the dirfd a relative path is taken from (-100: the cwd).
+        fd: i32,
+        /// As the call passed it: the file, or the mount's target.
+        path: String,
+        /// The permitted capabilities (bit N is capability N), or the mount flags.
+        value: u64,
+        ret: i32,
+    },
     /// A name created or removed during a burst of file churn.
     FileChurn {
         syscall: &'static str,
@@ -316,6 +328,13 @@ impl EventJson {
                 mode: format!("{:o}", c.mode),
                 fd: c.fd,
                 path: c.path(),
+                ret: c.ret,
+            },
+            Event::PathCall(c) => Body::PathCall {
+                syscall: syscall_name(c.syscall_nr),
+                fd: c.fd,
+                path: c.path(),
+                value: c.value,
                 ret: c.ret,
             },
             Event::FileChurn(c) => Body::FileChurn {

@@ -12,6 +12,7 @@
 mod feed;
 mod hasher;
 mod notify;
+mod path_call;
 mod process_stage;
 pub mod scorer;
 mod status;

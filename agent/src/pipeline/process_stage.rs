@@ -17,6 +17,7 @@ use tracing::warn;
 
 use super::{
     hasher::{self, ExecName, HashDone, Hasher, Lookup},
+    path_call,
     scorer::{ScoreUpdate, ScoreWork, ScorerHandle},
 };
 use crate::response::Responder;
@@ -197,6 +198,7 @@ impl ProcessStage {
             | Event::File(_)
             | Event::PathChange(_)
             | Event::SetuidChmod(_)
+            | Event::PathCall(_)
             | Event::RawSocket(_)
             | Event::FileChurn(_) => {
                 self.table.ensure(key, &self.proc_root, now);
@@ -219,6 +221,11 @@ impl ProcessStage {
                 Event::SetuidChmod(c) if c.ret == 0 => {
                     let detail = setuid_chmod_detail(c, &self.proc_root, key.tgid);
                     r.on_security_event(table, seqs, key, SecurityEvent::SetuidBit, detail);
+                }
+                Event::PathCall(c) => {
+                    if let Some((event, detail)) = path_call::security_event(c, &self.proc_root, key.tgid) {
+                        r.on_security_event(table, seqs, key, event, detail);
+                    }
                 }
                 other => {
                     if let Some((event, detail)) = security_event(other) {
@@ -467,30 +474,12 @@ fn security_event(ev: &Event) -> Option<(SecurityEvent, String)> {
 /// What a setuid chmod did, with the file named as fully as /proc still allows: fchmod's fd
 /// and a relative path's base directory are read from the process, which may be gone.
 fn setuid_chmod_detail(c: &SetuidChmodEvent, proc_root: &Path, tgid: u32) -> String {
-    const AT_FDCWD: i32 = -100;
-    let proc = proc_root.join(tgid.to_string());
-    let link = |rel: String| {
-        std::fs::read_link(proc.join(rel))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned())
-    };
-    let path = c.path();
-    let file = if c.path_len == 0 {
-        link(format!("fd/{}", c.fd)).unwrap_or_else(|| format!("fd {}", c.fd))
-    } else if path.starts_with('/') {
-        path
-    } else {
-        let base = if c.fd == AT_FDCWD { link("cwd".into()) } else { link(format!("fd/{}", c.fd)) };
-        match base {
-            Some(dir) => format!("{}/{path}", dir.trim_end_matches('/')),
-            None if c.fd == AT_FDCWD => format!("{path} (relative to its cwd)"),
-            None => format!("{path} (relative to fd {})", c.fd),
-        }
-    };
+    let file = path_call::name_path(proc_root, tgid, c.fd, &c.path());
     format!(
-        "{} {:o} of {file} (result {})",
+        "{} {:o} of {} (result {})",
         token_name(c.syscall_nr as Token),
         c.mode,
+        file.text(),
         c.ret
     )
 }

@@ -79,6 +79,8 @@ fn default_settings() {
             "fake-kernel-thread",
             "deleted-program-running",
             "setuid-bit",
+            "file-capability",
+            "process-hidden",
             "raw-socket",
             "download-piped-to-shell",
             "decoded-payload-to-shell",
@@ -347,6 +349,8 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
     assert_eq!(hits(SecurityEvent::SetuidBit), hit("setuid-bit", Action::Alert));
     let by_dpkg = EventContext { event: SecurityEvent::SetuidBit, exe: "/usr/bin/dpkg", parent: "" };
     assert!(p.event_rules(&by_dpkg).is_empty(), "packages set their own setuid bits");
+    assert_eq!(hits(SecurityEvent::FileCapability), hit("file-capability", Action::Alert));
+    assert_eq!(hits(SecurityEvent::ProcHidden), hit("process-hidden", Action::Alert));
     assert_eq!(hits(SecurityEvent::RawSocket), hit("raw-socket", Action::Alert));
     for network_tool in ["/usr/bin/ping", "/usr/sbin/dhclient", "/usr/lib/systemd/systemd-networkd"] {
         let ctx = EventContext { event: SecurityEvent::RawSocket, exe: network_tool, parent: "" };

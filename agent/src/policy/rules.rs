@@ -88,10 +88,16 @@ pub enum SecurityEvent {
     /// A running program whose file was deleted with nothing put in its place
     /// (`response::deleted_image`).
     DeletedImage,
+    /// File capabilities that amount to root set on a program (`setcap cap_setuid+ep`);
+    /// the ones services are given (`cap_net_raw`, `cap_net_bind_service`, ...) are not this.
+    FileCapability,
+    /// A mount onto a process's /proc directory or a file in it: hides the process from ps
+    /// and top, or disguises its command line.
+    ProcHidden,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 16] = [
+    pub const ALL: [SecurityEvent; 18] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -108,6 +114,8 @@ impl SecurityEvent {
         SecurityEvent::RelayShell,
         SecurityEvent::ProcessMemoryWrite,
         SecurityEvent::DeletedImage,
+        SecurityEvent::FileCapability,
+        SecurityEvent::ProcHidden,
     ];
 
     pub fn name(self) -> &'static str {
@@ -128,6 +136,8 @@ impl SecurityEvent {
             SecurityEvent::RelayShell => "relay_shell",
             SecurityEvent::ProcessMemoryWrite => "process_memory_write",
             SecurityEvent::DeletedImage => "deleted_image",
+            SecurityEvent::FileCapability => "file_capability",
+            SecurityEvent::ProcHidden => "proc_hidden",
         }
     }
 

@@ -1,0 +1,119 @@
+//! Two calls that change what a path is, reported from `sys_exit` (`watch.rs`) whatever their
+//! result, each behind a few bytes read from the caller:
+//!
+//! - a setxattr of `security.capability` (what `setcap` writes): the attribute's name is read
+//!   first, and any other attribute (ACLs, SELinux labels, user.*) returns there;
+//! - a mount or move_mount whose target is `/proc/<digit>...`, or relative (resolved in user
+//!   space against the caller's cwd or dirfd): the target's first 8 bytes are read first.
+//!
+//! Both are rare on a server; `cp -a` and `tar --xattrs` pay one short string read per
+//! attribute, container start-ups one per mount.
+
+use agent_common::{EventKind, PATH_LEN, PathCallEvent, syscall_nr as nr};
+use aya_ebpf::helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str};
+
+use crate::{
+    emit::{count_emitted, current_ids, prompt_wakeup, reserve_record},
+    task::{KPtr, config, leader_start_ns, offsets},
+};
+
+/// `security.capability` with its NUL, as three little-endian words (the last zero-padded).
+const CAPS_NAME: [u64; 3] = [
+    u64::from_le_bytes(*b"security"),
+    u64::from_le_bytes(*b".capabil"),
+    u64::from_le_bytes(*b"ity\0\0\0\0\0"),
+];
+/// `bpf_probe_read_user_str`'s count for that name: 19 bytes and the NUL.
+const CAPS_NAME_READ: i64 = 20;
+
+/// The first six bytes of an absolute target under /proc.
+const PROC_PREFIX: u64 = u64::from_le_bytes(*b"/proc/\0\0");
+const SIX_BYTES: u64 = (1 << 48) - 1;
+
+#[inline(never)]
+pub fn setxattr(sys: u32, args: [u64; 5], ret: i64) {
+    let a = nr::setxattr_args(sys, args);
+    let mut name = [0u64; 3];
+    // SAFETY: at most 24 bytes into a 24-byte local; a failed or longer read does not match.
+    let n = unsafe { bpf_probe_read_user_str(name.as_mut_ptr().cast(), 24, a.name as *const _) };
+    if n != CAPS_NAME_READ || name != CAPS_NAME {
+        return;
+    }
+    let mut value = a.value;
+    if a.indirect {
+        // setxattrat: `struct xattr_args` begins with the value's address.
+        // SAFETY: one u64 read into a local; a failed read leaves 0, and the value unread.
+        unsafe { bpf_probe_read_user((&raw mut value).cast(), 8, a.value as *const _) };
+    }
+    // `struct vfs_cap_data`: magic_etc, then (permitted, inheritable) for the low and the high
+    // 32 capabilities (revision 1 has only the low pair; revision 3 appends a root uid).
+    let mut caps = [0u32; 5];
+    // SAFETY: at most 20 bytes into a 20-byte local; a failed read leaves zeroes.
+    if value == 0
+        || unsafe { bpf_probe_read_user(caps.as_mut_ptr().cast(), 20, value as *const _) } != 0
+    {
+        caps = [0; 5];
+    }
+    let permitted = u64::from(caps[1]) | (u64::from(caps[3]) << 32);
+    report(
+        EventKind::FileCapability,
+        sys,
+        ret,
+        a.fd,
+        a.path,
+        permitted,
+        caps[0],
+    );
+}
+
+#[inline(never)]
+pub fn mount(sys: u32, args: [u64; 5], ret: i64) {
+    let (fd, target, flags) = nr::mount_target(sys, args);
+    let mut head = 0u64;
+    // SAFETY: at most 8 bytes into a u64 local; a failed read leaves 0, which is not reported.
+    let n = unsafe { bpf_probe_read_user_str((&raw mut head).cast(), 8, target as *const _) };
+    if n <= 1 {
+        return;
+    }
+    let absolute = head as u8 == b'/';
+    let digit = (head >> 48) as u8;
+    if absolute && (head & SIX_BYTES != PROC_PREFIX || !digit.is_ascii_digit()) {
+        return;
+    }
+    report(EventKind::ProcMount, sys, ret, fd, target, flags, 0);
+}
+
+#[inline(always)]
+fn report(kind: EventKind, sys: u32, ret: i64, fd: i32, path: u64, value: u64, aux: u32) {
+    let (pid, tgid) = current_ids();
+    if tgid == config().self_tgid {
+        return;
+    }
+    let start_ns = leader_start_ns(&offsets(), KPtr::current_task());
+    let Some(mut entry) = reserve_record::<PathCallEvent>(kind, pid, tgid, start_ns) else {
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: the reserved record, written field by field before it is submitted; the path is
+    // read into it directly (at most PATH_LEN bytes, NUL included), its length says how much.
+    unsafe {
+        (*ev).syscall_nr = sys;
+        (*ev).ret = ret as i32;
+        (*ev).fd = fd;
+        (*ev).value = value;
+        (*ev).aux = aux;
+        (*ev)._pad = 0;
+        let n = if path == 0 {
+            0
+        } else {
+            bpf_probe_read_user_str(
+                (*ev).path.as_mut_ptr().cast(),
+                PATH_LEN as u32,
+                path as *const _,
+            )
+        };
+        (*ev).path_len = if n > 1 { (n - 1) as u32 } else { 0 };
+    }
+    entry.submit(prompt_wakeup());
+    count_emitted(kind);
+}
