@@ -197,6 +197,12 @@ impl ExecEvent {
     pub fn parent_stdio_socket(&self) -> bool {
         (self.stdio_inet >> crate::STDIO_INET_PARENT_SHIFT) & 0b11 != 0
     }
+    /// `/memfd:NAME (deleted)`, as `/proc/PID/exe` names a memfd image, when the kernel saw
+    /// the new image was one ([`crate::EXEC_FLAG_MEMFD`]).
+    pub fn memfd_image(&self) -> Option<std::string::String> {
+        (self.flags & crate::EXEC_FLAG_MEMFD != 0)
+            .then(|| std::format!("/{} (deleted)", c_str(&self.memfd_name, MEMFD_NAME_LEN)))
+    }
     /// 0-based index of the kernel deny rule that killed this exec.
     pub fn denied_by(&self) -> Option<u32> {
         (self.flags & crate::EXEC_FLAG_DENIED != 0 && self.deny_rule > 0)

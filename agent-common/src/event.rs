@@ -208,6 +208,9 @@ pub struct ExecEvent {
     /// The last `O_CREAT` open of that file vigil saw; `tgid` 0 when none.
     pub written_by: CreatedBy,
     pub comm: [u8; COMM_LEN],
+    /// With [`EXEC_FLAG_MEMFD`]: the image's name, `memfd:NAME` (NUL-terminated when
+    /// shorter), as `/proc/PID/exe` shows it while the process lives; zero otherwise.
+    pub memfd_name: [u8; MEMFD_NAME_LEN],
     pub filename: [u8; PATH_LEN],
     pub args: [u8; ARGS_LEN],
 }
@@ -237,6 +240,12 @@ pub const EXEC_FLAG_ARGS_UNREADABLE: u32 = 1 << 2;
 pub const EXEC_FLAG_DENIED: u32 = 1 << 3;
 /// A deny rule matched but the process is protected (or the mode is monitor): not killed.
 pub const EXEC_FLAG_DENY_SPARED: u32 = 1 << 4;
+/// The new image is a memfd (its file is named `memfd:NAME`, as memfd_create names every
+/// one): fileless execution, whatever path the exec went through (`/proc/self/fd/N`,
+/// fexecve's `/dev/fd/N`) and however soon the process is gone.
+pub const EXEC_FLAG_MEMFD: u32 = 1 << 5;
+/// Bytes of a memfd image's name kept in [`ExecEvent::memfd_name`].
+pub const MEMFD_NAME_LEN: usize = 32;
 
 /// `S_IFSOCK`, as in `stdio_modes`.
 pub const S_IFSOCK: u16 = 0o140000;
@@ -741,7 +750,9 @@ pub struct ProbeErrorEvent {
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<EventHeader>() == 32);
-    assert!(size_of::<ExecEvent>() == 32 + 64 + 48 + 16 + COMM_LEN + PATH_LEN + ARGS_LEN);
+    assert!(
+        size_of::<ExecEvent>() == 32 + 64 + 48 + 16 + COMM_LEN + MEMFD_NAME_LEN + PATH_LEN + ARGS_LEN
+    );
     assert!(size_of::<CreatedBy>() == 16);
     assert!(size_of::<ForkEvent>() == 32 + 32);
     assert!(size_of::<ExitEvent>() == 32 + 8);

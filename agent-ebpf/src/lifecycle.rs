@@ -2,8 +2,8 @@
 
 use agent_common::{
     ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_DENIED,
-    EXEC_FLAG_DENY_SPARED, EXEC_FLAG_FILENAME_TRUNCATED, EventKind, ExecEvent, ExitEvent,
-    FORK_FLAG_DERIVED, FlushReason, ForkEvent, KernelOffsets, PATH_LEN, ProbeId,
+    EXEC_FLAG_DENY_SPARED, EXEC_FLAG_FILENAME_TRUNCATED, EXEC_FLAG_MEMFD, EventKind, ExecEvent, ExitEvent,
+    FORK_FLAG_DERIVED, FlushReason, ForkEvent, KernelOffsets, MEMFD_NAME_LEN, PATH_LEN, ProbeId,
     STDIO_INET_PARENT_SHIFT, call_class, syscall_nr,
 };
 use aya_ebpf::{
@@ -25,8 +25,8 @@ use crate::{
     response::{ExecVerdict, check_exec},
     syscalls::{record, release_slot},
     task::{
-        KPtr, config, creds_of, current_syscall, image_of, leader_start_ns, offsets, parent_of,
-        remember_creds, stdio_of,
+        KPtr, config, creds_of, current_syscall, image_of, leader_start_ns, memfd_image, offsets,
+        parent_of, remember_creds, stdio_of,
     },
 };
 
@@ -137,6 +137,10 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
             .map_or(0, |parent| stdio_of(&o, parent).1);
         (*ev).stdio_inet = inet | parent_inet << STDIO_INET_PARENT_SHIFT;
         (*ev).image = image_of(&o, task);
+        (*ev).memfd_name = [0; MEMFD_NAME_LEN];
+        if memfd_image(&o, task, (*ev).memfd_name.as_mut_ptr()) {
+            flags |= EXEC_FLAG_MEMFD;
+        }
         (*ev).written_by = created::by(&(*ev).image);
 
         let (args_len, args_flags) = read_args(&o, task, (*ev).args.as_mut_ptr());

@@ -1,13 +1,16 @@
 //! Reading `task_struct`, `cred`, `mm_struct` and `signal_struct` fields at the byte offsets user
 //! space resolved from the running kernel's BTF (our CO-RE). An unknown offset reads as `None`.
 
-use agent_common::{AgentConfig, Creds, ImageId, KernelOffsets, LOSS_CREDS_UNRECORDED, OFFSET_UNKNOWN};
+use agent_common::{
+    AgentConfig, Creds, ImageId, KernelOffsets, LOSS_CREDS_UNRECORDED, MEMFD_NAME_LEN,
+    OFFSET_UNKNOWN,
+};
 use aya_ebpf::{
     Global,
     bindings::pt_regs,
     helpers::{
         bpf_get_current_task, bpf_probe_read_kernel,
-        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+        generated::{bpf_get_current_task_btf, bpf_probe_read_kernel_str, bpf_task_pt_regs},
     },
 };
 
@@ -238,6 +241,38 @@ pub fn image_of(o: &KernelOffsets, task: KPtr) -> ImageId {
         }
         _ => ImageId::default(),
     }
+}
+
+/// Whether the task's image is a memfd: its file's dentry is named `memfd:NAME`, as
+/// memfd_create names every memfd. The whole name then goes to `out` (at most
+/// `MEMFD_NAME_LEN` bytes, NUL included). Four probe reads per exec and an 8-byte one.
+#[inline(always)]
+pub fn memfd_image(o: &KernelOffsets, task: KPtr, out: *mut u8) -> bool {
+    const PREFIX: u64 = u64::from_le_bytes(*b"memfd:\0\0");
+    const SIX_BYTES: u64 = (1 << 48) - 1;
+    if o.file_f_path == OFFSET_UNKNOWN
+        || o.path_dentry == OFFSET_UNKNOWN
+        || o.dentry_d_name == OFFSET_UNKNOWN
+        || o.qstr_name == OFFSET_UNKNOWN
+    {
+        return false;
+    }
+    let Some(name) = task
+        .read_ptr(o.task_mm)
+        .and_then(|mm| mm.read_ptr(o.mm_exe_file))
+        .and_then(|file| file.read_ptr(o.file_f_path + o.path_dentry))
+        .and_then(|dentry| dentry.read_ptr(o.dentry_d_name + o.qstr_name))
+    else {
+        return false;
+    };
+    // Eight bytes are there whatever the name's length: short names sit in the dentry's
+    // inline array, long ones are longer than eight.
+    if name.read::<u64>(0).is_none_or(|head| head & SIX_BYTES != PREFIX) {
+        return false;
+    }
+    // SAFETY: at most MEMFD_NAME_LEN bytes into the caller's field of that size.
+    unsafe { bpf_probe_read_kernel_str(out.cast(), MEMFD_NAME_LEN as u32, name.as_ptr().cast()) };
+    true
 }
 
 #[inline(always)]

@@ -1363,6 +1363,53 @@ fn a_root_capability_and_a_mount_over_a_process_are_alerted_and_their_lookalikes
     drop(daemon);
 }
 
+/// A memfd exec'd through `/proc/self/fd/N` and another through fexecve (`/dev/fd/N`), each
+/// running `true`, which is gone before anything could read its `/proc/PID/exe`: the kernel
+/// names the image a memfd at the exec, and both are alerted as fileless; a copy of `true`
+/// exec'd from a file the same way is not.
+#[test]
+fn a_fileless_exec_over_in_a_moment_is_alerted_and_a_file_exec_through_its_fd_is_not() {
+    let test = "a_fileless_exec_over_in_a_moment_is_alerted_and_a_file_exec_through_its_fd_is_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let daemon = Daemon::start("fileless", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let dir = scratch("fileless");
+    let on_disk = copy_bin("/usr/bin/true", &dir, "on-disk");
+    // Each child prints its pid, then becomes `true` by one of the three routes.
+    let run = |how: &str| -> String {
+        let code = format!(
+            "import os, sys\n\
+             how = {how:?}\n\
+             if how == 'file':\n    fd = os.open({path:?}, os.O_RDONLY)\n\
+             else:\n    fd = os.memfd_create('vigil-payload')\n    os.write(fd, open('/usr/bin/true', 'rb').read())\n\
+             print(os.getpid(), flush=True)\n\
+             if how == 'fexecve':\n    os.execve(fd, ['true'], {{}})\n\
+             else:\n    os.execv(f'/proc/self/fd/{{fd}}', ['true'])\n",
+            path = on_disk.display().to_string()
+        );
+        let out = Command::new("python3").args(["-c", &code]).output().expect("python3");
+        assert!(out.status.success(), "{how}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let (by_path, by_fd, file) = (run("proc-fd"), run("fexecve"), run("file"));
+
+    wait_for_alerts(&daemon, alerts_before + 2);
+    let fileless = entries(&cursor, "the fileless-exec alerts", |e| f(e, "VIGIL_REASON") == "fileless-exec");
+    if cursor.is_some() {
+        for pid in [&by_path, &by_fd] {
+            let a = fileless.iter().find(|e| f(e, "VIGIL_PID") == *pid);
+            let a = a.unwrap_or_else(|| panic!("no fileless-exec alert for pid {pid}: {fileless:?}"));
+            assert_eq!(f(a, "VIGIL_EXE"), "/memfd:vigil-payload (deleted)", "{a}");
+        }
+        assert!(!fileless.iter().any(|e| f(e, "VIGIL_PID") == file), "a file exec'd through its fd: {fileless:?}");
+    }
+    drop(daemon);
+}
+
 /// The reverse shell that exec's its shell on a pty (python's `pty.spawn` after dup2'ing a
 /// socket onto its own stdio): the shell's stdio is a terminal, but the exec record carries its
 /// parent's, and the shipped default quarantines the shell (alerted in monitor mode).

@@ -150,13 +150,15 @@ impl ProcessStage {
                 (running, done)
             }
             // Short-lived processes are often gone before we get to them; an image that cannot
-            // be opened may still name itself to the responder.
+            // be opened may still name itself to the responder, and a memfd image is named by
+            // the kernel (a payload that runs for a millisecond is still fileless).
             Err(err) => {
                 tracing::debug!(pid = key.tgid, "exe not hashed: {err}");
                 let running = (!err.is_vanished())
                     .then(|| std::fs::read_link(self.proc_root.join(key.tgid.to_string()).join("exe")).ok())
                     .flatten()
-                    .map(|p| p.to_string_lossy().into_owned());
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .or_else(|| e.memfd_image());
                 (running, None)
             }
         }

@@ -149,7 +149,8 @@ impl ProcessTable {
         info.key = key;
         info.ppid = ev.ppid;
         info.parent_start_ns = nonzero(ev.parent_start_ns);
-        info.exe = ev.filename().into();
+        // A memfd is named as /proc/PID/exe names it, not by the fd path the exec went through.
+        info.exe = ev.memfd_image().unwrap_or_else(|| ev.filename()).into();
         info.cmdline = ev.argv().into();
         info.comm = ev.comm().into();
         info.uid = ev.uid;
