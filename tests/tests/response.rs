@@ -1883,6 +1883,26 @@ fn watched_files_are_seen_by_inode_whatever_path_opened_them() {
     let out = reader.wait_with_output().expect("cat");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "s3cret\n");
 
+    // The watched file replaced as useradd and passwd replace /etc/shadow, by a new file renamed
+    // over it: the watch follows the name within moments, not at the next minute's refresh.
+    let fresh = dir.join("secret.new");
+    fs::write(&fresh, "s3cret2\n").unwrap();
+    fs::rename(&fresh, &secret).unwrap();
+    daemon.wait_for("the rename over the watched file", Duration::from_secs(10), |e| {
+        e["type"] == "path_change" && e["role"] == "renamed_to" && e["path"] == secret.display().to_string()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rereader_pid = loop {
+        let cat = Command::new("cat").arg(&secret).stdout(Stdio::null()).spawn().expect("cat");
+        let pid = cat.id();
+        assert!(Reap(cat).0.wait().expect("cat").success());
+        std::thread::sleep(Duration::from_millis(200));
+        if daemon.events().iter().any(|e| e["type"] == "file_open" && e["pid"] == pid) {
+            break pid.to_string();
+        }
+        assert!(Instant::now() < deadline, "reads of the replaced file unseen 10 s after the rename");
+    };
+
     // A name the policy's glob covers but that did not exist when the policy was resolved.
     let dropped = dir.join("drop/payload.sh");
     let mut writer = Command::new("sh")
@@ -1953,6 +1973,12 @@ fn watched_files_are_seen_by_inode_whatever_path_opened_them() {
             format!("open of {} for read (fd 3)", secret.display()),
             "{a}"
         );
+    }
+    let reread = entries(&cursor, "the replaced file's read", |e| {
+        f(e, "VIGIL_REASON") == "test-secret-read" && f(e, "VIGIL_PID") == rereader_pid
+    });
+    if let Some(a) = reread.first() {
+        assert_eq!(f(a, "VIGIL_DETAIL"), format!("open of {} for read (fd 3)", secret.display()), "{a}");
     }
     let kill = entries(&cursor, "the kill of the watched name's writer", |e| {
         f(e, "VIGIL_REASON") == "test-drop-write" && f(e, "VIGIL_PID") == writer_pid

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use agent_common::{
-    FILE_WALK_ENTRIES, FileEvent, FileKey, FileWatch, PATH_LEN, PathChangeEvent,
+    FILE_ACCESS_DELETE, FILE_ACCESS_REWRITE, FILE_ACCESS_WRITE, FILE_WALK_ENTRIES, FileEvent, FileKey, FileWatch, PATH_LEN, PathChangeEvent,
     WATCHED_FILES_ENTRIES,
 };
 use tracing::{debug, warn};
@@ -20,9 +20,20 @@ use crate::policy::PlannedWatch;
 /// since (a new user's `~/.ssh`, a key generated later).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 
-/// Watched inode -> the path it was found under.
+/// What a rename over a file (its target's accesses) and an unlink amount to.
+const REPLACED: u32 = FILE_ACCESS_WRITE | FILE_ACCESS_REWRITE | FILE_ACCESS_DELETE;
+
+/// After a watched path was renamed over or unlinked, how long until its globs are resolved
+/// once more: a file removed and then written anew (not renamed over) exists only then.
+pub const AFTER_REPLACE: Duration = Duration::from_millis(200);
+
+/// Watched inode -> the path it was found under, and a signal that one of those paths now
+/// names another inode (or none).
 #[derive(Clone, Default)]
-pub struct FileWatchIndex(Arc<RwLock<HashMap<FileKey, PathBuf>>>);
+pub struct FileWatchIndex {
+    paths: Arc<RwLock<HashMap<FileKey, PathBuf>>>,
+    replaced: Arc<tokio::sync::Notify>,
+}
 
 /// A plan resolved to inodes.
 #[derive(Debug, Default)]
@@ -106,7 +117,10 @@ pub fn resolve(plan: &[PlannedWatch]) -> Resolved {
 
 /// LPM keys for renames and unlinks, which name paths: a file watch is its path and NUL (that
 /// path exactly), a directory watch its path and `/` (anything below). Each key carries the
-/// accesses of every key that is a prefix of it, since a lookup finds only the longest.
+/// accesses of every key that is a prefix of it, since a lookup finds only the longest. A file
+/// watch also asks for a rename over it and its unlink whatever its rules want: after either,
+/// the watched inode is no longer the file of that name, and the daemon must resolve the watches
+/// again (`FileWatchIndex::path_changed_at`); rules still match on their own accesses.
 fn path_keys(spellings: &[(&PathBuf, u32, u32)]) -> Vec<(u32, [u8; PATH_LEN], u32)> {
     let mut keys: Vec<(Vec<u8>, u32)> = Vec::new();
     for (path, access, depth) in spellings {
@@ -131,9 +145,10 @@ fn path_keys(spellings: &[(&PathBuf, u32, u32)]) -> Vec<(u32, [u8; PATH_LEN], u3
                 .iter()
                 .filter(|(p, _)| k.starts_with(p))
                 .fold(0, |acc, (_, a)| acc | a);
+            let replaced = if k.last() == Some(&0) { REPLACED } else { 0 };
             let mut data = [0u8; PATH_LEN];
             data[..k.len()].copy_from_slice(k);
-            ((k.len() * 8) as u32, data, access)
+            ((k.len() * 8) as u32, data, access | replaced)
         })
         .collect()
 }
@@ -145,14 +160,38 @@ fn kernel_dev(dev: u64) -> u32 {
 
 impl FileWatchIndex {
     pub fn add_all(&self, paths: &HashMap<FileKey, PathBuf>) {
-        let mut index = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut index = self.paths.write().unwrap_or_else(|p| p.into_inner());
         for (k, p) in paths {
             index.insert(*k, p.clone());
         }
     }
 
     pub fn replace(&self, paths: HashMap<FileKey, PathBuf>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = paths;
+        *self.paths.write().unwrap_or_else(|p| p.into_inner()) = paths;
+    }
+
+    /// A rename or unlink reached `path`. When it is a watch's own path (`/etc/shadow`, which
+    /// `useradd` and `passwd` replace by renaming a new file over it), the kernel now watches an
+    /// inode nobody opens by that name any more: the watches are resolved again at once
+    /// ([`Self::replaced`]) rather than at the next periodic refresh. A change below a watched
+    /// directory leaves the directory's inode, and so the watch, in place.
+    pub fn path_changed_at(&self, path: &str) -> bool {
+        let own = self
+            .paths
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|p| p.as_os_str() == path);
+        if own {
+            self.replaced.notify_one();
+        }
+        own
+    }
+
+    /// Resolves when a watch's own path was renamed over or unlinked since the last call
+    /// (several such changes in a row resolve it once).
+    pub async fn replaced(&self) {
+        self.replaced.notified().await;
     }
 
     /// The opened file's path: its watch's path and the components the kernel read below it.
@@ -186,7 +225,7 @@ impl FileWatchIndex {
     fn below(&self, dev: u32, ino: u64, components: &[String]) -> Option<PathBuf> {
         let key = FileKey { ino, dev, _pad: 0 };
         let mut path = self
-            .0
+            .paths
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)?
@@ -294,8 +333,25 @@ mod tests {
         };
         assert_eq!(find("/etc/"), Some(w));
         assert_eq!(find("/etc/cron.d/"), Some(w | d), "the longest match carries /etc/'s writes too");
-        assert_eq!(find("/etc/shadow\0"), Some(r | w), "a file: its path and NUL");
+        let replaced = w | FileAccess::REWRITE.bits() | d;
+        assert_eq!(find("/etc/shadow\0"), Some(r | replaced), "a file: its path and NUL, and its replacement");
         assert_eq!(keys.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_watch_s_own_path_changing_asks_for_the_watches_again_and_a_path_below_does_not() {
+        let index = FileWatchIndex::default();
+        let key = |ino| FileKey { ino, dev: 1, _pad: 0 };
+        index.replace(HashMap::from([(key(2), "/etc/shadow".into()), (key(3), "/etc/cron.d".into())]));
+        assert!(!index.path_changed_at("/etc/cron.d/job"), "below a directory: its inode stays");
+        assert!(!index.path_changed_at("/etc/shadowx"));
+        let waiting = tokio::time::timeout(Duration::from_millis(50), index.replaced());
+        assert!(waiting.await.is_err(), "nothing asked yet");
+        assert!(index.path_changed_at("/etc/shadow"));
+        assert!(index.path_changed_at("/etc/shadow"));
+        tokio::time::timeout(Duration::from_secs(5), index.replaced()).await.expect("asked");
+        let again = tokio::time::timeout(Duration::from_millis(50), index.replaced());
+        assert!(again.await.is_err(), "two changes in a row ask once");
     }
 
     fn change(relative: bool, path: &str, names: &[&str]) -> PathChangeEvent {

@@ -81,16 +81,26 @@ pub enum ResponseError {
     Policy(#[from] PolicyError),
 }
 
-/// Resolves the file rules' globs again now and then, for files created since.
-fn spawn_file_refresh(actor: mpsc::Sender<ActorMsg>) {
+/// Resolves the file rules' globs again now and then, for files created since, and at once
+/// (then once more shortly after) when a watched path was renamed over or unlinked.
+fn spawn_file_refresh(actor: mpsc::Sender<ActorMsg>, files: file_watches::FileWatchIndex) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(file_watches::REFRESH_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
         loop {
-            every.tick().await;
+            let replaced = tokio::select! {
+                _ = every.tick() => false,
+                () = files.replaced() => true,
+            };
             if actor.send(ActorMsg::RefreshFileWatches).await.is_err() {
                 return;
+            }
+            if replaced {
+                tokio::time::sleep(file_watches::AFTER_REPLACE).await;
+                if actor.send(ActorMsg::RefreshFileWatches).await.is_err() {
+                    return;
+                }
             }
         }
     });
@@ -189,7 +199,7 @@ impl ResponseStage {
         };
         let thread = actor.spawn(actor_rx);
         watch_dir::spawn(&cfg.policy_dir, actor_tx.clone());
-        spawn_file_refresh(actor_tx.clone());
+        spawn_file_refresh(actor_tx.clone(), files.clone());
         let responder = Responder::new(policy_rx.clone(), actor_tx.clone(), files);
         Ok((
             Self {

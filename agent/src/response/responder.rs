@@ -724,6 +724,9 @@ impl Responder {
             debug!(pid = key.tgid, "rename or unlink under a watch that is gone");
             return;
         };
+        if self.files.path_changed_at(&path) {
+            debug!(pid = key.tgid, path, "a watched path now names another inode: watches resolved again");
+        }
         let what = match ev.role {
             agent_common::PATH_ROLE_RENAMED_TO => "rename onto",
             agent_common::PATH_ROLE_RENAMED_FROM => "rename away of",
