@@ -160,7 +160,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::SetuidChmod => Event::SetuidChmod(std::boxed::Box::new(read(kind, h, bytes)?)),
         EventKind::RawSocket => Event::RawSocket(read(kind, h, bytes)?),
         EventKind::FileChurn => Event::FileChurn(std::boxed::Box::new(read(kind, h, bytes)?)),
-        EventKind::FileCapability | EventKind::ProcMount => {
+        EventKind::FileCapability | EventKind::ProcMount | EventKind::KernelSetting => {
             Event::PathCall(std::boxed::Box::new(read(kind, h, bytes)?))
         }
     })

@@ -60,13 +60,16 @@ pub enum EventKind {
     FileCapability = 21,
     /// A mount onto a `/proc/PID` directory or a file below it, in a [`PathCallEvent`].
     ProcMount = 22,
+    /// One of [`crate::kernel_settings::KERNEL_SETTINGS`] opened for writing, in a
+    /// [`PathCallEvent`].
+    KernelSetting = 23,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 24;
 
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -89,6 +92,7 @@ impl EventKind {
         EventKind::MemoryWrite,
         EventKind::FileCapability,
         EventKind::ProcMount,
+        EventKind::KernelSetting,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -115,6 +119,7 @@ impl EventKind {
             20 => Self::MemoryWrite,
             21 => Self::FileCapability,
             22 => Self::ProcMount,
+            23 => Self::KernelSetting,
             _ => return None,
         })
     }
@@ -143,6 +148,7 @@ impl EventKind {
             Self::MemoryWrite => "memory_write",
             Self::FileCapability => "file_capability",
             Self::ProcMount => "proc_mount",
+            Self::KernelSetting => "kernel_setting",
         }
     }
 }
@@ -505,8 +511,12 @@ pub struct SetuidChmodEvent {
 ///   path (resolved in user space): bind-mounting an empty directory over `/proc/PID` hides a
 ///   process from ps and top, and over `/proc/PID/cmdline` disguises it. Mounts through an fd's
 ///   magic link (`/proc/self/fd/N`, as container runtimes do) are not this and not reported.
+/// - [`EventKind::KernelSetting`]: an open for writing of a procfs file in
+///   [`crate::kernel_settings::KERNEL_SETTINGS`]; `path` is its file name, `ret` the fd,
+///   `value` the open's flags, `fd` -1.
 ///
-/// Reported whatever the result; user space acts on the successful ones.
+/// File capabilities and mounts are reported whatever the result, and user space acts on the
+/// successful ones; a kernel setting only once its open succeeded.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PathCallEvent {
@@ -520,12 +530,14 @@ pub struct PathCallEvent {
     /// Bytes of `path` used (without NUL); 0 for fsetxattr, or when the path could not be read.
     pub path_len: u32,
     /// FileCapability: the permitted set (bit N is capability N). ProcMount: the flags passed.
+    /// KernelSetting: the open's flags.
     pub value: u64,
     /// FileCapability: the attribute's `magic_etc` (revision, and bit 0 for "effective"), 0
     /// when the value could not be read. ProcMount: 0.
     pub aux: u32,
     pub _pad: u32,
-    /// FileCapability: the file's path; ProcMount: the mount's target, as passed.
+    /// FileCapability: the file's path; ProcMount: the mount's target, as passed;
+    /// KernelSetting: the file's name.
     pub path: [u8; PATH_LEN],
 }
 

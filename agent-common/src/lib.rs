@@ -10,6 +10,7 @@
 pub mod call_class;
 pub mod config;
 pub mod event;
+pub mod kernel_settings;
 pub mod loss;
 pub mod syscall_nr;
 pub mod wakeup;

@@ -1,5 +1,7 @@
 //! Opens of `/proc/PID/mem` for writing: how injectors write into a process without attaching
 //! to it (the kernel still checks ptrace access, but no stop shows and no ptrace call is made).
+//! And, on the same path, opens for writing of the kernel settings an attacker turns
+//! (`core_pattern`, `modprobe`, ASLR, ptrace scope, ...: `agent_common::kernel_settings`).
 //! The file is known by its filesystem's magic and its name, so every procfs mount counts, a
 //! container's too; the pid is its directory's name (`/proc/PID/task/TID/mem` names the thread).
 //! A process opening its own (`/proc/self/mem`, as a few JITs and hot-patchers do) is skipped.
@@ -9,9 +11,11 @@
 //! one probe read (three without file rules).
 
 use agent_common::{
-    EventKind, MEMORY_WRITE_PROC_MEM, OFFSET_UNKNOWN, PROC_SUPER_MAGIC, PtraceEvent,
+    EventKind, MEMORY_WRITE_PROC_MEM, OFFSET_UNKNOWN, PROC_SUPER_MAGIC, PathCallEvent,
+    PtraceEvent,
+    kernel_settings::{SETTING_NAME_LEN, SETTING_NAMES},
 };
-use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
+use aya_ebpf::helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str};
 
 use crate::{
     emit::{count_emitted, current_ids, prompt_wakeup, reserve_record},
@@ -24,7 +28,7 @@ const NAME_MAX_READ: usize = 8;
 /// `file` (the opened `struct file`, non-null) was opened for writing as `fd`; `sb` is its
 /// superblock when the caller read it, else 0.
 #[inline(never)]
-pub fn opened(file: u64, sb: u64, fd: i64) {
+pub fn opened(file: u64, sb: u64, fd: i64, sys: u32, flags: u32) {
     // Only the offsets the common case needs, each read by itself: copying the whole
     // `KernelOffsets` is for the rare file that is on procfs.
     let file = KPtr::from_raw(file as *const u8);
@@ -46,6 +50,8 @@ pub fn opened(file: u64, sb: u64, fd: i64) {
         return;
     };
     if name_of(&o, dentry) != Some(*b"mem\0\0\0\0\0") {
+        // Not given `o`: a reference would keep the whole struct on this frame's stack.
+        kernel_setting(dentry, sys, fd, flags);
         return;
     }
     let Some(target) = dentry
@@ -74,6 +80,76 @@ pub fn opened(file: u64, sb: u64, fd: i64) {
     }
     entry.submit(prompt_wakeup());
     count_emitted(EventKind::MemoryWrite);
+}
+
+/// A procfs file other than `mem` opened for writing: reported when it is one of the kernel
+/// settings (`agent_common::kernel_settings`), by its name.
+#[inline(never)]
+fn kernel_setting(dentry: KPtr, sys: u32, fd: i64, flags: u32) {
+    let (d_name, qstr_name) = (offset!(dentry_d_name), offset!(qstr_name));
+    if d_name == OFFSET_UNKNOWN || qstr_name == OFFSET_UNKNOWN {
+        return;
+    }
+    let Some(name) = dentry.read_ptr(d_name + qstr_name) else {
+        return;
+    };
+    let mut words = [0u64; SETTING_NAME_LEN / 8];
+    // SAFETY: at most SETTING_NAME_LEN bytes into a local of that size; the bytes after the NUL
+    // stay zero, as the table's padding is. A longer name fills it and matches nothing.
+    let n = unsafe {
+        bpf_probe_read_kernel_str(words.as_mut_ptr().cast(), SETTING_NAME_LEN as u32, name.as_ptr().cast())
+    };
+    if n <= 1 {
+        return;
+    }
+    if !is_setting(&words) {
+        return;
+    }
+    let (pid, tgid) = current_ids();
+    if tgid == config().self_tgid {
+        return;
+    }
+    let start_ns = KPtr::current_task()
+        .read_ptr(offset!(task_group_leader))
+        .and_then(|leader| leader.read::<u64>(offset!(task_start_boottime)))
+        .unwrap_or(0);
+    let Some(mut entry) =
+        reserve_record::<PathCallEvent>(EventKind::KernelSetting, pid, tgid, start_ns)
+    else {
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: the reserved record, written field by field before it is submitted; the name is
+    // read into it directly (at most SETTING_NAME_LEN bytes, NUL included).
+    unsafe {
+        (*ev).syscall_nr = sys;
+        (*ev).ret = fd as i32;
+        (*ev).fd = -1;
+        (*ev).value = u64::from(flags);
+        (*ev).aux = 0;
+        (*ev)._pad = 0;
+        let n = bpf_probe_read_kernel_str(
+            (*ev).path.as_mut_ptr().cast(),
+            SETTING_NAME_LEN as u32,
+            name.as_ptr().cast(),
+        );
+        (*ev).path_len = if n > 1 { (n - 1) as u32 } else { 0 };
+    }
+    entry.submit(prompt_wakeup());
+    count_emitted(EventKind::KernelSetting);
+}
+
+/// Whether `w` is one of the settings' names. Unrolled over constant indices, so each name is
+/// a set of immediates: iterating the table would copy its 416 bytes onto the 512-byte stack,
+/// and comparing arrays could become a memcmp call, which BPF does not have.
+#[inline(always)]
+fn is_setting(w: &[u64; SETTING_NAME_LEN / 8]) -> bool {
+    const _: () = assert!(SETTING_NAMES.len() == 13, "list every index below");
+    let eq = |s: [u64; SETTING_NAME_LEN / 8]| s[0] == w[0] && s[1] == w[1] && s[2] == w[2] && s[3] == w[3];
+    macro_rules! any_of {
+        ($($i:literal)*) => { false $(|| eq(SETTING_NAMES[$i]))* };
+    }
+    any_of!(0 1 2 3 4 5 6 7 8 9 10 11 12)
 }
 
 /// The first bytes of a dentry's name, zero-padded.

@@ -182,7 +182,7 @@ fn on_sys_exit(regs: impl UserRegs, sys: u64, ret: i64) {
                     0
                 };
                 if writes && file != 0 {
-                    proc_mem::opened(file, sb, ret);
+                    proc_mem::opened(file, sb, ret, id, flags);
                 }
             }
         }

@@ -1295,7 +1295,8 @@ fn behaviour_events_are_alerted_and_their_lookalikes_are_not() {
 }
 
 /// File capabilities that reach root (`setcap cap_setuid+ep`) are alerted and a ping-like
-/// `cap_net_raw` is not; an empty directory bind-mounted over a process's /proc directory
+/// `cap_net_raw` is not; ASLR's setting written by a shell's `echo` is alerted, vm.swappiness
+/// and a read of core_pattern are not; an empty directory bind-mounted over a process's /proc directory
 /// (in a private mount namespace, so the host's /proc is untouched) hides it from ps there and
 /// is alerted with the pid it covers, and the same bind mount onto a scratch directory is not.
 #[test]
@@ -1338,7 +1339,26 @@ fn a_root_capability_and_a_mount_over_a_process_are_alerted_and_their_lookalikes
     assert_eq!(String::from_utf8_lossy(&hide.stdout).trim(), "0", "the pid was not hidden: {hide:?}");
     assert!(fs::read_dir(format!("/proc/{pid}")).expect("host /proc").count() > 0);
 
-    wait_for_alerts(&daemon, alerts_before + 2);
+    // ASLR's setting written back unchanged by a shell's `echo` (no exec to see), next to the
+    // same for vm.swappiness, which is no defence, and a read of core_pattern.
+    let settings = Command::new("sh")
+        .args([
+            "-c",
+            "for s in kernel/randomize_va_space vm/swappiness; do v=$(cat /proc/sys/$s) && echo \"$v\" > /proc/sys/$s || exit 1; done; \
+             cat /proc/sys/kernel/core_pattern >/dev/null && echo $$",
+        ])
+        .output()
+        .expect("sh");
+    let setter = String::from_utf8_lossy(&settings.stdout).trim().to_owned();
+    assert!(settings.status.success() && !setter.is_empty(), "{settings:?}");
+
+    wait_for_alerts(&daemon, alerts_before + 3);
+    let changed = entries(&cursor, "the kernel-setting alert", |e| f(e, "VIGIL_REASON") == "kernel-setting-changed");
+    if cursor.is_some() {
+        let mine: Vec<String> = changed.iter().filter(|e| f(e, "VIGIL_PID") == setter).map(|e| f(e, "VIGIL_DETAIL")).collect();
+        assert_eq!(mine.len(), 1, "ASLR's write alone: {changed:?}");
+        assert!(mine[0].contains(" of /proc/sys/kernel/randomize_va_space for write (fd "), "{mine:?}");
+    }
     let caps = entries(&cursor, "the file-capability alert", |e| f(e, "VIGIL_REASON") == "file-capability");
     if let Some(a) = caps.iter().find(|e| f(e, "VIGIL_PID") == setcaps[1]) {
         assert_eq!(

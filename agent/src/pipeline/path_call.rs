@@ -1,10 +1,12 @@
-//! What a path a call passed names, as far as /proc still tells, and the two `rule.event`s
-//! the kernel's path calls can be: file capabilities that amount to root, and a mount onto a
-//! process's /proc directory.
+//! What a path a call passed names, as far as /proc still tells, and the `rule.event`s the
+//! kernel's path calls can be: file capabilities that amount to root, a mount onto a process's
+//! /proc directory, and a kernel setting opened for writing.
 
 use std::path::Path;
 
-use agent_common::{EventKind, PathCallEvent, VFS_CAP_FLAGS_EFFECTIVE};
+use agent_common::{
+    EventKind, PathCallEvent, VFS_CAP_FLAGS_EFFECTIVE, kernel_settings::KERNEL_SETTINGS,
+};
 
 use crate::{
     policy::SecurityEvent,
@@ -135,7 +137,13 @@ pub fn security_event(
     proc_root: &Path,
     tgid: u32,
 ) -> Option<(SecurityEvent, String)> {
-    if c.ret != 0 {
+    // An open's result is its fd; the others' is 0 on success.
+    let failed = if c.header.kind == EventKind::KernelSetting as u16 {
+        c.ret < 0
+    } else {
+        c.ret != 0
+    };
+    if failed {
         return None;
     }
     let call = token_name(c.syscall_nr as Token);
@@ -174,6 +182,17 @@ pub fn security_event(
                     mount_flags(c.value),
                     c.ret
                 ),
+            ))
+        }
+        EventKind::KernelSetting => {
+            let name = c.path();
+            let path = KERNEL_SETTINGS
+                .iter()
+                .find(|p| p.rsplit('/').next() == Some(name.as_str()))
+                .map_or_else(|| format!("procfs file {name}"), |p| (*p).to_owned());
+            Some((
+                SecurityEvent::KernelSetting,
+                format!("{call} of {path} for write (fd {})", c.ret),
             ))
         }
         _ => None,
@@ -339,6 +358,39 @@ mod tests {
                 .expect("move_mount")
                 .1,
             "move_mount onto /proc/9 (flags 0x4) covers pid 9 (result 0)"
+        );
+    }
+
+    #[test]
+    fn a_kernel_setting_is_named_by_its_full_path() {
+        let proc = tempfile::tempdir().expect("tempdir");
+        let mut core = call(
+            EventKind::KernelSetting,
+            nr::OPENAT,
+            -1,
+            "core_pattern",
+            0o1101,
+            0,
+        );
+        core.ret = 3;
+        let (event, detail) = security_event(&core, proc.path(), 1).expect("core_pattern");
+        assert_eq!(event, SecurityEvent::KernelSetting);
+        assert_eq!(
+            detail,
+            "openat of /proc/sys/kernel/core_pattern for write (fd 3)"
+        );
+        let mut trigger = call(
+            EventKind::KernelSetting,
+            nr::OPEN,
+            -1,
+            "sysrq-trigger",
+            1,
+            0,
+        );
+        trigger.ret = 0;
+        assert_eq!(
+            security_event(&trigger, proc.path(), 1).expect("fd 0").1,
+            "open of /proc/sysrq-trigger for write (fd 0)"
         );
     }
 

@@ -81,6 +81,7 @@ fn default_settings() {
             "setuid-bit",
             "file-capability",
             "process-hidden",
+            "kernel-setting-changed",
             "raw-socket",
             "download-piped-to-shell",
             "decoded-payload-to-shell",
@@ -351,6 +352,13 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
     assert!(p.event_rules(&by_dpkg).is_empty(), "packages set their own setuid bits");
     assert_eq!(hits(SecurityEvent::FileCapability), hit("file-capability", Action::Alert));
     assert_eq!(hits(SecurityEvent::ProcHidden), hit("process-hidden", Action::Alert));
+    assert_eq!(hits(SecurityEvent::KernelSetting), hit("kernel-setting-changed", Action::Alert));
+    let at_boot = EventContext {
+        event: SecurityEvent::KernelSetting,
+        exe: "/usr/lib/systemd/systemd-sysctl",
+        parent: "/usr/lib/systemd/systemd",
+    };
+    assert!(p.event_rules(&at_boot).is_empty(), "sysctl.d applied at boot");
     assert_eq!(hits(SecurityEvent::RawSocket), hit("raw-socket", Action::Alert));
     for network_tool in ["/usr/bin/ping", "/usr/sbin/dhclient", "/usr/lib/systemd/systemd-networkd"] {
         let ctx = EventContext { event: SecurityEvent::RawSocket, exe: network_tool, parent: "" };

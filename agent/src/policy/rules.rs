@@ -94,10 +94,14 @@ pub enum SecurityEvent {
     /// A mount onto a process's /proc directory or a file in it: hides the process from ps
     /// and top, or disguises its command line.
     ProcHidden,
+    /// A setting that turns the kernel's defences off or names what it runs as root
+    /// (`core_pattern`, `modprobe`, ASLR, ptrace scope, ...) opened for writing
+    /// (`agent_common::kernel_settings`).
+    KernelSetting,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 18] = [
+    pub const ALL: [SecurityEvent; 19] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -116,6 +120,7 @@ impl SecurityEvent {
         SecurityEvent::DeletedImage,
         SecurityEvent::FileCapability,
         SecurityEvent::ProcHidden,
+        SecurityEvent::KernelSetting,
     ];
 
     pub fn name(self) -> &'static str {
@@ -138,6 +143,7 @@ impl SecurityEvent {
             SecurityEvent::DeletedImage => "deleted_image",
             SecurityEvent::FileCapability => "file_capability",
             SecurityEvent::ProcHidden => "proc_hidden",
+            SecurityEvent::KernelSetting => "kernel_setting",
         }
     }
 
