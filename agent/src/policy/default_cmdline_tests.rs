@@ -313,6 +313,19 @@ fn backdoor_accounts_and_crontabs() {
         ],
     );
     caught(
+        "privileged-group-granted",
+        &[
+            ("/usr/sbin/usermod", "usermod -aG sudo rtuser"),
+            ("/usr/sbin/usermod", "usermod -a -G adm,docker deploy"),
+            ("/usr/sbin/usermod", "usermod --groups=wheel bob"),
+            ("/usr/sbin/useradd", "useradd -m -s /bin/bash -G sudo deploy"),
+            ("/usr/bin/gpasswd", "gpasswd -a deploy docker"),
+            ("/usr/bin/gpasswd", "gpasswd -M alice,bob sudo"),
+            ("/usr/sbin/adduser", "adduser deploy sudo"),
+            ("/usr/sbin/adduser", "adduser --quiet deploy lxd"),
+        ],
+    );
+    caught(
         "crontab-installed-by-script",
         &[
             ("/usr/bin/crontab", "crontab -"),
@@ -324,18 +337,47 @@ fn backdoor_accounts_and_crontabs() {
     quiet(&[
         (
             "/usr/sbin/useradd",
-            "useradd -m -s /bin/bash -G sudo deploy",
-        ),
-        (
-            "/usr/sbin/useradd",
             "useradd -r -u 999 --home-dir /var/lib/app app",
         ),
-        ("/usr/sbin/usermod", "usermod -aG docker deploy"),
+        ("/usr/sbin/usermod", "usermod -aG audio,video deploy"),
+        ("/usr/sbin/usermod", "usermod -aG sudoers-archive deploy"),
+        ("/usr/sbin/usermod", "usermod -s /bin/zsh root"),
+        ("/usr/bin/gpasswd", "gpasswd -d deploy sudo"),
+        ("/usr/sbin/adduser", "adduser --disabled-password deploy"),
         ("/usr/sbin/useradd", "useradd -u 1000 -m alice"),
         ("/usr/bin/crontab", "crontab -l"),
         ("/usr/bin/crontab", "crontab -e"),
         ("/usr/bin/crontab", "crontab -u root -l"),
         ("/usr/bin/crontab", "crontab -r"),
+    ]);
+}
+
+#[test]
+fn interpreters_running_what_they_decode() {
+    caught(
+        "decoded-code-run",
+        &[
+            (
+                "/usr/bin/python3.11",
+                "python3 -c exec(__import__(\"base64\").b64decode(\"aW1wb3J0IG9z\"))",
+            ),
+            (
+                "/usr/bin/python3.11",
+                "python3 -c import base64,zlib;exec(zlib.decompress(base64.b64decode('eJw=')))",
+            ),
+            ("/usr/bin/python2.7", "python -c exec 'aW1wb3J0'.decode('base64')"),
+            ("/usr/bin/perl", "perl -MMIME::Base64 -e eval(decode_base64('c3lzdGVt'))"),
+            ("/usr/bin/php8.2", "php -r eval(base64_decode('c3lzdGVt'));"),
+            ("/usr/bin/ruby3.1", "ruby -e require 'base64';eval(Base64.decode64('cHV0cw=='))"),
+            ("/usr/bin/node", "node -e eval(Buffer.from('Y29uc29sZQ==','base64').toString())"),
+        ],
+    );
+    quiet(&[
+        ("/usr/bin/python3.11", "python3 -c import base64,sys; print(base64.b64decode(sys.argv[1]))"),
+        ("/usr/bin/python3.11", "python3 -c import json; print(eval('1+1'))"),
+        ("/usr/bin/python3.11", "python3 -m base64 -d payload.txt"),
+        ("/usr/bin/perl", "perl -MMIME::Base64 -ne print decode_base64($_)"),
+        ("/usr/bin/base64", "base64 -d x | python3 -c exec"),
     ]);
 }
 
