@@ -515,8 +515,9 @@ pub struct SetuidChmodEvent {
 ///   [`crate::kernel_settings::KERNEL_SETTINGS`]; `path` is its file name, `ret` the fd,
 ///   `value` the open's flags, `fd` -1.
 ///
-/// File capabilities and mounts are reported whatever the result, and user space acts on the
-/// successful ones; a kernel setting only once its open succeeded.
+/// Reported only when the call succeeded (a refused call changed nothing), and only while the
+/// events ring is less than half full (anyone can mount inside a user namespace; each skipped
+/// record is counted as lost).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PathCallEvent {

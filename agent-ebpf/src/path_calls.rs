@@ -1,5 +1,5 @@
-//! Two calls that change what a path is, reported from `sys_exit` (`watch.rs`) whatever their
-//! result, each behind a few bytes read from the caller:
+//! Two calls that change what a path is, reported from `sys_exit` (`watch.rs`) when they
+//! succeed, each behind a few bytes read from the caller:
 //!
 //! - a setxattr of `security.capability` (what `setcap` writes): the attribute's name is read
 //!   first, and any other attribute (ACLs, SELinux labels, user.*) returns there;
@@ -7,13 +7,21 @@
 //!   space against the caller's cwd or dirfd): the target's first 8 bytes are read first.
 //!
 //! Both are rare on a server; `cp -a` and `tar --xattrs` pay one short string read per
-//! attribute, container start-ups one per mount.
+//! attribute, container start-ups one per mount. Failed calls are not reported: nothing changed,
+//! and an unprivileged loop of refused mounts must not be able to fill the events ring. Nor are
+//! successful ones while that ring is half full (a user namespace lets anyone mount): exec,
+//! exit and the other security records keep the other half, and each one skipped is counted
+//! as lost.
 
-use agent_common::{EventKind, PATH_LEN, PathCallEvent, syscall_nr as nr};
-use aya_ebpf::helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str};
+use agent_common::{EVENTS_RING_BYTES, EventKind, PATH_LEN, PathCallEvent, syscall_nr as nr};
+use aya_ebpf::{
+    bindings::BPF_RB_AVAIL_DATA,
+    helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
+};
 
 use crate::{
-    emit::{count_emitted, current_ids, prompt_wakeup, reserve_record},
+    emit::{count_emitted, count_lost, current_ids, prompt_wakeup, reserve_record},
+    maps::EVENTS,
     task::{KPtr, config, leader_start_ns, offsets},
 };
 
@@ -32,6 +40,9 @@ const SIX_BYTES: u64 = (1 << 48) - 1;
 
 #[inline(never)]
 pub fn setxattr(sys: u32, args: [u64; 5], ret: i64) {
+    if ret != 0 {
+        return;
+    }
     let a = nr::setxattr_args(sys, args);
     let mut name = [0u64; 3];
     // SAFETY: at most 24 bytes into a 24-byte local; a failed or longer read does not match.
@@ -68,6 +79,9 @@ pub fn setxattr(sys: u32, args: [u64; 5], ret: i64) {
 
 #[inline(never)]
 pub fn mount(sys: u32, args: [u64; 5], ret: i64) {
+    if ret != 0 {
+        return;
+    }
     let (fd, target, flags) = nr::mount_target(sys, args);
     let mut head = 0u64;
     // SAFETY: at most 8 bytes into a u64 local; a failed read leaves 0, which is not reported.
@@ -87,6 +101,10 @@ pub fn mount(sys: u32, args: [u64; 5], ret: i64) {
 fn report(kind: EventKind, sys: u32, ret: i64, fd: i32, path: u64, value: u64, aux: u32) {
     let (pid, tgid) = current_ids();
     if tgid == config().self_tgid {
+        return;
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= EVENTS_RING_BYTES as u64 / 2 {
+        count_lost(kind);
         return;
     }
     let start_ns = leader_start_ns(&offsets(), KPtr::current_task());

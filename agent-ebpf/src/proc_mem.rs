@@ -11,14 +11,18 @@
 //! one probe read (three without file rules).
 
 use agent_common::{
-    EventKind, MEMORY_WRITE_PROC_MEM, OFFSET_UNKNOWN, PROC_SUPER_MAGIC, PathCallEvent,
-    PtraceEvent,
+    EVENTS_RING_BYTES, EventKind, MEMORY_WRITE_PROC_MEM, OFFSET_UNKNOWN, PROC_SUPER_MAGIC,
+    PathCallEvent, PtraceEvent,
     kernel_settings::{SETTING_NAME_LEN, SETTING_NAMES},
 };
-use aya_ebpf::helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str};
+use aya_ebpf::{
+    bindings::BPF_RB_AVAIL_DATA,
+    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str},
+};
 
 use crate::{
-    emit::{count_emitted, current_ids, prompt_wakeup, reserve_record},
+    emit::{count_emitted, count_lost, current_ids, prompt_wakeup, reserve_record},
+    maps::EVENTS,
     task::{KPtr, config, leader_start_ns, offset, offsets},
 };
 
@@ -97,7 +101,11 @@ fn kernel_setting(dentry: KPtr, sys: u32, fd: i64, flags: u32) {
     // SAFETY: at most SETTING_NAME_LEN bytes into a local of that size; the bytes after the NUL
     // stay zero, as the table's padding is. A longer name fills it and matches nothing.
     let n = unsafe {
-        bpf_probe_read_kernel_str(words.as_mut_ptr().cast(), SETTING_NAME_LEN as u32, name.as_ptr().cast())
+        bpf_probe_read_kernel_str(
+            words.as_mut_ptr().cast(),
+            SETTING_NAME_LEN as u32,
+            name.as_ptr().cast(),
+        )
     };
     if n <= 1 {
         return;
@@ -107,6 +115,11 @@ fn kernel_setting(dentry: KPtr, sys: u32, fd: i64, flags: u32) {
     }
     let (pid, tgid) = current_ids();
     if tgid == config().self_tgid {
+        return;
+    }
+    // As for the other path calls (`path_calls.rs`): never into the second half of the ring.
+    if EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= EVENTS_RING_BYTES as u64 / 2 {
+        count_lost(EventKind::KernelSetting);
         return;
     }
     let start_ns = KPtr::current_task()
@@ -145,7 +158,9 @@ fn kernel_setting(dentry: KPtr, sys: u32, fd: i64, flags: u32) {
 #[inline(always)]
 fn is_setting(w: &[u64; SETTING_NAME_LEN / 8]) -> bool {
     const _: () = assert!(SETTING_NAMES.len() == 13, "list every index below");
-    let eq = |s: [u64; SETTING_NAME_LEN / 8]| s[0] == w[0] && s[1] == w[1] && s[2] == w[2] && s[3] == w[3];
+    let eq = |s: [u64; SETTING_NAME_LEN / 8]| {
+        s[0] == w[0] && s[1] == w[1] && s[2] == w[2] && s[3] == w[3]
+    };
     macro_rules! any_of {
         ($($i:literal)*) => { false $(|| eq(SETTING_NAMES[$i]))* };
     }
