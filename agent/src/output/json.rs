@@ -140,15 +140,18 @@ pub enum Body {
         path: String,
         ret: i32,
     },
-    /// File capabilities set (`security.capability`), or a mount onto /proc/PID.
-    /// The record's `type` (`file_capability` or `proc_mount`) says which.
+    /// File capabilities set (`security.capability`), a mount onto /proc/PID, or a kernel
+    /// setting opened for writing. The record's `type` (`file_capability`, `proc_mount`,
+    /// `kernel_setting`) says which.
     PathCall {
         syscall: &'static str,
-        /// fsetxattr's fd, or the dirfd a relative path is taken from (-100: the cwd).
+        /// fsetxattr's fd, or the dirfd a relative path is taken from (-100: the cwd); -1 for
+        /// a kernel setting.
         fd: i32,
-        /// As the call passed it: the file, or the mount's target.
+        /// As the call passed it: the file, or the mount's target; a kernel setting's name.
         path: String,
-        /// The permitted capabilities (bit N is capability N), or the mount flags.
+        /// The permitted capabilities (bit N is capability N), the mount flags, or the open's
+        /// flags.
         value: u64,
         ret: i32,
     },

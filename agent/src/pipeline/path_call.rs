@@ -179,7 +179,7 @@ pub fn security_event(
                 SecurityEvent::ProcHidden,
                 format!(
                     "{call} onto {target} ({}) covers pid {pid} (result {})",
-                    mount_flags(c.value),
+                    mount_flags(c.syscall_nr, c.value),
                     c.ret
                 ),
             ))
@@ -218,8 +218,12 @@ pub fn process_dir(target: &str) -> Option<u32> {
     Some(pid)
 }
 
-/// mount(2)'s flags that say what kind of mount it was.
-fn mount_flags(flags: u64) -> String {
+/// mount(2)'s flags that say what kind of mount it was (move_mount's are shown as a number:
+/// the same bits mean other things there).
+fn mount_flags(syscall_nr: u32, flags: u64) -> String {
+    if syscall_nr != agent_common::syscall_nr::MOUNT {
+        return format!("flags {flags:#x}");
+    }
     const NAMED: [(u64, &str); 4] = [
         (0x1000, "MS_BIND"),
         (0x2000, "MS_MOVE"),
@@ -345,19 +349,20 @@ mod tests {
                 "{elsewhere}"
             );
         }
+        // MOVE_MOUNT_T_AUTOMOUNTS is mount(2)'s MS_REMOUNT bit: not named as such.
         let moved = call(
             EventKind::ProcMount,
             nr::MOVE_MOUNT,
             -100,
             "/proc/9",
-            0x4,
+            0x24,
             0,
         );
         assert_eq!(
             security_event(&moved, proc.path(), 4242)
                 .expect("move_mount")
                 .1,
-            "move_mount onto /proc/9 (flags 0x4) covers pid 9 (result 0)"
+            "move_mount onto /proc/9 (flags 0x24) covers pid 9 (result 0)"
         );
     }
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use agent_common::{
-    FILE_ACCESS_DELETE, FILE_ACCESS_REWRITE, FILE_ACCESS_WRITE, FILE_WALK_ENTRIES, FileEvent, FileKey, FileWatch, PATH_LEN, PathChangeEvent,
-    WATCHED_FILES_ENTRIES,
+    FILE_ACCESS_DELETE, FILE_ACCESS_REWRITE, FILE_ACCESS_WRITE, FILE_WALK_ENTRIES, FileEvent,
+    FileKey, FileWatch, PATH_LEN, PathChangeEvent, WATCHED_FILES_ENTRIES,
 };
 use tracing::{debug, warn};
 
@@ -334,7 +334,8 @@ mod tests {
         assert_eq!(find("/etc/"), Some(w));
         assert_eq!(find("/etc/cron.d/"), Some(w | d), "the longest match carries /etc/'s writes too");
         let replaced = w | FileAccess::REWRITE.bits() | d;
-        assert_eq!(find("/etc/shadow\0"), Some(r | replaced), "a file: its path and NUL, and its replacement");
+        let shadow_key = find("/etc/shadow\0");
+        assert_eq!(shadow_key, Some(r | replaced), "a file: its path and NUL, and its replacement");
         assert_eq!(keys.len(), 3);
     }
 
@@ -342,7 +343,8 @@ mod tests {
     async fn a_watch_s_own_path_changing_asks_for_the_watches_again_and_a_path_below_does_not() {
         let index = FileWatchIndex::default();
         let key = |ino| FileKey { ino, dev: 1, _pad: 0 };
-        index.replace(HashMap::from([(key(2), "/etc/shadow".into()), (key(3), "/etc/cron.d".into())]));
+        let watched = [(key(2), "/etc/shadow".into()), (key(3), "/etc/cron.d".into())];
+        index.replace(HashMap::from(watched));
         assert!(!index.path_changed_at("/etc/cron.d/job"), "below a directory: its inode stays");
         assert!(!index.path_changed_at("/etc/shadowx"));
         let waiting = tokio::time::timeout(Duration::from_millis(50), index.replaced());
