@@ -40,8 +40,8 @@ pub enum Event {
     RawSocket(RawSocketEvent),
     /// Boxed: ~300 bytes.
     FileChurn(std::boxed::Box<FileChurnEvent>),
-    /// File capabilities set, or a mount onto a process's /proc directory; the header's kind
-    /// says which. Boxed: ~300 bytes.
+    /// File capabilities set, a mount onto a process's /proc directory, or a kernel setting
+    /// opened for writing; the header's kind says which. Boxed: ~300 bytes.
     PathCall(std::boxed::Box<PathCallEvent>),
 }
 
@@ -478,10 +478,10 @@ mod tests {
     }
 
     #[test]
-    fn path_calls_decode_as_either_kind_with_the_path_as_passed() {
+    fn path_calls_decode_as_any_of_their_kinds_with_the_path_as_passed() {
         let mut path = [0u8; PATH_LEN];
         path[..10].copy_from_slice(b"/proc/4242");
-        for kind in [EventKind::FileCapability, EventKind::ProcMount] {
+        for kind in [EventKind::FileCapability, EventKind::ProcMount, EventKind::KernelSetting] {
             let ev = PathCallEvent {
                 header: header(kind, size_of::<PathCallEvent>()),
                 syscall_nr: 165,
