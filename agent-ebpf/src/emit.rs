@@ -1,10 +1,13 @@
 //! Counters, headers and the error path shared by all programs.
 
 use agent_common::{
-    ABI_VERSION, EventHeader, EventKind, ProbeErrorEvent, ProbeId, emitted_index, loss_index,
+    ABI_VERSION, EventHeader, EventKind, PATH_LEN, ProbeErrorEvent, ProbeId, emitted_index,
+    loss_index,
 };
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_user_str,
+    },
     maps::ring_buf::RingBufEntry,
 };
 
@@ -68,6 +71,22 @@ pub fn reserve_record<T: 'static>(
     // SAFETY: every ABI record is `repr(C)` and starts with its `EventHeader`.
     unsafe { entry.as_mut_ptr().cast::<EventHeader>().write(head) };
     Some(entry)
+}
+
+/// Reads the user-space path at `ptr` into a record's `PATH_LEN`-byte buffer at `dst`; returns
+/// the bytes used without the NUL (0 when `ptr` is null or unreadable), for the record's
+/// `path_len`.
+///
+/// # Safety
+/// `dst` must be writable for `PATH_LEN` bytes (a reserved record's path field).
+#[inline(always)]
+pub unsafe fn read_user_path(dst: *mut u8, ptr: u64) -> u32 {
+    if ptr == 0 {
+        return 0;
+    }
+    // SAFETY: at most PATH_LEN bytes into the caller's buffer of that size.
+    let n = unsafe { bpf_probe_read_user_str(dst.cast(), PATH_LEN as u32, ptr as *const _) };
+    if n > 1 { (n - 1) as u32 } else { 0 }
 }
 
 /// Tells user space a probe hit an error, so it is counted there instead of vanishing.

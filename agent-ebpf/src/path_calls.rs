@@ -13,14 +13,16 @@
 //! exit and the other security records keep the other half, and each one skipped is counted
 //! as lost.
 
-use agent_common::{EVENTS_RING_BYTES, EventKind, PATH_LEN, PathCallEvent, syscall_nr as nr};
+use agent_common::{EVENTS_RING_BYTES, EventKind, PathCallEvent, syscall_nr as nr};
 use aya_ebpf::{
     bindings::BPF_RB_AVAIL_DATA,
     helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
 };
 
 use crate::{
-    emit::{count_emitted, count_lost, current_ids, prompt_wakeup, reserve_record},
+    emit::{
+        count_emitted, count_lost, current_ids, prompt_wakeup, read_user_path, reserve_record,
+    },
     maps::EVENTS,
     task::{KPtr, config, leader_start_ns, offsets},
 };
@@ -123,16 +125,7 @@ fn report(kind: EventKind, sys: u32, ret: i64, fd: i32, path: u64, value: u64, a
         (*ev).value = value;
         (*ev).aux = aux;
         (*ev)._pad = 0;
-        let n = if path == 0 {
-            0
-        } else {
-            bpf_probe_read_user_str(
-                (*ev).path.as_mut_ptr().cast(),
-                PATH_LEN as u32,
-                path as *const _,
-            )
-        };
-        (*ev).path_len = if n > 1 { (n - 1) as u32 } else { 0 };
+        (*ev).path_len = read_user_path((*ev).path.as_mut_ptr(), path);
     }
     entry.submit(prompt_wakeup());
     count_emitted(kind);

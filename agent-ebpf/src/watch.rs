@@ -15,7 +15,7 @@
 
 use agent_common::{
     BpfProgLoadEvent, CONFIG_CALL_CLASSES, CredChangeEvent, Creds, EventKind, LOSS_CREDS_BEFORE_UNKNOWN, MemfdEvent,
-    ModuleLoadEvent, call_class, NAME_LEN, NetEvent, PATH_LEN, PtraceEvent,
+    ModuleLoadEvent, call_class, NAME_LEN, NetEvent, PtraceEvent,
     RawSocketEvent, S_ISUID, SetuidChmodEvent, SockAddr, is_raw_socket, syscall_nr as nr,
 };
 use aya_ebpf::{
@@ -30,7 +30,10 @@ use aya_ebpf::{
 
 use crate::{
     churn, created,
-    emit::{bump, count_emitted, count_lost, current_ids, header, prompt_wakeup, reserve_record},
+    emit::{
+        bump, count_emitted, count_lost, current_ids, header, prompt_wakeup, read_user_path,
+        reserve_record,
+    },
     files,
     maps::{CREDS, EVENTS},
     path_calls, proc_mem,
@@ -281,16 +284,7 @@ fn setuid_chmod(sys: u32, args: [u64; 3], ret: i64) {
         (*ev).mode = mode;
         (*ev).fd = fd;
         (*ev)._pad = 0;
-        let n = if path == 0 {
-            0
-        } else {
-            bpf_probe_read_user_str(
-                (*ev).path.as_mut_ptr().cast(),
-                PATH_LEN as u32,
-                path as *const _,
-            )
-        };
-        (*ev).path_len = if n > 1 { (n - 1) as u32 } else { 0 };
+        (*ev).path_len = read_user_path((*ev).path.as_mut_ptr(), path);
     }
     entry.submit(prompt_wakeup());
     count_emitted(EventKind::SetuidChmod);
