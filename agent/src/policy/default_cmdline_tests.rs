@@ -344,6 +344,9 @@ fn backdoor_accounts_and_crontabs() {
         ("/usr/sbin/usermod", "usermod -s /bin/zsh root"),
         ("/usr/bin/gpasswd", "gpasswd -d deploy sudo"),
         ("/usr/sbin/adduser", "adduser --disabled-password deploy"),
+        // A package creating its own system user and group, as docker.io's and lxd's do.
+        ("/usr/sbin/adduser", "adduser --system --group docker"),
+        ("/usr/sbin/addgroup", "addgroup --system docker"),
         ("/usr/sbin/useradd", "useradd -u 1000 -m alice"),
         ("/usr/bin/crontab", "crontab -l"),
         ("/usr/bin/crontab", "crontab -e"),
