@@ -25,8 +25,8 @@ use crate::{
     response::{ExecVerdict, check_exec},
     syscalls::{record, release_slot},
     task::{
-        KPtr, config, creds_of, current_syscall, image_of, leader_start_ns, memfd_image, offsets,
-        parent_of, remember_creds, stdio_of,
+        KPtr, config, creds_of, current_syscall, exe_file, image_of, leader_start_ns, memfd_image,
+        offsets, parent_of, remember_creds, stdio_of,
     },
 };
 
@@ -136,9 +136,10 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
             .read_ptr(o.task_real_parent)
             .map_or(0, |parent| stdio_of(&o, parent).1);
         (*ev).stdio_inet = inet | parent_inet << STDIO_INET_PARENT_SHIFT;
-        (*ev).image = image_of(&o, task);
+        let exe = exe_file(&o, task);
+        (*ev).image = image_of(&o, exe);
         (*ev).memfd_name = [0; MEMFD_NAME_LEN];
-        if memfd_image(&o, task, (*ev).memfd_name.as_mut_ptr()) {
+        if memfd_image(&o, exe, (*ev).memfd_name.as_mut_ptr()) {
             flags |= EXEC_FLAG_MEMFD;
         }
         (*ev).written_by = created::by(&(*ev).image);

@@ -211,16 +211,18 @@ pub fn current_syscall() -> Option<(u64, u64)> {
     }
 }
 
-/// File type bits of the task's fds 0..3 (`files->fdt->fd[i]->f_inode->i_mode & S_IFMT`; 0 for
-/// a closed fd or an unreadable chain), and a bitmask of those that are internet sockets.
-/// The identity of the file `task` runs (`mm->exe_file`'s inode); all zero when any part of it
+/// The file `task` runs (`mm->exe_file`), read once for [`image_of`] and [`memfd_image`].
+#[inline(always)]
+pub fn exe_file(o: &KernelOffsets, task: KPtr) -> Option<KPtr> {
+    task.read_ptr(o.task_mm)
+        .and_then(|mm| mm.read_ptr(o.mm_exe_file))
+}
+
+/// The identity of the file a task runs (its `exe_file`'s inode); all zero when any part of it
 /// cannot be read, so user space never trusts a half-read identity.
 #[inline(always)]
-pub fn image_of(o: &KernelOffsets, task: KPtr) -> ImageId {
-    let inode = task
-        .read_ptr(o.task_mm)
-        .and_then(|mm| mm.read_ptr(o.mm_exe_file))
-        .and_then(|file| file.read_ptr(o.file_inode));
+pub fn image_of(o: &KernelOffsets, exe: Option<KPtr>) -> ImageId {
+    let inode = exe.and_then(|file| file.read_ptr(o.file_inode));
     let Some(inode) = inode else {
         return ImageId::default();
     };
@@ -243,11 +245,11 @@ pub fn image_of(o: &KernelOffsets, task: KPtr) -> ImageId {
     }
 }
 
-/// Whether the task's image is a memfd: its file's dentry is named `memfd:NAME`, as
-/// memfd_create names every memfd. The whole name then goes to `out` (at most
-/// `MEMFD_NAME_LEN` bytes, NUL included). Four probe reads per exec and an 8-byte one.
+/// Whether a task's image (its `exe_file`) is a memfd: the file's dentry is named
+/// `memfd:NAME`, as memfd_create names every memfd. The whole name then goes to `out` (at most
+/// `MEMFD_NAME_LEN` bytes, NUL included). Two probe reads per exec and an 8-byte one.
 #[inline(always)]
-pub fn memfd_image(o: &KernelOffsets, task: KPtr, out: *mut u8) -> bool {
+pub fn memfd_image(o: &KernelOffsets, exe: Option<KPtr>, out: *mut u8) -> bool {
     const PREFIX: u64 = u64::from_le_bytes(*b"memfd:\0\0");
     const SIX_BYTES: u64 = (1 << 48) - 1;
     if o.file_f_path == OFFSET_UNKNOWN
@@ -257,9 +259,7 @@ pub fn memfd_image(o: &KernelOffsets, task: KPtr, out: *mut u8) -> bool {
     {
         return false;
     }
-    let Some(name) = task
-        .read_ptr(o.task_mm)
-        .and_then(|mm| mm.read_ptr(o.mm_exe_file))
+    let Some(name) = exe
         .and_then(|file| file.read_ptr(o.file_f_path + o.path_dentry))
         .and_then(|dentry| dentry.read_ptr(o.dentry_d_name + o.qstr_name))
     else {
@@ -275,6 +275,8 @@ pub fn memfd_image(o: &KernelOffsets, task: KPtr, out: *mut u8) -> bool {
     true
 }
 
+/// File type bits of the task's fds 0..3 (`files->fdt->fd[i]->f_inode->i_mode & S_IFMT`; 0 for
+/// a closed fd or an unreadable chain), and a bitmask of those that are internet sockets.
 #[inline(always)]
 pub fn stdio_of(o: &KernelOffsets, task: KPtr) -> ([u16; 4], u32) {
     const AF_INET: u16 = 2;
