@@ -24,7 +24,7 @@ use crate::{
         count_emitted, count_lost, current_ids, prompt_wakeup, read_user_path, reserve_record,
     },
     maps::EVENTS,
-    task::{KPtr, config, leader_start_ns, offsets},
+    task::{config, current_leader_start_ns},
 };
 
 /// `security.capability` with its NUL, as three little-endian words (the last zero-padded).
@@ -111,7 +111,7 @@ fn report(kind: EventKind, sys: u32, ret: i64, fd: i32, path: u64, value: u64, a
         count_lost(kind);
         return;
     }
-    let start_ns = leader_start_ns(&offsets(), KPtr::current_task());
+    let start_ns = current_leader_start_ns();
     let Some(mut entry) = reserve_record::<PathCallEvent>(kind, pid, tgid, start_ns) else {
         return;
     };

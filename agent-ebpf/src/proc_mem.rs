@@ -23,7 +23,7 @@ use aya_ebpf::{
 use crate::{
     emit::{count_emitted, count_lost, current_ids, prompt_wakeup, reserve_record},
     maps::EVENTS,
-    task::{KPtr, config, leader_start_ns, offset, offsets},
+    task::{KPtr, config, current_leader_start_ns, leader_start_ns, offset, offsets},
 };
 
 /// The longest directory name read: a pid has at most 7 digits (`pid_max` ≤ 4194304).
@@ -122,10 +122,7 @@ fn kernel_setting(dentry: KPtr, sys: u32, fd: i64, flags: u32) {
         count_lost(EventKind::KernelSetting);
         return;
     }
-    let start_ns = KPtr::current_task()
-        .read_ptr(offset!(task_group_leader))
-        .and_then(|leader| leader.read::<u64>(offset!(task_start_boottime)))
-        .unwrap_or(0);
+    let start_ns = current_leader_start_ns();
     let Some(mut entry) =
         reserve_record::<PathCallEvent>(EventKind::KernelSetting, pid, tgid, start_ns)
     else {

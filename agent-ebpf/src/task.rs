@@ -136,6 +136,17 @@ pub fn leader_start_ns(o: &KernelOffsets, task: KPtr) -> u64 {
         .unwrap_or(0)
 }
 
+/// [`leader_start_ns`] of the current task, reading only the two offsets it needs: for the
+/// rarely taken paths that have no `KernelOffsets` copy of their own, which would sit on the
+/// stack they share with their callers.
+#[inline(always)]
+pub fn current_leader_start_ns() -> u64 {
+    KPtr::current_task()
+        .read_ptr(offset!(task_group_leader))
+        .and_then(|leader| leader.read::<u64>(offset!(task_start_boottime)))
+        .unwrap_or(0)
+}
+
 /// `real_parent`'s (tgid, leader start) — what `/proc/PID/stat` calls the ppid.
 #[inline(always)]
 pub fn parent_of(o: &KernelOffsets, task: KPtr) -> (u32, u64) {
