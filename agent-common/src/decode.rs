@@ -150,7 +150,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             Event::Net(read(kind, h, bytes)?)
         }
         EventKind::CredChange => Event::CredChange(read(kind, h, bytes)?),
-        EventKind::Ptrace | EventKind::MemoryWrite => Event::Ptrace(read(kind, h, bytes)?),
+        EventKind::Ptrace | EventKind::MemoryWrite | EventKind::MemoryRead => {
+            Event::Ptrace(read(kind, h, bytes)?)
+        }
         EventKind::MemfdCreate => Event::Memfd(read(kind, h, bytes)?),
         EventKind::ModuleLoad => Event::ModuleLoad(read(kind, h, bytes)?),
         EventKind::BpfProgLoad => Event::BpfProgLoad(read(kind, h, bytes)?),

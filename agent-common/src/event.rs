@@ -2,7 +2,7 @@
 //! batches travel in `SYSCALLS`, so that a syscall flood cannot crowd out exec/exit/connect.
 
 /// Bumped on any layout change; the kernel writes it into every header.
-pub const ABI_VERSION: u16 = 8;
+pub const ABI_VERSION: u16 = 9;
 
 pub const COMM_LEN: usize = 16;
 /// Bytes of the exec'd filename kept (NUL-terminated when shorter).
@@ -63,13 +63,17 @@ pub enum EventKind {
     /// One of [`crate::kernel_settings::KERNEL_SETTINGS`] opened for writing, in a
     /// [`PathCallEvent`].
     KernelSetting = 23,
+    /// A read of another process's memory without attaching to it, in a [`PtraceEvent`] whose
+    /// `request` says how ([`MEMORY_READ_VM_READV`], [`MEMORY_READ_PROC_MEM`],
+    /// [`MEMORY_READ_PROC_ENVIRON`]).
+    MemoryRead = 24,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
 
-    pub const ALL: [EventKind; 23] = [
+    pub const ALL: [EventKind; 24] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -93,6 +97,7 @@ impl EventKind {
         EventKind::FileCapability,
         EventKind::ProcMount,
         EventKind::KernelSetting,
+        EventKind::MemoryRead,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -120,6 +125,7 @@ impl EventKind {
             21 => Self::FileCapability,
             22 => Self::ProcMount,
             23 => Self::KernelSetting,
+            24 => Self::MemoryRead,
             _ => return None,
         })
     }
@@ -149,6 +155,7 @@ impl EventKind {
             Self::FileCapability => "file_capability",
             Self::ProcMount => "proc_mount",
             Self::KernelSetting => "kernel_setting",
+            Self::MemoryRead => "memory_read",
         }
     }
 }
@@ -398,9 +405,9 @@ pub struct CredChangeEvent {
     pub after: Creds,
 }
 
-/// A ptrace call (kind `Ptrace`), or a write into another process's memory without it (kind
-/// `MemoryWrite`, `request` one of the `MEMORY_WRITE_*`): the ways to reach into a process by
-/// its pid.
+/// A ptrace call (kind `Ptrace`), or a write into or a read of another process's memory
+/// without it (kinds `MemoryWrite` and `MemoryRead`, `request` one of the `MEMORY_WRITE_*` or
+/// `MEMORY_READ_*`): the ways to reach into a process by its pid.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PtraceEvent {
@@ -415,6 +422,14 @@ pub const MEMORY_WRITE_VM_WRITEV: i64 = 0;
 /// [`PtraceEvent::request`] of a `MemoryWrite`: an open of `/proc/PID/mem` (or of a thread's,
 /// under `task/`) for writing (`ret` the fd).
 pub const MEMORY_WRITE_PROC_MEM: i64 = 1;
+/// [`PtraceEvent::request`] of a `MemoryRead`: a process_vm_readv call (`ret` its result).
+pub const MEMORY_READ_VM_READV: i64 = 0;
+/// [`PtraceEvent::request`] of a `MemoryRead`: an open of `/proc/PID/mem` (or of a thread's)
+/// for reading only (`ret` the fd). Opened for writing too, it is a `MemoryWrite`.
+pub const MEMORY_READ_PROC_MEM: i64 = 1;
+/// [`PtraceEvent::request`] of a `MemoryRead`: an open of `/proc/PID/environ` (`ret` the fd).
+/// The kernel copies it out of the process's memory, behind the same access check as `mem`.
+pub const MEMORY_READ_PROC_ENVIRON: i64 = 2;
 /// procfs's `s_magic` (`PROC_SUPER_MAGIC`).
 pub const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 

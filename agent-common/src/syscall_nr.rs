@@ -38,6 +38,7 @@ pub const UNLINKAT: u32 = 263;
 pub const FCHMODAT: u32 = 268;
 pub const RENAMEAT: u32 = 264;
 pub const ACCEPT4: u32 = 288;
+pub const PROCESS_VM_READV: u32 = 310;
 pub const PROCESS_VM_WRITEV: u32 = 311;
 pub const FINIT_MODULE: u32 = 313;
 pub const RENAMEAT2: u32 = 316;
@@ -60,7 +61,7 @@ pub const BPF_PROG_LOAD: u32 = 5;
 /// when they create or remove a file (churn, writers); a chmod when it asks for the set-user-ID
 /// bit, a socket when it is raw, a setxattr when it sets file capabilities, a mount when its
 /// target is below `/proc`.
-pub const WATCHED: [(&str, u32); 39] = [
+pub const WATCHED: [(&str, u32); 40] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
     ("accept4", ACCEPT4),
@@ -75,6 +76,7 @@ pub const WATCHED: [(&str, u32); 39] = [
     ("setfsuid", SETFSUID),
     ("setfsgid", SETFSGID),
     ("ptrace", PTRACE),
+    ("process_vm_readv", PROCESS_VM_READV),
     ("process_vm_writev", PROCESS_VM_WRITEV),
     ("memfd_create", MEMFD_CREATE),
     ("init_module", INIT_MODULE),

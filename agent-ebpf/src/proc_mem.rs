@@ -1,18 +1,23 @@
-//! Opens of `/proc/PID/mem` for writing: how injectors write into a process without attaching
-//! to it (the kernel still checks ptrace access, but no stop shows and no ptrace call is made).
-//! And, on the same path, opens for writing of the kernel settings an attacker turns
+//! Opens of another process's `/proc/PID/mem`: for writing, how injectors write into a
+//! process without attaching to it (the kernel still checks ptrace access, but no stop shows
+//! and no ptrace call is made); for reading, how credential dumpers (mimipenguin and its kind)
+//! lift passwords and keys out of a running process. And opens of `/proc/PID/environ`, which
+//! the kernel copies out of the process's memory behind the same check: the secrets services
+//! are handed in their environment. A process opening its own (`/proc/self/mem`, as a few JITs
+//! and hot-patchers do) is skipped.
+//!
+//! On the same path, opens for writing of the kernel settings an attacker turns
 //! (`core_pattern`, `modprobe`, ASLR, ptrace scope, ...: `agent_common::kernel_settings`).
 //! The file is known by its filesystem's magic and its name, so every procfs mount counts, a
 //! container's too; the pid is its directory's name (`/proc/PID/task/TID/mem` names the thread).
-//! A process opening its own (`/proc/self/mem`, as a few JITs and hot-patchers do) is skipped.
 //!
-//! Called for every successful open that asked to write, with the file already looked up and,
-//! when a file rule watched the open, its superblock too: most end at the superblock's magic,
-//! one probe read (three without file rules).
+//! Called for every successful open, with the file already looked up and, when a file rule
+//! watched the open, its superblock too: most end at the superblock's magic, one probe read
+//! (three without file rules).
 
 use agent_common::{
-    EVENTS_RING_BYTES, EventKind, MEMORY_WRITE_PROC_MEM, OFFSET_UNKNOWN, PROC_SUPER_MAGIC,
-    PathCallEvent, PtraceEvent,
+    EVENTS_RING_BYTES, EventKind, MEMORY_READ_PROC_ENVIRON, MEMORY_READ_PROC_MEM,
+    MEMORY_WRITE_PROC_MEM, OFFSET_UNKNOWN, PROC_SUPER_MAGIC, PathCallEvent, PtraceEvent,
     kernel_settings::{SETTING_NAME_LEN, SETTING_NAMES},
 };
 use aya_ebpf::{
@@ -29,7 +34,7 @@ use crate::{
 /// The longest directory name read: a pid has at most 7 digits (`pid_max` ≤ 4194304).
 const NAME_MAX_READ: usize = 8;
 
-/// `file` (the opened `struct file`, non-null) was opened for writing as `fd`; `sb` is its
+/// `file` (the opened `struct file`, non-null) was opened with `flags` as `fd`; `sb` is its
 /// superblock when the caller read it, else 0.
 #[inline(never)]
 pub fn opened(file: u64, sb: u64, fd: i64, sys: u32, flags: u32) {
@@ -53,11 +58,27 @@ pub fn opened(file: u64, sb: u64, fd: i64, sys: u32, flags: u32) {
     let Some(dentry) = file.read_ptr(o.file_f_path + o.path_dentry) else {
         return;
     };
-    if name_of(&o, dentry) != Some(*b"mem\0\0\0\0\0") {
-        // Not given `o`: a reference would keep the whole struct on this frame's stack.
-        kernel_setting(dentry, sys, fd, flags);
-        return;
-    }
+    // O_WRONLY or O_RDWR (O_ACCMODE).
+    let writes = flags & 0o3 != 0;
+    let (kind, request) = match name_of(&o, dentry).map(u64::from_ne_bytes) {
+        Some(n) if n == u64::from_ne_bytes(*b"mem\0\0\0\0\0") => {
+            if writes {
+                (EventKind::MemoryWrite, MEMORY_WRITE_PROC_MEM)
+            } else {
+                (EventKind::MemoryRead, MEMORY_READ_PROC_MEM)
+            }
+        }
+        Some(n) if n == u64::from_ne_bytes(*b"environ\0") => {
+            (EventKind::MemoryRead, MEMORY_READ_PROC_ENVIRON)
+        }
+        _ => {
+            if writes {
+                // Not given `o`: a reference would keep the whole struct on this frame's stack.
+                kernel_setting(dentry, sys, fd, flags);
+            }
+            return;
+        }
+    };
     let Some(target) = dentry
         .read_ptr(o.dentry_d_parent)
         .and_then(|dir| name_of(&o, dir))
@@ -69,21 +90,27 @@ pub fn opened(file: u64, sb: u64, fd: i64, sys: u32, flags: u32) {
     if target == tgid || target == pid || tgid == config().self_tgid {
         return;
     }
+    // `ps e` and `cat /proc/*/environ` open one per process: the other half of the ring stays
+    // for exec, exit and the other security records.
+    if kind == EventKind::MemoryRead
+        && EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= EVENTS_RING_BYTES as u64 / 2
+    {
+        count_lost(kind);
+        return;
+    }
     let start_ns = leader_start_ns(&o, KPtr::current_task());
-    let Some(mut entry) =
-        reserve_record::<PtraceEvent>(EventKind::MemoryWrite, pid, tgid, start_ns)
-    else {
+    let Some(mut entry) = reserve_record::<PtraceEvent>(kind, pid, tgid, start_ns) else {
         return;
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: the reserved record, its header written; the rest is written here before submit.
     unsafe {
-        (*ev).request = MEMORY_WRITE_PROC_MEM;
+        (*ev).request = request;
         (*ev).target_pid = target;
         (*ev).ret = fd as i32;
     }
     entry.submit(prompt_wakeup());
-    count_emitted(EventKind::MemoryWrite);
+    count_emitted(kind);
 }
 
 /// A procfs file other than `mem` opened for writing: reported when it is one of the kernel

@@ -1,8 +1,8 @@
 //! Every syscall's exit: the one program vigil runs per syscall on the host. It adds the call to
 //! its thread's batch (`syscalls::record`) and, for the security-relevant ones, reports the
 //! result with the arguments still in the saved registers: connect/accept/bind/listen, the
-//! setuid family (with the thread's ids before, from `CREDS`), ptrace and process_vm_writev,
-//! memfd_create, opens of `/proc/PID/mem` for writing (`proc_mem`),
+//! setuid family (with the thread's ids before, from `CREDS`), ptrace, process_vm_writev and
+//! _readv, memfd_create, opens of another process's `/proc/PID/mem` and `environ` (`proc_mem`),
 //! (f)init_module and bpf(BPF_PROG_LOAD); chmods that ask for the set-user-ID bit and raw
 //! sockets; file capabilities set and mounts onto /proc/PID (`path_calls`); every file creation, counted (`churn`) and remembered by inode (`created`); and,
 //! while some file is watched, the opens, renames and unlinks (`files`).
@@ -14,12 +14,13 @@
 //! the host ~30 ns here (measured with `cargo xtask bench overhead`).
 
 use agent_common::{
-    BpfProgLoadEvent, CONFIG_CALL_CLASSES, CredChangeEvent, Creds, EventKind, LOSS_CREDS_BEFORE_UNKNOWN, MemfdEvent,
+    BpfProgLoadEvent, CONFIG_CALL_CLASSES, CredChangeEvent, Creds, EVENTS_RING_BYTES, EventKind,
+    LOSS_CREDS_BEFORE_UNKNOWN, MemfdEvent,
     ModuleLoadEvent, call_class, NAME_LEN, NetEvent, PtraceEvent,
     RawSocketEvent, S_ISUID, SetuidChmodEvent, SockAddr, is_raw_socket, syscall_nr as nr,
 };
 use aya_ebpf::{
-    bindings::pt_regs,
+    bindings::{BPF_RB_AVAIL_DATA, pt_regs},
     helpers::{
         bpf_probe_read_kernel,
         generated::{bpf_probe_read_user, bpf_probe_read_user_str},
@@ -171,22 +172,19 @@ fn on_sys_exit(regs: impl UserRegs, sys: u64, ret: i64) {
             let flags = files::open_flags(id, args);
             let creates = churn::opened(id, flags, args);
             let levels = if files::watching() { files::levels_for(flags) } else { 0 };
-            // O_WRONLY or O_RDWR (O_ACCMODE): what can write into a process's memory.
-            let writes = flags & 0o3 != 0;
-            // The fd's file once, for whichever wants it.
-            if creates || levels != 0 || writes {
-                let file = regs.file_of(ret as u32).map_or(0, |f| f.as_ptr() as u64);
-                if creates {
-                    created::opened(file);
-                }
-                let sb = if levels != 0 {
-                    files::opened(flags, levels, ret, file)
-                } else {
-                    0
-                };
-                if writes && file != 0 {
-                    proc_mem::opened(file, sb, ret, id, flags);
-                }
+            // The fd's file once, for whichever wants it: every open, since `proc_mem` looks
+            // at reads too (another process's `mem` and `environ`).
+            let file = regs.file_of(ret as u32).map_or(0, |f| f.as_ptr() as u64);
+            if creates {
+                created::opened(file);
+            }
+            let sb = if levels != 0 {
+                files::opened(flags, levels, ret, file)
+            } else {
+                0
+            };
+            if file != 0 {
+                proc_mem::opened(file, sb, ret, id, flags);
             }
         }
     } else if nr::is_path_change(id) {
@@ -248,7 +246,8 @@ fn on_exit(pid: u32, tgid: u32, p: Call, ret: i64) {
         }
         nr::LISTEN => net(EventKind::Listen, &p, ret, ids, None),
         nr::PTRACE => ptrace(&p, ret, ids),
-        nr::PROCESS_VM_WRITEV => process_vm_write(&p, ret, ids),
+        nr::PROCESS_VM_WRITEV => process_vm(EventKind::MemoryWrite, &p, ret, ids),
+        nr::PROCESS_VM_READV => process_vm(EventKind::MemoryRead, &p, ret, ids),
         nr::MEMFD_CREATE => memfd(&p, ret, ids),
         nr::INIT_MODULE | nr::FINIT_MODULE => module_load(&p, ret, ids),
         nr::BPF if p.args[0] == nr::BPF_PROG_LOAD as u64 => bpf_prog_load(&p, ret, ids),
@@ -415,10 +414,21 @@ fn ptrace(p: &Call, ret: i64, ids: Ids) {
     });
 }
 
+/// process_vm_writev or _readv (`kind` says which; `request` stays 0, `MEMORY_*_VM_*`) into
+/// another process. A process's own calls are not that, and MPI ranks copying their messages
+/// (Cross Memory Attach) make them by the thousand: neither takes ring space.
 #[inline(always)]
-fn process_vm_write(p: &Call, ret: i64, ids: Ids) {
-    emit!(PtraceEvent, EventKind::MemoryWrite, ids, |ev| {
-        ev.target_pid = p.args[0] as u32;
+fn process_vm(kind: EventKind, p: &Call, ret: i64, ids: Ids) {
+    let target = p.args[0] as u32;
+    if target == ids.tgid || target == ids.pid {
+        return;
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= EVENTS_RING_BYTES as u64 / 2 {
+        count_lost(kind);
+        return;
+    }
+    emit!(PtraceEvent, kind, ids, |ev| {
+        ev.target_pid = target;
         ev.ret = ret as i32;
     });
 }

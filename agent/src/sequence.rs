@@ -138,8 +138,8 @@ pub fn event_token(ev: &Event) -> Option<Token> {
             _ => return None,
         },
         Event::CredChange(_) => token::CRED_CHANGE,
-        // A memory write without ptrace is in the batch already, as the call it is
-        // (process_vm_writev, or the open of /proc/PID/mem).
+        // A memory write or read without ptrace is in the batch already, as the call it is
+        // (process_vm_writev or _readv, or the open of /proc/PID/mem or environ).
         Event::Ptrace(p) if p.header.kind == EventKind::Ptrace as u16 => token::PTRACE,
         Event::Ptrace(_) => return None,
         Event::Memfd(_) => token::MEMFD_CREATE,

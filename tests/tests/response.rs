@@ -1123,6 +1123,115 @@ fn writes_into_another_process_are_alerted() {
     }
 }
 
+/// The shipped default's `process-memory-read` and `environ-read`: a process that reads a
+/// child's stack with process_vm_readv, one that reads it through the child's `/proc/PID/mem`
+/// opened read-only, and one that reads the child's `/proc/PID/environ` are each alerted,
+/// naming the target; their reads of their own memory and environment, made first, are not
+/// what the alerts are about (the kernel does not even report them). All are `memory_read`
+/// records.
+#[test]
+fn reads_of_another_process_are_alerted() {
+    let test = "reads_of_another_process_are_alerted";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let daemon = Daemon::start("memory-read", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    // Each reads itself, then a `sleep` it starts; prints the two results and the sleep's pid.
+    let vm_readv = "import ctypes, os, subprocess, time\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         class Iov(ctypes.Structure):\n    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]\n\
+         def read(pid, addr):\n\
+         \x20   data = ctypes.create_string_buffer(8)\n\
+         \x20   local, remote = Iov(ctypes.addressof(data), 8), Iov(addr, 8)\n\
+         \x20   return libc.process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)\n\
+         own = ctypes.create_string_buffer(8)\n\
+         mine = read(os.getpid(), ctypes.addressof(own))\n\
+         victim = subprocess.Popen(['sleep', '30']); time.sleep(0.2)\n\
+         stack = [l for l in open(f'/proc/{victim.pid}/maps') if l.endswith('[stack]\\n')][0]\n\
+         theirs = read(victim.pid, int(stack.split('-')[0], 16))\n\
+         victim.kill(); victim.wait()\n\
+         print(mine, theirs, victim.pid)\n";
+    let proc_mem = "import os, subprocess, time\n\
+         def read(pid):\n\
+         \x20   stack = [l for l in open(f'/proc/{pid}/maps') if l.endswith('[stack]\\n')][0]\n\
+         \x20   with open(f'/proc/{pid}/mem', 'rb', buffering=0) as m:\n\
+         \x20       m.seek(int(stack.split('-')[0], 16)); return len(m.read(8))\n\
+         mine = read(os.getpid())\n\
+         victim = subprocess.Popen(['sleep', '30']); time.sleep(0.2)\n\
+         theirs = read(victim.pid)\n\
+         victim.kill(); victim.wait()\n\
+         print(mine, theirs, victim.pid)\n";
+    let environ = "import os, subprocess, time\n\
+         def read(pid):\n\
+         \x20   with open(f'/proc/{pid}/environ', 'rb') as e:\n\
+         \x20       return 8 if b'VIGIL_TEST_SECRET=' in e.read() else 0\n\
+         mine = read(os.getpid())\n\
+         victim = subprocess.Popen(['sleep', '30']); time.sleep(0.2)\n\
+         theirs = read(victim.pid)\n\
+         victim.kill(); victim.wait()\n\
+         print(mine, theirs, victim.pid)\n";
+    let run = |script: &str| {
+        let reader = Command::new("python3")
+            .args(["-c", script])
+            .env("VIGIL_TEST_SECRET", "s3cret")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let pid = reader.id().to_string();
+        let out = reader.wait_with_output().expect("python3");
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "python3: {printed}");
+        let fields: Vec<String> = printed.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(fields[..2], ["8", "8"], "both reads succeed: {printed}");
+        (pid, fields[2].clone())
+    };
+    let readers = [run(vm_readv), run(proc_mem), run(environ)];
+
+    wait_for_alerts(&daemon, alerts_before + 3);
+    let (_, events) = daemon.stop();
+    for ((reader, victim), request) in readers.iter().zip(0..) {
+        let reads: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| {
+                e["type"] == "memory_read"
+                    && e["pid"].as_u64().map(|p| p.to_string()).as_ref() == Some(reader)
+            })
+            .collect();
+        assert!(
+            reads.iter().any(|e| e["request"].as_i64() == Some(request)
+                && e["target_pid"].as_u64().map(|p| p.to_string()).as_ref() == Some(victim)),
+            "no memory_read record ({request}) of the read of {victim}: {reads:?}"
+        );
+        assert!(
+            reads.iter().all(|e| e["target_pid"].as_u64().map(|p| p.to_string()).as_ref() != Some(reader)),
+            "the read of itself was reported: {reads:?}"
+        );
+    }
+    let alert = |rule: &str, reader: &str| {
+        entries(&cursor, &format!("the {rule} alert of {reader}"), |e| {
+            f(e, "VIGIL_REASON") == rule && f(e, "VIGIL_PID") == reader
+        })
+    };
+    if cursor.is_none() {
+        return;
+    }
+    let [(vm_reader, vm_victim), (mem_reader, mem_victim), (env_reader, env_victim)] = &readers;
+    let a = alert("process-memory-read", vm_reader);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(f(&a[0], "VIGIL_DETAIL"), format!("process_vm_readv of pid {vm_victim} (/usr/bin/sleep) (result 8)"));
+    let a = alert("process-memory-read", mem_reader);
+    assert_eq!(a.len(), 1, "{a:?}");
+    let detail = f(&a[0], "VIGIL_DETAIL");
+    assert!(detail.starts_with(&format!("open of /proc/{mem_victim}/mem (/usr/bin/sleep) for reading (fd ")), "{detail}");
+    let a = alert("environ-read", env_reader);
+    assert_eq!(a.len(), 1, "{a:?}");
+    let detail = f(&a[0], "VIGIL_DETAIL");
+    assert!(detail.starts_with(&format!("open of /proc/{env_victim}/environ (/usr/bin/sleep) (fd ")), "{detail}");
+}
+
 /// The shipped default's `deleted-program-running`: a program whose file is removed while it
 /// runs is alerted, naming the file; one whose file is replaced in place (as a package upgrade
 /// does), and one left alone, are not.

@@ -75,6 +75,8 @@ fn default_settings() {
             "kernel-module-load",
             "ptrace-attach",
             "process-memory-write",
+            "process-memory-read",
+            "environ-read",
             "gained-root",
             "root-denied",
             "port-scan",
@@ -344,6 +346,16 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
         let ctx = EventContext { event: SecurityEvent::ProcessMemoryWrite, exe: "/home/u/solver", parent: launcher };
         assert!(p.event_rules(&ctx).is_empty(), "MPI ranks under {launcher}");
     }
+    assert_eq!(hits(SecurityEvent::ProcessMemoryRead), hit("process-memory-read", Action::Alert));
+    for profiler in ["/usr/local/bin/py-spy", "/root/.cargo/bin/rbspy"] {
+        let ctx = EventContext { event: SecurityEvent::ProcessMemoryRead, exe: profiler, parent: "/bin/bash" };
+        assert!(p.event_rules(&ctx).is_empty(), "{profiler}");
+    }
+    let rank = EventContext { event: SecurityEvent::ProcessMemoryRead, exe: "/home/u/solver", parent: "/usr/bin/orted" };
+    assert!(p.event_rules(&rank).is_empty(), "MPI ranks read each other too");
+    assert_eq!(hits(SecurityEvent::EnvironRead), hit("environ-read", Action::Alert));
+    let crash = EventContext { event: SecurityEvent::EnvironRead, exe: "/usr/lib/systemd/systemd-coredump", parent: "" };
+    assert!(p.event_rules(&crash).is_empty(), "crash reports copy the environment");
     assert_eq!(hits(SecurityEvent::GainedRoot), hit("gained-root", Action::Alert));
     assert_eq!(hits(SecurityEvent::RootDenied), hit("root-denied", Action::Alert));
     assert_eq!(hits(SecurityEvent::PortScan), hit("port-scan", Action::Alert));

@@ -98,10 +98,17 @@ pub enum SecurityEvent {
     /// (`core_pattern`, `modprobe`, ASLR, ptrace scope, ...) opened for writing
     /// (`agent_common::kernel_settings`).
     KernelSetting,
+    /// A read of another process's memory without ptrace, whatever its result:
+    /// process_vm_readv, or `/proc/PID/mem` opened for reading only. How credential dumpers
+    /// take passwords and keys out of a running login, browser or agent.
+    ProcessMemoryRead,
+    /// Another process's `/proc/PID/environ` opened: the secrets (tokens, database passwords,
+    /// cloud keys) services are given in their environment.
+    EnvironRead,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 19] = [
+    pub const ALL: [SecurityEvent; 21] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -121,6 +128,8 @@ impl SecurityEvent {
         SecurityEvent::FileCapability,
         SecurityEvent::ProcHidden,
         SecurityEvent::KernelSetting,
+        SecurityEvent::ProcessMemoryRead,
+        SecurityEvent::EnvironRead,
     ];
 
     pub fn name(self) -> &'static str {
@@ -144,6 +153,8 @@ impl SecurityEvent {
             SecurityEvent::FileCapability => "file_capability",
             SecurityEvent::ProcHidden => "proc_hidden",
             SecurityEvent::KernelSetting => "kernel_setting",
+            SecurityEvent::ProcessMemoryRead => "process_memory_read",
+            SecurityEvent::EnvironRead => "environ_read",
         }
     }
 

@@ -17,7 +17,8 @@ use std::{
 };
 
 use agent_common::{
-    EventKind, ExecEvent, FileChurnEvent, FileEvent, MEMORY_WRITE_PROC_MEM, NetEvent,
+    EventKind, ExecEvent, FileChurnEvent, FileEvent, MEMORY_READ_PROC_ENVIRON, MEMORY_READ_PROC_MEM,
+    MEMORY_WRITE_PROC_MEM, NetEvent,
     PathChangeEvent, PtraceEvent, S_IFIFO, S_IFSOCK,
 };
 use tokio::sync::{mpsc, watch};
@@ -595,6 +596,42 @@ impl Responder {
             format!("process_vm_writev into pid {target}{exe} (result {})", ev.ret)
         };
         self.on_security_event(table, seqs, key, SecurityEvent::ProcessMemoryWrite, detail);
+    }
+
+    /// A read of another process's memory without attaching to it: process_vm_readv, its
+    /// `/proc/PID/mem` opened for reading only (a `process_memory_read`), or its
+    /// `/proc/PID/environ` opened (an `environ_read`). Of itself is not that.
+    pub fn on_memory_read(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &PtraceEvent,
+    ) {
+        let target = ev.target_pid;
+        if target == key.tgid || target == ev.header.pid {
+            return;
+        }
+        let exe = table
+            .get(target)
+            .map(|p| format!(" ({})", p.exe))
+            .filter(|e| e != " ()")
+            .unwrap_or_default();
+        let (event, detail) = match ev.request {
+            MEMORY_READ_PROC_MEM => (
+                SecurityEvent::ProcessMemoryRead,
+                format!("open of /proc/{target}/mem{exe} for reading (fd {})", ev.ret),
+            ),
+            MEMORY_READ_PROC_ENVIRON => (
+                SecurityEvent::EnvironRead,
+                format!("open of /proc/{target}/environ{exe} (fd {})", ev.ret),
+            ),
+            _ => (
+                SecurityEvent::ProcessMemoryRead,
+                format!("process_vm_readv of pid {target}{exe} (result {})", ev.ret),
+            ),
+        };
+        self.on_security_event(table, seqs, key, event, detail);
     }
 
     /// A name created or removed while the process or an ancestor churns files: counted for

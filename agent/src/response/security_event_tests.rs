@@ -231,3 +231,47 @@ fn writes_into_another_process_are_events_but_not_into_itself() {
     assert_eq!(d[0].target.key.tgid, SHELL);
     assert_eq!(d[0].detail.as_deref(), Some(format!("open of /proc/{TOOL}/mem (/opt/site/tool) for writing (fd 5)").as_str()));
 }
+
+#[test]
+fn reads_of_another_process_are_events_named_by_how_and_not_of_itself() {
+    let (_fake, table) = host();
+    let seqs = BehaviourSequences::new(SequenceConfig::default());
+    let rules = "[[rule.event]]\nname = \"memory-read\"\naction = \"alert\"\nevent = [\"process_memory_read\"]\n\
+                 [[rule.event]]\nname = \"environ\"\naction = \"alert\"\nevent = [\"environ_read\"]\n";
+    let (mut r, mut rx) = responder_with(&table, rules);
+    let read = |by: u32, target: u32, request: i64, ret: i32| {
+        // SAFETY: all-zero is a valid value of every ABI record.
+        let mut ev: PtraceEvent = unsafe { core::mem::zeroed() };
+        ev.header.kind = EventKind::MemoryRead as u16;
+        ev.header.pid = by;
+        ev.header.tgid = by;
+        ev.request = request;
+        ev.target_pid = target;
+        ev.ret = ret;
+        ev
+    };
+    let tool = key(&table, TOOL);
+    for request in [agent_common::MEMORY_READ_VM_READV, agent_common::MEMORY_READ_PROC_MEM, agent_common::MEMORY_READ_PROC_ENVIRON] {
+        r.on_memory_read(&table, &seqs, tool, &read(TOOL, TOOL, request, 3));
+    }
+    assert!(decisions(&mut rx).is_empty(), "of itself");
+    r.on_memory_read(&table, &seqs, tool, &read(TOOL, SIBLING, agent_common::MEMORY_READ_VM_READV, 64));
+    r.on_memory_read(&table, &seqs, tool, &read(TOOL, SIBLING, agent_common::MEMORY_READ_PROC_ENVIRON, 4));
+    let d = decisions(&mut rx);
+    let got: Vec<(&str, Option<&str>)> = d.iter().map(|d| (d.reason.as_str(), d.detail.as_deref())).collect();
+    assert_eq!(
+        got,
+        [
+            ("memory-read", Some(format!("process_vm_readv of pid {SIBLING} (/opt/site/rank) (result 64)").as_str())),
+            ("environ", Some(format!("open of /proc/{SIBLING}/environ (/opt/site/rank) (fd 4)").as_str())),
+        ]
+    );
+    // The same rule again for the same process adds nothing; another process's mem read does.
+    r.on_memory_read(&table, &seqs, tool, &read(TOOL, SHELL, agent_common::MEMORY_READ_PROC_MEM, 5));
+    assert!(decisions(&mut rx).is_empty(), "one alert per process and rule");
+    r.on_memory_read(&table, &seqs, key(&table, SHELL), &read(SHELL, TOOL, agent_common::MEMORY_READ_PROC_MEM, 5));
+    let d = decisions(&mut rx);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].target.key.tgid, SHELL);
+    assert_eq!(d[0].detail.as_deref(), Some(format!("open of /proc/{TOOL}/mem (/opt/site/tool) for reading (fd 5)").as_str()));
+}
