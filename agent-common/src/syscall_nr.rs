@@ -56,11 +56,12 @@ pub const BPF_PROG_LOAD: u32 = 5;
 
 /// Syscalls vigil inspects at exit beyond batching them, by name and number. The `sys_exit`
 /// programs test membership in [`WATCHED_BITS`] and take a slow path only for these, reading
-/// the arguments from the saved registers (x86-64 syscalls leave them there). The opens,
-/// renames and unlinks are only looked at while some file is watched (`FILE_WALK[0] != 0`), or
-/// when they create or remove a file (churn, writers); a chmod when it asks for the set-user-ID
-/// bit, a socket when it is raw, a setxattr when it sets file capabilities, a mount when its
-/// target is below `/proc`.
+/// the arguments from the saved registers (x86-64 syscalls leave them there). A successful
+/// open's file is always looked up, to its superblock's magic (procfs: another process's
+/// `mem` or `environ`, a kernel setting); the opens, renames and unlinks are followed further
+/// only while some file is watched (`FILE_WALK[0] != 0`), or when they create or remove a file
+/// (churn, writers); a chmod when it asks for the set-user-ID bit, a socket when it is raw, a
+/// setxattr when it sets file capabilities, a mount when its target is below `/proc`.
 pub const WATCHED: [(&str, u32); 40] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
