@@ -76,10 +76,16 @@ fn wait_for_alerts(daemon: &Daemon, at_least: u64) {
 
 /// A TCP server on 127.0.0.1 that sends `file` to its first two clients; its port.
 fn serve_twice(file: &Path) -> (Reap, String) {
+    serve(file, 2)
+}
+
+/// A TCP server on 127.0.0.1 that sends `file` to its first `clients` clients; its port.
+fn serve(file: &Path, clients: u32) -> (Reap, String) {
     let mut server = Reap(
         Command::new("/usr/bin/python3")
-            .args(["-c", "import socket, sys\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4)\nprint(s.getsockname()[1], flush=True)\ndata = open(sys.argv[1], 'rb').read()\nfor _ in range(2):\n    c, _ = s.accept(); c.sendall(data); c.close()\n"])
+            .args(["-c", "import socket, sys\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4)\nprint(s.getsockname()[1], flush=True)\ndata = open(sys.argv[1], 'rb').read()\nfor _ in range(int(sys.argv[2])):\n    c, _ = s.accept(); c.sendall(data); c.close()\n"])
             .arg(file)
+            .arg(clients.to_string())
             .stdout(Stdio::piped())
             .spawn()
             .expect("server"),
@@ -1908,6 +1914,72 @@ fn a_download_piped_into_a_shell_is_alerted_and_local_pipes_are_not() {
             f(e, "VIGIL_REASON") == "download-piped-to-shell" && quiet.contains(&f(e, "VIGIL_PID"))
         });
         assert!(others.is_empty(), "a local pipe or sh -c was alerted: {others:?}");
+    }
+}
+
+/// `sh -c "$(curl URL)"` live: a script fetched over TCP by a Python client into its parent
+/// shell's command substitution, then run as `sh -c`'s argument, is alerted at that `sh` as
+/// `download-piped-to-shell`, naming the fetcher, whether the shell forks it or execs it in its
+/// own place (a last command). A fetched value used in a one-line `sh -c`, a fetch piped into
+/// `grep` before an inline Python script, and a local file substituted into `sh -c` are not.
+#[test]
+fn a_download_run_through_command_substitution_is_alerted_and_a_fetched_value_is_not() {
+    let test = "a_download_run_through_command_substitution_is_alerted_and_a_fetched_value_is_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("substituted");
+    let ran = dir.join("ran");
+    let daemon = Daemon::start("substituted", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+
+    let script = dir.join("script.sh");
+    fs::write(&script, format!("#!/bin/sh\necho ran >> {}\n", ran.display())).expect("script");
+    let (_server, port) = serve(&script, 4);
+    let fetch = format!(
+        "/usr/bin/python3 -c \"import socket, sys; c = socket.create_connection(('127.0.0.1', {port})); sys.stdout.buffer.write(c.recv(65536))\""
+    );
+    let pipelines = run_pipelines(&[
+        format!("sh -c \"$({fetch})\"; true"),
+        format!("sh -c \"$({fetch})\""),
+        format!("v=$({fetch}); sh -c 'true'"),
+        format!("{fetch} | grep -c . >/dev/null; python3 -c 'import os\nx = 1'"),
+        format!("sh -c \"$(cat {})\"", script.display()),
+    ]);
+    assert_eq!(fs::read_to_string(&ran).expect("the scripts ran").lines().count(), 3);
+
+    wait_for_alerts(&daemon, alerts_before + 2);
+    let (_, events) = daemon.stop();
+    // The first line's `sh` is forked by its bash; the second's replaces its bash.
+    let forked = sh_under(&events, pipelines[0]);
+    let in_place = pipelines[1].to_string();
+    assert!(
+        events.iter().any(|e| e["type"] == "exec" && e["pid"].as_u64() == Some(u64::from(pipelines[1])) && e["argv"][0] == "sh"),
+        "the second line's bash did not exec sh in its place"
+    );
+    for reader in [&forked, &in_place] {
+        let found = entries(&cursor, &format!("the download-piped-to-shell alert of {reader}"), |e| {
+            f(e, "VIGIL_REASON") == "download-piped-to-shell" && f(e, "VIGIL_PID") == *reader
+        });
+        if let Some(a) = found.first() {
+            let detail = f(a, "VIGIL_DETAIL");
+            assert!(
+                detail.contains(" runs a script given in its arguments, started after /usr/bin/python3 (pid ")
+                    && detail.ends_with("which made or accepted an internet connection, wrote into a pipe its parent read"),
+                "{a}"
+            );
+        }
+    }
+    if let Some(c) = &cursor {
+        let others = read_vigil_entries(c, Duration::from_secs(1), |e| {
+            let reason = f(e, "VIGIL_REASON");
+            (reason == "download-piped-to-shell" || reason == "decoded-payload-to-shell")
+                && f(e, "VIGIL_PID") != forked
+                && f(e, "VIGIL_PID") != in_place
+        });
+        assert!(others.is_empty(), "a fetched value, a pipeline or a local file was alerted: {others:?}");
     }
 }
 

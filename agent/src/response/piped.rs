@@ -15,9 +15,18 @@
 //! command). There the writer is known: the parent set the pipe up. It either connected
 //! before it started the reader, or connects within the window after (socat opens its
 //! addresses in the order given).
+//!
+//! Command substitution is the same download run without a file, in sequence instead of side
+//! by side: `sh -c "$(curl URL)"` has the shell read curl's output from a pipe to its end, then
+//! start an interpreter with it as its code argument. The fetcher is a child of the reader's
+//! parent, started before it, whose stdout was a pipe, and which connected within the window.
+//! A fetcher in a pipeline (`curl URL | jq`) writes into its sibling's pipe, not its parent's,
+//! so a fetcher with a sibling started beside it on a pipe does not count. A script that
+//! fetches into a variable (`v=$(curl API)`) and then runs a one-line `sh -c` would pass for
+//! it, so only code of more than one line (or with a `#!` line) counts: a script.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -32,6 +41,38 @@ const TOGETHER_NS: u64 = 1_000_000_000;
 const MAX_PARENTS: usize = 4096;
 /// Readers remembered per parent, waiting for a sibling or the parent to connect.
 const MAX_READERS_PER_PARENT: usize = 64;
+/// Live processes whose stdout is a pipe remembered (their exits remove them).
+const MAX_PIPED_OUT: usize = 65536;
+
+/// The code an interpreter is given in its arguments (`sh -c CODE`, `bash -lc CODE`, `python3
+/// -c CODE`, `perl -e CODE`, `node --eval CODE`); `None` for anything else, and when an option
+/// that takes a value comes first (`bash -o pipefail -c`: read as a script path).
+pub(super) fn code_argument<'a>(exe: &str, args: &[&'a str]) -> Option<&'a str> {
+    let name = exe.rsplit('/').next().unwrap_or(exe);
+    let family = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let code_flags = match family {
+        "sh" | "bash" | "dash" | "zsh" | "ksh" | "mksh" | "ash" | "python" | "pypy" => "c",
+        "perl" | "ruby" => "eE",
+        "php" => "r",
+        "node" => "ep",
+        _ => return None,
+    };
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match *a {
+            "--eval" | "--print" if family == "node" => return rest.next().copied(),
+            "--" => return None,
+            a if a.starts_with("--") => {}
+            a if a.len() > 1 && a.starts_with('-') => {
+                if a[1..].chars().any(|c| code_flags.contains(c)) {
+                    return rest.next().copied();
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
+}
 
 /// Whether a program, by its executable's name, reads a program from stdin when it is given no
 /// script or code argument: shells and script interpreters (`python3.11` counts as python).
@@ -113,6 +154,13 @@ pub(super) struct Fetch {
     pub start_ns: u64,
     pub exe: Arc<str>,
     pub feed: Feed,
+    /// Whether its stdout was a pipe (a decoder's always is): what its parent can capture.
+    pub into_pipe: bool,
+    /// Its parent's tgid (0 when unknown).
+    pub parent: u32,
+    /// Whether it made the connection rather than accepted it (a decoder: true), as a
+    /// download does: a server a script started beside its commands only accepts.
+    pub made: bool,
 }
 
 impl Fetch {
@@ -123,6 +171,18 @@ impl Fetch {
         };
         format!(
             "{reader} reads its program from a pipe while {} (pid {}), started beside it, {what}",
+            self.exe, self.pid
+        )
+    }
+
+    /// The detail of a command substitution: `reader` runs as its code what this fetch wrote.
+    pub fn describe_substituted(&self, reader: &str) -> String {
+        let what = match self.feed {
+            Feed::Connection => "made or accepted an internet connection",
+            Feed::Decoder => "decodes an encoded input",
+        };
+        format!(
+            "{reader} runs a script given in its arguments, started after {} (pid {}), which {what}, wrote into a pipe its parent read",
             self.exe, self.pid
         )
     }
@@ -148,11 +208,84 @@ pub(super) struct PipedWatch {
     fetches: HashMap<u32, (Fetch, Instant)>,
     /// Parent tgid -> readers it started before it made or accepted a connection.
     relays: HashMap<u32, Vec<RelayReader>>,
+    /// Live processes whose stdout is a pipe: a fetcher among them can be read by its parent.
+    piped_out: HashSet<ProcessKey>,
+    /// Parent tgid -> the starts of its children exec'd with stdin a pipe, within the window:
+    /// a pipeline's readers.
+    pipe_readers: HashMap<u32, Vec<(u64, Instant)>>,
     /// Parents dropped while still within the window to stay bounded; reported in status.
     pub forgotten: u64,
 }
 
 impl PipedWatch {
+    /// `key`, a child of `parent`, exec'd with its stdin and its stdout a pipe or not.
+    pub fn exec_stdio(&mut self, key: ProcessKey, parent: u32, stdin_pipe: bool, stdout_pipe: bool, now: Instant) {
+        if stdin_pipe && parent != 0 {
+            self.forgotten += prune(&mut self.pipe_readers, now, |v| v.last().map(|r| r.1));
+            let readers = self.pipe_readers.entry(parent).or_default();
+            readers.retain(|r| now.saturating_duration_since(r.1) <= WINDOW);
+            if readers.len() >= MAX_READERS_PER_PARENT {
+                readers.remove(0);
+                self.forgotten += 1;
+            }
+            readers.push((key.start_ns, now));
+        }
+        if !stdout_pipe {
+            self.piped_out.remove(&key);
+            return;
+        }
+        // Exits lost with a ring's overflow would keep their entries: start again.
+        if self.piped_out.len() >= MAX_PIPED_OUT {
+            self.forgotten += self.piped_out.len() as u64;
+            self.piped_out.clear();
+        }
+        self.piped_out.insert(key);
+    }
+
+    pub fn exited(&mut self, key: ProcessKey) {
+        self.piped_out.remove(&key);
+    }
+
+    /// Whether `key`'s stdout was a pipe at its exec.
+    pub fn stdout_piped(&self, key: ProcessKey) -> bool {
+        self.piped_out.contains(&key)
+    }
+
+    /// An interpreter given a script as its code argument, started by `parent`: the fetch made
+    /// into a pipe within the window by a child of the parent, started before the reader
+    /// (`sh -c "$(curl URL)"`), or by a child of the reader's own process before this exec (a
+    /// shell execs its last command without forking: `sh -c 'sh -c "$(curl URL)"'`). Not a
+    /// grandchild's: that one's parent, not the reader's, read its pipe. And only a fetcher
+    /// that has exited: the shell reads the substitution to its end before it runs anything,
+    /// while a server that accepts, started beside a later command, is still there. A fetcher
+    /// that only accepted (that server, done serving) is not one.
+    pub fn substituted(&self, reader: ProcessKey, parent: u32, now: Instant) -> Option<Fetch> {
+        let child_of = |who: u32| {
+            let (fetch, at) = self.fetches.get(&who)?;
+            (fetch.parent == who
+                && now.saturating_duration_since(*at) <= WINDOW
+                && fetch.into_pipe
+                && fetch.made
+                && fetch.pid != reader.tgid
+                && !self.piped_out.contains(&ProcessKey::new(fetch.pid, fetch.start_ns))
+                && !self.in_pipeline(fetch))
+            .then_some(fetch)
+        };
+        child_of(reader.tgid)
+            .or_else(|| child_of(parent).filter(|fetch| fetch.start_ns < reader.start_ns))
+            .cloned()
+    }
+
+    /// Whether a sibling of `fetch` started beside it with its stdin a pipe: the fetch's
+    /// output went down a pipeline, not to its parent.
+    fn in_pipeline(&self, fetch: &Fetch) -> bool {
+        self.pipe_readers.get(&fetch.parent).is_some_and(|readers| {
+            readers.iter().any(|(start, _)| {
+                *start != fetch.start_ns && start.abs_diff(fetch.start_ns) <= TOGETHER_NS
+            })
+        })
+    }
+
     /// A reader of its program from a pipe started under `parent`. Returns the fetch when a
     /// sibling already connected; otherwise the reader waits for one.
     pub fn reader(&mut self, key: ProcessKey, exe: Arc<str>, parent: u32, now: Instant) -> Option<Fetch> {
@@ -300,7 +433,7 @@ mod tests {
 
     /// Started as close to `key(n)` as the pipeline's other members.
     fn fetch(pid: u32, exe: &str) -> Fetch {
-        Fetch { pid, start_ns: u64::from(pid) * 1000, exe: exe.into(), feed: Feed::Connection }
+        Fetch { pid, start_ns: u64::from(pid) * 1000, exe: exe.into(), feed: Feed::Connection, into_pipe: true, parent: 0, made: true }
     }
 
     #[test]
@@ -380,6 +513,76 @@ mod tests {
         assert!(w.fetched(fetch(51, "/usr/bin/python3"), 500, 1, t1).is_empty());
         // It still waits for a real sibling.
         assert_eq!(w.fetched(fetch(43, "/usr/bin/wget"), 400, 1, t1).len(), 1);
+    }
+
+    #[test]
+    fn code_arguments_of_interpreters() {
+        for (exe, args, code) in [
+            ("/usr/bin/sh", &["-c", "id"][..], "id"),
+            ("/bin/bash", &["-lc", "id", "name"][..], "id"),
+            ("/usr/bin/python3.11", &["-u", "-c", "print(1)"][..], "print(1)"),
+            ("/usr/bin/perl", &["-we", "print 1"][..], "print 1"),
+            ("/usr/bin/node", &["--eval", "1"][..], "1"),
+            ("/usr/bin/php", &["-r", "echo 1;"][..], "echo 1;"),
+        ] {
+            assert_eq!(code_argument(exe, args), Some(code), "{exe} {args:?}");
+        }
+        for (exe, args) in [
+            ("/usr/bin/sh", &["script.sh", "-c"][..]),
+            ("/usr/bin/bash", &[][..]),
+            ("/usr/bin/python3", &["-m", "http.server"][..]),
+            ("/usr/bin/sh", &["-c"][..]),
+            ("/usr/bin/curl", &["-c", "jar"][..]),
+        ] {
+            assert_eq!(code_argument(exe, args), None, "{exe} {args:?}");
+        }
+    }
+
+    #[test]
+    fn a_script_substituted_from_a_finished_download_is_found_and_lookalikes_are_not() {
+        let t0 = Instant::now();
+        let later = |s| t0 + Duration::from_secs(s);
+        let mut w = PipedWatch::default();
+        // sh -c "$(curl URL)" under shell 100: curl (10) runs with its stdout a pipe, connects,
+        // exits; then the shell starts sh (11).
+        let curl = |pid, parent| Fetch { parent, ..fetch(pid, "/usr/bin/curl") };
+        w.exec_stdio(key(10), 100, false, true, t0);
+        assert!(w.fetched(curl(10, 100), 100, 1, t0).is_empty());
+        assert_eq!(w.substituted(key(11), 100, t0), None, "curl still runs");
+        w.exited(key(10));
+        assert_eq!(w.substituted(key(11), 100, later(1)), Some(curl(10, 100)));
+        // The shell execs the interpreter in its own place (same process, started before curl).
+        let shell = ProcessKey::new(100, 5);
+        assert_eq!(w.substituted(shell, 1, later(1)), Some(curl(10, 100)));
+        // Past the window, nothing.
+        assert_eq!(w.substituted(key(11), 100, later(1) + WINDOW), None);
+
+        // `curl URL | jq` under 200: jq (21), started beside curl (20), reads the pipe.
+        w.exec_stdio(key(20), 200, false, true, t0);
+        w.exec_stdio(key(21), 200, true, false, t0);
+        w.fetched(curl(20, 200), 200, 2, t0);
+        w.exited(key(20));
+        assert_eq!(w.substituted(key(25), 200, later(1)), None, "a pipeline's fetch");
+        // A grandchild's fetch was read by its own parent (300), not the reader's (3).
+        w.exec_stdio(key(30), 300, false, true, t0);
+        w.fetched(curl(30, 300), 300, 3, t0);
+        w.exited(key(30));
+        assert_eq!(w.substituted(key(35), 3, later(1)), None, "a grandchild's fetch");
+        assert!(w.substituted(key(35), 300, later(1)).is_some());
+        // A fetch into a file or a terminal, and a server's accept, are not substitutions.
+        w.exec_stdio(key(40), 400, false, false, t0);
+        w.fetched(Fetch { into_pipe: false, ..curl(40, 400) }, 400, 4, t0);
+        w.exited(key(40));
+        assert_eq!(w.substituted(key(45), 400, later(1)), None, "stdout not a pipe");
+        w.exec_stdio(key(50), 500, false, true, t0);
+        w.fetched(Fetch { made: false, ..curl(50, 500) }, 500, 5, t0);
+        w.exited(key(50));
+        assert_eq!(w.substituted(key(55), 500, later(1)), None, "only accepted");
+        // A reader started before the fetch did not run what it fetched.
+        w.exec_stdio(key(60), 600, false, true, t0);
+        w.fetched(curl(60, 600), 600, 6, t0);
+        w.exited(key(60));
+        assert_eq!(w.substituted(key(59), 600, later(1)), None, "started before the fetch");
     }
 
     #[test]

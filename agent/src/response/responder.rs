@@ -32,7 +32,9 @@ use super::{
     file_watches::FileWatchIndex,
     masquerade::kernel_thread_disguise,
     mass_replace::ReplaceWatch,
-    piped::{Feed, Fetch, PipedWatch, decodes, describe_relay, reads_program_from_stdin},
+    piped::{
+        Feed, Fetch, PipedWatch, code_argument, decodes, describe_relay, reads_program_from_stdin,
+    },
     deleted_image::{DeletedImages, deleted_image},
     port_scan::ScanWatch,
     ratelimit::{Admit, RateLimit},
@@ -305,16 +307,30 @@ impl Responder {
         let (stdin_pipe, stdout_pipe) = (ev.stdio_modes[0] == S_IFIFO, ev.stdio_modes[1] == S_IFIFO);
         // A socket pair, or any socket but an internet one (`shell-on-socket` has those).
         let stdin_local_socket = ev.stdio_modes[0] == S_IFSOCK && ev.stdio_inet & 1 == 0;
-        if stdin_pipe || stdout_pipe || stdin_local_socket {
-            // An argument that is not UTF-8 reads as a script path: not a reader of stdin.
-            let argv: Vec<&str> = args
-                .split(|&b| b == 0)
+        // An argument that is not UTF-8 reads as a script path: not a reader of stdin.
+        let argv = || -> Vec<&str> {
+            args.split(|&b| b == 0)
                 .skip(1)
                 .filter(|a| !a.is_empty())
                 .map(|a| std::str::from_utf8(a).unwrap_or("?"))
-                .collect();
-            let exe = exe_of(table, key);
-            let parent = table.get_key(&key).map_or(0, |p| p.ppid);
+                .collect()
+        };
+        let exe = exe_of(table, key);
+        let parent = table.get_key(&key).map_or(0, |p| p.ppid);
+        self.piped.exec_stdio(key, parent, stdin_pipe, stdout_pipe, Instant::now());
+        if let Some(fetch) = self.piped.substituted(key, parent, Instant::now())
+            && code_argument(&exe, &argv())
+                .is_some_and(|code| code.contains('\n') || code.starts_with("#!"))
+        {
+            let event = match fetch.feed {
+                Feed::Connection => SecurityEvent::PipedDownload,
+                Feed::Decoder => SecurityEvent::PipedDecode,
+            };
+            let detail = fetch.describe_substituted(&exe);
+            self.on_security_event(table, seqs, key, event, detail);
+        }
+        if stdin_pipe || stdout_pipe || stdin_local_socket {
+            let argv = argv();
             let reader = (stdin_pipe || stdin_local_socket) && reads_program_from_stdin(&exe, &argv);
             if reader && stdin_pipe {
                 let fetched = self.piped.reader(key, Arc::clone(&exe), parent, Instant::now());
@@ -328,7 +344,7 @@ impl Responder {
                 self.relay_reader(table, seqs, key, Arc::clone(&exe), over);
             }
             if stdout_pipe && decodes(&exe, &argv) {
-                self.feeder(table, seqs, key, exe, Feed::Decoder);
+                self.feeder(table, seqs, key, exe, Feed::Decoder, true);
             }
         }
     }
@@ -362,7 +378,8 @@ impl Responder {
     }
 
     /// `key` can feed a sibling's pipe (it connected, or it decodes into a pipe): completes
-    /// the readers of their program from a pipe started beside it.
+    /// the readers of their program from a pipe started beside it. `made`: it made its
+    /// connection rather than accepted it (what a command substitution's download does).
     fn feeder(
         &mut self,
         table: &ProcessTable,
@@ -370,10 +387,12 @@ impl Responder {
         key: ProcessKey,
         exe: Arc<str>,
         feed: Feed,
+        made: bool,
     ) {
         let parent = table.get_key(&key).map_or(0, |p| p.ppid);
         let grandparent = table.get(parent).map_or(0, |p| p.ppid);
-        let fetch = Fetch { pid: key.tgid, start_ns: key.start_ns, exe, feed };
+        let into_pipe = feed == Feed::Decoder || self.piped.stdout_piped(key);
+        let fetch = Fetch { pid: key.tgid, start_ns: key.start_ns, exe, feed, into_pipe, parent, made };
         let readers = self.piped.fetched(fetch, parent, grandparent, Instant::now());
         self.note_piped_forgotten();
         for (reader, reader_exe, fetch) in readers {
@@ -464,7 +483,7 @@ impl Responder {
             for (reader, reader_exe, over) in self.piped.relay_connected(key, Instant::now()) {
                 self.relay_fed(table, seqs, reader, &reader_exe, over, key);
             }
-            self.feeder(table, seqs, key, exe, Feed::Connection);
+            self.feeder(table, seqs, key, exe, Feed::Connection, made);
         }
     }
 
@@ -865,6 +884,7 @@ impl Responder {
         self.deleted.on_exit(k);
         self.held.remove(&k);
         self.execs.remove(&k);
+        self.piped.exited(key);
         self.decided.retain(|(d, _)| *d != k);
     }
 
