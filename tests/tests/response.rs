@@ -1238,6 +1238,88 @@ fn reads_of_another_process_are_alerted() {
     assert!(detail.starts_with(&format!("open of /proc/{env_victim}/environ (/usr/bin/sleep) (fd ")), "{detail}");
 }
 
+/// Detaches a loop device when the test ends, passed or not.
+struct LoopDevice(String);
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+/// The shipped default's `raw-disk-access`: a disk read as a raw device, below every file
+/// permission, is alerted whatever reads it (`dd`, a Python script); `blockdev`, a storage
+/// tool, is not. These VMs refuse any open of their real disk (EPERM, and only opens that
+/// succeed are seen), so a loop device over a scratch image stands in for it: a disk all the
+/// same, and in the rule's globs. The device nodes are watched by inode, never `/dev` itself:
+/// the host's writes to /dev/null send nothing.
+#[test]
+fn a_raw_disk_read_is_alerted_and_the_storage_tools_are_not() {
+    let test = "a_raw_disk_read_is_alerted_and_the_storage_tools_are_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("raw-disk");
+    let image = dir.join("disk.img");
+    let mut data = b"vigil-raw-disk-marker".to_vec();
+    data.resize(1 << 20, 0);
+    fs::write(&image, data).expect("image");
+    // Attached before the daemon starts, so that its device node exists when the watches are
+    // resolved (losetup may make a new one).
+    let out = Command::new("losetup").args(["-f", "--show"]).arg(&image).output().expect("losetup");
+    if !out.status.success() {
+        println!("{test}: skipped: no loop device: {}", String::from_utf8_lossy(&out.stderr).trim());
+        return;
+    }
+    let device = LoopDevice(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    let dev = device.0.clone();
+    let daemon = Daemon::start("raw-disk", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+
+    let run = |program: &str, args: &[&str]| {
+        let child = Command::new(program).args(args).stdout(Stdio::piped()).spawn().expect(program);
+        let pid = child.id().to_string();
+        let out = child.wait_with_output().expect(program);
+        assert!(out.status.success(), "{program} {args:?}");
+        (pid, String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (dd, _) = run("dd", &[&format!("if={dev}"), "of=/dev/null", "bs=512", "count=1", "status=none"]);
+    let (python, read) = run("python3", &["-c", &format!("print(open('{dev}', 'rb').read(21).decode())")]);
+    assert_eq!(read.trim(), "vigil-raw-disk-marker", "the python read of the device");
+    let (blockdev, size) = run("blockdev", &["--getsize64", &dev]);
+    assert_eq!(size.trim(), (1u32 << 20).to_string());
+    run("sh", &["-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo x > /dev/null; done"]);
+
+    wait_for_alerts(&daemon, alerts_before + 2);
+    let (_, events) = daemon.stop();
+    let opened_by = |pid: &str| {
+        events
+            .iter()
+            .any(|e| e["type"] == "file_open" && e["pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(pid))
+    };
+    for pid in [&dd, &python, &blockdev] {
+        assert!(opened_by(pid), "no file_open record of {pid}'s open of {dev}");
+    }
+    let null_ino = {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata("/dev/null").expect("/dev/null").ino()
+    };
+    let nulls: Vec<&Value> = events.iter().filter(|e| e["type"] == "file_open" && e["ino"].as_u64() == Some(null_ino)).collect();
+    assert!(nulls.is_empty(), "/dev/null's opens were sent: {nulls:?}");
+    let Some(c) = &cursor else { return };
+    for pid in [&dd, &python] {
+        let found = entries(&cursor, &format!("the raw-disk-access alert of {pid}"), |e| {
+            f(e, "VIGIL_REASON") == "raw-disk-access" && f(e, "VIGIL_PID") == *pid
+        });
+        let detail = f(&found[0], "VIGIL_DETAIL");
+        assert!(detail.starts_with(&format!("open of {dev} for read")), "{detail}");
+    }
+    let quiet = read_vigil_entries(c, Duration::from_secs(1), |e| f(e, "VIGIL_PID") == blockdev);
+    assert!(quiet.is_empty(), "blockdev was alerted: {quiet:?}");
+}
+
 /// The shipped default's `deleted-program-running`: a program whose file is removed while it
 /// runs is alerted, naming the file; one whose file is replaced in place (as a package upgrade
 /// does), and one left alone, are not.

@@ -98,6 +98,7 @@ fn default_settings() {
             "preload-write",
             "account-write",
             "log-tamper",
+            "raw-disk-access",
             "history-tamper",
         ]
     );
@@ -399,6 +400,33 @@ fn file_hits(p: &Policy, path: &str, access: FileAccess, exe: &str) -> Vec<(Stri
         .iter()
         .map(RuleRef::owned)
         .collect()
+}
+
+#[test]
+fn raw_disk_reads_and_writes_alert_except_from_the_storage_tools() {
+    let p = default_policy();
+    let (r, w) = (FileAccess::READ, FileAccess::WRITE);
+    for (path, access, exe) in [
+        ("/dev/sda1", r, "/usr/sbin/debugfs"),
+        ("/dev/vda", r, "/usr/bin/dd"),
+        ("/dev/nvme0n1", w, "/usr/bin/dd"),
+        ("/dev/dm-0", r, "/tmp/x"),
+        ("/dev/loop3", r, "/usr/bin/strings"),
+        ("/dev/mem", r, "/usr/bin/dd"),
+    ] {
+        assert_eq!(file_hits(&p, path, access, exe), hit("raw-disk-access", Action::Alert), "{exe} {path}");
+    }
+    for exe in [
+        "/usr/sbin/blkid", "/sbin/blkid", "/usr/bin/lsblk", "/usr/sbin/e2fsck", "/usr/sbin/mkfs.ext4",
+        "/sbin/lvm", "/usr/lib/systemd/systemd-udevd", "/usr/lib/udev/ata_id", "/usr/bin/mount",
+        "/usr/sbin/fdisk", "/usr/sbin/sgdisk", "/usr/sbin/grub-probe",
+    ] {
+        assert!(file_hits(&p, "/dev/sda", r, exe).is_empty(), "{exe}");
+    }
+    let rw = FileAccess::from_bits(r.bits() | w.bits());
+    for path in ["/dev/null", "/dev/zero", "/dev/tty", "/dev/loop-control", "/dev/shm/x"] {
+        assert!(file_hits(&p, path, rw, "/usr/bin/dd").is_empty(), "{path}");
+    }
 }
 
 #[test]

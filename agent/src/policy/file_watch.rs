@@ -11,6 +11,9 @@
 //!   directory down to its depth: writing `/etc/ld.so.preload` creates it. Reads of something
 //!   missing cannot happen; once it exists the next resolution (on policy change and every
 //!   minute) watches it.
+//! - Nothing below `/dev` is watched for creation: device nodes are made by the kernel and
+//!   udev, not by an open that writes, and `/dev` holds `/dev/null`, which every `>/dev/null`
+//!   on the host writes. Its device nodes themselves are watched (raw disks, `/dev/mem`).
 //! - Wildcard directories (`/home/*/.ssh/...`) are expanded, not watched: a home created later
 //!   is picked up at the next resolution. Watching `/home` itself three levels down would send
 //!   every write in every home to user space.
@@ -69,6 +72,7 @@ struct Planner {
 impl Planner {
     fn pattern(&mut self, pattern: &str, access: FileAccess) {
         let writes = FileAccess::from_bits(access.bits() & FileAccess::CHANGES.bits());
+        let creations = if pattern.starts_with("/dev/") { FileAccess::default() } else { writes };
         let comps: Vec<&str> = pattern.split('/').filter(|c| !c.is_empty()).collect();
         let mut frontier = vec![(PathBuf::from("/"), 0usize)];
         while let Some((dir, i)) = frontier.pop() {
@@ -85,8 +89,8 @@ impl Planner {
                 let child = dir.join(comp);
                 if fs::metadata(&child).is_ok() {
                     frontier.push((child, i + 1));
-                } else if writes != FileAccess::default() {
-                    self.watch(dir, writes, depth_of(rest));
+                } else if creations != FileAccess::default() {
+                    self.watch(dir, creations, depth_of(rest));
                 }
                 continue;
             }
@@ -113,8 +117,8 @@ impl Planner {
                     }
                 }
             }
-            if rest.len() == 1 && writes != FileAccess::default() {
-                self.watch(dir, writes, 1);
+            if rest.len() == 1 && creations != FileAccess::default() {
+                self.watch(dir, creations, 1);
             }
         }
     }
@@ -229,6 +233,26 @@ mod tests {
                 w(d.path().join("home/alice/.ssh/id_ed25519"), R, 0),
             ]
         );
+    }
+
+    #[test]
+    fn device_globs_watch_the_devices_and_never_dev_itself() {
+        // The host's own /dev: what exists varies, but `null` and `loop-control` always do and
+        // never match; loop devices are made at boot on every Debian kernel.
+        let p = plan(
+            Path::new("/"),
+            r#"
+            [[rule.file]]
+            name = "disks"
+            action = "alert"
+            path = ["/dev/loop[0-9]*", "/dev/not-a-device", "/dev/null-*"]
+            access = ["read", "write"]
+            "#,
+        );
+        assert!(p.iter().all(|w| w.path.to_string_lossy().starts_with("/dev/loop") && w.max_depth == 0), "{p:?}");
+        if Path::new("/dev/loop0").exists() {
+            assert!(p.contains(&w("/dev/loop0".into(), R.union(W), 0)), "{p:?}");
+        }
     }
 
     #[test]

@@ -51,16 +51,25 @@ pub struct Resolved {
 /// Stats every planned path; watches that land on one inode (a path and a symlink to it, two
 /// rules on one file) are merged, keeping every access and the deepest depth, and named by a
 /// path that is not a symlink when there is one. Paths that vanished since planning are
-/// skipped: the next resolution catches up. So are devices, pipes and sockets: a masked unit is
+/// skipped: the next resolution catches up. So are pipes, sockets and devices: a masked unit is
 /// a symlink to /dev/null, and watching that would report every `> /dev/null` on the host as a
-/// write of the unit.
+/// write of the unit. Except, under `/dev`, block devices (raw disks) and the kernel's memory
+/// and ports (`/dev/mem`, `kmem`, `port`), which nothing on a host opens in passing.
 pub fn resolve(plan: &[PlannedWatch]) -> Resolved {
+    fn raw_device(path: &std::path::Path, meta: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        path.starts_with("/dev")
+            && (kind.is_block_device()
+                || kind.is_char_device()
+                    && ["/dev/mem", "/dev/kmem", "/dev/port"].iter().any(|p| path == std::path::Path::new(p)))
+    }
     let mut r = Resolved::default();
     let mut named_by_link: std::collections::HashSet<FileKey> = Default::default();
     let mut spellings: Vec<(&PathBuf, u32, u32)> = Vec::new();
     for w in plan {
         let meta = match std::fs::metadata(&w.path) {
-            Ok(m) if m.is_file() || m.is_dir() => m,
+            Ok(m) if m.is_file() || m.is_dir() || raw_device(&w.path, &m) => m,
             Ok(_) => {
                 debug!(path = %w.path.display(), "file watch skipped: not a regular file or directory");
                 continue;
