@@ -1320,6 +1320,57 @@ fn a_raw_disk_read_is_alerted_and_the_storage_tools_are_not() {
     assert!(quiet.is_empty(), "blockdev was alerted: {quiet:?}");
 }
 
+/// The shipped default's `agent-tampered`: a file written into vigil's policy directory and
+/// then removed are each alerted, naming the shell and `rm` that did it. On a host without
+/// vigil installed the directory is made for the test before the daemon starts (and removed
+/// after); the file is not a `.toml`, so an installed vigil would not load it.
+#[test]
+fn a_change_to_vigil_s_own_policy_directory_is_alerted() {
+    let test = "a_change_to_vigil_s_own_policy_directory_is_alerted";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    // The directories this test made, removed (innermost first) when it ends.
+    struct Made(Vec<PathBuf>);
+    impl Drop for Made {
+        fn drop(&mut self) {
+            for d in self.0.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
+        }
+    }
+    let mut made = Made(Vec::new());
+    for d in ["/etc/vigil", "/etc/vigil/policy.d"] {
+        if !Path::new(d).exists() {
+            fs::create_dir(d).expect(d);
+            made.0.push(d.into());
+        }
+    }
+    let file = "/etc/vigil/policy.d/vigil-test-tamper.txt";
+    let daemon = Daemon::start("tamper", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let run = |program: &str, args: &[&str]| {
+        let mut child = Command::new(program).args(args).spawn().expect(program);
+        let pid = child.id().to_string();
+        assert!(child.wait().expect(program).success(), "{program} {args:?}");
+        pid
+    };
+    let writer = run("sh", &["-c", &format!("echo 'mode = \"monitor\"' > {file}")]);
+    let remover = run("rm", &[file]);
+    wait_for_alerts(&daemon, alerts_before + 2);
+    drop(daemon);
+    for (pid, what) in [(&writer, "open of /etc/vigil/policy.d/vigil-test-tamper.txt for write"), (&remover, "unlink of /etc/vigil/policy.d/vigil-test-tamper.txt")] {
+        let found = entries(&cursor, &format!("the agent-tampered alert of {pid}"), |e| {
+            f(e, "VIGIL_REASON") == "agent-tampered" && f(e, "VIGIL_PID") == *pid
+        });
+        if let Some(a) = found.first() {
+            assert!(f(a, "VIGIL_DETAIL").starts_with(what), "{a}");
+        }
+    }
+}
+
 /// The shipped default's `deleted-program-running`: a program whose file is removed while it
 /// runs is alerted, naming the file; one whose file is replaced in place (as a package upgrade
 /// does), and one left alone, are not.

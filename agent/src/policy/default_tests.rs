@@ -99,6 +99,7 @@ fn default_settings() {
             "account-write",
             "log-tamper",
             "raw-disk-access",
+            "agent-tampered",
             "history-tamper",
         ]
     );
@@ -400,6 +401,24 @@ fn file_hits(p: &Policy, path: &str, access: FileAccess, exe: &str) -> Vec<(Stri
         .iter()
         .map(RuleRef::owned)
         .collect()
+}
+
+#[test]
+fn changes_to_vigil_s_own_files_alert_except_from_package_upgrades() {
+    let p = default_policy();
+    let (r, w, d) = (FileAccess::READ, FileAccess::WRITE, FileAccess::DELETE);
+    for (path, access) in [
+        ("/etc/vigil/policy.d/00-off.toml", w),
+        ("/etc/vigil/policy.d/10-site.toml", d),
+        ("/usr/lib/vigil/policy.toml", w),
+        ("/usr/lib/vigil/vigil.onnx", d),
+        ("/usr/sbin/vigil", w),
+        ("/var/lib/vigil/actions.jsonl", d),
+    ] {
+        assert_eq!(file_hits(&p, path, access, "/usr/bin/bash"), hit("agent-tampered", Action::Alert), "{path}");
+        assert!(file_hits(&p, path, access, "/usr/bin/dpkg").is_empty(), "dpkg: {path}");
+    }
+    assert!(file_hits(&p, "/etc/vigil/policy.d/10-site.toml", r, "/usr/bin/cat").is_empty(), "reading it");
 }
 
 #[test]
