@@ -94,6 +94,7 @@ fn default_settings() {
             "credential-read",
             "ssh-key-read",
             "cloud-credential-read",
+            "tls-key-read",
             "persistence-write",
             "preload-write",
             "account-write",
@@ -419,6 +420,22 @@ fn changes_to_vigil_s_own_files_alert_except_from_package_upgrades() {
         assert!(file_hits(&p, path, access, "/usr/bin/dpkg").is_empty(), "dpkg: {path}");
     }
     assert!(file_hits(&p, "/etc/vigil/policy.d/10-site.toml", r, "/usr/bin/cat").is_empty(), "reading it");
+}
+
+#[test]
+fn tls_keys_and_cloud_logins_read_alert_except_from_their_servers_and_tools() {
+    let p = default_policy();
+    let r = FileAccess::READ;
+    for path in ["/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/letsencrypt/archive/example.org/privkey3.pem"] {
+        assert_eq!(file_hits(&p, path, r, "/usr/bin/cat"), hit("tls-key-read", Action::Alert), "{path}");
+        for server in ["/usr/sbin/nginx", "/usr/sbin/apache2", "/usr/lib/postfix/sbin/smtpd"] {
+            assert!(file_hits(&p, path, r, server).is_empty(), "{server} {path}");
+        }
+    }
+    assert!(file_hits(&p, "/etc/letsencrypt/archive/example.org/cert3.pem", r, "/usr/bin/cat").is_empty(), "a certificate is public");
+    for path in ["/home/u/.config/gcloud/credentials.db", "/root/.azure/msal_token_cache.json"] {
+        assert_eq!(file_hits(&p, path, r, "/usr/bin/tar"), hit("cloud-credential-read", Action::Alert), "{path}");
+    }
 }
 
 #[test]
