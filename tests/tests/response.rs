@@ -1921,8 +1921,9 @@ fn a_downloaded_program_is_alerted_with_its_downloader_and_a_copy_is_not() {
 }
 
 /// `curl URL | sh` live: a script fetched over TCP by a Python client and piped into `sh` is
-/// alerted at the shell as `download-piped-to-shell`, naming the fetcher; a local pipe into
-/// `sh`, and a fetch piped into `sh -c` (which runs its argument, not the pipe), are not.
+/// alerted at the shell as `download-piped-to-shell`, naming the fetcher, also when the shell
+/// runs under `timeout`; a local pipe into `sh`, and a fetch piped into `sh -c` (which runs its
+/// argument, not the pipe), are not.
 /// Runs each line with `bash -c`, one after the other; their bash pids.
 fn run_pipelines(lines: &[String]) -> Vec<u32> {
     lines
@@ -2018,28 +2019,40 @@ fn a_download_piped_into_a_shell_is_alerted_and_local_pipes_are_not() {
 
     let script = dir.join("script.sh");
     fs::write(&script, format!("touch {}\n", marker.display())).expect("script");
-    let (_server, port) = serve_twice(&script);
+    let (_server, port) = serve(&script, 3);
     let fetch = format!(
         "/usr/bin/python3 -c \"import socket, sys; c = socket.create_connection(('127.0.0.1', {port})); sys.stdout.buffer.write(c.recv(65536))\""
     );
-    let pipelines = run_pipelines(&[format!("{fetch} | sh"), "echo true | sh".to_owned(), format!("{fetch} | sh -c 'cat >/dev/null'")]);
+    let pipelines = run_pipelines(&[
+        format!("{fetch} | sh"),
+        "echo true | sh".to_owned(),
+        format!("{fetch} | sh -c 'cat >/dev/null'"),
+        // The shell started through a wrapper that forks it: a generation lower.
+        format!("{fetch} | timeout 20 sh; true"),
+    ]);
     assert!(marker.exists(), "the fetched script did not run");
 
-    wait_for_alerts(&daemon, alerts_before + 1);
+    wait_for_alerts(&daemon, alerts_before + 2);
     let (_, events) = daemon.stop();
     // Each pipeline's `sh`, by its parent, the `bash -c` that ran the line.
     let sh_of = |bash: u32| sh_under(&events, bash);
-    let fetched = sh_of(pipelines[0]);
-    let found = entries(&cursor, "the download-piped-to-shell alert", |e| {
-        f(e, "VIGIL_REASON") == "download-piped-to-shell" && f(e, "VIGIL_PID") == fetched
-    });
-    if let Some(a) = found.first() {
-        let detail = f(a, "VIGIL_DETAIL");
-        assert!(
-            detail.contains("reads its program from a pipe while /usr/bin/python3")
-                && detail.contains("made or accepted an internet connection"),
-            "{a}"
-        );
+    let timeout = events
+        .iter()
+        .find(|e| e["type"] == "exec" && e["parent_pid"].as_u64() == Some(u64::from(pipelines[3])) && e["argv"][0] == "timeout")
+        .and_then(|e| e["pid"].as_u64())
+        .expect("the timeout wrapper's exec");
+    for fetched in [sh_of(pipelines[0]), sh_under(&events, timeout as u32)] {
+        let found = entries(&cursor, &format!("the download-piped-to-shell alert of {fetched}"), |e| {
+            f(e, "VIGIL_REASON") == "download-piped-to-shell" && f(e, "VIGIL_PID") == fetched
+        });
+        if let Some(a) = found.first() {
+            let detail = f(a, "VIGIL_DETAIL");
+            assert!(
+                detail.contains("reads its program from a pipe while /usr/bin/python3")
+                    && detail.contains("made or accepted an internet connection"),
+                "{a}"
+            );
+        }
     }
     if let Some(c) = &cursor {
         let quiet = [sh_of(pipelines[1]), sh_of(pipelines[2])];

@@ -52,6 +52,7 @@ fn default_settings() {
             "service-spawns-shell",
             "exec-from-dev-shm",
             "hidden-fresh-binary-in-tmp",
+            "system-name-in-temp-dir",
             "downloaded-program-run",
             "fileless-exec",
             "reverse-shell-command",
@@ -330,6 +331,27 @@ fn hidden_programs_fresh_in_temp_dirs_alert() {
     // A build's output run from its tree in /tmp, and hidden programs elsewhere.
     for path in ["/tmp/crate/target/debug/crate", "/home/u/.local/bin/x", "/tmpx/.x"] {
         assert!(hits(path, Some(3)).is_empty(), "{path}");
+    }
+}
+
+#[test]
+fn system_daemon_names_run_from_temp_dirs_alert() {
+    let p = default_policy();
+    let hits = |path: &str| {
+        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: None, downloaded_by: None, cmdline: None };
+        p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
+    };
+    let rule = hit("system-name-in-temp-dir", Action::Alert);
+    for path in ["/tmp/sshd", "/tmp/.x/sshd", "/var/tmp/systemd-journald", "/var/tmp/.cache/cron", "/tmp/a/dockerd", "/tmp/php-fpm8.2", "/tmp/su"] {
+        assert_eq!(hits(path), rule, "{path}");
+    }
+    // /dev/shm is killed outright; the name is added to the record.
+    assert!(hits("/dev/shm/.s/sshd").contains(&rule[0]));
+    for path in [
+        "/usr/sbin/sshd", "/tmp/rootfs/usr/sbin/sshd", "/tmp/build/openssh/sshd/x", "/tmp/sshd.log", "/tmp/x/sudoku",
+        "/home/u/sshd",
+    ] {
+        assert!(hits(path).is_empty(), "{path}");
     }
 }
 

@@ -333,7 +333,13 @@ impl Responder {
             let argv = argv();
             let reader = (stdin_pipe || stdin_local_socket) && reads_program_from_stdin(&exe, &argv);
             if reader && stdin_pipe {
-                let fetched = self.piped.reader(key, Arc::clone(&exe), parent, Instant::now());
+                // Started through a wrapper that forks it (`timeout 5 sh -i <f`), the reader
+                // sits in its grandparent's pipeline, beside the wrapper.
+                let pipeline = table
+                    .get(parent)
+                    .filter(|p| forks_its_command(&p.exe))
+                    .map_or(parent, |p| p.ppid);
+                let fetched = self.piped.reader(key, Arc::clone(&exe), pipeline, Instant::now());
                 self.note_piped_forgotten();
                 if let Some(fetch) = fetched {
                     self.piped_feed(table, seqs, key, &exe, &fetch);
@@ -1177,6 +1183,12 @@ fn changed_secs_ago(image: &agent_common::ImageId) -> Option<u64> {
 }
 
 /// The process's executable as the table knows it; empty when it does not.
+/// Whether a program runs the command it is given as its child rather than by exec'ing it:
+/// `timeout`, `flock`, `sudo` and `doas` (`nice`, `nohup`, `setsid` and `env` exec it in place).
+fn forks_its_command(exe: &str) -> bool {
+    matches!(exe.rsplit('/').next(), Some("timeout" | "flock" | "sudo" | "doas"))
+}
+
 fn exe_of(table: &ProcessTable, key: ProcessKey) -> Arc<str> {
     table
         .get_key(&key)
