@@ -20,6 +20,9 @@ pub struct KernelOffsets {
     pub signal_live: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    /// `mm->env_start..env_end`: where `LD_PRELOAD` is looked for (`PreloadEvent`).
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
     pub cred_uid: u32,
     pub cred_gid: u32,
     pub cred_suid: u32,
@@ -86,6 +89,8 @@ impl KernelOffsets {
         signal_live: OFFSET_UNKNOWN,
         mm_arg_start: OFFSET_UNKNOWN,
         mm_arg_end: OFFSET_UNKNOWN,
+        mm_env_start: OFFSET_UNKNOWN,
+        mm_env_end: OFFSET_UNKNOWN,
         cred_uid: OFFSET_UNKNOWN,
         cred_gid: OFFSET_UNKNOWN,
         cred_suid: OFFSET_UNKNOWN,
@@ -257,5 +262,5 @@ pub const SYSCALLS_POLL_MS: u64 = 10;
 pub const CREDS_MAP_ENTRIES: u32 = 32768;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 50 * 4);
 const _: () = assert!(core::mem::size_of::<AgentConfig>() == 16);

@@ -43,6 +43,8 @@ pub enum Event {
     /// File capabilities set, a mount onto a process's /proc directory, or a kernel setting
     /// opened for writing; the header's kind says which. Boxed: ~300 bytes.
     PathCall(std::boxed::Box<PathCallEvent>),
+    /// Boxed: ~400 bytes.
+    Preload(std::boxed::Box<PreloadEvent>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -82,6 +84,7 @@ impl Event {
             Event::RawSocket(e) => &e.header,
             Event::FileChurn(e) => &e.header,
             Event::PathCall(e) => &e.header,
+            Event::Preload(e) => &e.header,
         }
     }
 
@@ -165,6 +168,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::FileCapability | EventKind::ProcMount | EventKind::KernelSetting => {
             Event::PathCall(std::boxed::Box::new(read(kind, h, bytes)?))
         }
+        EventKind::PreloadLibrary => Event::Preload(std::boxed::Box::new(read(kind, h, bytes)?)),
     })
 }
 
@@ -264,6 +268,20 @@ impl PathCallEvent {
     /// The path as the call passed it (empty for fsetxattr).
     pub fn path(&self) -> std::string::String {
         c_str(&self.path, self.path_len as usize)
+    }
+}
+
+impl PreloadEvent {
+    /// The library's file name.
+    pub fn name(&self) -> std::string::String {
+        c_str(&self.name, self.name.len())
+    }
+
+    /// The value of `LD_PRELOAD` (without the `LD_PRELOAD=`), as much as the record holds.
+    pub fn preload(&self) -> std::string::String {
+        let used = &self.preload[..(self.preload_len as usize).min(self.preload.len())];
+        let value = used.strip_prefix(PRELOAD_VAR).unwrap_or(used);
+        std::string::String::from_utf8_lossy(value).into_owned()
     }
 }
 

@@ -67,13 +67,16 @@ pub enum EventKind {
     /// `request` says how ([`MEMORY_READ_VM_READV`], [`MEMORY_READ_PROC_MEM`],
     /// [`MEMORY_READ_PROC_ENVIRON`]).
     MemoryRead = 24,
+    /// A library, written lately by another process, mapped executable by a process that runs
+    /// with `LD_PRELOAD` set, in a [`PreloadEvent`].
+    PreloadLibrary = 25,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
 
-    pub const ALL: [EventKind; 24] = [
+    pub const ALL: [EventKind; 25] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -98,6 +101,7 @@ impl EventKind {
         EventKind::ProcMount,
         EventKind::KernelSetting,
         EventKind::MemoryRead,
+        EventKind::PreloadLibrary,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -126,6 +130,7 @@ impl EventKind {
             22 => Self::ProcMount,
             23 => Self::KernelSetting,
             24 => Self::MemoryRead,
+            25 => Self::PreloadLibrary,
             _ => return None,
         })
     }
@@ -156,6 +161,7 @@ impl EventKind {
             Self::ProcMount => "proc_mount",
             Self::KernelSetting => "kernel_setting",
             Self::MemoryRead => "memory_read",
+            Self::PreloadLibrary => "preload_library",
         }
     }
 }
@@ -627,6 +633,34 @@ pub struct CreatedBy {
     /// `bpf_ktime_get_ns()` at the open.
     pub ns: u64,
 }
+
+/// `LD_PRELOAD=/tmp/x.so ls`: a library mapped executable (an `mmap` with `PROT_EXEC` of a
+/// file) by a process whose environment sets `LD_PRELOAD`, when `CREATED` remembers the
+/// library's inode as written by another process. The dynamic loader maps the preloaded
+/// library first, into whatever the variable was set for; a library the process wrote itself
+/// (a JVM unpacking its native code) is not reported, nor is any map of a process without the
+/// variable, whose environment is never read beyond it. Kind `PreloadLibrary`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PreloadEvent {
+    pub header: EventHeader,
+    /// Who wrote the library, and when.
+    pub created_by: CreatedBy,
+    pub ino: u64,
+    /// Kernel `s_dev` encoding.
+    pub dev: u32,
+    /// Bytes of `preload` used (without NUL).
+    pub preload_len: u32,
+    /// The library file's own name (its dentry's), NUL-padded.
+    pub name: [u8; NAME_LEN],
+    /// The environment's `LD_PRELOAD=...` string, as much of it as fits.
+    pub preload: [u8; PATH_LEN],
+}
+
+/// What starts the environment string [`PreloadEvent::preload`] holds.
+pub const PRELOAD_VAR: &[u8] = b"LD_PRELOAD=";
+/// Environment strings looked at for `LD_PRELOAD` before giving up.
+pub const PRELOAD_ENV_STRINGS: u32 = 128;
 
 /// Entries of `CREATED` (LRU): a download is exec'd seconds after it is written, long before
 /// a busy host's other creates could evict it.

@@ -2,6 +2,7 @@
 //! (the `syscalls` crate); these few are what the kernel side must know.
 
 pub const OPEN: u32 = 2;
+pub const MMAP: u32 = 9;
 pub const RT_SIGRETURN: u32 = 15;
 pub const SOCKET: u32 = 41;
 pub const CONNECT: u32 = 42;
@@ -61,8 +62,9 @@ pub const BPF_PROG_LOAD: u32 = 5;
 /// `mem` or `environ`, a kernel setting); the opens, renames and unlinks are followed further
 /// only while some file is watched (`FILE_WALK[0] != 0`), or when they create or remove a file
 /// (churn, writers); a chmod when it asks for the set-user-ID bit, a socket when it is raw, a
-/// setxattr when it sets file capabilities, a mount when its target is below `/proc`.
-pub const WATCHED: [(&str, u32); 40] = [
+/// setxattr when it sets file capabilities, a mount when its target is below `/proc`, an mmap
+/// when it maps a file executable (as far as the file's inode: `preload`).
+pub const WATCHED: [(&str, u32); 41] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
     ("accept4", ACCEPT4),
@@ -80,6 +82,7 @@ pub const WATCHED: [(&str, u32); 40] = [
     ("process_vm_readv", PROCESS_VM_READV),
     ("process_vm_writev", PROCESS_VM_WRITEV),
     ("memfd_create", MEMFD_CREATE),
+    ("mmap", MMAP),
     ("init_module", INIT_MODULE),
     ("finit_module", FINIT_MODULE),
     ("bpf", BPF),

@@ -14,6 +14,7 @@ mod files;
 mod lifecycle;
 mod maps;
 mod path_calls;
+mod preload;
 mod proc_mem;
 mod response;
 mod syscalls;

@@ -4,7 +4,9 @@
 //! setuid family (with the thread's ids before, from `CREDS`), ptrace, process_vm_writev and
 //! _readv, memfd_create, opens of another process's `/proc/PID/mem` and `environ` (`proc_mem`),
 //! (f)init_module and bpf(BPF_PROG_LOAD); chmods that ask for the set-user-ID bit and raw
-//! sockets; file capabilities set and mounts onto /proc/PID (`path_calls`); every file creation, counted (`churn`) and remembered by inode (`created`); and,
+//! sockets; file capabilities set and mounts onto /proc/PID (`path_calls`); libraries mapped
+//! under `LD_PRELOAD` (`preload`); every file creation, counted (`churn`) and remembered by
+//! inode (`created`); and,
 //! while some file is watched, the opens, renames and unlinks (`files`).
 //!
 //! The batch carries each call's class (`agent_common::call_class`) when the loader asks for
@@ -37,7 +39,7 @@ use crate::{
     },
     files,
     maps::{CREDS, EVENTS},
-    path_calls, proc_mem,
+    path_calls, preload, proc_mem,
     syscalls::{exit_token, record},
     task::{KPtr, config, creds_of, leader_start_ns, offsets, remember_creds},
 };
@@ -207,6 +209,13 @@ fn on_sys_exit(regs: impl UserRegs, sys: u64, ret: i64) {
     } else if nr::is_mount(id) {
         let args = [regs.arg(0), regs.arg(1), regs.arg(2), regs.arg(3), regs.arg(4)];
         path_calls::mount(id, args, ret);
+    } else if id == nr::MMAP {
+        let fd = regs.arg(4);
+        if preload::maps_code(regs.arg(2), regs.arg(3), fd, ret)
+            && let Some(file) = regs.file_of(fd as u32)
+        {
+            preload::mapped(file.as_ptr() as u64);
+        }
     } else {
         let args = [regs.arg(0), regs.arg(1), regs.arg(2), regs.arg(3), regs.arg(4)];
         exit_watched(Call { nr: id, args }, ret);

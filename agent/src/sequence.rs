@@ -151,6 +151,7 @@ pub fn event_token(ev: &Event) -> Option<Token> {
         | Event::PathChange(_)
         | Event::SetuidChmod(_)
         | Event::PathCall(_)
+        | Event::Preload(_)
         | Event::RawSocket(_)
         | Event::FileChurn(_) => return None,
     })

@@ -1371,6 +1371,76 @@ fn a_change_to_vigil_s_own_policy_directory_is_alerted() {
     }
 }
 
+/// The shipped default's `preload-injection`: a library `cp` has just written, preloaded into
+/// `/usr/bin/true` through `LD_PRELOAD`, is alerted at `true` with the variable's value and the
+/// library's writer. Quiet, and not even sent: the same variable naming a library installed
+/// long ago; a fresh library loaded without the variable (`ctypes.CDLL`); a library a process
+/// wrote itself and then loaded, with the variable set.
+#[test]
+fn a_fresh_library_preloaded_into_a_program_is_alerted_and_installed_ones_are_not() {
+    let test = "a_fresh_library_preloaded_into_a_program_is_alerted_and_installed_ones_are_not";
+    if !require_root(test) {
+        return;
+    }
+    let installed = "/usr/lib/x86_64-linux-gnu/libm.so.6";
+    if !Path::new(installed).exists() {
+        println!("{test}: skipped: no {installed} to copy");
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("preload");
+    let fresh = dir.join("libfresh.so");
+    let daemon = Daemon::start("preload", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+
+    let run = |program: &str, args: &[&str], preload: Option<&str>| {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        if let Some(p) = preload {
+            cmd.env("LD_PRELOAD", p);
+        }
+        let mut child = cmd.spawn().expect(program);
+        let pid = child.id().to_string();
+        assert!(child.wait().expect(program).success(), "{program} {args:?}");
+        pid
+    };
+    run("cp", &[installed, fresh.to_str().unwrap()], None);
+    let injected = run("/usr/bin/true", &[], Some(fresh.to_str().unwrap()));
+    let long_installed = run("/usr/bin/true", &[], Some(installed));
+    let without = run("python3", &["-c", &format!("import ctypes; ctypes.CDLL('{}')", fresh.display())], None);
+    let own = run(
+        "python3",
+        &["-c", &format!("import ctypes, shutil; shutil.copy('{installed}', '{0}'); ctypes.CDLL('{0}')", dir.join("libown.so").display())],
+        Some(installed),
+    );
+
+    wait_for_alerts(&daemon, alerts_before + 1);
+    let (_, events) = daemon.stop();
+    let preloads: Vec<&Value> = events.iter().filter(|e| e["type"] == "preload_library").collect();
+    let of = |pid: &str| preloads.iter().filter(|e| e["pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(pid)).count();
+    let record = preloads
+        .iter()
+        .find(|e| e["pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(injected.as_str()))
+        .unwrap_or_else(|| panic!("no preload_library record of {injected}: {preloads:?}"));
+    assert_eq!(record["library"], "libfresh.so", "{record}");
+    assert_eq!(record["preload"], fresh.display().to_string(), "{record}");
+    for (pid, what) in [(&long_installed, "an installed library"), (&without, "no LD_PRELOAD"), (&own, "its own library")] {
+        assert_eq!(of(pid), 0, "{what} was reported: {preloads:?}");
+    }
+    let found = entries(&cursor, "the preload-injection alert", |e| {
+        f(e, "VIGIL_REASON") == "preload-injection" && f(e, "VIGIL_PID") == injected
+    });
+    if let Some(a) = found.first() {
+        let detail = f(a, "VIGIL_DETAIL");
+        assert!(
+            detail.starts_with(&format!("maps libfresh.so as code with LD_PRELOAD={}; the library was written ", fresh.display()))
+                && detail.contains(" s before by "),
+            "{detail}"
+        );
+    }
+}
+
 /// The shipped default's `deleted-program-running`: a program whose file is removed while it
 /// runs is alerted, naming the file; one whose file is replaced in place (as a package upgrade
 /// does), and one left alone, are not.

@@ -107,6 +107,8 @@ static FIELDS: &[FieldSpec] = &[
     field("signal_struct", &["live"], false, |o| &mut o.signal_live),
     field("mm_struct", &["arg_start"], false, |o| &mut o.mm_arg_start),
     field("mm_struct", &["arg_end"], false, |o| &mut o.mm_arg_end),
+    field("mm_struct", &["env_start"], false, |o| &mut o.mm_env_start),
+    field("mm_struct", &["env_end"], false, |o| &mut o.mm_env_end),
     field("cred", &["uid"], false, |o| &mut o.cred_uid),
     field("cred", &["gid"], false, |o| &mut o.cred_gid),
     field("cred", &["suid"], false, |o| &mut o.cred_suid),

@@ -155,6 +155,19 @@ pub enum Body {
         value: u64,
         ret: i32,
     },
+    /// A library written lately by another process, mapped as code by a process running with
+    /// `LD_PRELOAD` set.
+    PreloadLibrary {
+        /// The library's file name.
+        library: String,
+        /// The value of `LD_PRELOAD`.
+        preload: String,
+        dev: u32,
+        ino: u64,
+        /// The library's writer, and how long before the mapping it wrote it.
+        written_by_pid: u32,
+        written_ms_before: u64,
+    },
     /// A name created or removed during a burst of file churn.
     FileChurn {
         syscall: &'static str,
@@ -332,6 +345,14 @@ impl EventJson {
                 fd: c.fd,
                 path: c.path(),
                 ret: c.ret,
+            },
+            Event::Preload(p) => Body::PreloadLibrary {
+                library: p.name(),
+                preload: p.preload(),
+                dev: p.dev,
+                ino: p.ino,
+                written_by_pid: p.created_by.tgid,
+                written_ms_before: p.header.ktime_ns.saturating_sub(p.created_by.ns) / 1_000_000,
             },
             Event::PathCall(c) => Body::PathCall {
                 syscall: syscall_name(c.syscall_nr),

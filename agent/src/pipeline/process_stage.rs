@@ -201,6 +201,7 @@ impl ProcessStage {
             | Event::PathChange(_)
             | Event::SetuidChmod(_)
             | Event::PathCall(_)
+            | Event::Preload(_)
             | Event::RawSocket(_)
             | Event::FileChurn(_) => {
                 self.table.ensure(key, &self.proc_root, now);
@@ -232,6 +233,7 @@ impl ProcessStage {
                         r.on_security_event(table, seqs, key, event, detail);
                     }
                 }
+                Event::Preload(p) => r.on_preload(table, seqs, key, p),
                 other => {
                     if let Some((event, detail)) = security_event(other) {
                         r.on_security_event(table, seqs, key, event, detail);

@@ -78,6 +78,7 @@ fn default_settings() {
             "process-memory-write",
             "process-memory-read",
             "environ-read",
+            "preload-injection",
             "gained-root",
             "root-denied",
             "port-scan",
@@ -381,6 +382,7 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
     assert_eq!(hits(SecurityEvent::EnvironRead), hit("environ-read", Action::Alert));
     let crash = EventContext { event: SecurityEvent::EnvironRead, exe: "/usr/lib/systemd/systemd-coredump", parent: "" };
     assert!(p.event_rules(&crash).is_empty(), "crash reports copy the environment");
+    assert_eq!(hits(SecurityEvent::PreloadLibrary), hit("preload-injection", Action::Alert));
     assert_eq!(hits(SecurityEvent::GainedRoot), hit("gained-root", Action::Alert));
     assert_eq!(hits(SecurityEvent::RootDenied), hit("root-denied", Action::Alert));
     assert_eq!(hits(SecurityEvent::PortScan), hit("port-scan", Action::Alert));

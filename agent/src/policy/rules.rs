@@ -105,10 +105,13 @@ pub enum SecurityEvent {
     /// Another process's `/proc/PID/environ` opened: the secrets (tokens, database passwords,
     /// cloud keys) services are given in their environment.
     EnvironRead,
+    /// A library another process wrote lately, mapped as code by a process that runs with
+    /// `LD_PRELOAD` set: code injected through the dynamic loader.
+    PreloadLibrary,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 21] = [
+    pub const ALL: [SecurityEvent; 22] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -130,6 +133,7 @@ impl SecurityEvent {
         SecurityEvent::KernelSetting,
         SecurityEvent::ProcessMemoryRead,
         SecurityEvent::EnvironRead,
+        SecurityEvent::PreloadLibrary,
     ];
 
     pub fn name(self) -> &'static str {
@@ -155,6 +159,7 @@ impl SecurityEvent {
             SecurityEvent::KernelSetting => "kernel_setting",
             SecurityEvent::ProcessMemoryRead => "process_memory_read",
             SecurityEvent::EnvironRead => "environ_read",
+            SecurityEvent::PreloadLibrary => "preload_library",
         }
     }
 

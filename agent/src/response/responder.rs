@@ -19,7 +19,7 @@ use std::{
 use agent_common::{
     EventKind, ExecEvent, FileChurnEvent, FileEvent, MEMORY_READ_PROC_ENVIRON, MEMORY_READ_PROC_MEM,
     MEMORY_WRITE_PROC_MEM, NetEvent,
-    PathChangeEvent, PtraceEvent, S_IFIFO, S_IFSOCK,
+    PathChangeEvent, PreloadEvent, PtraceEvent, S_IFIFO, S_IFSOCK,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -657,6 +657,31 @@ impl Responder {
             ),
         };
         self.on_security_event(table, seqs, key, event, detail);
+    }
+
+    /// A library another process wrote lately, mapped as code under `LD_PRELOAD`: named with
+    /// the variable's value and the library's writer, while the table still knows it.
+    pub fn on_preload(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &PreloadEvent,
+    ) {
+        let writer = ev.created_by.tgid;
+        let by = table
+            .get(writer)
+            .map(|p| format!("{} (pid {writer})", p.exe))
+            .unwrap_or_else(|| format!("pid {writer}"));
+        let age_ms = ev.header.ktime_ns.saturating_sub(ev.created_by.ns) / 1_000_000;
+        let detail = format!(
+            "maps {} as code with LD_PRELOAD={}; the library was written {}.{:03} s before by {by}",
+            ev.name(),
+            ev.preload(),
+            age_ms / 1000,
+            age_ms % 1000
+        );
+        self.on_security_event(table, seqs, key, SecurityEvent::PreloadLibrary, detail);
     }
 
     /// A name created or removed while the process or an ancestor churns files: counted for

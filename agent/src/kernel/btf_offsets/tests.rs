@@ -124,10 +124,16 @@ fn synthetic(flags_bit_offset: u32, with_tgid: bool) -> KernelBtf {
     let mm_inner = b.composite(
         KIND_STRUCT,
         "",
-        24,
-        &[("exe_file", long, 0, 0), ("arg_start", long, 64, 0), ("arg_end", long, 128, 0)],
+        40,
+        &[
+            ("exe_file", long, 0, 0),
+            ("arg_start", long, 64, 0),
+            ("arg_end", long, 128, 0),
+            ("env_start", long, 192, 0),
+            ("env_end", long, 256, 0),
+        ],
     );
-    b.composite(KIND_STRUCT, "mm_struct", 48, &[("", mm_inner, 64, 0)]);
+    b.composite(KIND_STRUCT, "mm_struct", 64, &[("", mm_inner, 64, 0)]);
     b.build()
 }
 
@@ -142,6 +148,7 @@ fn anonymous_members_add_their_offsets() {
     assert_eq!(offsets.task_start_boottime, 40);
     assert_eq!(offsets.mm_arg_start, 16);
     assert_eq!(offsets.mm_arg_end, 24);
+    assert_eq!((offsets.mm_env_start, offsets.mm_env_end), (32, 40));
     assert_eq!(offsets.mm_exe_file, 8);
     // Absent structs/fields are reported, not fatal.
     assert_eq!(offsets.cred_uid, OFFSET_UNKNOWN);
@@ -203,6 +210,7 @@ fn running_kernel_offsets_are_plausible() {
         "pid_t pid; pid_t tgid; are adjacent"
     );
     assert_eq!(o.mm_arg_end, o.mm_arg_start + 8);
+    assert_eq!((o.mm_env_start, o.mm_env_end), (o.mm_arg_start + 16, o.mm_arg_start + 24));
     assert_eq!(o.cred_gid, o.cred_uid + 4);
     for cred in [
         o.cred_uid,
