@@ -313,6 +313,24 @@ fn backdoor_accounts_and_crontabs() {
         ],
     );
     caught(
+        "root-password-set",
+        &[
+            ("/usr/bin/passwd", "passwd root"),
+            ("/usr/bin/passwd", "passwd -u root"),
+            ("/usr/bin/passwd", "passwd -d root"),
+            ("/usr/sbin/usermod", "usermod -p $6$salt$hash root"),
+            ("/usr/sbin/usermod", "usermod --password=$6$x root"),
+        ],
+    );
+    quiet(&[
+        ("/usr/bin/passwd", "passwd"),
+        ("/usr/bin/passwd", "passwd alice"),
+        ("/usr/bin/passwd", "passwd -S root"),
+        ("/usr/bin/passwd", "passwd -l root"),
+        ("/usr/sbin/usermod", "usermod -p $6$x rooter"),
+        ("/usr/sbin/usermod", "usermod -s /bin/zsh root"),
+    ]);
+    caught(
         "privileged-group-granted",
         &[
             ("/usr/sbin/usermod", "usermod -aG sudo rtuser"),

@@ -64,6 +64,7 @@ fn default_settings() {
             "protection-disabled",
             "tracks-cleared",
             "root-account-created",
+            "root-password-set",
             "privileged-group-granted",
             "crontab-installed-by-script",
             "credential-hunt",
