@@ -1051,6 +1051,25 @@ fn a_ptrace_attach_and_a_module_load_attempt_are_alerted_with_what_happened() {
     drop(daemon);
 }
 
+/// Runs a Python `script` that reaches into itself, then into a child it starts, and prints
+/// the two results (8 each: bytes, or a found marker) and the child's pid; with
+/// `VIGIL_TEST_SECRET` in its environment. Returns its pid and the child's.
+fn reach_a_child(script: &str) -> (String, String) {
+    let python = Command::new("python3")
+        .args(["-c", script])
+        .env("VIGIL_TEST_SECRET", "s3cret")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let pid = python.id().to_string();
+    let out = python.wait_with_output().expect("python3");
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "python3: {printed}");
+    let fields: Vec<String> = printed.split_whitespace().map(str::to_owned).collect();
+    assert_eq!(fields[..2], ["8", "8"], "both reach their memory: {printed}");
+    (pid, fields[2].clone())
+}
+
 /// The shipped default's `process-memory-write`: a process that writes into a child's stack with
 /// process_vm_writev, and one that opens another child's `/proc/PID/mem` for writing, are each
 /// alerted, naming the target; their writes into their own memory, made first, are not what
@@ -1091,18 +1110,8 @@ fn writes_into_another_process_are_alerted() {
          theirs = write(victim.pid)\n\
          victim.kill(); victim.wait()\n\
          print(mine, theirs, victim.pid)\n";
-    let run = |script: &str| {
-        let writer = Command::new("python3").args(["-c", script]).stdout(Stdio::piped()).spawn().expect("python3");
-        let pid = writer.id().to_string();
-        let out = writer.wait_with_output().expect("python3");
-        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "python3: {printed}");
-        let fields: Vec<String> = printed.split_whitespace().map(str::to_owned).collect();
-        assert_eq!(fields[..2], ["8", "8"], "both writes succeed: {printed}");
-        (pid, fields[2].clone())
-    };
-    let (vm_writer, vm_victim) = run(vm_writev);
-    let (mem_writer, mem_victim) = run(proc_mem);
+    let (vm_writer, vm_victim) = reach_a_child(vm_writev);
+    let (mem_writer, mem_victim) = reach_a_child(proc_mem);
 
     wait_for_alerts(&daemon, alerts_before + 2);
     let (_, events) = daemon.stop();
@@ -1179,22 +1188,7 @@ fn reads_of_another_process_are_alerted() {
          theirs = read(victim.pid)\n\
          victim.kill(); victim.wait()\n\
          print(mine, theirs, victim.pid)\n";
-    let run = |script: &str| {
-        let reader = Command::new("python3")
-            .args(["-c", script])
-            .env("VIGIL_TEST_SECRET", "s3cret")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let pid = reader.id().to_string();
-        let out = reader.wait_with_output().expect("python3");
-        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "python3: {printed}");
-        let fields: Vec<String> = printed.split_whitespace().map(str::to_owned).collect();
-        assert_eq!(fields[..2], ["8", "8"], "both reads succeed: {printed}");
-        (pid, fields[2].clone())
-    };
-    let readers = [run(vm_readv), run(proc_mem), run(environ)];
+    let readers = [reach_a_child(vm_readv), reach_a_child(proc_mem), reach_a_child(environ)];
 
     wait_for_alerts(&daemon, alerts_before + 3);
     let (_, events) = daemon.stop();
@@ -1224,16 +1218,14 @@ fn reads_of_another_process_are_alerted() {
     if cursor.is_none() {
         return;
     }
+    // The first of each: another vigil on the host may have journaled the same.
     let [(vm_reader, vm_victim), (mem_reader, mem_victim), (env_reader, env_victim)] = &readers;
     let a = alert("process-memory-read", vm_reader);
-    assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(f(&a[0], "VIGIL_DETAIL"), format!("process_vm_readv of pid {vm_victim} (/usr/bin/sleep) (result 8)"));
     let a = alert("process-memory-read", mem_reader);
-    assert_eq!(a.len(), 1, "{a:?}");
     let detail = f(&a[0], "VIGIL_DETAIL");
     assert!(detail.starts_with(&format!("open of /proc/{mem_victim}/mem (/usr/bin/sleep) for reading (fd ")), "{detail}");
     let a = alert("environ-read", env_reader);
-    assert_eq!(a.len(), 1, "{a:?}");
     let detail = f(&a[0], "VIGIL_DETAIL");
     assert!(detail.starts_with(&format!("open of /proc/{env_victim}/environ (/usr/bin/sleep) (fd ")), "{detail}");
 }

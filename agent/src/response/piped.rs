@@ -563,25 +563,24 @@ mod tests {
         w.fetched(curl(20, 200), 200, 2, t0);
         w.exited(key(20));
         assert_eq!(w.substituted(key(25), 200, later(1)), None, "a pipeline's fetch");
+        // A fetch that ran to its end: exec'd, connected, exited.
+        let finished = |w: &mut PipedWatch, fetch: Fetch| {
+            let (pid, parent) = (fetch.pid, fetch.parent);
+            w.exec_stdio(key(pid), parent, false, fetch.into_pipe, t0);
+            w.fetched(fetch, parent, parent / 100, t0);
+            w.exited(key(pid));
+        };
         // A grandchild's fetch was read by its own parent (300), not the reader's (3).
-        w.exec_stdio(key(30), 300, false, true, t0);
-        w.fetched(curl(30, 300), 300, 3, t0);
-        w.exited(key(30));
+        finished(&mut w, curl(30, 300));
         assert_eq!(w.substituted(key(35), 3, later(1)), None, "a grandchild's fetch");
         assert!(w.substituted(key(35), 300, later(1)).is_some());
         // A fetch into a file or a terminal, and a server's accept, are not substitutions.
-        w.exec_stdio(key(40), 400, false, false, t0);
-        w.fetched(Fetch { into_pipe: false, ..curl(40, 400) }, 400, 4, t0);
-        w.exited(key(40));
+        finished(&mut w, Fetch { into_pipe: false, ..curl(40, 400) });
         assert_eq!(w.substituted(key(45), 400, later(1)), None, "stdout not a pipe");
-        w.exec_stdio(key(50), 500, false, true, t0);
-        w.fetched(Fetch { made: false, ..curl(50, 500) }, 500, 5, t0);
-        w.exited(key(50));
+        finished(&mut w, Fetch { made: false, ..curl(50, 500) });
         assert_eq!(w.substituted(key(55), 500, later(1)), None, "only accepted");
         // A reader started before the fetch did not run what it fetched.
-        w.exec_stdio(key(60), 600, false, true, t0);
-        w.fetched(curl(60, 600), 600, 6, t0);
-        w.exited(key(60));
+        finished(&mut w, curl(60, 600));
         assert_eq!(w.substituted(key(59), 600, later(1)), None, "started before the fetch");
     }
 

@@ -605,15 +605,8 @@ impl Responder {
         key: ProcessKey,
         ev: &PtraceEvent,
     ) {
-        let target = ev.target_pid;
-        if target == key.tgid || target == ev.header.pid {
+        let Some((target, exe)) = other_process(table, key, ev) else {
             return;
-        }
-        let target_exe = table.get(target).map(|p| p.exe.to_string()).unwrap_or_default();
-        let exe = if target_exe.is_empty() {
-            String::new()
-        } else {
-            format!(" ({target_exe})")
         };
         let detail = if ev.request == MEMORY_WRITE_PROC_MEM {
             format!("open of /proc/{target}/mem{exe} for writing (fd {})", ev.ret)
@@ -633,15 +626,9 @@ impl Responder {
         key: ProcessKey,
         ev: &PtraceEvent,
     ) {
-        let target = ev.target_pid;
-        if target == key.tgid || target == ev.header.pid {
+        let Some((target, exe)) = other_process(table, key, ev) else {
             return;
-        }
-        let exe = table
-            .get(target)
-            .map(|p| format!(" ({})", p.exe))
-            .filter(|e| e != " ()")
-            .unwrap_or_default();
+        };
         let (event, detail) = match ev.request {
             MEMORY_READ_PROC_MEM => (
                 SecurityEvent::ProcessMemoryRead,
@@ -1208,6 +1195,21 @@ fn changed_secs_ago(image: &agent_common::ImageId) -> Option<u64> {
 }
 
 /// The process's executable as the table knows it; empty when it does not.
+/// The pid a write or read into memory reached, with its exe as ` (exe)` when the table knows
+/// it; `None` when that is the process itself (or one of its threads' own pid).
+fn other_process(table: &ProcessTable, key: ProcessKey, ev: &PtraceEvent) -> Option<(u32, String)> {
+    let target = ev.target_pid;
+    if target == key.tgid || target == ev.header.pid {
+        return None;
+    }
+    let exe = table
+        .get(target)
+        .map(|p| format!(" ({})", p.exe))
+        .filter(|e| e != " ()")
+        .unwrap_or_default();
+    Some((target, exe))
+}
+
 /// Whether a program runs the command it is given as its child rather than by exec'ing it:
 /// `timeout`, `flock`, `sudo` and `doas` (`nice`, `nohup`, `setsid` and `env` exec it in place).
 fn forks_its_command(exe: &str) -> bool {

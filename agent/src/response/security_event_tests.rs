@@ -191,22 +191,26 @@ fn memfd_create_alone_does_not_corroborate() {
     assert_eq!((d[0].act, d[0].reason.as_str()), (Act::Alert, "model:quarantine"));
 }
 
+/// A `memory_write` or `memory_read` record of `by` (its only thread) reaching `target`.
+fn memory_record(kind: EventKind, by: u32, target: u32, request: i64, ret: i32) -> PtraceEvent {
+    // SAFETY: all-zero is a valid value of every ABI record.
+    let mut ev: PtraceEvent = unsafe { core::mem::zeroed() };
+    ev.header.kind = kind as u16;
+    ev.header.pid = by;
+    ev.header.tgid = by;
+    ev.request = request;
+    ev.target_pid = target;
+    ev.ret = ret;
+    ev
+}
+
 #[test]
 fn writes_into_another_process_are_events_but_not_into_itself() {
     let (_fake, table) = host();
     let seqs = BehaviourSequences::new(SequenceConfig::default());
     let rules = "[[rule.event]]\nname = \"memory-write\"\naction = \"alert\"\nevent = [\"process_memory_write\"]\n";
     let (mut r, mut rx) = responder_with(&table, rules);
-    let write = |target: u32, ret: i32| {
-        // SAFETY: all-zero is a valid value of every ABI record.
-        let mut ev: PtraceEvent = unsafe { core::mem::zeroed() };
-        ev.header.kind = EventKind::MemoryWrite as u16;
-        ev.header.pid = TOOL;
-        ev.header.tgid = TOOL;
-        ev.target_pid = target;
-        ev.ret = ret;
-        ev
-    };
+    let write = |target: u32, ret: i32| memory_record(EventKind::MemoryWrite, TOOL, target, 0, ret);
     let tool = key(&table, TOOL);
     r.on_memory_write(&table, &seqs, tool, &write(TOOL, 64));
     assert!(decisions(&mut rx).is_empty(), "into itself");
@@ -239,17 +243,7 @@ fn reads_of_another_process_are_events_named_by_how_and_not_of_itself() {
     let rules = "[[rule.event]]\nname = \"memory-read\"\naction = \"alert\"\nevent = [\"process_memory_read\"]\n\
                  [[rule.event]]\nname = \"environ\"\naction = \"alert\"\nevent = [\"environ_read\"]\n";
     let (mut r, mut rx) = responder_with(&table, rules);
-    let read = |by: u32, target: u32, request: i64, ret: i32| {
-        // SAFETY: all-zero is a valid value of every ABI record.
-        let mut ev: PtraceEvent = unsafe { core::mem::zeroed() };
-        ev.header.kind = EventKind::MemoryRead as u16;
-        ev.header.pid = by;
-        ev.header.tgid = by;
-        ev.request = request;
-        ev.target_pid = target;
-        ev.ret = ret;
-        ev
-    };
+    let read = |by: u32, target: u32, request: i64, ret: i32| memory_record(EventKind::MemoryRead, by, target, request, ret);
     let tool = key(&table, TOOL);
     for request in [agent_common::MEMORY_READ_VM_READV, agent_common::MEMORY_READ_PROC_MEM, agent_common::MEMORY_READ_PROC_ENVIRON] {
         r.on_memory_read(&table, &seqs, tool, &read(TOOL, TOOL, request, 3));
