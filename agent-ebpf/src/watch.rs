@@ -424,8 +424,9 @@ fn ptrace(p: &Call, ret: i64, ids: Ids) {
 }
 
 /// process_vm_writev or _readv (`kind` says which; `request` stays 0, `MEMORY_*_VM_*`) into
-/// another process. A process's own calls are not that, and MPI ranks copying their messages
-/// (Cross Memory Attach) make them by the thousand: neither takes ring space.
+/// another process. A process's own calls are not that and are not sent. MPI ranks copying
+/// their messages (Cross Memory Attach) make them by the thousand: they are sent only while the
+/// ring is less than half full, the rest counted as lost.
 #[inline(always)]
 fn process_vm(kind: EventKind, p: &Call, ret: i64, ids: Ids) {
     let target = p.args[0] as u32;
