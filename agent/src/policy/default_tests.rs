@@ -381,8 +381,10 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
     let rank = EventContext { event: SecurityEvent::ProcessMemoryRead, exe: "/home/u/solver", parent: "/usr/bin/orted" };
     assert!(p.event_rules(&rank).is_empty(), "MPI ranks read each other too");
     assert_eq!(hits(SecurityEvent::EnvironRead), hit("environ-read", Action::Alert));
-    let crash = EventContext { event: SecurityEvent::EnvironRead, exe: "/usr/lib/systemd/systemd-coredump", parent: "" };
-    assert!(p.event_rules(&crash).is_empty(), "crash reports copy the environment");
+    for reader in ["/usr/lib/systemd/systemd-coredump", "/usr/bin/ps"] {
+        let ctx = EventContext { event: SecurityEvent::EnvironRead, exe: reader, parent: "" };
+        assert!(p.event_rules(&ctx).is_empty(), "{reader} reads every environment it meets");
+    }
     assert_eq!(hits(SecurityEvent::PreloadLibrary), hit("preload-injection", Action::Alert));
     assert_eq!(hits(SecurityEvent::GainedRoot), hit("gained-root", Action::Alert));
     assert_eq!(hits(SecurityEvent::RootDenied), hit("root-denied", Action::Alert));
