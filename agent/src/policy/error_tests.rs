@@ -59,7 +59,7 @@ fn typos_and_missing_keys_are_errors() {
     assert_eq!(
         error(&rule("exec", "action = \"kill\"\npaths = [\"/a\"]")),
         format!(
-            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `cmdline`, `stdio_socket`, `parent_stdio_socket`, `changed_within`, `downloaded`, `except_downloader`"
+            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `cmdline`, `except_cmdline`, `stdio_socket`, `parent_stdio_socket`, `changed_within`, `downloaded`, `except_downloader`"
         )
     );
     assert_eq!(

@@ -149,17 +149,18 @@ impl Policy {
         matching(&self.exec, 0, |r| r.matches_but_cmdline(ctx), |r| (&r.name, r.action))
             .into_iter()
             .map(|hit| {
-                let has = self.exec[hit.index as usize].cmdline.is_some();
+                let has = self.exec[hit.index as usize].has_cmdline_condition();
                 (hit, has)
             })
             .collect()
     }
 
-    /// Whether exec rule `index`'s `cmdline` condition, if it has one, holds for `cmdline`.
+    /// Whether exec rule `index`'s `cmdline` and `except_cmdline` conditions, if it has them,
+    /// hold for `cmdline`.
     pub fn exec_cmdline_matches(&self, index: u32, cmdline: &str) -> bool {
         self.exec
             .get(index as usize)
-            .is_some_and(|r| r.cmdline.as_ref().is_none_or(|l| l.is_match(cmdline)))
+            .is_some_and(|r| r.cmdline_matches(Some(cmdline)))
     }
 
     /// Every connect rule that matches, in policy order (`deny` rules included: the kernel has

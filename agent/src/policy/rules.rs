@@ -285,6 +285,9 @@ pub(super) struct ExecRule {
     pub parent: Option<GlobList>,
     /// Regular expressions, any of which found in the command line matches.
     pub cmdline: Option<CmdlineList>,
+    /// Regular expressions, any of which found in the command line keeps the rule from
+    /// matching: what a service's own use of a shell looks like.
+    pub except_cmdline: Option<CmdlineList>,
     pub stdio_socket: bool,
     pub parent_stdio_socket: bool,
     /// Seconds.
@@ -354,6 +357,9 @@ impl ExecRule {
             cmdline: non_empty(def.cmdline, "cmdline")?
                 .map(|l| CmdlineList::compile(&l, "cmdline"))
                 .transpose()?,
+            except_cmdline: non_empty(def.except_cmdline, "except_cmdline")?
+                .map(|l| CmdlineList::compile(&l, "except_cmdline"))
+                .transpose()?,
             name: def.name.value,
             action: def.action.value,
             stdio_socket: def.stdio_socket,
@@ -365,11 +371,18 @@ impl ExecRule {
     }
 
     pub fn matches(&self, ctx: &ExecContext) -> bool {
-        self.matches_but_cmdline(ctx)
-            && self
-                .cmdline
-                .as_ref()
-                .is_none_or(|l| ctx.cmdline.is_some_and(|c| l.is_match(c)))
+        self.matches_but_cmdline(ctx) && self.cmdline_matches(ctx.cmdline)
+    }
+
+    /// Whether the command line (`None`: not known) meets `cmdline` and `except_cmdline`.
+    pub fn cmdline_matches(&self, cmdline: Option<&str>) -> bool {
+        self.cmdline.as_ref().is_none_or(|l| cmdline.is_some_and(|c| l.is_match(c)))
+            && self.except_cmdline.as_ref().is_none_or(|l| !cmdline.is_some_and(|c| l.is_match(c)))
+    }
+
+    /// Whether a command-line condition is left to check per exec.
+    pub fn has_cmdline_condition(&self) -> bool {
+        self.cmdline.is_some() || self.except_cmdline.is_some()
     }
 
     /// Whether every condition but `cmdline` holds: the part of the answer that is the same
@@ -400,7 +413,7 @@ impl ExecRule {
         self.path.is_some()
             && self.sha256.is_none()
             && self.parent.is_none()
-            && self.cmdline.is_none()
+            && !self.has_cmdline_condition()
             && !self.stdio_socket
             && !self.parent_stdio_socket
             && self.changed_within.is_none()

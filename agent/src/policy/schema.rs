@@ -74,6 +74,7 @@ pub(super) struct RawExecRule {
     pub sha256: SpannedList<String>,
     pub parent: SpannedList<String>,
     pub cmdline: SpannedList<String>,
+    pub except_cmdline: SpannedList<String>,
     pub stdio_socket: Option<bool>,
     pub parent_stdio_socket: Option<bool>,
     pub changed_within: Option<Spanned<u64>>,

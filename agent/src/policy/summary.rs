@@ -22,6 +22,9 @@ impl Policy {
             if let Some(c) = &r.cmdline {
                 when.insert("cmdline".into(), json!(c.patterns()));
             }
+            if let Some(c) = &r.except_cmdline {
+                when.insert("except_cmdline".into(), json!(c.patterns()));
+            }
             if r.stdio_socket {
                 when.insert("stdio_socket".into(), json!(true));
             }

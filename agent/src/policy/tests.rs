@@ -234,6 +234,35 @@ downloaded = true
 }
 
 #[test]
+fn except_cmdline_keeps_a_rule_from_matching_and_is_no_condition_of_its_own() {
+    let p = one(
+        r#"
+[[rule.exec]]
+name = "shells-under-db"
+action = "kill"
+path = ["/bin/sh"]
+except_cmdline = ['^sh -c locale -a$', 'pg_archive']
+"#,
+    );
+    let with = |cmdline| ExecContext { cmdline, ..exec("/bin/sh") };
+    assert_eq!(names(&p.exec_rules(&with(Some("sh -c id")))), ["shells-under-db"]);
+    assert!(p.exec_rules(&with(Some("sh -c locale -a"))).is_empty());
+    assert!(p.exec_rules(&with(Some("sh -c cp x /pg_archive/x"))).is_empty());
+    // Unknown command line: nothing excepts it.
+    assert_eq!(names(&p.exec_rules(&with(None))), ["shells-under-db"]);
+    assert!(p.kernel_exec_denies().is_empty(), "the kernel cannot read the exception");
+    assert_eq!(
+        p.summary()["rules"][0]["conditions"]["except_cmdline"],
+        serde_json::json!(["^sh -c locale -a$", "pg_archive"])
+    );
+    let only = Policy::from_sources(&[(
+        "t.toml".into(),
+        "[[rule.exec]]\nname = \"r\"\naction = \"alert\"\nexcept_cmdline = ['x']\n".into(),
+    )]);
+    assert!(only.is_err(), "except_cmdline alone names no process");
+}
+
+#[test]
 fn exec_rule_needs_every_condition_it_names() {
     let hash = "AB".repeat(32);
     let p = one(&format!(
