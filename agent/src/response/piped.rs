@@ -19,7 +19,8 @@
 //! Command substitution is the same download run without a file, in sequence instead of side
 //! by side: `sh -c "$(curl URL)"` has the shell read curl's output from a pipe to its end, then
 //! start an interpreter with it as its code argument. The fetcher is a child of the reader's
-//! parent, started before it, whose stdout was a pipe, and which connected within the window.
+//! parent, started before it, whose stdout was a pipe, which made a connection within the
+//! window, and which has exited.
 //! A fetcher in a pipeline (`curl URL | jq`) writes into its sibling's pipe, not its parent's,
 //! so a fetcher with a sibling started beside it on a pipe does not count. A script that
 //! fetches into a variable (`v=$(curl API)`) and then runs a one-line `sh -c` would pass for
@@ -177,8 +178,9 @@ impl Fetch {
 
     /// The detail of a command substitution: `reader` runs as its code what this fetch wrote.
     pub fn describe_substituted(&self, reader: &str) -> String {
+        // Only a fetcher that made its connection is taken for a substitution's.
         let what = match self.feed {
-            Feed::Connection => "made or accepted an internet connection",
+            Feed::Connection => "made an internet connection",
             Feed::Decoder => "decodes an encoded input",
         };
         format!(
@@ -213,7 +215,8 @@ pub(super) struct PipedWatch {
     /// Parent tgid -> the starts of its children exec'd with stdin a pipe, within the window:
     /// a pipeline's readers.
     pipe_readers: HashMap<u32, Vec<(u64, Instant)>>,
-    /// Parents dropped while still within the window to stay bounded; reported in status.
+    /// Entries dropped while still fresh to stay bounded (parents within the window, live
+    /// processes on a pipe); reported in status.
     pub forgotten: u64,
 }
 

@@ -18,8 +18,7 @@ use std::{
 
 use agent_common::{
     EventKind, ExecEvent, FileChurnEvent, FileEvent, MEMORY_READ_PROC_ENVIRON, MEMORY_READ_PROC_MEM,
-    MEMORY_WRITE_PROC_MEM, NetEvent,
-    PathChangeEvent, PreloadEvent, PtraceEvent, S_IFIFO, S_IFSOCK,
+    MEMORY_WRITE_PROC_MEM, NetEvent, PathChangeEvent, PreloadEvent, PtraceEvent, S_IFIFO, S_IFSOCK,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -68,7 +67,7 @@ pub struct ResponseStats {
     /// Processes with an internet connection forgotten to keep that table bounded: a program
     /// one of them wrote no longer counts as downloaded.
     pub net_peers_forgotten: AtomicU64,
-    /// Pipelines forgotten to keep the `curl | sh` watch bounded.
+    /// Pipelines (and processes on a pipe) forgotten to keep the `curl | sh` watch bounded.
     pub pipelines_forgotten: AtomicU64,
 }
 
@@ -318,6 +317,7 @@ impl Responder {
         let exe = exe_of(table, key);
         let parent = table.get_key(&key).map_or(0, |p| p.ppid);
         self.piped.exec_stdio(key, parent, stdin_pipe, stdout_pipe, Instant::now());
+        self.note_piped_forgotten();
         if let Some(fetch) = self.piped.substituted(key, parent, Instant::now())
             && code_argument(&exe, &argv())
                 .is_some_and(|code| code.contains('\n') || code.starts_with("#!"))
@@ -1194,7 +1194,6 @@ fn changed_secs_ago(image: &agent_common::ImageId) -> Option<u64> {
     Some(now.saturating_sub(image.ctime_sec).max(0) as u64)
 }
 
-/// The process's executable as the table knows it; empty when it does not.
 /// The pid a write or read into memory reached, with its exe as ` (exe)` when the table knows
 /// it; `None` when that is the process itself (or one of its threads' own pid).
 fn other_process(table: &ProcessTable, key: ProcessKey, ev: &PtraceEvent) -> Option<(u32, String)> {
@@ -1216,6 +1215,7 @@ fn forks_its_command(exe: &str) -> bool {
     matches!(exe.rsplit('/').next(), Some("timeout" | "flock" | "sudo" | "doas"))
 }
 
+/// The process's executable as the table knows it; empty when it does not.
 fn exe_of(table: &ProcessTable, key: ProcessKey) -> Arc<str> {
     table
         .get_key(&key)
