@@ -224,14 +224,7 @@ impl PipedWatch {
     /// `key`, a child of `parent`, exec'd with its stdin and its stdout a pipe or not.
     pub fn exec_stdio(&mut self, key: ProcessKey, parent: u32, stdin_pipe: bool, stdout_pipe: bool, now: Instant) {
         if stdin_pipe && parent != 0 {
-            self.forgotten += prune(&mut self.pipe_readers, now, |v| v.last().map(|r| r.1));
-            let readers = self.pipe_readers.entry(parent).or_default();
-            readers.retain(|r| now.saturating_duration_since(r.1) <= WINDOW);
-            if readers.len() >= MAX_READERS_PER_PARENT {
-                readers.remove(0);
-                self.forgotten += 1;
-            }
-            readers.push((key.start_ns, now));
+            self.forgotten += remember(&mut self.pipe_readers, parent, (key.start_ns, now), now, |r| r.1);
         }
         if !stdout_pipe {
             self.piped_out.remove(&key);
@@ -301,14 +294,7 @@ impl PipedWatch {
         {
             return Some(fetch.clone());
         }
-        self.forgotten += prune(&mut self.readers, now, |v| v.last().map(|r| r.2));
-        let waiting = self.readers.entry(parent).or_default();
-        waiting.retain(|r| now.saturating_duration_since(r.2) <= WINDOW);
-        if waiting.len() >= MAX_READERS_PER_PARENT {
-            waiting.remove(0);
-            self.forgotten += 1;
-        }
-        waiting.push((key, exe, now));
+        self.forgotten += remember(&mut self.readers, parent, (key, exe, now), now, |r| r.2);
         None
     }
 
@@ -365,21 +351,15 @@ impl PipedWatch {
         if parent.tgid == 0 {
             return;
         }
-        self.forgotten += prune(&mut self.relays, now, |v| v.last().map(|r| r.at));
-        // A parent that starts readers all day and never connects keeps only the window's.
-        let waiting = self.relays.entry(parent.tgid).or_default();
-        waiting.retain(|r| now.saturating_duration_since(r.at) <= WINDOW);
-        if waiting.len() >= MAX_READERS_PER_PARENT {
-            waiting.remove(0);
-            self.forgotten += 1;
-        }
-        waiting.push(RelayReader {
+        let reader = RelayReader {
             reader,
             exe,
             over,
             parent_start_ns: parent.start_ns,
             at: now,
-        });
+        };
+        // A parent that starts readers all day and never connects keeps only the window's.
+        self.forgotten += remember(&mut self.relays, parent.tgid, reader, now, |r| r.at);
     }
 
     /// `parent` made or accepted an internet connection: the readers it started within the
@@ -409,6 +389,27 @@ pub(super) fn describe_relay(reader: &str, over: &str, parent: &str, parent_pid:
     format!(
         "{reader} reads its program from a {over} set up by its parent {parent} (pid {parent_pid}), which made or accepted an internet connection"
     )
+}
+
+/// Adds `item` to `parent`'s list in `map`, keeping only the window's entries (`at` says when
+/// each came) and at most [`MAX_READERS_PER_PARENT`]; returns how many fresh entries (or whole
+/// parents, see [`prune`]) were dropped to stay bounded.
+fn remember<V>(
+    map: &mut HashMap<u32, Vec<V>>,
+    parent: u32,
+    item: V,
+    now: Instant,
+    at: impl Fn(&V) -> Instant,
+) -> u64 {
+    let mut dropped = prune(map, now, |v| v.last().map(&at));
+    let list = map.entry(parent).or_default();
+    list.retain(|r| now.saturating_duration_since(at(r)) <= WINDOW);
+    if list.len() >= MAX_READERS_PER_PARENT {
+        list.remove(0);
+        dropped += 1;
+    }
+    list.push(item);
+    dropped
 }
 
 /// Drops entries older than the window once a map reaches its bound, and everything when that
