@@ -282,6 +282,22 @@ impl PipedWatch {
         })
     }
 
+    /// Whether `fetch`, found under `parent`, has exited with its output gone down a pipe to
+    /// another reader `parent` started beside it: `nc HOST PORT | head -1` finished, and the
+    /// script's next command, `python3 - <<EOF` (bash makes a small here-document a pipe), is
+    /// not what nc fed. A fetcher still running may be feeding `reader` whatever else reads.
+    fn fed_another(&self, fetch: &Fetch, parent: u32, reader: ProcessKey) -> bool {
+        let exited = fetch.into_pipe && !self.piped_out.contains(&ProcessKey::new(fetch.pid, fetch.start_ns));
+        exited
+            && self.pipe_readers.get(&parent).is_some_and(|readers| {
+                readers.iter().any(|(start, _)| {
+                    *start != fetch.start_ns
+                        && *start != reader.start_ns
+                        && start.abs_diff(fetch.start_ns) <= TOGETHER_NS
+                })
+            })
+    }
+
     /// A reader of its program from a pipe started under `parent`. Returns the fetch when a
     /// sibling already connected; otherwise the reader waits for one.
     pub fn reader(&mut self, key: ProcessKey, exe: Arc<str>, parent: u32, now: Instant) -> Option<Fetch> {
@@ -291,6 +307,7 @@ impl PipedWatch {
         if let Some((fetch, at)) = self.fetches.get(&parent)
             && now.saturating_duration_since(*at) <= WINDOW
             && fetch.start_ns.abs_diff(key.start_ns) <= TOGETHER_NS
+            && !self.fed_another(fetch, parent, key)
         {
             return Some(fetch.clone());
         }
@@ -517,6 +534,37 @@ mod tests {
         assert!(w.fetched(fetch(51, "/usr/bin/python3"), 500, 1, t1).is_empty());
         // It still waits for a real sibling.
         assert_eq!(w.fetched(fetch(43, "/usr/bin/wget"), 400, 1, t1).len(), 1);
+    }
+
+    #[test]
+    fn a_finished_fetch_that_fed_its_own_pipeline_does_not_feed_a_later_reader() {
+        let t0 = Instant::now();
+        let mut w = PipedWatch::default();
+        // `timeout 3 nc HOST PORT | head -1` under script 100: nc (pid 10, under timeout 9)
+        // writes into head (pid 11), connects and exits.
+        let nc = ProcessKey::new(10, 10_000);
+        w.exec_stdio(nc, 9, false, true, t0);
+        w.exec_stdio(ProcessKey::new(11, 11_000), 100, true, false, t0);
+        assert!(w.fetched(Fetch { parent: 9, ..fetch(10, "/usr/bin/nc") }, 9, 100, t0).is_empty());
+        w.exited(nc);
+        // Then `python3 - <<EOF`, a reader on a pipe under the same script, at once.
+        let python = ProcessKey::new(12, 12_000);
+        w.exec_stdio(python, 100, true, false, t0);
+        assert_eq!(w.reader(python, "/usr/bin/python3".into(), 100, t0), None);
+        // Still running, nc could be feeding it as well as head: a `tee` in the middle.
+        let mut w = PipedWatch::default();
+        w.exec_stdio(nc, 9, false, true, t0);
+        w.exec_stdio(ProcessKey::new(11, 11_000), 100, true, false, t0);
+        w.fetched(Fetch { parent: 9, ..fetch(10, "/usr/bin/nc") }, 9, 100, t0);
+        w.exec_stdio(python, 100, true, false, t0);
+        assert!(w.reader(python, "/usr/bin/python3".into(), 100, t0).is_some());
+        // Finished, with no other reader beside it: it fed this one (a fast `curl URL | sh`).
+        let mut w = PipedWatch::default();
+        w.exec_stdio(nc, 9, false, true, t0);
+        w.fetched(Fetch { parent: 9, ..fetch(10, "/usr/bin/curl") }, 9, 100, t0);
+        w.exited(nc);
+        w.exec_stdio(python, 100, true, false, t0);
+        assert!(w.reader(python, "/usr/bin/sh".into(), 100, t0).is_some());
     }
 
     #[test]
