@@ -43,6 +43,11 @@ pub struct KernelOffsets {
     pub file_private_data: u32,
     pub socket_sk: u32,
     pub sock_common_family: u32,
+    /// `skc_daddr`, `skc_dport` (network order) and `skc_v6_daddr`: the peer of a socket
+    /// `accept` returned, for servers that do not ask accept for it (`NetEvent::addr`).
+    pub sock_common_daddr: u32,
+    pub sock_common_dport: u32,
+    pub sock_common_v6_daddr: u32,
     /// `mm->exe_file->f_inode`: `i_ino`, `i_sb->s_dev`, `i_size`, `i_[mc]time_sec/nsec` — the
     /// running image's identity, so a known image is recognised without opening `/proc/PID`.
     pub mm_exe_file: u32,
@@ -107,6 +112,9 @@ impl KernelOffsets {
         file_private_data: OFFSET_UNKNOWN,
         socket_sk: OFFSET_UNKNOWN,
         sock_common_family: OFFSET_UNKNOWN,
+        sock_common_daddr: OFFSET_UNKNOWN,
+        sock_common_dport: OFFSET_UNKNOWN,
+        sock_common_v6_daddr: OFFSET_UNKNOWN,
         mm_exe_file: OFFSET_UNKNOWN,
         inode_ino: OFFSET_UNKNOWN,
         inode_sb: OFFSET_UNKNOWN,
@@ -262,5 +270,5 @@ pub const SYSCALLS_POLL_MS: u64 = 10;
 pub const CREDS_MAP_ENTRIES: u32 = 32768;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 50 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 53 * 4);
 const _: () = assert!(core::mem::size_of::<AgentConfig>() == 16);

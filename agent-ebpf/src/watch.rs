@@ -41,7 +41,7 @@ use crate::{
     maps::{CREDS, EVENTS},
     path_calls, preload, proc_mem,
     syscalls::{exit_token, record},
-    task::{KPtr, config, creds_of, leader_start_ns, offsets, remember_creds},
+    task::{KPtr, config, creds_of, leader_start_ns, offset, offsets, remember_creds},
 };
 
 /// A watched call as its exit sees it: the number and the x86-64 argument registers, in order.
@@ -322,6 +322,42 @@ macro_rules! emit {
     }};
 }
 
+/// The peer of the internet socket the current task holds at `fd`, from its `sock_common`;
+/// the default for any other file.
+#[inline(always)]
+fn socket_peer(fd: u32) -> SockAddr {
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
+    let Some(sk) = files::file_of(fd)
+        .and_then(|f| f.read_ptr(offset!(file_private_data)))
+        .and_then(|sock| sock.read_ptr(offset!(socket_sk)))
+    else {
+        return SockAddr::default();
+    };
+    let family = sk.read::<u16>(offset!(sock_common_family)).unwrap_or(0);
+    let mut addr = SockAddr::default();
+    match family {
+        AF_INET => {
+            let Some(ip) = sk.read::<[u8; 4]>(offset!(sock_common_daddr)) else {
+                return addr;
+            };
+            addr.addr[..4].copy_from_slice(&ip);
+        }
+        AF_INET6 => {
+            let Some(ip) = sk.read::<[u8; 16]>(offset!(sock_common_v6_daddr)) else {
+                return addr;
+            };
+            addr.addr = ip;
+        }
+        _ => return addr,
+    }
+    addr.family = family;
+    addr.port = sk
+        .read::<u16>(offset!(sock_common_dport))
+        .map_or(0, u16::from_be);
+    addr
+}
+
 /// Reads a user `struct sockaddr` of `len` bytes at `ptr`.
 #[inline(always)]
 fn read_sockaddr(ptr: u64, len: u64) -> SockAddr {
@@ -372,6 +408,9 @@ fn net(kind: EventKind, p: &Call, ret: i64, ids: Ids, sockaddr: Option<(u64, u64
             }
         }
         Some((ptr, len)) => read_sockaddr(ptr, len),
+        // An accept that did not ask for the peer (libuv's accept4(fd, NULL, NULL, flags)):
+        // the socket it returned knows it.
+        None if kind == EventKind::Accept && ret >= 0 => socket_peer(ret as u32),
         None => SockAddr::default(),
     };
     emit!(NetEvent, kind, ids, |ev| {

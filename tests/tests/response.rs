@@ -2252,6 +2252,110 @@ fn a_shell_fed_through_its_connected_parent_is_alerted_and_other_parents_are_not
     }
 }
 
+/// Reads one pid per line from a child's stdout until `n` have come.
+fn read_pids(out: &mut impl std::io::BufRead, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let mut line = String::new();
+            out.read_line(&mut line).expect("a pid");
+            line.trim().to_owned()
+        })
+        .collect()
+}
+
+/// A web shell's shape on the real kernel: a Python server that starts a shell after it
+/// accepted a connection (itself, or from the worker it forked for one, or after an accept
+/// that did not ask for the peer's address) is alerted with the server named; the same server
+/// before it accepted anything, and a client that only connected, are not.
+#[test]
+fn a_shell_started_by_a_network_server_is_alerted_and_one_started_by_a_client_is_not() {
+    let test = "a_shell_started_by_a_network_server_is_alerted_and_one_started_by_a_client_is_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let daemon = Daemon::start("server-shell", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    // Each `shell()` prints the pid of the /bin/sh it started.
+    let prelude = "import ctypes, os, socket, subprocess\n\
+         def shell():\n    p = subprocess.Popen('true', shell=True); p.wait(); print(p.pid, flush=True)\n\
+         s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4)\n\
+         print(s.getsockname()[1], flush=True)\n";
+    let server = |body: &str| {
+        let mut child = Reap(
+            Command::new("/usr/bin/python3")
+                .args(["-c", &format!("{prelude}{body}")])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("python3"),
+        );
+        let out = std::io::BufReader::new(child.0.stdout.take().expect("stdout"));
+        (child, out)
+    };
+    let connect = |port: &str| std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+
+    let (serving, mut out) = server(
+        "shell()\n\
+         c, _ = s.accept(); shell(); c.close()\n\
+         c, _ = s.accept()\n\
+         pid = os.fork()\n\
+         if pid == 0:\n    shell(); os._exit(0)\n\
+         os.waitpid(pid, 0)\n",
+    );
+    let server_pid = serving.0.id().to_string();
+    let port = read_pids(&mut out, 1).remove(0);
+    let before = read_pids(&mut out, 1).remove(0);
+    let _first = connect(&port);
+    let served = read_pids(&mut out, 1).remove(0);
+    let _second = connect(&port);
+    let from_worker = read_pids(&mut out, 1).remove(0);
+
+    let (_bare, mut out) = server("libc = ctypes.CDLL(None)\nfd = libc.accept(s.fileno(), None, None)\nshell()\n");
+    let port = read_pids(&mut out, 1).remove(0);
+    let _third = connect(&port);
+    let unaddressed = read_pids(&mut out, 1).remove(0);
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let client_port = listener.local_addr().expect("addr").port();
+    let client = Command::new("/usr/bin/python3")
+        .args(["-c", &format!(
+            "import socket, subprocess\nc = socket.create_connection(('127.0.0.1', {client_port}))\n\
+             p = subprocess.Popen('true', shell=True); p.wait(); print(p.pid)"
+        )])
+        .output()
+        .expect("client");
+    assert!(client.status.success(), "{}", String::from_utf8_lossy(&client.stderr));
+    let from_client = String::from_utf8(client.stdout).expect("pid").trim().to_owned();
+
+    wait_for_alerts(&daemon, alerts_before + 3);
+    daemon.stop();
+    let Some(c) = &cursor else { return };
+    let alerted = |pid: &str| {
+        read_vigil_entries(c, Duration::from_secs(1), |e| {
+            f(e, "VIGIL_REASON") == "network-server-spawns-shell" && f(e, "VIGIL_PID") == pid
+        })
+    };
+    for (what, pid) in [("served", &served), ("from the forked worker", &from_worker), ("after accept(fd, NULL, NULL)", &unaddressed)] {
+        let found = entries(&cursor, what, |e| {
+            f(e, "VIGIL_REASON") == "network-server-spawns-shell" && f(e, "VIGIL_PID") == *pid
+        });
+        let a = found.first().expect("found");
+        assert_eq!(f(a, "VIGIL_EVENT"), "alert", "{what}: {a}");
+        let detail = f(a, "VIGIL_DETAIL");
+        assert!(
+            detail.contains("started by the network server /usr/bin/python3")
+                && detail.ends_with("which last accepted a connection from 127.0.0.1"),
+            "{what}: {a}"
+        );
+        if *pid != unaddressed {
+            assert!(detail.contains(&format!("(pid {server_pid})")), "{what}: the server, not its worker: {a}");
+        }
+    }
+    assert!(alerted(&before).is_empty(), "a shell before the server accepted anything was alerted");
+    assert!(alerted(&from_client).is_empty(), "a client's shell was alerted");
+}
+
 /// File rules on the real kernel: a watched file read through a relative path, a new file
 /// written under a watched directory after the policy loaded and another moved in there (both
 /// killed), and the shipped default's credential and log rules (a log emptied, then removed),

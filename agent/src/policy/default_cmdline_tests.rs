@@ -12,6 +12,7 @@ fn hits(p: &Policy, path: &str, cmdline: &str) -> Vec<String> {
         parent_exe: Some("/usr/bin/bash"),
         stdio_socket: false,
         parent_stdio_socket: false,
+        parent_accepted: false,
         image_changed_secs_ago: None,
         downloaded_by: None,
         cmdline: Some(cmdline),

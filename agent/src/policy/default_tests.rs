@@ -24,6 +24,7 @@ fn exec_hits(
         parent_exe: parent,
         stdio_socket,
         parent_stdio_socket: false,
+        parent_accepted: false,
         image_changed_secs_ago: None,
         downloaded_by: None,
         cmdline: None,
@@ -50,6 +51,7 @@ fn default_settings() {
             "command-from-socket-shell",
             "shell-under-socket-relay",
             "service-spawns-shell",
+            "network-server-spawns-shell",
             "exec-from-dev-shm",
             "hidden-fresh-binary-in-tmp",
             "system-name-in-temp-dir",
@@ -154,6 +156,7 @@ fn reverse_shells_are_quarantined_but_ordinary_shells_are_not() {
             parent_exe: Some(parent),
             stdio_socket: false,
             parent_stdio_socket: true,
+            parent_accepted: false,
             image_changed_secs_ago: None,
             downloaded_by: None,
             cmdline: None,
@@ -166,6 +169,37 @@ fn reverse_shells_are_quarantined_but_ordinary_shells_are_not() {
     assert_eq!(relayed("/usr/bin/bash", "/usr/bin/perl"), rule);
     assert!(relayed("/usr/bin/bash", "/usr/sbin/sshd").is_empty(), "sshd keeps the connection on its stdio");
     assert!(relayed("/usr/bin/bash", "/usr/lib/openssh/sshd-session").is_empty());
+}
+
+#[test]
+fn any_network_server_starting_a_shell_is_alerted() {
+    let p = default_policy();
+    let exec = |path, parent, parent_accepted| {
+        let ctx = ExecContext {
+            path,
+            sha256: None,
+            parent_exe: Some(parent),
+            stdio_socket: false,
+            parent_stdio_socket: false,
+            parent_accepted,
+            image_changed_secs_ago: None,
+            downloaded_by: None,
+            cmdline: None,
+        };
+        p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
+    };
+    let rule = hit("network-server-spawns-shell", Action::Alert);
+    for parent in ["/usr/lib/jvm/java-17-openjdk-amd64/bin/java", "/usr/bin/node", "/usr/bin/python3.11", "/srv/app/bin/api"] {
+        for child in ["/usr/bin/dash", "/bin/bash", "/usr/bin/nc.openbsd", "/usr/bin/socat"] {
+            assert_eq!(exec(child, parent, true), rule, "{parent} -> {child}");
+            assert!(exec(child, parent, false).is_empty(), "{parent} -> {child}, never accepted");
+        }
+        assert!(exec("/usr/bin/git", parent, true).is_empty(), "{parent} -> git");
+    }
+    // A named service that also accepts meets both rules; the quarantine decides.
+    let both = exec("/bin/sh", "/usr/sbin/nginx", true);
+    assert!(both.contains(&("service-spawns-shell".to_owned(), Action::Quarantine)), "{both:?}");
+    assert!(both.contains(&("network-server-spawns-shell".to_owned(), Action::Alert)), "{both:?}");
 }
 
 #[test]
@@ -190,7 +224,7 @@ fn services_spawning_shells_are_quarantined() {
     // initdb's bootstrap backend lists the locales through a shell; any other command is held.
     let postgres = Some("/usr/lib/postgresql/15/bin/postgres");
     let with_cmdline = |cmdline| {
-        let ctx = ExecContext { path: "/bin/sh", sha256: None, parent_exe: postgres, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: None, downloaded_by: None, cmdline: Some(cmdline) };
+        let ctx = ExecContext { path: "/bin/sh", sha256: None, parent_exe: postgres, stdio_socket: false, parent_stdio_socket: false, parent_accepted: false, image_changed_secs_ago: None, downloaded_by: None, cmdline: Some(cmdline) };
         p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
     };
     assert!(with_cmdline("sh -c locale -a").is_empty());
@@ -211,7 +245,7 @@ fn dev_shm_is_denied_in_the_kernel_and_memfd_in_user_space() {
     );
     assert_eq!(
         p.kernel_exec_denies(),
-        [(KernelExecMatch::Prefix(b"/dev/shm/".to_vec()), 4)]
+        [(KernelExecMatch::Prefix(b"/dev/shm/".to_vec()), 5)]
     );
     assert!(p.kernel_connect_denies().is_empty());
 }
@@ -298,7 +332,7 @@ fn a_monitor_drop_in_keeps_the_default_rules() {
 fn programs_a_network_client_wrote_alert_unless_an_installer_did() {
     let p = default_policy();
     let hits = |path: &str, by: Option<&str>| {
-        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: None, downloaded_by: by, cmdline: None };
+        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, parent_accepted: false, image_changed_secs_ago: None, downloaded_by: by, cmdline: None };
         p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
     };
     let rule = hit("downloaded-program-run", Action::Alert);
@@ -330,7 +364,7 @@ fn programs_a_network_client_wrote_alert_unless_an_installer_did() {
 fn hidden_programs_fresh_in_temp_dirs_alert() {
     let p = default_policy();
     let hits = |path: &str, secs| {
-        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: secs, downloaded_by: None, cmdline: None };
+        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, parent_accepted: false, image_changed_secs_ago: secs, downloaded_by: None, cmdline: None };
         p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
     };
     let rule = hit("hidden-fresh-binary-in-tmp", Action::Alert);
@@ -349,7 +383,7 @@ fn hidden_programs_fresh_in_temp_dirs_alert() {
 fn system_daemon_names_run_from_temp_dirs_alert() {
     let p = default_policy();
     let hits = |path: &str| {
-        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, image_changed_secs_ago: None, downloaded_by: None, cmdline: None };
+        let ctx = ExecContext { path, sha256: None, parent_exe: None, stdio_socket: false, parent_stdio_socket: false, parent_accepted: false, image_changed_secs_ago: None, downloaded_by: None, cmdline: None };
         p.exec_rules(&ctx).iter().map(RuleRef::owned).collect::<Vec<_>>()
     };
     let rule = hit("system-name-in-temp-dir", Action::Alert);

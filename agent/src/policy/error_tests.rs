@@ -59,7 +59,7 @@ fn typos_and_missing_keys_are_errors() {
     assert_eq!(
         error(&rule("exec", "action = \"kill\"\npaths = [\"/a\"]")),
         format!(
-            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `cmdline`, `except_cmdline`, `stdio_socket`, `parent_stdio_socket`, `changed_within`, `downloaded`, `except_downloader`"
+            "{FILE}:5:1: in `rule.exec`: unknown field `paths`, expected one of `name`, `action`, `path`, `sha256`, `parent`, `cmdline`, `except_cmdline`, `stdio_socket`, `parent_stdio_socket`, `parent_accepted`, `changed_within`, `downloaded`, `except_downloader`"
         )
     );
     assert_eq!(
@@ -230,7 +230,7 @@ fn rule_shape_errors() {
     assert_eq!(
         error(&rule("exec", "action = \"kill\"\nstdio_socket = false")),
         format!(
-            "{FILE}:3:8: rule.exec `r` has no conditions: expected at least one of path, sha256, parent, cmdline, stdio_socket = true, parent_stdio_socket = true, changed_within, downloaded = true"
+            "{FILE}:3:8: rule.exec `r` has no conditions: expected at least one of path, sha256, parent, cmdline, stdio_socket = true, parent_stdio_socket = true, parent_accepted = true, changed_within, downloaded = true"
         )
     );
     assert_eq!(

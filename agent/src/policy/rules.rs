@@ -24,6 +24,9 @@ pub struct ExecContext<'a> {
     pub stdio_socket: bool,
     /// Whether the parent's stdin or stdout was an internet socket at the exec.
     pub parent_stdio_socket: bool,
+    /// Whether the parent accepted an internet connection (or, a worker it forked without
+    /// exec'ing, its own parent did): the program was started by a network server.
+    pub parent_accepted: bool,
     /// Seconds since the image's inode last changed (its ctime: written, chmod'ed, moved in),
     /// when the exec showed it and the policy has a `changed_within` as long.
     pub image_changed_secs_ago: Option<u64>,
@@ -290,6 +293,7 @@ pub(super) struct ExecRule {
     pub except_cmdline: Option<CmdlineList>,
     pub stdio_socket: bool,
     pub parent_stdio_socket: bool,
+    pub parent_accepted: bool,
     /// Seconds.
     pub changed_within: Option<u64>,
     pub downloaded: bool,
@@ -315,13 +319,14 @@ impl ExecRule {
             && def.cmdline.is_none()
             && !def.stdio_socket
             && !def.parent_stdio_socket
+            && !def.parent_accepted
             && def.changed_within.is_none()
             && !def.downloaded
         {
             return Err(PolicyError::invalid(
                 def.name.at,
                 format!(
-                    "rule.exec `{}` has no conditions: expected at least one of path, sha256, parent, cmdline, stdio_socket = true, parent_stdio_socket = true, changed_within, downloaded = true",
+                    "rule.exec `{}` has no conditions: expected at least one of path, sha256, parent, cmdline, stdio_socket = true, parent_stdio_socket = true, parent_accepted = true, changed_within, downloaded = true",
                     def.name.value
                 ),
             ));
@@ -364,6 +369,7 @@ impl ExecRule {
             action: def.action.value,
             stdio_socket: def.stdio_socket,
             parent_stdio_socket: def.parent_stdio_socket,
+            parent_accepted: def.parent_accepted,
             changed_within: def.changed_within.map(|w| w.value),
             downloaded: def.downloaded,
             except_downloader: globs(def.except_downloader, "except_downloader")?,
@@ -399,6 +405,7 @@ impl ExecRule {
                 .is_none_or(|g| ctx.parent_exe.is_some_and(|p| g.is_match(p)))
             && (!self.stdio_socket || ctx.stdio_socket)
             && (!self.parent_stdio_socket || ctx.parent_stdio_socket)
+            && (!self.parent_accepted || ctx.parent_accepted)
             && self
                 .changed_within
                 .is_none_or(|w| ctx.image_changed_secs_ago.is_some_and(|age| age <= w))
@@ -416,6 +423,7 @@ impl ExecRule {
             && !self.has_cmdline_condition()
             && !self.stdio_socket
             && !self.parent_stdio_socket
+            && !self.parent_accepted
             && self.changed_within.is_none()
             && !self.downloaded
     }

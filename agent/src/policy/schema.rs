@@ -77,6 +77,7 @@ pub(super) struct RawExecRule {
     pub except_cmdline: SpannedList<String>,
     pub stdio_socket: Option<bool>,
     pub parent_stdio_socket: Option<bool>,
+    pub parent_accepted: Option<bool>,
     pub changed_within: Option<Spanned<u64>>,
     pub downloaded: Option<bool>,
     pub except_downloader: SpannedList<String>,

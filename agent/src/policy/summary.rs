@@ -31,6 +31,9 @@ impl Policy {
             if r.parent_stdio_socket {
                 when.insert("parent_stdio_socket".into(), json!(true));
             }
+            if r.parent_accepted {
+                when.insert("parent_accepted".into(), json!(true));
+            }
             if let Some(w) = r.changed_within {
                 when.insert("changed_within".into(), json!(w));
             }

@@ -5,7 +5,7 @@
 //! wherever it lies. The writer's parent counts as well: `exec 3<>/dev/tcp/h/p; cat <&3 >x`
 //! connects in the shell and writes in its forked child.
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Instant};
 
 use agent_common::CreatedBy;
 
@@ -54,6 +54,8 @@ struct Peer {
     /// the pid did not connect.
     start_ns: u64,
     at: Instant,
+    /// The peer of the last connection it accepted, if it ever accepted one: it serves.
+    accepted_from: Option<IpAddr>,
 }
 
 /// tgid -> the executable it had when it last made or accepted an internet connection.
@@ -65,18 +67,35 @@ pub(super) struct NetPeers {
 }
 
 impl NetPeers {
-    pub fn connected(&mut self, key: ProcessKey, exe: Arc<str>) {
+    /// `accepted_from`: the peer, when it accepted the connection rather than made it.
+    pub fn connected(&mut self, key: ProcessKey, exe: Arc<str>, accepted_from: Option<IpAddr>) {
         if self.by_tgid.len() >= MAX_PEERS && !self.by_tgid.contains_key(&key.tgid) {
             self.forget_oldest(MAX_PEERS / 4);
         }
+        // A server that also connects out (to its database, an upstream) still serves.
+        let served_before = self
+            .by_tgid
+            .get(&key.tgid)
+            .filter(|p| p.start_ns == key.start_ns)
+            .and_then(|p| p.accepted_from);
         self.by_tgid.insert(
             key.tgid,
             Peer {
                 exe,
                 start_ns: key.start_ns,
                 at: Instant::now(),
+                accepted_from: accepted_from.or(served_before),
             },
         );
+    }
+
+    /// The peer of the last internet connection this process (not an earlier one with its
+    /// pid) accepted, if it accepted any since vigil started, as far as the table remembers.
+    pub fn accepted_from(&self, key: ProcessKey) -> Option<IpAddr> {
+        self.by_tgid
+            .get(&key.tgid)
+            .filter(|p| p.start_ns == key.start_ns)
+            .and_then(|p| p.accepted_from)
     }
 
     /// Whether this process itself (not an earlier one with its pid) made or accepted an
@@ -131,8 +150,8 @@ mod tests {
     #[test]
     fn the_writer_or_its_parent_must_have_connected() {
         let mut peers = NetPeers::default();
-        peers.connected(ProcessKey::new(100, 0), "/usr/bin/curl".into());
-        peers.connected(ProcessKey::new(200, 0), "/usr/bin/bash".into());
+        peers.connected(ProcessKey::new(100, 0), "/usr/bin/curl".into(), None);
+        peers.connected(ProcessKey::new(200, 0), "/usr/bin/bash".into(), None);
         let curl = peers.download(&written(100, 50, 1_000_000_000), 4_500_000_000).expect("curl wrote it");
         assert_eq!((curl.downloader.as_ref(), curl.downloader_pid, curl.writer_pid), ("/usr/bin/curl", 100, 100));
         assert_eq!(curl.secs_before_exec, 3);
@@ -148,18 +167,18 @@ mod tests {
         assert_eq!(peers.download(&written(300, 301, 0), 0), None);
         // No create seen (the image predates vigil): nothing to say.
         assert_eq!(peers.download(&CreatedBy::default(), 0), None);
-        peers.connected(ProcessKey::new(500, 0), "".into());
+        peers.connected(ProcessKey::new(500, 0), "".into(), None);
         let unknown = peers.download(&written(500, 0, 0), 0).expect("connected");
         assert!(unknown.describe().contains("by pid 500, which made"), "{}", unknown.describe());
         // Init's children carry parent 0, which names nobody.
-        peers.connected(ProcessKey::new(0, 0), "/sbin/init".into());
+        peers.connected(ProcessKey::new(0, 0), "/sbin/init".into(), None);
         assert_eq!(peers.download(&written(400, 0, 0), 0), None);
     }
 
     #[test]
     fn a_connection_belongs_to_the_process_that_made_it_not_its_pid() {
         let mut peers = NetPeers::default();
-        peers.connected(ProcessKey::new(100, 5_000), "/usr/bin/python3".into());
+        peers.connected(ProcessKey::new(100, 5_000), "/usr/bin/python3".into(), None);
         assert!(peers.has_connected(ProcessKey::new(100, 5_000)));
         // The pid reused by a later process, and a process that never connected.
         assert!(!peers.has_connected(ProcessKey::new(100, 9_000)));
@@ -167,16 +186,32 @@ mod tests {
     }
 
     #[test]
+    fn a_server_stays_one_when_it_connects_out_and_its_pid_is_not_it() {
+        let mut peers = NetPeers::default();
+        let server = ProcessKey::new(100, 5_000);
+        let client = IpAddr::from([192, 0, 2, 7]);
+        peers.connected(server, "/usr/bin/python3".into(), None);
+        assert_eq!(peers.accepted_from(server), None, "it only connected");
+        peers.connected(server, "/usr/bin/python3".into(), Some(client));
+        peers.connected(server, "/usr/bin/python3".into(), None);
+        assert_eq!(peers.accepted_from(server), Some(client), "connecting to its database after");
+        assert!(peers.has_connected(server));
+        assert_eq!(peers.accepted_from(ProcessKey::new(100, 9_000)), None, "the pid reused");
+        peers.connected(ProcessKey::new(100, 9_000), "/usr/bin/curl".into(), None);
+        assert_eq!(peers.accepted_from(ProcessKey::new(100, 9_000)), None, "nothing inherited from the pid");
+    }
+
+    #[test]
     fn the_table_is_bounded_and_forgets_the_oldest() {
         let mut peers = NetPeers::default();
         for t in 1..=MAX_PEERS as u32 {
-            peers.connected(ProcessKey::new(t, 0), "/usr/bin/curl".into());
+            peers.connected(ProcessKey::new(t, 0), "/usr/bin/curl".into(), None);
         }
         assert_eq!(peers.len(), MAX_PEERS);
         // Reconnecting a known process is an update, not growth.
-        peers.connected(ProcessKey::new(MAX_PEERS as u32, 0), "/usr/bin/wget".into());
+        peers.connected(ProcessKey::new(MAX_PEERS as u32, 0), "/usr/bin/wget".into(), None);
         assert_eq!((peers.len(), peers.forgotten), (MAX_PEERS, 0));
-        peers.connected(ProcessKey::new(MAX_PEERS as u32 + 1, 0), "/usr/bin/curl".into());
+        peers.connected(ProcessKey::new(MAX_PEERS as u32 + 1, 0), "/usr/bin/curl".into(), None);
         assert_eq!(peers.len(), MAX_PEERS - MAX_PEERS / 4 + 1);
         assert_eq!(peers.forgotten, (MAX_PEERS / 4) as u64);
         assert!(peers.download(&written(1, 0, 0), 0).is_none(), "the oldest went first");

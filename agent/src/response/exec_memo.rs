@@ -5,7 +5,7 @@
 //! rarely repeat, so they are not part of the question: the memo keeps which rules hold on
 //! everything else, and only their `cmdline` patterns are run per exec.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use super::downloads::Download;
 use crate::policy::{Action, ExecContext, Policy};
@@ -24,6 +24,29 @@ pub(super) struct ExecSeen {
     pub image_changed_secs_ago: Option<u64>,
     /// Only for images a network client wrote: rare, so they cost the memo nothing.
     pub download: Option<Download>,
+    /// Only for children of a network server (`ExecContext::parent_accepted`).
+    pub served_by: Option<Served>,
+}
+
+/// The network server that started a program: its parent, or the parent of the worker it
+/// forked to handle a connection.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Served {
+    pub server: Arc<str>,
+    pub server_pid: u32,
+    /// The peer of the last connection it accepted. No port: one per connection would give
+    /// every child of a busy server its own memo entry.
+    pub from: IpAddr,
+}
+
+impl Served {
+    /// For the incident's detail.
+    pub fn describe(&self) -> String {
+        format!(
+            "started by the network server {} (pid {}), which last accepted a connection from {}",
+            self.server, self.server_pid, self.from
+        )
+    }
 }
 
 /// Rule name and action of each exec rule that matched.
@@ -114,6 +137,7 @@ fn context<'a>(
         parent_exe: seen.parent_exe.as_deref(),
         stdio_socket: seen.stdio_socket,
         parent_stdio_socket: seen.parent_stdio_socket,
+        parent_accepted: seen.served_by.is_some(),
         image_changed_secs_ago: seen.image_changed_secs_ago,
         downloaded_by: seen.download.as_ref().map(|d| d.downloader.as_ref()),
         cmdline,
@@ -160,6 +184,12 @@ cmdline = [" -i( |$)"]
 name = "miner-args"
 action = "alert"
 cmdline = ["stratum[+]tcp://"]
+
+[[rule.exec]]
+name = "server-shell"
+action = "alert"
+path = ["/usr/bin/*sh"]
+parent_accepted = true
 "#;
 
     fn policy(text: &str) -> Arc<Policy> {
@@ -175,6 +205,7 @@ cmdline = ["stratum[+]tcp://"]
             parent_stdio_socket: false,
             image_changed_secs_ago: None,
             download: None,
+            served_by: None,
         }
     }
 
@@ -195,6 +226,11 @@ cmdline = ["stratum[+]tcp://"]
             seen("/usr/bin/bash", "/usr/sbin/sshd"),
             seen("/tmp/x", "/usr/bin/bash"),
             ExecSeen { image: Some("/tmp/y".into()), ..seen("/usr/bin/env", "/usr/bin/bash") },
+            ExecSeen {
+                served_by: Some(Served { server: "/usr/bin/python3".into(), server_pid: 7, from: IpAddr::from([127, 0, 0, 1]) }),
+                ..seen("/usr/bin/bash", "/usr/bin/python3")
+            },
+            seen("/usr/bin/bash", "/usr/bin/python3"),
         ];
         // Asked twice each, interleaved: the second answers come from the memo.
         for _ in 0..2 {
@@ -205,6 +241,8 @@ cmdline = ["stratum[+]tcp://"]
         assert_eq!(names(&memo.hits(&p, &cases[0], None, &argv("x"))), ["shell-from-web"]);
         assert!(memo.hits(&p, &cases[1], None, &argv("x")).is_empty());
         assert_eq!(names(&memo.hits(&p, &cases[3], None, &argv("x"))), ["tmp-binaries"]);
+        assert_eq!(names(&memo.hits(&p, &cases[4], None, &argv("x"))), ["server-shell"]);
+        assert!(memo.hits(&p, &cases[5], None, &argv("x")).is_empty(), "the same exec, no server");
     }
 
     #[test]

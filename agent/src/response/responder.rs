@@ -27,7 +27,7 @@ use super::{
     actor::ActorMsg,
     decision::{Act, Decision, Target},
     downloads::{Download, NetPeers},
-    exec_memo::{ExecMemo, ExecSeen},
+    exec_memo::{ExecMemo, ExecSeen, Served},
     file_watches::FileWatchIndex,
     masquerade::kernel_thread_disguise,
     mass_replace::ReplaceWatch,
@@ -266,6 +266,7 @@ impl Responder {
                 .max_changed_within()
                 .and_then(|max| changed_secs_ago(&ev.image).filter(|age| *age <= max)),
             download: self.net_peers.download(&ev.written_by, ev.header.ktime_ns),
+            served_by: self.server_of(table, key),
         };
         let kernel_rule = ev
             .denied_by()
@@ -281,6 +282,7 @@ impl Responder {
         let matched = Matched::Exec {
             changed: seen.image_changed_secs_ago,
             download: seen.download.as_ref().map(Download::describe),
+            served: seen.served_by.as_ref().map(Served::describe),
         };
         self.execs.insert(id(key), seen);
         if let Some(rule) = kernel_rule {
@@ -379,6 +381,7 @@ impl Responder {
         let matched = Matched::Exec {
             changed: seen.image_changed_secs_ago,
             download: seen.download.as_ref().map(Download::describe),
+            served: seen.served_by.as_ref().map(Served::describe),
         };
         self.rule_hits(&policy, table, seqs, key, hits, matched);
     }
@@ -466,6 +469,29 @@ impl Responder {
             .store(self.piped.forgotten, Relaxed);
     }
 
+    /// The network server that started `key`: its parent if that accepted an internet
+    /// connection, else its grandparent if the parent is a worker that server forked without
+    /// exec'ing (a forking server hands each connection to one). A protected server (sshd)
+    /// starts sessions, not web shells.
+    fn server_of(&self, table: &ProcessTable, key: ProcessKey) -> Option<Served> {
+        let parent = table.get_key(&key)?.parent_key()?;
+        let parent_info = table.get_key(&parent)?;
+        let (server, from) = match self.net_peers.accepted_from(parent) {
+            Some(from) => (parent, from),
+            None => {
+                let grandparent = parent_info.parent_key()?;
+                if table.get_key(&grandparent)?.exe != parent_info.exe {
+                    return None;
+                }
+                (grandparent, self.net_peers.accepted_from(grandparent)?)
+            }
+        };
+        if server.tgid <= 2 || server.tgid == self.self_tgid || self.protected.contains(&id(server)) {
+            return None;
+        }
+        Some(Served { server: exe_of(table, server), server_pid: server.tgid, from })
+    }
+
     /// Remembers a process that made (or has in progress) or accepted an internet connection,
     /// for programs it writes and pipelines it feeds.
     fn note_net_peer(
@@ -482,7 +508,7 @@ impl Responder {
         let accepted = kind == EventKind::Accept as u16 && ev.ret >= 0;
         if (made || accepted) && ev.addr.ip().is_some_and(|a| !a.is_unspecified()) {
             let exe = exe_of(table, key);
-            self.net_peers.connected(key, Arc::clone(&exe));
+            self.net_peers.connected(key, Arc::clone(&exe), ev.addr.ip().filter(|_| accepted));
             self.stats
                 .net_peers_forgotten
                 .store(self.net_peers.forgotten, Relaxed);
@@ -1155,6 +1181,8 @@ enum Matched<'a> {
     Exec {
         changed: Option<u64>,
         download: Option<String>,
+        /// The network server that started it, when one did.
+        served: Option<String>,
     },
     Connect { addr: IpAddr, port: u16, ret: i32 },
     /// A security event, described for the operator.
@@ -1166,12 +1194,13 @@ impl Matched<'_> {
     /// and only the age of its image and who downloaded it are added.
     fn detail(&self) -> Option<String> {
         match self {
-            Matched::Exec { changed, download } => {
+            Matched::Exec { changed, download, served } => {
                 let changed = changed.map(|secs| format!("image changed {secs}s before the exec"));
-                match (changed, download) {
-                    (Some(c), Some(d)) => Some(format!("{c}; {d}")),
-                    (c, d) => c.or_else(|| d.clone()),
-                }
+                let parts: Vec<String> = [changed, download.clone(), served.clone()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                (!parts.is_empty()).then(|| parts.join("; "))
             }
             Matched::Connect { addr, port, ret } => {
                 Some(format!("connect to {addr} port {port} (result {ret})"))

@@ -212,6 +212,10 @@ fn running_kernel_offsets_are_plausible() {
     assert_eq!(o.mm_arg_end, o.mm_arg_start + 8);
     assert_eq!((o.mm_env_start, o.mm_env_end), (o.mm_arg_start + 16, o.mm_arg_start + 24));
     assert_eq!(o.cred_gid, o.cred_uid + 4);
+    // struct sock_common opens with the address pair (daddr first), then the hash, then the
+    // port pair (dport first); the family follows it.
+    assert_eq!((o.sock_common_daddr, o.sock_common_dport, o.sock_common_family), (0, 12, 16));
+    assert!(o.sock_common_v6_daddr > o.sock_common_family && o.sock_common_v6_daddr % 4 == 0);
     for cred in [
         o.cred_uid,
         o.cred_gid,
