@@ -602,6 +602,13 @@ fn persistence_and_log_truncation_alert_on_writes_only() {
         "/usr/lib/x86_64-linux-gnu/security/pam_x.so",
         "/etc/pam.d/sshd",
         "/etc/pam.d/sudo",
+        "/etc/apt/apt.conf.d/99hook",
+        "/var/spool/cron/atjobs/a0000101a2b3c4",
+        "/etc/network/if-up.d/zz",
+        "/etc/systemd/system-generators/x",
+        "/usr/lib/systemd/system-generators/x",
+        "/etc/ssh/sshd_config",
+        "/etc/ssh/sshd_config.d/00-x.conf",
     ] {
         assert_eq!(file_hits(&p, path, w, "/usr/bin/bash"), hit("persistence-write", Action::Alert), "{path}");
         assert!(file_hits(&p, path, r, "/usr/bin/bash").is_empty(), "reading is not persistence: {path}");
