@@ -41,6 +41,9 @@ pub struct KernelOffsets {
     /// `file->private_data` (a `struct socket *` for sockets) `->sk->__sk_common.skc_family`:
     /// only an internet socket on stdio makes a reverse shell; services log to Unix sockets.
     pub file_private_data: u32,
+    /// `file->f_mode`: whether an `O_CREAT` open made the file (`FMODE_CREATED`) or opened
+    /// one that was there (`CHURN_REWRITTEN`).
+    pub file_f_mode: u32,
     pub socket_sk: u32,
     pub sock_common_family: u32,
     /// `skc_daddr`, `skc_dport` (network order) and `skc_v6_daddr`: the peer of a socket
@@ -110,6 +113,7 @@ impl KernelOffsets {
         file_inode: OFFSET_UNKNOWN,
         inode_mode: OFFSET_UNKNOWN,
         file_private_data: OFFSET_UNKNOWN,
+        file_f_mode: OFFSET_UNKNOWN,
         socket_sk: OFFSET_UNKNOWN,
         sock_common_family: OFFSET_UNKNOWN,
         sock_common_daddr: OFFSET_UNKNOWN,
@@ -270,5 +274,5 @@ pub const SYSCALLS_POLL_MS: u64 = 10;
 pub const CREDS_MAP_ENTRIES: u32 = 32768;
 pub const IGNORED_TGIDS_ENTRIES: u32 = 1024;
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 53 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 54 * 4);
 const _: () = assert!(core::mem::size_of::<AgentConfig>() == 16);

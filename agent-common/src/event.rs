@@ -271,6 +271,8 @@ pub const S_IFSOCK: u16 = 0o140000;
 /// `S_IFIFO` (a pipe or named pipe), as in `stdio_modes`.
 pub const S_IFIFO: u16 = 0o010000;
 pub const S_IFMT: u16 = 0o170000;
+/// `S_IFREG`: a regular file.
+pub const S_IFREG: u16 = 0o100000;
 
 /// `sched_process_fork`; the header names the parent thread.
 #[repr(C)]
@@ -587,8 +589,8 @@ pub struct RawSocketEvent {
     pub ret: i32,
 }
 
-/// A file name that appeared (an `O_CREAT` open that succeeded, or a rename's new name) or went
-/// away (an unlink, or a rename's old name), sent only while the process or its parent does many
+/// A file name that appeared (an `O_CREAT` open that created the file, or a rename's new name),
+/// went away (an unlink, or a rename's old name) or was opened to be written over, sent only while the process or its parent does many
 /// of those in a row, or its parent's or grandparent's children together ([`CHURN_HOT`] within
 /// [`CHURN_WINDOW_NS`]). What mass encryption looks like
 /// (`f.docx` read, `f.docx.locked` written, `f.docx` removed) and what builds, `rm -rf` and
@@ -599,7 +601,7 @@ pub struct FileChurnEvent {
     pub header: EventHeader,
     /// x86-64 syscall number.
     pub syscall_nr: u32,
-    /// [`CHURN_CREATED`] or [`CHURN_REMOVED`].
+    /// [`CHURN_CREATED`], [`CHURN_REMOVED`] or [`CHURN_REWRITTEN`].
     pub op: u32,
     /// Bytes of `path` used (without NUL).
     pub path_len: u32,
@@ -610,6 +612,9 @@ pub struct FileChurnEvent {
 
 pub const CHURN_CREATED: u32 = 1;
 pub const CHURN_REMOVED: u32 = 2;
+/// A file that was there opened to be written over: `O_TRUNC`, or writable without
+/// `O_APPEND` (an `O_CREAT` open that did not create). Mass encryption in place.
+pub const CHURN_REWRITTEN: u32 = 3;
 /// Creates, unlinks and renames a process (or an ancestor's descendants together) must make
 /// within [`CHURN_WINDOW_NS`] before its names are sent.
 pub const CHURN_HOT: u32 = 8;

@@ -6,7 +6,7 @@
 //! so a quiet host sends nothing and a build sends what it churns.
 
 use agent_common::{
-    CHURN_CREATED, CHURN_HOT, CHURN_REMOVED, CHURN_SENT_MAX, CHURN_WINDOW_NS, ChurnCount,
+    CHURN_CREATED, CHURN_HOT, CHURN_REMOVED, CHURN_REWRITTEN, PROC_SUPER_MAGIC, S_IFMT, S_IFREG, CHURN_SENT_MAX, CHURN_WINDOW_NS, ChurnCount,
     EVENTS_RING_BYTES, EventKind, FileChurnEvent, LOSS_CHURN_RING_BUSY, PATH_LEN, syscall_nr as nr,
 };
 use aya_ebpf::{
@@ -17,24 +17,72 @@ use aya_ebpf::{
 use crate::{
     emit::{bump as count, count_emitted, current_ids, reserve_record},
     maps::{CHURN, EVENTS},
-    task::{KPtr, config, leader_start_ns, offsets},
+    task::{KPtr, config, leader_start_ns, offset, offsets},
 };
 
-/// A successful open, with its flags and first three arguments: named when it could create.
-/// Whether it could (`O_CREAT`).
+/// A successful open, with its flags, first three arguments and `struct file` (0 when
+/// unknown): named when it made the file, or opened a regular file that was there to write it
+/// over (mass encryption in place: `open(f, "wb")`, `"r+b"`). Appends are neither. Whether it
+/// could create (`O_CREAT`).
 #[inline(always)]
-pub fn opened(sys: u32, flags: u32, args: [u64; 3]) -> bool {
+pub fn opened(sys: u32, flags: u32, args: [u64; 3], file: u64) -> bool {
+    const O_ACCMODE: u32 = 0o3;
     const O_CREAT: u32 = 0o100;
-    if flags & O_CREAT == 0 {
+    const O_APPEND: u32 = 0o2000;
+    let creates = flags & O_CREAT != 0;
+    let writes = flags & O_ACCMODE != 0 && flags & O_APPEND == 0;
+    if !creates && !writes {
         return false;
     }
+    let op = if creates && made(file) {
+        CHURN_CREATED
+    } else if writes && rewritable(file) {
+        CHURN_REWRITTEN
+    } else {
+        return creates;
+    };
     let path = if sys == nr::OPEN || sys == nr::CREAT {
         args[0]
     } else {
         args[1]
     };
-    churned(sys, CHURN_CREATED, path);
-    true
+    churned(sys, op, path);
+    creates
+}
+
+/// Whether the `O_CREAT` open of `file` made it (`FMODE_CREATED`, set by the kernel since
+/// 4.19 and at the same bit since); an unreadable file counts as made, as before the bit was
+/// looked at.
+#[inline(always)]
+fn made(file: u64) -> bool {
+    const FMODE_CREATED: u32 = 1 << 20;
+    KPtr::from_raw(file as *const u8)
+        .read::<u32>(offset!(file_f_mode))
+        .is_none_or(|mode| mode & FMODE_CREATED != 0)
+}
+
+/// Whether `file` is a regular file of a real filesystem: `> /dev/null` and writes to
+/// procfs, sysfs or cgroup files (what service managers and container runtimes do all day)
+/// are not file churn.
+#[inline(always)]
+fn rewritable(file: u64) -> bool {
+    const SYSFS_MAGIC: u64 = 0x6265_6572;
+    const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+    const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
+    let Some(inode) = KPtr::from_raw(file as *const u8).read_ptr(offset!(file_inode)) else {
+        return false;
+    };
+    if inode.read::<u16>(offset!(inode_mode)).map(|m| m & S_IFMT) != Some(S_IFREG) {
+        return false;
+    }
+    let magic = inode
+        .read_ptr(offset!(inode_sb))
+        .and_then(|sb| sb.read::<u64>(offset!(sb_magic)))
+        .unwrap_or(0);
+    !matches!(
+        magic,
+        PROC_SUPER_MAGIC | SYSFS_MAGIC | CGROUP2_SUPER_MAGIC | CGROUP_SUPER_MAGIC
+    )
 }
 
 /// A successful unlink (of a file: `AT_REMOVEDIR` is rmdir) or rename, with its first four

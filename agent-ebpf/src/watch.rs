@@ -172,11 +172,11 @@ fn on_sys_exit(regs: impl UserRegs, sys: u64, ret: i64) {
         if ret >= 0 {
             let args = args3();
             let flags = files::open_flags(id, args);
-            let creates = churn::opened(id, flags, args);
-            let levels = if files::watching() { files::levels_for(flags) } else { 0 };
             // The fd's file once, for whichever wants it: every open, since `proc_mem` looks
             // at reads too (another process's `mem` and `environ`).
             let file = regs.file_of(ret as u32).map_or(0, |f| f.as_ptr() as u64);
+            let creates = churn::opened(id, flags, args, file);
+            let levels = if files::watching() { files::levels_for(flags) } else { 0 };
             if creates {
                 created::opened(file);
             }

@@ -2263,6 +2263,77 @@ fn read_pids(out: &mut impl std::io::BufRead, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Mass encryption in place on the real kernel: a Python locker that overwrites 30 documents
+/// where they lie (`r+b`) and a shell loop that puts `openssl enc`'s output back over each file
+/// are alerted, each once; a formatter rewriting the same documents as text and `cp` of
+/// compressed files over their copies are not.
+#[test]
+fn encryption_in_place_is_alerted_and_rewriting_text_or_compressed_files_is_not() {
+    let test = "encryption_in_place_is_alerted_and_rewriting_text_or_compressed_files_is_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("in-place");
+    let prose = "Minutes of the meeting: budget, hiring, the new office, and what comes next.\n".repeat(40);
+    for sub in ["locked", "scripted", "formatted"] {
+        fs::create_dir_all(dir.join(sub)).expect("dir");
+        for i in 0..30 {
+            fs::write(dir.join(sub).join(format!("doc{i}.txt")), format!("{i}\n{prose}")).expect("doc");
+        }
+    }
+    let setup = Command::new("/usr/bin/python3")
+        .args(["-c", "import gzip, os, sys\nfor d in ('src', 'dst'):\n    os.makedirs(os.path.join(sys.argv[1], d))\nfor i in range(30):\n    open(os.path.join(sys.argv[1], 'src', f'a{i}.gz'), 'wb').write(gzip.compress(os.urandom(6000)))"])
+        .arg(dir.join("gz"))
+        .status()
+        .expect("python3");
+    assert!(setup.success());
+    let daemon = Daemon::start("in-place", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let run = |cmd: &mut Command| {
+        let mut child = cmd.spawn().expect("spawn");
+        let pid = child.id().to_string();
+        assert!(child.wait().expect("wait").success(), "{cmd:?}");
+        pid
+    };
+    // Copied twice: the second copy writes over the first.
+    let cp = (0..2)
+        .map(|_| run(Command::new("cp").arg("-rT").arg(dir.join("gz/src")).arg(dir.join("gz/dst"))))
+        .collect::<Vec<_>>();
+    let formatter = run(Command::new("/usr/bin/python3")
+        .args(["-c", "import os, sys\nfor n in sorted(os.listdir('.')):\n    t = open(n).read()\n    open(n, 'w').write(t.upper())"])
+        .current_dir(dir.join("formatted")));
+    let locker = run(Command::new("/usr/bin/python3")
+        .args(["-c", "import os\nfor n in sorted(os.listdir('.')):\n    with open(n, 'r+b') as f:\n        d = f.read(); f.seek(0); f.write(os.urandom(len(d)))"])
+        .current_dir(dir.join("locked")));
+    let script = run(Command::new("bash")
+        .args(["-c", "for f in *.txt; do openssl enc -aes-256-ctr -pbkdf2 -pass pass:k -in \"$f\" -out \"$f.tmp\" && cat \"$f.tmp\" >\"$f\" && rm \"$f.tmp\"; done"])
+        .current_dir(dir.join("scripted")));
+    assert!(fs::read(dir.join("scripted/doc0.txt")).expect("doc").starts_with(b"Salted__"));
+
+    wait_for_alerts(&daemon, alerts_before + 2);
+    daemon.stop();
+    let Some(c) = &cursor else { return };
+    for (what, pid) in [("the locker", &locker), ("the openssl loop's shell", &script)] {
+        let found = entries(&cursor, what, |e| f(e, "VIGIL_REASON") == "mass-encryption" && f(e, "VIGIL_PID") == *pid);
+        let a = found.first().expect("found");
+        assert_eq!(found.len(), 1, "{what}: once: {found:?}");
+        let detail = f(a, "VIGIL_DETAIL");
+        assert!(
+            detail.starts_with("12 files rewritten in place within 30s; ")
+                && detail.contains(" read back look encrypted, e.g. /")
+                && detail.ends_with(" bits per byte, in no known file format)"),
+            "{what}: {a}"
+        );
+    }
+    let quiet: Vec<String> = cp.into_iter().chain([formatter]).collect();
+    let others = read_vigil_entries(c, Duration::from_secs(1), |e| {
+        f(e, "VIGIL_REASON") == "mass-encryption" && quiet.contains(&f(e, "VIGIL_PID"))
+    });
+    assert!(others.is_empty(), "cp of compressed files or a formatter was alerted: {others:?}");
+}
+
 /// A web shell's shape on the real kernel: a Python server that starts a shell after it
 /// accepted a connection (itself, or from the worker it forked for one, or after an accept
 /// that did not ask for the peer's address) is alerted with the server named; the same server

@@ -123,6 +123,7 @@ static FIELDS: &[FieldSpec] = &[
     field("file", &["f_inode"], false, |o| &mut o.file_inode),
     field("inode", &["i_mode"], false, |o| &mut o.inode_mode),
     field("file", &["private_data"], false, |o| &mut o.file_private_data),
+    field("file", &["f_mode"], false, |o| &mut o.file_f_mode),
     field("socket", &["sk"], false, |o| &mut o.socket_sk),
     field("sock_common", &["skc_family"], false, |o| &mut o.sock_common_family),
     field("sock_common", &["skc_daddr"], false, |o| &mut o.sock_common_daddr),

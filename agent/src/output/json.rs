@@ -168,10 +168,10 @@ pub enum Body {
         written_by_pid: u32,
         written_ms_before: u64,
     },
-    /// A name created or removed during a burst of file churn.
+    /// A name created, removed or written over during a burst of file churn.
     FileChurn {
         syscall: &'static str,
-        /// `created` or `removed`.
+        /// `created`, `removed` or `rewritten`.
         op: &'static str,
         /// As the call passed it.
         path: String,
@@ -363,7 +363,11 @@ impl EventJson {
             },
             Event::FileChurn(c) => Body::FileChurn {
                 syscall: syscall_name(c.syscall_nr),
-                op: if c.op == agent_common::CHURN_CREATED { "created" } else { "removed" },
+                op: match c.op {
+                    agent_common::CHURN_CREATED => "created",
+                    agent_common::CHURN_REWRITTEN => "rewritten",
+                    _ => "removed",
+                },
                 path: c.path(),
             },
             Event::RawSocket(r) => Body::RawSocket {

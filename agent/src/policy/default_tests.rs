@@ -96,6 +96,7 @@ fn default_settings() {
             "decoded-payload-to-shell",
             "reverse-shell-relay",
             "mass-file-replacement",
+            "mass-encryption",
             "credential-read",
             "ssh-key-read",
             "cloud-credential-read",
@@ -452,6 +453,7 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
         assert!(p.event_rules(&ctx).is_empty(), "{network_tool}");
     }
     assert_eq!(hits(SecurityEvent::MassReplace), hit("mass-file-replacement", Action::Alert));
+    assert_eq!(hits(SecurityEvent::MassEncryption), hit("mass-encryption", Action::Alert));
     for compressor in ["/usr/bin/gzip", "/usr/sbin/logrotate"] {
         let ctx = EventContext { event: SecurityEvent::MassReplace, exe: compressor, parent: "" };
         assert!(p.event_rules(&ctx).is_empty(), "{compressor}");
@@ -655,5 +657,5 @@ fn file_rules_number_after_every_other_kind() {
     let index = hits[0].index;
     assert_eq!(p.rule_name(index), Some("credential-read"));
     assert_eq!(p.rule_action(index), Some(Action::Alert));
-    assert_eq!(p.rule_name(index - 1), Some("mass-file-replacement"), "the last event rule comes just before");
+    assert_eq!(p.rule_name(index - 1), Some("mass-encryption"), "the last event rule comes just before");
 }

@@ -75,6 +75,9 @@ pub enum SecurityEvent {
     RawSocket,
     /// Many files replaced by their names with an extension added (`response::mass_replace`).
     MassReplace,
+    /// Many files that were there rewritten in place, most of those read back dense and in no
+    /// known format: ciphertext (`response::encryption`).
+    MassEncryption,
     /// A shell or interpreter reading its program from a pipe while a process started beside
     /// it makes or accepts an internet connection: `curl URL | sh` (`response::piped`).
     PipedDownload,
@@ -114,7 +117,7 @@ pub enum SecurityEvent {
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 22] = [
+    pub const ALL: [SecurityEvent; 23] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -126,6 +129,7 @@ impl SecurityEvent {
         SecurityEvent::SetuidBit,
         SecurityEvent::RawSocket,
         SecurityEvent::MassReplace,
+        SecurityEvent::MassEncryption,
         SecurityEvent::PipedDownload,
         SecurityEvent::PipedDecode,
         SecurityEvent::RelayShell,
@@ -152,6 +156,7 @@ impl SecurityEvent {
             SecurityEvent::SetuidBit => "setuid_bit",
             SecurityEvent::RawSocket => "raw_socket",
             SecurityEvent::MassReplace => "mass_replace",
+            SecurityEvent::MassEncryption => "mass_encryption",
             SecurityEvent::PipedDownload => "piped_download",
             SecurityEvent::PipedDecode => "piped_decode",
             SecurityEvent::RelayShell => "relay_shell",

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::CHURN_CREATED;
+use agent_common::CHURN_REMOVED;
 
 use super::actors::{Activity, Actors};
 
@@ -166,7 +166,9 @@ impl<Id: Hash + Eq + Copy> ReplaceWatch<Id> {
             let Some(names) = self.actors.follow(*actor, now) else {
                 continue;
             };
-            let replaced = names.add(op == CHURN_CREATED, name, now);
+            // A file written over is a name made as much as a new one (`open(f, "wb")` counted
+            // as created before the kernel told the two apart).
+            let replaced = names.add(op != CHURN_REMOVED, name, now);
             if replaced >= REPLACED {
                 names.reported = true;
                 let example = names

@@ -1,4 +1,4 @@
-use agent_common::CHURN_REMOVED;
+use agent_common::{CHURN_CREATED, CHURN_REMOVED};
 
 use super::*;
 

@@ -18,6 +18,7 @@ mod exec_memo;
 pub mod file_watches;
 pub mod kernel;
 mod masquerade;
+mod encryption;
 mod mass_replace;
 mod piped;
 mod port_scan;

@@ -17,7 +17,7 @@ use std::{
 };
 
 use agent_common::{
-    EventKind, ExecEvent, FileChurnEvent, FileEvent, MEMORY_READ_PROC_ENVIRON, MEMORY_READ_PROC_MEM,
+    CHURN_REWRITTEN, EventKind, ExecEvent, FileChurnEvent, FileEvent, MEMORY_READ_PROC_ENVIRON, MEMORY_READ_PROC_MEM,
     MEMORY_WRITE_PROC_MEM, NetEvent, PathChangeEvent, PreloadEvent, PtraceEvent, S_IFIFO, S_IFSOCK,
 };
 use tokio::sync::{mpsc, watch};
@@ -30,6 +30,7 @@ use super::{
     exec_memo::{ExecMemo, ExecSeen, Served},
     file_watches::FileWatchIndex,
     masquerade::kernel_thread_disguise,
+    encryption::{self, EncryptWatch},
     mass_replace::ReplaceWatch,
     piped::{
         Feed, Fetch, PipedWatch, code_argument, decodes, describe_relay, reads_program_from_stdin,
@@ -107,6 +108,7 @@ pub struct Responder {
     files: FileWatchIndex,
     scans: ScanWatch<Id>,
     replacements: ReplaceWatch<Id>,
+    encryptions: EncryptWatch<Id>,
     /// Processes that made or accepted an internet connection, for `rule.exec.downloaded`.
     net_peers: NetPeers,
     /// Shells reading a program from a pipe, and connections their siblings made.
@@ -141,6 +143,7 @@ impl Responder {
             files,
             scans: ScanWatch::default(),
             replacements: ReplaceWatch::default(),
+            encryptions: EncryptWatch::default(),
             net_peers: NetPeers::default(),
             piped: PipedWatch::default(),
             deleted: DeletedImages::default(),
@@ -697,10 +700,10 @@ impl Responder {
         self.on_security_event(table, seqs, key, SecurityEvent::PreloadLibrary, detail);
     }
 
-    /// A name created or removed while the process or an ancestor churns files: counted for
-    /// the process, its parent and its grandparent (`xargs` → a shell per batch → one
-    /// encryptor per file), and a mass replacement found is a `mass_replace` security event of
-    /// whichever showed it.
+    /// A name created, removed or written over while the process or an ancestor churns files:
+    /// counted for the process, its parent and its grandparent (`xargs` → a shell per batch →
+    /// one encryptor per file), and a mass replacement or encryption found is a security event
+    /// of whichever showed it.
     pub fn on_churn(
         &mut self,
         table: &ProcessTable,
@@ -708,31 +711,49 @@ impl Responder {
         key: ProcessKey,
         ev: &FileChurnEvent,
     ) {
-        // What the policy excepts from mass replacement (compressors, log rotation) does not
-        // count towards its ancestors either: a shell that ran `gzip -r` has replaced nothing.
+        // What the policy excepts (compressors, log rotation) does not count towards its
+        // ancestors either: a shell that ran `gzip -r` has replaced nothing.
         let policy = self.current();
         let exe = exe_of(table, key);
         let parent = parent_exe_of(table, key);
-        let event = EventContext {
-            event: SecurityEvent::MassReplace,
-            exe: &exe,
-            parent: &parent,
+        let wanted = |event| {
+            !policy
+                .event_rules(&EventContext { event, exe: &exe, parent: &parent })
+                .is_empty()
         };
-        if policy.event_rules(&event).is_empty() {
+        let (replace, encrypt) = (
+            wanted(SecurityEvent::MassReplace),
+            ev.op == CHURN_REWRITTEN && wanted(SecurityEvent::MassEncryption),
+        );
+        if !replace && !encrypt {
             return;
         }
         let (keys, n) = self.with_ancestors(table, key);
         let ids = keys.map(id);
-        let found = self
-            .replacements
-            .on_churn(&ids[..n], ev.op, &ev.path(), Instant::now());
-        self.stats
-            .churn_actors_untracked
-            .store(self.replacements.untracked(), Relaxed);
-        if let Some(r) = found {
+        let path = ev.path();
+        let now = Instant::now();
+        if replace
+            && let Some(r) = self.replacements.on_churn(&ids[..n], ev.op, &path, now)
+        {
             let who = keys[r.actor];
             self.on_security_event(table, seqs, who, SecurityEvent::MassReplace, r.detail);
         }
+        if encrypt
+            && let Some(file) = encryption::absolute(&path, &[key.tgid, keys[1.min(n - 1)].tgid])
+            && let Some(look) = self.encryptions.on_rewrite(&ids[..n], &file, now)
+        {
+            // At most SAMPLED reads of 4 KiB, from the page cache the writer just filled, and
+            // only as often as the rewrites double: cheap enough for this thread.
+            let contents = encryption::weigh_files(&look.files);
+            if let Some(detail) = self.encryptions.weighed(&ids[..n], &look, &contents) {
+                let who = keys[look.actor];
+                self.on_security_event(table, seqs, who, SecurityEvent::MassEncryption, detail);
+            }
+        }
+        self.stats.churn_actors_untracked.store(
+            self.replacements.untracked() + self.encryptions.untracked(),
+            Relaxed,
+        );
     }
 
     /// The process and, unless it is the host's own (pid 1, kthreadd, vigil, anything
@@ -925,6 +946,7 @@ impl Responder {
         self.corroborated.remove(&k);
         self.scans.on_exit(&k);
         self.replacements.on_exit(&k);
+        self.encryptions.on_exit(&k);
         self.deleted.on_exit(k);
         self.held.remove(&k);
         self.execs.remove(&k);
