@@ -565,6 +565,9 @@ fn credential_and_key_reads_alert_except_from_the_programs_whose_job_they_are() 
         "/home/alice/.kube/config",
         "/etc/kubernetes/admin.conf",
         "/root/.git-credentials",
+        "/home/alice/.pgpass",
+        "/root/.my.cnf",
+        "/root/.netrc",
     ] {
         assert_eq!(file_hits(&p, path, r, "/usr/bin/cat"), hit("cloud-credential-read", Action::Alert), "{path}");
     }
@@ -573,6 +576,9 @@ fn credential_and_key_reads_alert_except_from_the_programs_whose_job_they_are() 
         ("/home/alice/.docker/config.json", "/usr/bin/docker"),
         ("/home/alice/.kube/config", "/usr/local/bin/kubectl"),
         ("/root/.git-credentials", "/usr/lib/git-core/git-remote-https"),
+        ("/home/alice/.pgpass", "/usr/lib/postgresql/15/bin/psql"),
+        ("/root/.my.cnf", "/usr/bin/mariadb-dump"),
+        ("/root/.netrc", "/usr/bin/curl"),
     ] {
         assert!(file_hits(&p, path, r, exe).is_empty(), "{exe} {path}");
     }
