@@ -2264,9 +2264,10 @@ fn read_pids(out: &mut impl std::io::BufRead, n: usize) -> Vec<String> {
 }
 
 /// Mass encryption in place on the real kernel: a Python locker that overwrites 30 documents
-/// where they lie (`r+b`) and a shell loop that puts `openssl enc`'s output back over each file
-/// are alerted, each once; a formatter rewriting the same documents as text and `cp` of
-/// compressed files over their copies are not.
+/// where they lie (`r+b`), a shell loop that puts `openssl enc`'s output back over each file
+/// and one that moves it onto each file are alerted, each once; a formatter rewriting the same
+/// documents as text, `sed -i` (a copy renamed onto each) and `cp` of compressed files over
+/// their copies are not.
 #[test]
 fn encryption_in_place_is_alerted_and_rewriting_text_or_compressed_files_is_not() {
     let test = "encryption_in_place_is_alerted_and_rewriting_text_or_compressed_files_is_not";
@@ -2277,7 +2278,7 @@ fn encryption_in_place_is_alerted_and_rewriting_text_or_compressed_files_is_not(
     let cursor = journald(test);
     let dir = scratch("in-place");
     let prose = "Minutes of the meeting: budget, hiring, the new office, and what comes next.\n".repeat(40);
-    for sub in ["locked", "scripted", "formatted"] {
+    for sub in ["locked", "scripted", "moved", "formatted", "edited"] {
         fs::create_dir_all(dir.join(sub)).expect("dir");
         for i in 0..30 {
             fs::write(dir.join(sub).join(format!("doc{i}.txt")), format!("{i}\n{prose}")).expect("doc");
@@ -2310,12 +2311,18 @@ fn encryption_in_place_is_alerted_and_rewriting_text_or_compressed_files_is_not(
     let script = run(Command::new("bash")
         .args(["-c", "for f in *.txt; do openssl enc -aes-256-ctr -pbkdf2 -pass pass:k -in \"$f\" -out \"$f.tmp\" && cat \"$f.tmp\" >\"$f\" && rm \"$f.tmp\"; done"])
         .current_dir(dir.join("scripted")));
-    assert!(fs::read(dir.join("scripted/doc0.txt")).expect("doc").starts_with(b"Salted__"));
+    let moved = run(Command::new("bash")
+        .args(["-c", "for f in *.txt; do openssl enc -aes-256-ctr -pbkdf2 -pass pass:k -in \"$f\" -out \"$f.tmp\" && mv \"$f.tmp\" \"$f\"; done"])
+        .current_dir(dir.join("moved")));
+    let sed = run(Command::new("bash").args(["-c", "for f in *.txt; do sed -i s/budget/costs/ \"$f\"; done"]).current_dir(dir.join("edited")));
+    for sub in ["scripted", "moved"] {
+        assert!(fs::read(dir.join(sub).join("doc0.txt")).expect("doc").starts_with(b"Salted__"), "{sub}");
+    }
 
-    wait_for_alerts(&daemon, alerts_before + 2);
+    wait_for_alerts(&daemon, alerts_before + 3);
     daemon.stop();
     let Some(c) = &cursor else { return };
-    for (what, pid) in [("the locker", &locker), ("the openssl loop's shell", &script)] {
+    for (what, pid) in [("the locker", &locker), ("the openssl loop's shell", &script), ("the openssl and mv loop's shell", &moved)] {
         let found = entries(&cursor, what, |e| f(e, "VIGIL_REASON") == "mass-encryption" && f(e, "VIGIL_PID") == *pid);
         let a = found.first().expect("found");
         assert_eq!(found.len(), 1, "{what}: once: {found:?}");
@@ -2327,11 +2334,11 @@ fn encryption_in_place_is_alerted_and_rewriting_text_or_compressed_files_is_not(
             "{what}: {a}"
         );
     }
-    let quiet: Vec<String> = cp.into_iter().chain([formatter]).collect();
+    let quiet: Vec<String> = cp.into_iter().chain([formatter, sed]).collect();
     let others = read_vigil_entries(c, Duration::from_secs(1), |e| {
         f(e, "VIGIL_REASON") == "mass-encryption" && quiet.contains(&f(e, "VIGIL_PID"))
     });
-    assert!(others.is_empty(), "cp of compressed files or a formatter was alerted: {others:?}");
+    assert!(others.is_empty(), "cp of compressed files, a formatter or sed -i was alerted: {others:?}");
 }
 
 /// A web shell's shape on the real kernel: a Python server that starts a shell after it

@@ -2,9 +2,10 @@
 //! reads as ciphertext. `mass_replace` knows ransomware by its names (`f.docx` gives way to
 //! `f.docx.locked`); a locker that overwrites each file where it lies (`open(f, "r+b")`, or
 //! `"wb"` after reading it) changes no name. The kernel reports a regular file that was there
-//! opened to be written over (`CHURN_REWRITTEN`) while a process or its ancestors churn files;
+//! opened to be written over (`CHURN_REWRITTEN`), and the new name of every rename (an
+//! encrypted copy moved onto its original), while a process or its ancestors churn files;
 //! once one of them has rewritten [`REWRITTEN`] distinct files within [`WINDOW`], the latest of
-//! them are read back and their first bytes weighed.
+//! them are read back and their first bytes weighed, and again after every [`REWRITTEN`] more.
 //!
 //! Builds, formatters, `sed -i`, `cp` over a copy and databases rewrite files by the hundred
 //! too, but not into ciphertext: source, objects and text read at 4 to 6.5 bits per byte, and
@@ -72,6 +73,7 @@ const DENSE_FORMATS: &[&[u8]] = &[
     b"\x1a\x45\xdf\xa3",     // matroska, webm
     b"%PDF",                 // pdf
     b"PACK",                 // git pack
+    b"\xfftOc",              // git pack index
     b"!<arch>",              // ar: .deb, .a, .rlib
     b"\x7fELF",              // elf
     b"SQLite format 3\x00",  // sqlite
@@ -171,8 +173,8 @@ pub fn sample(path: &Path) -> Option<Vec<u8>> {
 struct Rewrites {
     /// Files rewritten lately, with when, oldest first.
     files: Vec<(PathBuf, Instant)>,
-    /// The count at which the contents are looked at next.
-    next_look: usize,
+    /// Rewrites since the contents were last looked at.
+    since_look: usize,
     last: Option<Instant>,
     reported: bool,
 }
@@ -184,6 +186,10 @@ impl Activity for Rewrites {
 }
 
 impl Rewrites {
+    fn holds(&self, path: &Path) -> bool {
+        self.files.iter().any(|(p, _)| p == path)
+    }
+
     /// One file rewritten; the files to look at, when it is time.
     fn add(&mut self, path: &Path, now: Instant) -> Option<Vec<PathBuf>> {
         self.last = Some(now);
@@ -193,13 +199,15 @@ impl Rewrites {
             self.files.remove(0);
         }
         self.files.push((path.to_owned(), now));
-        let n = self.files.len();
-        if n < REWRITTEN.max(self.next_look) {
+        self.since_look += 1;
+        // After every REWRITTEN new files, whatever came before: a look at text just before
+        // must not put off the look at what follows. The kernel sends at most 1024 names per
+        // process and 2 s, so a build rewriting thousands of objects costs at most 85 looks
+        // of 8 reads from the page cache every 2 s.
+        if self.files.len() < REWRITTEN || self.since_look < REWRITTEN {
             return None;
         }
-        // Looked at again only once as many more have come: a build that rewrites thousands
-        // of objects is read a few times, not once per file.
-        self.next_look = 2 * n;
+        self.since_look = 0;
         Some(
             self.files
                 .iter()
@@ -261,14 +269,15 @@ impl<Id: Hash + Eq + Copy> EncryptWatch<Id> {
         look
     }
 
-    /// The files of `look`, weighed: the incident's detail when they read as ciphertext. The
-    /// reported actor and its descendants on this line are not looked at again.
+    /// The files of `look`, weighed: when they read as ciphertext, the actor the incident is
+    /// for (an index into `actors`) and its detail. The looked-at actor and its descendants on
+    /// this line are not looked at again.
     pub fn weighed(
         &mut self,
         actors: &[Id],
         look: &Look,
         contents: &[(PathBuf, Content)],
-    ) -> Option<String> {
+    ) -> Option<(usize, String)> {
         let weighed = contents
             .iter()
             .filter(|(_, c)| *c != Content::Unknown)
@@ -283,6 +292,15 @@ impl<Id: Hash + Eq + Copy> EncryptWatch<Id> {
         if dense.len() < ENCRYPTED || 4 * dense.len() < 3 * weighed {
             return None;
         }
+        // The nearest on the line that rewrote most of what reads as ciphertext is the locker:
+        // a shell that copied thousands of files before it started the loop is not.
+        let (owner, rewritten) = (0..=look.actor)
+            .find_map(|i| {
+                let r = self.actors.get(&actors[i])?;
+                let own = dense.iter().filter(|(p, ..)| r.holds(p)).count();
+                (own >= ENCRYPTED).then_some((i, r.files.len()))
+            })
+            .unwrap_or((look.actor, look.rewritten));
         for actor in &actors[..=look.actor] {
             self.actors.set(
                 *actor,
@@ -299,14 +317,14 @@ impl<Id: Hash + Eq + Copy> EncryptWatch<Id> {
         } else {
             format!(" over the {alphabet} symbols of base64")
         };
-        Some(format!(
-            "{} files rewritten in place within {}s; {} of {} read back look encrypted, e.g. {} ({bits:.2} bits per byte{over}, in no known file format)",
-            look.rewritten,
+        let detail = format!(
+            "{rewritten} files rewritten in place within {}s; {} of {} read back look encrypted, e.g. {} ({bits:.2} bits per byte{over}, in no known file format)",
             WINDOW.as_secs(),
             dense.len(),
             weighed,
             example.display(),
-        ))
+        );
+        Some((owner, detail))
     }
 
     pub fn on_exit(&mut self, actor: &Id) {

@@ -90,7 +90,7 @@ fn p(i: usize) -> PathBuf {
 }
 
 #[test]
-fn a_look_comes_at_the_threshold_then_as_often_again_with_the_latest_files() {
+fn a_look_comes_at_the_threshold_then_after_as_many_more_with_the_latest_files() {
     let t0 = Instant::now();
     let mut w = EncryptWatch::<u32>::default();
     for i in 0..REWRITTEN - 1 {
@@ -109,11 +109,15 @@ fn a_look_comes_at_the_threshold_then_as_often_again_with_the_latest_files() {
     for i in REWRITTEN..2 * REWRITTEN - 1 {
         assert_eq!(w.on_rewrite(&[10, 1], &p(i), t0), None, "{i}");
     }
-    assert_eq!(
-        w.on_rewrite(&[10, 1], &p(2 * REWRITTEN - 1), t0)
-            .map(|l| l.rewritten),
-        Some(2 * REWRITTEN)
-    );
+    let again = w.on_rewrite(&[10, 1], &p(2 * REWRITTEN - 1), t0);
+    assert_eq!(again.map(|l| l.rewritten), Some(2 * REWRITTEN));
+    // A burst just after a look is looked at as soon as it is due, however many came before
+    // (a copy of thousands, then the locker).
+    for i in 1000..1000 + REWRITTEN - 1 {
+        assert_eq!(w.on_rewrite(&[10, 1], &p(i), t0), None, "{i}");
+    }
+    let due = w.on_rewrite(&[10, 1], &p(9999), t0).expect("due");
+    assert_eq!(due.files[0], p(1000 + REWRITTEN - 2));
     // Stale rewrites do not count.
     let mut w = EncryptWatch::<u32>::default();
     for i in 0..REWRITTEN - 1 {
@@ -170,7 +174,8 @@ fn ciphertext_in_most_files_read_back_is_reported_once_and_plain_files_are_not()
     for c in most.iter_mut().take(6) {
         c.1 = dense;
     }
-    let detail = w.weighed(&[5, 4], &look, &most).expect("encrypted");
+    let (actor, detail) = w.weighed(&[5, 4], &look, &most).expect("encrypted");
+    assert_eq!(actor, 0);
     assert_eq!(
         detail,
         format!(
@@ -179,6 +184,50 @@ fn ciphertext_in_most_files_read_back_is_reported_once_and_plain_files_are_not()
         )
     );
     assert_eq!(w.on_rewrite(&[5, 4], &p(500), t0), None, "reported once");
+}
+
+#[test]
+fn the_incident_is_for_the_nearest_on_the_line_that_wrote_the_ciphertext() {
+    let t0 = Instant::now();
+    let mut w = EncryptWatch::<u32>::default();
+    // A shell (1) copies 28 files over their copies through cp (2), then starts a loop (3)
+    // whose children (100 + i) write ciphertext over 8 files: the shell is due first, with 7
+    // of the loop's files among its latest.
+    for i in 0..28 {
+        w.on_rewrite(&[2, 1], &p(i), t0);
+    }
+    let mut look = None;
+    for i in 0..8 {
+        look = look.or(w.on_rewrite(&[100 + i as u32, 3, 1], &p(50 + i), t0));
+    }
+    let look = look.expect("the shell is due");
+    assert_eq!(look.actor, 2);
+    let dense = Content::Ciphertext {
+        bits: 7.9,
+        alphabet: 256,
+    };
+    let contents: Vec<_> = look
+        .files
+        .iter()
+        .map(|f| {
+            (
+                f.clone(),
+                if (50..58).any(|i| *f == p(i)) {
+                    dense
+                } else {
+                    Content::Plain
+                },
+            )
+        })
+        .collect();
+    let (actor, detail) = w
+        .weighed(&[107, 3, 1], &look, &contents)
+        .expect("encrypted");
+    assert_eq!(
+        actor, 1,
+        "the loop, not the shell that copied before it: {detail}"
+    );
+    assert!(detail.starts_with("8 files rewritten in place"), "{detail}");
 }
 
 #[test]

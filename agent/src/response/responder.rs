@@ -17,8 +17,9 @@ use std::{
 };
 
 use agent_common::{
-    CHURN_REWRITTEN, EventKind, ExecEvent, FileChurnEvent, FileEvent, MEMORY_READ_PROC_ENVIRON, MEMORY_READ_PROC_MEM,
+    CHURN_CREATED, CHURN_REWRITTEN, EventKind, ExecEvent, FileChurnEvent, FileEvent, MEMORY_READ_PROC_ENVIRON, MEMORY_READ_PROC_MEM,
     MEMORY_WRITE_PROC_MEM, NetEvent, PathChangeEvent, PreloadEvent, PtraceEvent, S_IFIFO, S_IFSOCK,
+    syscall_nr as nr,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -721,9 +722,13 @@ impl Responder {
                 .event_rules(&EventContext { event, exe: &exe, parent: &parent })
                 .is_empty()
         };
+        // A rename's new name counts as written over: an encrypted copy moved onto its
+        // original (`openssl enc -in f -out f.tmp && mv f.tmp f`) replaces it all the same.
+        let renamed_onto = ev.op == CHURN_CREATED
+            && matches!(ev.syscall_nr, nr::RENAME | nr::RENAMEAT | nr::RENAMEAT2);
         let (replace, encrypt) = (
             wanted(SecurityEvent::MassReplace),
-            ev.op == CHURN_REWRITTEN && wanted(SecurityEvent::MassEncryption),
+            (ev.op == CHURN_REWRITTEN || renamed_onto) && wanted(SecurityEvent::MassEncryption),
         );
         if !replace && !encrypt {
             return;
@@ -745,8 +750,8 @@ impl Responder {
             // At most SAMPLED reads of 4 KiB, from the page cache the writer just filled, and
             // only as often as the rewrites double: cheap enough for this thread.
             let contents = encryption::weigh_files(&look.files);
-            if let Some(detail) = self.encryptions.weighed(&ids[..n], &look, &contents) {
-                let who = keys[look.actor];
+            if let Some((actor, detail)) = self.encryptions.weighed(&ids[..n], &look, &contents) {
+                let who = keys[actor];
                 self.on_security_event(table, seqs, who, SecurityEvent::MassEncryption, detail);
             }
         }
