@@ -165,7 +165,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::SetuidChmod => Event::SetuidChmod(std::boxed::Box::new(read(kind, h, bytes)?)),
         EventKind::RawSocket => Event::RawSocket(read(kind, h, bytes)?),
         EventKind::FileChurn => Event::FileChurn(std::boxed::Box::new(read(kind, h, bytes)?)),
-        EventKind::FileCapability | EventKind::ProcMount | EventKind::KernelSetting => {
+        EventKind::FileCapability
+        | EventKind::ProcMount
+        | EventKind::KernelSetting
+        | EventKind::ThreadRenamed => {
             Event::PathCall(std::boxed::Box::new(read(kind, h, bytes)?))
         }
         EventKind::PreloadLibrary => Event::Preload(std::boxed::Box::new(read(kind, h, bytes)?)),

@@ -2,7 +2,7 @@
 //! batches travel in `SYSCALLS`, so that a syscall flood cannot crowd out exec/exit/connect.
 
 /// Bumped on any layout change; the kernel writes it into every header.
-pub const ABI_VERSION: u16 = 9;
+pub const ABI_VERSION: u16 = 10;
 
 pub const COMM_LEN: usize = 16;
 /// Bytes of the exec'd filename kept (NUL-terminated when shorter).
@@ -70,13 +70,16 @@ pub enum EventKind {
     /// A library, written lately by another process, mapped executable by a process that runs
     /// with `LD_PRELOAD` set, in a [`PreloadEvent`].
     PreloadLibrary = 25,
+    /// A thread that named itself (`prctl(PR_SET_NAME)`) like a kernel thread (a bracket, or
+    /// the start of kworker, ksoftirqd, kswapd ...), in a [`PathCallEvent`].
+    ThreadRenamed = 26,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 27;
 
-    pub const ALL: [EventKind; 25] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -102,6 +105,7 @@ impl EventKind {
         EventKind::KernelSetting,
         EventKind::MemoryRead,
         EventKind::PreloadLibrary,
+        EventKind::ThreadRenamed,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -131,6 +135,7 @@ impl EventKind {
             23 => Self::KernelSetting,
             24 => Self::MemoryRead,
             25 => Self::PreloadLibrary,
+            26 => Self::ThreadRenamed,
             _ => return None,
         })
     }
@@ -162,6 +167,7 @@ impl EventKind {
             Self::KernelSetting => "kernel_setting",
             Self::MemoryRead => "memory_read",
             Self::PreloadLibrary => "preload_library",
+            Self::ThreadRenamed => "thread_renamed",
         }
     }
 }
@@ -537,6 +543,10 @@ pub struct SetuidChmodEvent {
 /// - [`EventKind::KernelSetting`]: an open for writing of a procfs file in
 ///   [`crate::kernel_settings::KERNEL_SETTINGS`]; `path` is its file name, `ret` the fd,
 ///   `value` the open's flags, `fd` -1.
+/// - [`EventKind::ThreadRenamed`]: `prctl(PR_SET_NAME)` to a name that starts like a kernel
+///   thread's; `path` is the new name, `value` the thread's id, `fd` -1. Thread pools name
+///   their threads all day: only names beginning with a bracket or with one of a kernel
+///   thread's names' first four letters are sent, and user space judges the whole name.
 ///
 /// Reported only when the call succeeded (a refused call changed nothing), and only while the
 /// events ring is less than half full (anyone can mount inside a user namespace; each skipped

@@ -49,6 +49,9 @@ pub const EXECVEAT: u32 = 322;
 pub const CLONE3: u32 = 435;
 pub const OPENAT2: u32 = 437;
 pub const MOVE_MOUNT: u32 = 429;
+pub const PRCTL: u32 = 157;
+/// prctl(2) option that sets the calling thread's name (its `comm`).
+pub const PR_SET_NAME: u64 = 15;
 pub const FCHMODAT2: u32 = 452;
 pub const SETXATTRAT: u32 = 463;
 
@@ -63,8 +66,9 @@ pub const BPF_PROG_LOAD: u32 = 5;
 /// only while some file is watched (`FILE_WALK[0] != 0`), or when they create or remove a file
 /// (churn, writers); a chmod when it asks for the set-user-ID bit, a socket when it is raw, a
 /// setxattr when it sets file capabilities, a mount when its target is below `/proc`, an mmap
-/// when it maps a file executable (as far as the file's inode: `preload`).
-pub const WATCHED: [(&str, u32); 41] = [
+/// when it maps a file executable (as far as the file's inode: `preload`), a prctl when it
+/// names a thread like a kernel thread.
+pub const WATCHED: [(&str, u32); 42] = [
     ("connect", CONNECT),
     ("accept", ACCEPT),
     ("accept4", ACCEPT4),
@@ -106,6 +110,7 @@ pub const WATCHED: [(&str, u32); 41] = [
     ("setxattrat", SETXATTRAT),
     ("mount", MOUNT),
     ("move_mount", MOVE_MOUNT),
+    ("prctl", PRCTL),
 ];
 
 /// Bitmap of [`WATCHED`] over syscall numbers 0..512.

@@ -1,12 +1,13 @@
-//! Two calls that change what a path is, reported from `sys_exit` (`watch.rs`) when they
-//! succeed, each behind a few bytes read from the caller:
+//! Calls that change what a path (or a thread) is, reported from `sys_exit` (`watch.rs`) when
+//! they succeed, each behind a few bytes read from the caller:
 //!
 //! - a setxattr of `security.capability` (what `setcap` writes): the attribute's name is read
 //!   first, and any other attribute (ACLs, SELinux labels, user.*) returns there;
 //! - a mount or move_mount whose target is `/proc/<digit>...`, or relative (resolved in user
-//!   space against the caller's cwd or dirfd): the target's first 8 bytes are read first.
+//!   space against the caller's cwd or dirfd): the target's first 8 bytes are read first;
+//! - a prctl(PR_SET_NAME) whose name starts like a kernel thread's: its first 4 bytes are.
 //!
-//! Both are rare on a server; `cp -a` and `tar --xattrs` pay one short string read per
+//! The first two are rare on a server; `cp -a` and `tar --xattrs` pay one short string read per
 //! attribute, container start-ups one per mount. Failed calls are not reported: nothing changed,
 //! and an unprivileged loop of refused mounts must not be able to fill the events ring. Nor are
 //! successful ones while that ring is half full (a user namespace lets anyone mount): exec,
@@ -99,6 +100,47 @@ pub fn mount(sys: u32, args: [u64; 5], ret: i64) {
         return;
     }
     report(EventKind::ProcMount, sys, ret, fd, target, flags, 0);
+}
+
+/// The first four bytes of kernel threads' names (`kworker/0:2`, `ksoftirqd/1` ...), as
+/// little-endian words; `response::masquerade` judges the whole name.
+const fn head(name: &[u8; 4]) -> u32 {
+    u32::from_le_bytes(*name)
+}
+const KWORKER: u32 = head(b"kwor");
+const KSOFTIRQD: u32 = head(b"ksof");
+const MIGRATION: u32 = head(b"migr");
+const CPUHP: u32 = head(b"cpuh");
+const WATCHDOG: u32 = head(b"watc");
+const IRQ: u32 = head(b"irq/");
+const JBD2: u32 = head(b"jbd2");
+const RCU: u32 = head(b"rcu_");
+const KSWAPD: u32 = head(b"kswa");
+const KTHREADD: u32 = head(b"kthr");
+const KDEVTMPFS: u32 = head(b"kdev");
+const KHUGEPAGED: u32 = head(b"khug");
+const KCOMPACTD: u32 = head(b"kcom");
+const KAUDITD: u32 = head(b"kaud");
+
+/// A successful `prctl(PR_SET_NAME, name)`: reported when the name starts like a kernel
+/// thread's (the comparisons are constants: no table to walk, no memcmp).
+#[inline(never)]
+pub fn thread_named(name: u64) {
+    let mut first = [0u8; 4];
+    // SAFETY: 4 bytes into a 4-byte local; a failed read (a name at a page's end) leaves
+    // zeroes, which match nothing.
+    unsafe { bpf_probe_read_user(first.as_mut_ptr().cast(), 4, name as *const _) };
+    let h = u32::from_le_bytes(first);
+    let kernel_like = first[0] == b'['
+        || matches!(
+            h,
+            KWORKER | KSOFTIRQD | MIGRATION | CPUHP | WATCHDOG | IRQ | JBD2 | RCU | KSWAPD
+                | KTHREADD | KDEVTMPFS | KHUGEPAGED | KCOMPACTD | KAUDITD
+        );
+    if kernel_like {
+        let (pid, _) = current_ids();
+        report(EventKind::ThreadRenamed, nr::PRCTL, 0, -1, name, u64::from(pid), 0);
+    }
 }
 
 #[inline(always)]

@@ -209,6 +209,10 @@ fn on_sys_exit(regs: impl UserRegs, sys: u64, ret: i64) {
     } else if nr::is_mount(id) {
         let args = [regs.arg(0), regs.arg(1), regs.arg(2), regs.arg(3), regs.arg(4)];
         path_calls::mount(id, args, ret);
+    } else if id == nr::PRCTL {
+        if ret == 0 && regs.arg(0) == nr::PR_SET_NAME {
+            path_calls::thread_named(regs.arg(1));
+        }
     } else if id == nr::MMAP {
         let fd = regs.arg(4);
         if preload::maps_code(regs.arg(2), regs.arg(3), fd, ret)

@@ -2263,6 +2263,45 @@ fn read_pids(out: &mut impl std::io::BufRead, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// A running process that renames itself like a kernel thread (`prctl(PR_SET_NAME)`, what
+/// miners do once started, with no exec to see) is alerted once, naming the thread and the
+/// name; a thread pool naming its workers, even `kworker-pool`, is not.
+#[test]
+fn a_thread_renamed_like_a_kernel_thread_is_alerted_and_thread_pools_are_not() {
+    let test = "a_thread_renamed_like_a_kernel_thread_is_alerted_and_thread_pools_are_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let daemon = Daemon::start("renamed", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", "import ctypes, os, threading\n\
+            libc = ctypes.CDLL(None)\n\
+            def pool():\n    libc.prctl(15, b'kworker-pool', 0, 0, 0); libc.prctl(15, b'worker-3', 0, 0, 0)\n\
+            t = threading.Thread(target=pool); t.start(); t.join()\n\
+            assert libc.prctl(15, b'[kworker/0:1]', 0, 0, 0) == 0\n\
+            print(os.getpid())"])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pid = String::from_utf8(out.stdout).expect("pid").trim().to_owned();
+    wait_for_alerts(&daemon, alerts_before + 1);
+    daemon.stop();
+    let found = entries(&cursor, "the fake-kernel-thread alert", |e| {
+        f(e, "VIGIL_REASON") == "fake-kernel-thread" && f(e, "VIGIL_PID") == pid
+    });
+    if let Some(a) = found.first() {
+        assert_eq!(
+            f(a, "VIGIL_DETAIL"),
+            format!("prctl(PR_SET_NAME) of thread {pid} to `[kworker/0:1]`, which passes for a kernel thread"),
+            "{a}"
+        );
+        assert_eq!(found.len(), 1, "the pool's names are not disguises: {found:?}");
+    }
+}
+
 /// Mass encryption in place on the real kernel: a Python locker that overwrites 30 documents
 /// where they lie (`r+b`), a shell loop that puts `openssl enc`'s output back over each file
 /// and one that moves it onto each file are alerted, each once; a formatter rewriting the same

@@ -184,6 +184,10 @@ pub fn security_event(
                 ),
             ))
         }
+        EventKind::ThreadRenamed => {
+            let detail = crate::response::masquerade::renamed_thread_disguise(&c.path(), c.value)?;
+            Some((SecurityEvent::FakeKernelThread, detail))
+        }
         EventKind::KernelSetting => {
             let name = c.path();
             let path = KERNEL_SETTINGS

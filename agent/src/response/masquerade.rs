@@ -35,6 +35,15 @@ pub fn kernel_thread_disguise(args: &[u8], filename: &str) -> Option<String> {
         .then(|| format!("image named `{base}` passes for a kernel thread"))
 }
 
+/// A thread that named itself like a kernel thread (`prctl(PR_SET_NAME)`, `pthread_setname_np`):
+/// the same disguise without an exec, as miners do once started. The kernel keeps 15 bytes of
+/// the name, so a bracket that opens it need not close.
+pub fn renamed_thread_disguise(name: &str, tid: u64) -> Option<String> {
+    let name: String = name.chars().take(15).collect();
+    (looks_like_kernel_thread(&name) || (name.len() > 2 && name.starts_with('[')))
+        .then(|| format!("prctl(PR_SET_NAME) of thread {tid} to `{name}`, which passes for a kernel thread"))
+}
+
 fn looks_like_kernel_thread(name: &str) -> bool {
     let bracketed = name.len() > 2 && name.starts_with('[') && name.ends_with(']');
     bracketed || KERNEL_THREADS.iter().any(|k| name.starts_with(k))
@@ -43,6 +52,21 @@ fn looks_like_kernel_thread(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_renamed_like_kernel_threads_are_disguised_and_thread_pools_are_not() {
+        assert_eq!(
+            renamed_thread_disguise("[kworker/0:2H-events_highpri]", 77).as_deref(),
+            Some("prctl(PR_SET_NAME) of thread 77 to `[kworker/0:2H-e`, which passes for a kernel thread")
+        );
+        assert!(renamed_thread_disguise("kswapd0", 1).is_some());
+        assert!(renamed_thread_disguise("ksoftirqd/3", 1).is_some());
+        // What the kernel's four-byte filter lets through, judged on the whole name.
+        assert!(renamed_thread_disguise("irq/9-acpi", 1).is_some());
+        for name in ["kworkerpool", "watcher", "migrate-db", "rcu_cleanup", "["] {
+            assert!(renamed_thread_disguise(name, 1).is_none(), "{name}");
+        }
+    }
 
     #[test]
     fn bracketed_or_kernel_named_programs_are_disguised() {

@@ -17,7 +17,7 @@ mod downloads;
 mod exec_memo;
 pub mod file_watches;
 pub mod kernel;
-mod masquerade;
+pub(crate) mod masquerade;
 mod encryption;
 mod mass_replace;
 mod piped;
