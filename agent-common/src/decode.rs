@@ -201,6 +201,10 @@ impl ExecEvent {
     pub fn stdio_socket(&self) -> bool {
         self.stdio_inet & 0b11 != 0
     }
+    /// Whether stdout is the parent's own stdout ([`crate::EXEC_FLAG_STDOUT_INHERITED`]).
+    pub fn stdout_inherited(&self) -> bool {
+        self.flags & crate::EXEC_FLAG_STDOUT_INHERITED != 0
+    }
     /// The same for the parent's stdin or stdout at the exec: a relay (a python `pty.spawn`
     /// reverse shell) holds the socket while the shell it starts gets a pty.
     pub fn parent_stdio_socket(&self) -> bool {

@@ -269,6 +269,10 @@ pub const EXEC_FLAG_DENY_SPARED: u32 = 1 << 4;
 /// one): fileless execution, whatever path the exec went through (`/proc/self/fd/N`,
 /// fexecve's `/dev/fd/N`) and however soon the process is gone.
 pub const EXEC_FLAG_MEMFD: u32 = 1 << 5;
+/// The new image's stdout is the very file its parent's is (the same `struct file`, as fork
+/// shares it): output going where the parent's goes, not into a pipe the parent set up to read
+/// (`$(curl URL)`) or to pass on (`curl URL | sh`).
+pub const EXEC_FLAG_STDOUT_INHERITED: u32 = 1 << 6;
 /// Bytes of a memfd image's name kept in [`ExecEvent::memfd_name`].
 pub const MEMFD_NAME_LEN: usize = 32;
 

@@ -2,7 +2,8 @@
 
 use agent_common::{
     ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_DENIED,
-    EXEC_FLAG_DENY_SPARED, EXEC_FLAG_FILENAME_TRUNCATED, EXEC_FLAG_MEMFD, EventKind, ExecEvent,
+    EXEC_FLAG_DENY_SPARED, EXEC_FLAG_FILENAME_TRUNCATED, EXEC_FLAG_MEMFD, EXEC_FLAG_STDOUT_INHERITED,
+    EventKind, ExecEvent,
     ExitEvent, FORK_FLAG_DERIVED, FlushReason, ForkEvent, KernelOffsets, MEMFD_NAME_LEN, PATH_LEN,
     ProbeId, STDIO_INET_PARENT_SHIFT, call_class, syscall_nr,
 };
@@ -26,7 +27,7 @@ use crate::{
     syscalls::{record, release_slot},
     task::{
         KPtr, config, creds_of, current_syscall, exe_file, image_of, leader_start_ns, memfd_image,
-        offsets, parent_of, remember_creds, stdio_of,
+        offsets, parent_of, remember_creds, stdio_of, stdout_file,
     },
 };
 
@@ -132,10 +133,13 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         }
         let (modes, inet) = stdio_of(&o, task);
         (*ev).stdio_modes = modes;
-        let parent_inet = task
-            .read_ptr(o.task_real_parent)
-            .map_or(0, |parent| stdio_of(&o, parent).1);
+        let parent = task.read_ptr(o.task_real_parent);
+        let parent_inet = parent.map_or(0, |parent| stdio_of(&o, parent).1);
         (*ev).stdio_inet = inet | parent_inet << STDIO_INET_PARENT_SHIFT;
+        let stdout = stdout_file(&o, task);
+        if stdout != 0 && parent.is_some_and(|p| stdout_file(&o, p) == stdout) {
+            flags |= EXEC_FLAG_STDOUT_INHERITED;
+        }
         let exe = exe_file(&o, task);
         (*ev).image = image_of(&o, exe);
         (*ev).memfd_name = [0; MEMFD_NAME_LEN];

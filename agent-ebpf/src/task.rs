@@ -286,6 +286,16 @@ pub fn memfd_image(o: &KernelOffsets, exe: Option<KPtr>, out: *mut u8) -> bool {
     true
 }
 
+/// The task's fd 1 (`files->fdt->fd[1]`, a `struct file *`); 0 when closed or unreadable.
+#[inline(always)]
+pub fn stdout_file(o: &KernelOffsets, task: KPtr) -> u64 {
+    task.read_ptr(o.task_files)
+        .and_then(|files| files.read_ptr(o.files_fdt))
+        .and_then(|fdt| fdt.read_ptr(o.fdt_fd))
+        .and_then(|fds| fds.read_ptr(8))
+        .map_or(0, |f| f.as_ptr() as u64)
+}
+
 /// File type bits of the task's fds 0..3 (`files->fdt->fd[i]->f_inode->i_mode & S_IFMT`; 0 for
 /// a closed fd or an unreadable chain), and a bitmask of those that are internet sockets.
 #[inline(always)]

@@ -2145,7 +2145,7 @@ fn a_download_run_through_command_substitution_is_alerted_and_a_fetched_value_is
 
     let script = dir.join("script.sh");
     fs::write(&script, format!("#!/bin/sh\necho ran >> {}\n", ran.display())).expect("script");
-    let (_server, port) = serve(&script, 4);
+    let (_server, port) = serve(&script, 5);
     let fetch = format!(
         "/usr/bin/python3 -c \"import socket, sys; c = socket.create_connection(('127.0.0.1', {port})); sys.stdout.buffer.write(c.recv(65536))\""
     );
@@ -2155,6 +2155,9 @@ fn a_download_run_through_command_substitution_is_alerted_and_a_fetched_value_is
         format!("v=$({fetch}); sh -c 'true'"),
         format!("{fetch} | grep -c . >/dev/null; python3 -c 'import os\nx = 1'"),
         format!("sh -c \"$(cat {})\"", script.display()),
+        // A script whose own output goes down a pipe: the fetch writes into that pipe, which
+        // the script does not read.
+        format!("( {fetch}; /usr/bin/python3 -c 'import os\nx = 1' ) | cat >/dev/null"),
     ]);
     assert_eq!(fs::read_to_string(&ran).expect("the scripts ran").lines().count(), 3);
 

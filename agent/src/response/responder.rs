@@ -322,6 +322,14 @@ impl Responder {
         };
         let exe = exe_of(table, key);
         let parent = table.get_key(&key).map_or(0, |p| p.ppid);
+        // Output into the parent's own stdout (a script whose output is piped to a log) feeds
+        // nothing the parent reads or passes on; under a forking wrapper (`timeout 5 curl`),
+        // whether the wrapper's own stdout was such a pipe decides.
+        let stdout_pipe = stdout_pipe
+            && (!ev.stdout_inherited()
+                || info.parent_key().is_some_and(|p| {
+                    self.piped.stdout_piped(p) && table.get_key(&p).is_some_and(|w| forks_its_command(&w.exe))
+                }));
         self.piped.exec_stdio(key, parent, stdin_pipe, stdout_pipe, Instant::now());
         self.note_piped_forgotten();
         if let Some(fetch) = self.piped.substituted(key, parent, Instant::now())
