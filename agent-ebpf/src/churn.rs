@@ -6,8 +6,9 @@
 //! so a quiet host sends nothing and a build sends what it churns.
 
 use agent_common::{
-    CHURN_CREATED, CHURN_HOT, CHURN_REMOVED, CHURN_REWRITTEN, PROC_SUPER_MAGIC, S_IFMT, S_IFREG, CHURN_SENT_MAX, CHURN_WINDOW_NS, ChurnCount,
-    EVENTS_RING_BYTES, EventKind, FileChurnEvent, LOSS_CHURN_RING_BUSY, PATH_LEN, syscall_nr as nr,
+    CHURN_CREATED, CHURN_HOT, CHURN_REMOVED, CHURN_REWRITTEN, CHURN_SENT_MAX, CHURN_WINDOW_NS,
+    ChurnCount, EVENTS_RING_BYTES, EventKind, FileChurnEvent, LOSS_CHURN_RING_BUSY, PATH_LEN,
+    PROC_SUPER_MAGIC, S_IFMT, S_IFREG, syscall_nr as nr,
 };
 use aya_ebpf::{
     bindings::BPF_RB_AVAIL_DATA,

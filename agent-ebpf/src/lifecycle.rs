@@ -2,10 +2,10 @@
 
 use agent_common::{
     ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_DENIED,
-    EXEC_FLAG_DENY_SPARED, EXEC_FLAG_FILENAME_TRUNCATED, EXEC_FLAG_MEMFD, EXEC_FLAG_STDOUT_INHERITED,
-    EventKind, ExecEvent,
-    ExitEvent, FORK_FLAG_DERIVED, FlushReason, ForkEvent, KernelOffsets, MEMFD_NAME_LEN, PATH_LEN,
-    ProbeId, STDIO_INET_PARENT_SHIFT, call_class, syscall_nr,
+    EXEC_FLAG_DENY_SPARED, EXEC_FLAG_FILENAME_TRUNCATED, EXEC_FLAG_MEMFD,
+    EXEC_FLAG_STDOUT_INHERITED, EventKind, ExecEvent, ExitEvent, FORK_FLAG_DERIVED, FlushReason,
+    ForkEvent, KernelOffsets, MEMFD_NAME_LEN, PATH_LEN, ProbeId, STDIO_INET_PARENT_SHIFT,
+    call_class, syscall_nr,
 };
 use aya_ebpf::{
     EbpfContext,

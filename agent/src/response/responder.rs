@@ -17,9 +17,9 @@ use std::{
 };
 
 use agent_common::{
-    CHURN_CREATED, CHURN_REWRITTEN, EventKind, ExecEvent, FileChurnEvent, FileEvent, MEMORY_READ_PROC_ENVIRON, MEMORY_READ_PROC_MEM,
-    MEMORY_WRITE_PROC_MEM, NetEvent, PathChangeEvent, PreloadEvent, PtraceEvent, S_IFIFO, S_IFSOCK,
-    syscall_nr as nr,
+    CHURN_CREATED, CHURN_REWRITTEN, EventKind, ExecEvent, FileChurnEvent, FileEvent,
+    MEMORY_READ_PROC_ENVIRON, MEMORY_READ_PROC_MEM, MEMORY_WRITE_PROC_MEM, NetEvent,
+    PathChangeEvent, PreloadEvent, PtraceEvent, S_IFIFO, S_IFSOCK, syscall_nr as nr,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -29,9 +29,9 @@ use super::{
     decision::{Act, Decision, Target},
     downloads::{Download, NetPeers},
     exec_memo::{ExecMemo, ExecSeen, Served},
+    encryption::{self, EncryptWatch},
     file_watches::FileWatchIndex,
     masquerade::kernel_thread_disguise,
-    encryption::{self, EncryptWatch},
     mass_replace::ReplaceWatch,
     piped::{
         Feed, Fetch, PipedWatch, code_argument, decodes, describe_relay, reads_program_from_stdin,
@@ -328,7 +328,8 @@ impl Responder {
         let stdout_pipe = stdout_pipe
             && (!ev.stdout_inherited()
                 || info.parent_key().is_some_and(|p| {
-                    self.piped.stdout_piped(p) && table.get_key(&p).is_some_and(|w| forks_its_command(&w.exe))
+                    self.piped.stdout_piped(p)
+                        && table.get_key(&p).is_some_and(|w| forks_its_command(&w.exe))
                 }));
         self.piped.exec_stdio(key, parent, stdin_pipe, stdout_pipe, Instant::now());
         self.note_piped_forgotten();
@@ -755,8 +756,8 @@ impl Responder {
             && let Some(file) = encryption::absolute(&path, &[key.tgid, keys[1.min(n - 1)].tgid])
             && let Some(look) = self.encryptions.on_rewrite(&ids[..n], &file, now)
         {
-            // At most SAMPLED reads of 4 KiB, from the page cache the writer just filled, and
-            // only as often as the rewrites double: cheap enough for this thread.
+            // Eight reads of 4 KiB at most, from the page cache the writer just filled, after
+            // every 12 new rewrites: cheap enough for this thread.
             let contents = encryption::weigh_files(&look.files);
             if let Some((actor, detail)) = self.encryptions.weighed(&ids[..n], &look, &contents) {
                 let who = keys[actor];
@@ -1226,7 +1227,8 @@ enum Matched<'a> {
 
 impl Matched<'_> {
     /// For the incident's `VIGIL_DETAIL`; an exec is already the incident's exe and cmdline,
-    /// and only the age of its image and who downloaded it are added.
+    /// and only the age of its image, who downloaded it and the server that started it are
+    /// added.
     fn detail(&self) -> Option<String> {
         match self {
             Matched::Exec { changed, download, served } => {
