@@ -198,6 +198,12 @@ def render(ev: dict) -> str:
     sc = base.get("sequence_covering_whole_trace")
     if sc:
         w(f"| sequence covering on whole traces (post hoc, not shipped) | {f3(sc['raw_i386'])} | {f3(sc['with_vdso'])} | {f3(sc['without_vdso'])} |")
+    ss = base.get("syscall_sets_whole_trace")
+    if ss:
+        w(f"| fewest distinct calls in the whole trace, nothing learned (post hoc) | {f3(ss['raw_i386']['fewest_distinct_calls'])} | "
+          f"{f3(ss['with_vdso']['fewest_distinct_calls'])} | {f3(ss['without_vdso']['fewest_distinct_calls'])} |")
+        w(f"| call set of the whole trace, Jaccard distance to the 3 nearest training normals (post hoc) | {f3(ss['raw_i386']['call_set_knn_jaccard'])} | "
+          f"{f3(ss['with_vdso']['call_set_knn_jaccard'])} | {f3(ss['without_vdso']['call_set_knn_jaccard'])} |")
     w(f"| logistic regression on whole-trace n-grams, LOFO (published 0.958) | {f3(tl['raw_i386']['mean_auc'])} | "
       f"{f3(tl['with_vdso']['mean_auc'])} | {f3(tl['without_vdso']['mean_auc'])} |")
     w(f"| shipped supervised procedure (windows, k = 3), LOFO | n/a | {f3(sup['with_vdso']['mean_auc'])} | {f3(sup['without_vdso']['mean_auc'])} |")
@@ -221,6 +227,16 @@ def render(ev: dict) -> str:
           f"{'short of' if sc['without_vdso'] < GOAL_UNSUP else 'at or above'} the {GOAL_UNSUP:.2f} goal. It scores "
           "finished traces against every training trace at once; the daemon scores windows as they complete, "
           "against one executable's learn period.")
+    if ss:
+        w("")
+        w(f"The two call-set rows were added after all of the above, to see what ADFA-LD rewards once vDSO calls are "
+          f"gone. Counting a whole trace's distinct calls, with nothing learned and fewer read as more anomalous, "
+          f"gives {f3(ss['without_vdso']['fewest_distinct_calls'])} without vDSO: attack traces are short and use few "
+          f"calls. The call set's distance to its nearest training normals gives "
+          f"{f3(ss['without_vdso']['call_set_knn_jaccard'])}, above every sequence model here, and most of that is the "
+          "same shortness. Neither says anything about behaviour a host would share with these labs: a `true` or a "
+          "`cat` is as short. They are not shipped; they show how much of a figure near the "
+          f"{GOAL_UNSUP:.2f} goal on this split, without vDSO, trace length alone can supply.")
     w("")
 
     w("### Own data")

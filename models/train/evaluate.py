@@ -312,6 +312,33 @@ def sequence_covering_baseline(d: adfa_mod.Adfa) -> float:
     return auc(s[: len(d.validation)], s[len(d.validation) :])
 
 
+def syscall_set_baselines(d: adfa_mod.Adfa, k: int = 3) -> dict:
+    """Two whole-trace references on which calls a trace makes at all, order and counts left out:
+    the fewer distinct calls, the more anomalous (nothing learned), and the mean Jaccard distance
+    of a trace's call set to its k nearest training normals' (after Xie et al.'s kNN on ADFA-LD).
+    Post hoc, after the card showed ADFA-LD's attack traces to be short."""
+    def bits(tokens):
+        b = np.zeros(1024, dtype=bool)
+        b[np.asarray(tokens, dtype=np.int64) % 1024] = True
+        return b
+    train = np.array([bits(t.tokens) for t in d.train])
+    tests = d.validation + d.attack
+    n_val = len(d.validation)
+    size = np.array([-len(set(t.tokens)) for t in tests], dtype=float)
+    dist = []
+    for t in tests:
+        s = bits(t.tokens)
+        inter = (train & s).sum(1)
+        union = (train | s).sum(1)
+        jac = 1.0 - inter / np.maximum(union, 1)
+        dist.append(float(np.sort(jac)[:k].mean()))
+    dist = np.array(dist)
+    return {
+        "fewest_distinct_calls": auc(size[:n_val], size[n_val:]),
+        "call_set_knn_jaccard": auc(dist[:n_val], dist[n_val:]),
+    }
+
+
 # --- (c) own data ------------------------------------------------------------------------------------
 def _own_folds(pool: supervised.Pool, role: np.ndarray, config: str, seed: int):
     """Per own malicious family, in name order: its pool processes, `config` refitted on every

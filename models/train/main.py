@@ -280,6 +280,11 @@ def run(args: argparse.Namespace, variants: dict[str, adfa.Adfa], raw: adfa.Adfa
         "raw_i386": evaluate.sequence_covering_baseline(raw),
         **{k: evaluate.sequence_covering_baseline(d) for k, d in variants.items()},
     }
+    sets = {"raw_i386": evaluate.syscall_set_baselines(raw), **{k: evaluate.syscall_set_baselines(d) for k, d in variants.items()}}
+    ev["baselines"]["syscall_sets_whole_trace"] = {
+        "note": "reference: which calls a whole trace makes (post hoc): fewest distinct calls (nothing learned), and Jaccard kNN (k = 3) to the training normals' call sets",
+        **sets,
+    }
     ev["baselines"]["profile_on_raw_i386"] = {
         "note": "reference: the shipped profile algorithm on unmapped i386 ids (not vigil tokens)",
         "auc": evaluate.unsupervised_standard(raw)["auc"],
