@@ -612,7 +612,6 @@ fn persistence_and_log_truncation_alert_on_writes_only() {
         "/etc/pam.d/sudo",
         "/etc/apt/apt.conf.d/99hook",
         "/var/spool/cron/atjobs/a0000101a2b3c4",
-        "/etc/network/if-up.d/zz",
         "/etc/systemd/system-generators/x",
         "/usr/lib/systemd/system-generators/x",
         "/etc/ssh/sshd_config",
