@@ -14,6 +14,7 @@
 //! raw output, or the same in base64 (a Fernet token: dense over its 64 symbols).
 
 use std::{
+    collections::{HashMap, VecDeque},
     hash::Hash,
     io::Read,
     path::{Path, PathBuf},
@@ -171,8 +172,14 @@ pub fn sample(path: &Path) -> Option<Vec<u8>> {
 
 #[derive(Default)]
 struct Rewrites {
-    /// Files rewritten lately, with when, oldest first.
-    files: Vec<(PathBuf, Instant)>,
+    /// Files rewritten within the window, each with the number of its latest rewrite.
+    latest: HashMap<PathBuf, u64>,
+    /// The rewrites in the order they came, oldest first, numbered; an entry that is not its
+    /// file's latest was superseded by a later rewrite and is skipped. Stale and superseded
+    /// entries leave from the front, so a rewrite costs a constant amount, not a pass.
+    order: VecDeque<(PathBuf, Instant, u64)>,
+    /// Rewrites counted so far: the next one's number.
+    seq: u64,
     /// Rewrites since the contents were last looked at.
     since_look: usize,
     last: Option<Instant>,
@@ -187,34 +194,60 @@ impl Activity for Rewrites {
 
 impl Rewrites {
     fn holds(&self, path: &Path) -> bool {
-        self.files.iter().any(|(p, _)| p == path)
+        self.latest.contains_key(path)
+    }
+
+    /// Distinct files rewritten within the window.
+    fn count(&self) -> usize {
+        self.latest.len()
+    }
+
+    fn current(&self, (p, _, n): &(PathBuf, Instant, u64)) -> bool {
+        self.latest.get(p) == Some(n)
+    }
+
+    /// Drops the oldest entry: forgets its file unless a later rewrite superseded it.
+    fn pop_oldest(&mut self) {
+        if let Some(entry) = self.order.pop_front()
+            && self.current(&entry)
+        {
+            self.latest.remove(&entry.0);
+        }
     }
 
     /// One file rewritten; the files to look at, when it is time.
     fn add(&mut self, path: &Path, now: Instant) -> Option<Vec<PathBuf>> {
         self.last = Some(now);
-        self.files
-            .retain(|(p, t)| now.duration_since(*t) <= WINDOW && p != path);
-        if self.files.len() >= MAX_NAMES {
-            self.files.remove(0);
+        while self
+            .order
+            .front()
+            .is_some_and(|e| now.duration_since(e.1) > WINDOW || !self.current(e))
+        {
+            self.pop_oldest();
         }
-        self.files.push((path.to_owned(), now));
+        while self.latest.len() >= MAX_NAMES || self.order.len() >= 4 * MAX_NAMES {
+            self.pop_oldest();
+        }
+        self.seq += 1;
+        self.latest.insert(path.to_owned(), self.seq);
+        self.order.push_back((path.to_owned(), now, self.seq));
         self.since_look += 1;
         // After every REWRITTEN new files, whatever came before: a look at text just before
         // must not put off the look at what follows. The kernel sends at most 1024 names per
         // process and 2 s, so a build rewriting thousands of objects costs at most 85 looks
         // of 8 reads from the page cache every 2 s.
-        if self.files.len() < REWRITTEN || self.since_look < REWRITTEN {
+        if self.count() < REWRITTEN || self.since_look < REWRITTEN {
             return None;
         }
         self.since_look = 0;
         Some(
-            self.files
+            self.order
                 .iter()
                 .rev()
+                .filter(|e| self.current(e))
                 .skip(1)
                 .take(SAMPLED)
-                .map(|(p, _)| p.clone())
+                .map(|(p, ..)| p.clone())
                 .collect(),
         )
     }
@@ -262,7 +295,7 @@ impl<Id: Hash + Eq + Copy> EncryptWatch<Id> {
                 look = Some(Look {
                     actor: i,
                     files,
-                    rewritten: rewrites.files.len(),
+                    rewritten: rewrites.count(),
                 });
             }
         }
@@ -298,7 +331,7 @@ impl<Id: Hash + Eq + Copy> EncryptWatch<Id> {
             .find_map(|i| {
                 let r = self.actors.get(&actors[i])?;
                 let own = dense.iter().filter(|(p, ..)| r.holds(p)).count();
-                (own >= ENCRYPTED).then_some((i, r.files.len()))
+                (own >= ENCRYPTED).then_some((i, r.count()))
             })
             .unwrap_or((look.actor, look.rewritten));
         for actor in &actors[..=look.actor] {

@@ -255,3 +255,22 @@ fn files_are_read_back_without_following_links_or_waiting_on_fifos() {
     assert_eq!(absolute("a/b", &[u32::MAX]), None);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn one_file_rewritten_over_and_over_is_one_file_and_the_state_stays_bounded() {
+    let t0 = Instant::now();
+    let mut r = Rewrites::default();
+    for _ in 0..10 * MAX_NAMES {
+        assert_eq!(r.add(&p(1), t0), None);
+    }
+    assert_eq!(r.count(), 1);
+    assert!(r.order.len() <= 4 * MAX_NAMES, "{}", r.order.len());
+    for i in 0..2 * MAX_NAMES {
+        r.add(&p(i + 10), t0);
+    }
+    assert!(r.count() <= MAX_NAMES && r.order.len() <= 4 * MAX_NAMES);
+    assert!(
+        r.holds(&p(2 * MAX_NAMES + 9)) && !r.holds(&p(10)),
+        "the oldest go first"
+    );
+}
