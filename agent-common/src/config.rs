@@ -185,6 +185,7 @@ pub mod names {
     pub const PROG_EXIT: &str = "vigil_sched_exit";
     pub const PROG_SYS_EXIT: &str = "vigil_sys_exit";
     pub const PROG_SCHED_SWITCH: &str = "vigil_sched_switch";
+    pub const PROG_SIGNAL: &str = "vigil_signal_generate";
     /// raw_tp twin of `PROG_SYS_EXIT` for kernels that refuse tp_btf.
     pub const PROG_SYS_EXIT_RAW: &str = "vigil_sys_exit_raw";
     /// Counts sys_enter and does nothing else: the floor any per-syscall tracer pays, for benches.

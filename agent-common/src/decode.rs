@@ -153,7 +153,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             Event::Net(read(kind, h, bytes)?)
         }
         EventKind::CredChange => Event::CredChange(read(kind, h, bytes)?),
-        EventKind::Ptrace | EventKind::MemoryWrite | EventKind::MemoryRead => {
+        EventKind::Ptrace
+        | EventKind::MemoryWrite
+        | EventKind::MemoryRead
+        | EventKind::AgentSignalled => {
             Event::Ptrace(read(kind, h, bytes)?)
         }
         EventKind::MemfdCreate => Event::Memfd(read(kind, h, bytes)?),
@@ -286,9 +289,21 @@ impl PreloadEvent {
 
     /// The value of `LD_PRELOAD` (without the `LD_PRELOAD=`), as much as the record holds.
     pub fn preload(&self) -> std::string::String {
-        let used = &self.preload[..(self.preload_len as usize).min(self.preload.len())];
-        let value = used.strip_prefix(PRELOAD_VAR).unwrap_or(used);
+        let used = self.preload_used();
+        let value = used
+            .strip_prefix(PRELOAD_VAR)
+            .or_else(|| used.strip_prefix(AUDIT_VAR))
+            .unwrap_or(used);
         std::string::String::from_utf8_lossy(value).into_owned()
+    }
+
+    /// Which variable named the library: `LD_PRELOAD` or `LD_AUDIT`.
+    pub fn variable(&self) -> &'static str {
+        if self.preload_used().starts_with(AUDIT_VAR) { "LD_AUDIT" } else { "LD_PRELOAD" }
+    }
+
+    fn preload_used(&self) -> &[u8] {
+        &self.preload[..(self.preload_len as usize).min(self.preload.len())]
     }
 }
 

@@ -2,7 +2,7 @@
 //! batches travel in `SYSCALLS`, so that a syscall flood cannot crowd out exec/exit/connect.
 
 /// Bumped on any layout change; the kernel writes it into every header.
-pub const ABI_VERSION: u16 = 10;
+pub const ABI_VERSION: u16 = 11;
 
 pub const COMM_LEN: usize = 16;
 /// Bytes of the exec'd filename kept (NUL-terminated when shorter).
@@ -68,18 +68,23 @@ pub enum EventKind {
     /// [`MEMORY_READ_PROC_ENVIRON`]).
     MemoryRead = 24,
     /// A library, written lately by another process, mapped executable by a process that runs
-    /// with `LD_PRELOAD` set, in a [`PreloadEvent`].
+    /// with `LD_PRELOAD` or `LD_AUDIT` set, in a [`PreloadEvent`].
     PreloadLibrary = 25,
     /// A thread that named itself (`prctl(PR_SET_NAME)`) like a kernel thread (a bracket, or
     /// the start of kworker, ksoftirqd, kswapd ...), in a [`PathCallEvent`].
     ThreadRenamed = 26,
+    /// A signal another process sent to vigil itself (kill, tgkill, pidfd_send_signal,
+    /// sigqueue), in a [`PtraceEvent`]: `request` is the signal, `target_pid` the thread it was
+    /// sent to, `ret` the kernel's `TRACE_SIGNAL_*` result. Signals the kernel raises on its own
+    /// (a child's exit, a broken pipe, the OOM killer, a terminal's Ctrl-C) are not this.
+    AgentSignalled = 27,
 }
 
 impl EventKind {
     /// One past the largest discriminant; sizes per-kind counter arrays.
-    pub const COUNT: usize = 27;
+    pub const COUNT: usize = 28;
 
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -106,6 +111,7 @@ impl EventKind {
         EventKind::MemoryRead,
         EventKind::PreloadLibrary,
         EventKind::ThreadRenamed,
+        EventKind::AgentSignalled,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -136,6 +142,7 @@ impl EventKind {
             24 => Self::MemoryRead,
             25 => Self::PreloadLibrary,
             26 => Self::ThreadRenamed,
+            27 => Self::AgentSignalled,
             _ => return None,
         })
     }
@@ -168,6 +175,7 @@ impl EventKind {
             Self::MemoryRead => "memory_read",
             Self::PreloadLibrary => "preload_library",
             Self::ThreadRenamed => "thread_renamed",
+            Self::AgentSignalled => "agent_signalled",
         }
     }
 }
@@ -425,7 +433,9 @@ pub struct CredChangeEvent {
 
 /// A ptrace call (kind `Ptrace`), or a write into or a read of another process's memory
 /// without it (kinds `MemoryWrite` and `MemoryRead`, `request` one of the `MEMORY_WRITE_*` or
-/// `MEMORY_READ_*`): the ways to reach into a process by its pid.
+/// `MEMORY_READ_*`): the ways to reach into a process by its pid. Also a signal sent to vigil
+/// (kind `AgentSignalled`: `request` the signal number, `target_pid` the thread signalled, `ret`
+/// the kernel's `TRACE_SIGNAL_*` result, 0 when it was delivered).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PtraceEvent {
@@ -654,7 +664,7 @@ pub struct CreatedBy {
 }
 
 /// `LD_PRELOAD=/tmp/x.so ls`: a library mapped executable (an `mmap` with `PROT_EXEC` of a
-/// file) by a process whose environment sets `LD_PRELOAD`, when `CREATED` remembers the
+/// file) by a process whose environment sets `LD_PRELOAD` or `LD_AUDIT`, when `CREATED` remembers the
 /// library's inode as written by another process. The dynamic loader maps the preloaded
 /// library first, into whatever the variable was set for; a library the process wrote itself
 /// (a JVM unpacking its native code) is not reported, nor is any map of a process without the
@@ -672,13 +682,17 @@ pub struct PreloadEvent {
     pub preload_len: u32,
     /// The library file's own name (its dentry's), NUL-padded.
     pub name: [u8; NAME_LEN],
-    /// The environment's `LD_PRELOAD=...` string, as much of it as fits.
+    /// The environment's `LD_PRELOAD=...` or `LD_AUDIT=...` string, as much of it as fits.
     pub preload: [u8; PATH_LEN],
 }
 
-/// What starts the environment string [`PreloadEvent::preload`] holds.
+/// What starts the environment string [`PreloadEvent::preload`] holds: one of the two variables
+/// that have the dynamic loader map a library into every program started with them.
 pub const PRELOAD_VAR: &[u8] = b"LD_PRELOAD=";
-/// Environment strings looked at for `LD_PRELOAD` before giving up.
+/// `LD_AUDIT`'s auditing libraries are loaded before any other, preloads included, and see
+/// every symbol binding: the same injection by another name.
+pub const AUDIT_VAR: &[u8] = b"LD_AUDIT=";
+/// Environment strings looked at for either variable before giving up.
 pub const PRELOAD_ENV_STRINGS: u32 = 128;
 
 /// Entries of `CREATED` (LRU): a download is exec'd seconds after it is written, long before

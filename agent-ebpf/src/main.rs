@@ -17,6 +17,7 @@ mod path_calls;
 mod preload;
 mod proc_mem;
 mod response;
+mod signals;
 mod syscalls;
 mod task;
 mod watch;

@@ -1,18 +1,18 @@
 //! `LD_PRELOAD=/tmp/x.so ls`: code injected into a program through the dynamic loader, which
 //! maps the libraries the variable names before the program's own and runs their constructors
-//! first. The loader's `mmap` of the library with `PROT_EXEC` is what shows it; nothing before
+//! first. `LD_AUDIT` does the same with auditing libraries, loaded before even the preloads. The loader's `mmap` of the library with `PROT_EXEC` is what shows it; nothing before
 //! it does, since the variable lives in the environment, which the kernel never parses.
 //!
 //! Every executable mapping of a file is looked at only as far as the file's inode: it is
 //! reported when `CREATED` remembers that inode as written lately by another process (a
 //! library the mapping process wrote itself, as a JVM unpacking its native code does, is not
-//! this). Only then is the process's environment read, string by string, for `LD_PRELOAD`;
+//! this). Only then is the process's environment read, string by string, for either variable;
 //! without it nothing is sent. So the common case, a library that has been on disk since
 //! before the LRU's memory, costs four probe reads and a map lookup per library loaded.
 
 use agent_common::{
-    EventKind, FileKey, NAME_LEN, OFFSET_UNKNOWN, PATH_LEN, PRELOAD_ENV_STRINGS, PRELOAD_VAR,
-    PreloadEvent,
+    AUDIT_VAR, EventKind, FileKey, NAME_LEN, OFFSET_UNKNOWN, PATH_LEN, PRELOAD_ENV_STRINGS,
+    PRELOAD_VAR, PreloadEvent,
 };
 use aya_ebpf::helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str};
 
@@ -80,8 +80,8 @@ pub fn mapped(file: u64) {
         return;
     };
     let ev = entry.as_mut_ptr();
-    // Each string is read into the record's buffer: the one that starts with `LD_PRELOAD=`
-    // stays there. A string longer than the buffer is stepped through in buffer-sized pieces.
+    // Each string is read into the record's buffer: the one that starts with `LD_PRELOAD=` or
+    // `LD_AUDIT=` stays there. A string longer than the buffer is stepped through in buffer-sized pieces.
     let mut found = 0;
     for _ in 0..PRELOAD_ENV_STRINGS {
         if at >= end {
@@ -99,7 +99,7 @@ pub fn mapped(file: u64) {
             break;
         }
         // SAFETY: the buffer was just written; constant indices below its length.
-        if unsafe { names_preload(&(*ev).preload) } {
+        if unsafe { names_preload(&(*ev).preload) || names_audit(&(*ev).preload) } {
             found = (n - 1) as u32;
             break;
         }
@@ -151,4 +151,20 @@ fn names_preload(s: &[u8; PATH_LEN]) -> bool {
         && s[8] == p[8]
         && s[9] == p[9]
         && s[10] == p[10]
+}
+
+/// Whether `s` starts with `LD_AUDIT=`, as [`names_preload`].
+#[inline(always)]
+fn names_audit(s: &[u8; PATH_LEN]) -> bool {
+    const _: () = assert!(AUDIT_VAR.len() == 9);
+    let p = AUDIT_VAR;
+    s[0] == p[0]
+        && s[1] == p[1]
+        && s[2] == p[2]
+        && s[3] == p[3]
+        && s[4] == p[4]
+        && s[5] == p[5]
+        && s[6] == p[6]
+        && s[7] == p[7]
+        && s[8] == p[8]
 }

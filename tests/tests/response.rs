@@ -1373,7 +1373,7 @@ fn a_change_to_vigil_s_own_policy_directory_is_alerted() {
 
 /// The shipped default's `preload-injection`: a library `cp` has just written, preloaded into
 /// `/usr/bin/true` through `LD_PRELOAD`, is alerted at `true` with the variable's value and the
-/// library's writer. Quiet, and not even sent: the same variable naming a library installed
+/// library's writer; so is one named by `LD_AUDIT`. Quiet, and not even sent: the same variable naming a library installed
 /// long ago; a fresh library loaded without the variable (`ctypes.CDLL`); a library a process
 /// wrote itself and then loaded, with the variable set.
 #[test]
@@ -1394,18 +1394,24 @@ fn a_fresh_library_preloaded_into_a_program_is_alerted_and_installed_ones_are_no
     let daemon = Daemon::start("preload", &[]);
     let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
 
-    let run = |program: &str, args: &[&str], preload: Option<&str>| {
+    let run_with = |program: &str, args: &[&str], var: &str, preload: Option<&str>| {
         let mut cmd = Command::new(program);
-        cmd.args(args);
+        cmd.args(args).stderr(Stdio::null());
         if let Some(p) = preload {
-            cmd.env("LD_PRELOAD", p);
+            cmd.env(var, p);
         }
         let mut child = cmd.spawn().expect(program);
         let pid = child.id().to_string();
         assert!(child.wait().expect(program).success(), "{program} {args:?}");
         pid
     };
+    let run = |program: &str, args: &[&str], preload: Option<&str>| run_with(program, args, "LD_PRELOAD", preload);
     run("cp", &[installed, fresh.to_str().unwrap()], None);
+    // An auditing library loads before any preload; one without `la_version` is mapped, then
+    // refused with a warning, and the program runs on.
+    let audit_lib = dir.join("libaudit.so");
+    run("cp", &[installed, audit_lib.to_str().unwrap()], None);
+    let audited = run_with("/usr/bin/true", &[], "LD_AUDIT", Some(audit_lib.to_str().unwrap()));
     let injected = run("/usr/bin/true", &[], Some(fresh.to_str().unwrap()));
     let long_installed = run("/usr/bin/true", &[], Some(installed));
     let without = run("python3", &["-c", &format!("import ctypes; ctypes.CDLL('{}')", fresh.display())], None);
@@ -1415,7 +1421,7 @@ fn a_fresh_library_preloaded_into_a_program_is_alerted_and_installed_ones_are_no
         Some(installed),
     );
 
-    wait_for_alerts(&daemon, alerts_before + 1);
+    wait_for_alerts(&daemon, alerts_before + 2);
     let (_, events) = daemon.stop();
     let preloads: Vec<&Value> = events.iter().filter(|e| e["type"] == "preload_library").collect();
     let of = |pid: &str| preloads.iter().filter(|e| e["pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(pid)).count();
@@ -1438,6 +1444,13 @@ fn a_fresh_library_preloaded_into_a_program_is_alerted_and_installed_ones_are_no
                 && detail.contains(" s before by "),
             "{detail}"
         );
+    }
+    let found = entries(&cursor, "the LD_AUDIT alert", |e| {
+        f(e, "VIGIL_REASON") == "preload-injection" && f(e, "VIGIL_PID") == audited
+    });
+    if let Some(a) = found.first() {
+        let detail = f(a, "VIGIL_DETAIL");
+        assert!(detail.starts_with(&format!("maps libaudit.so as code with LD_AUDIT={};", audit_lib.display())), "{detail}");
     }
 }
 
@@ -2734,5 +2747,51 @@ fn command_line_rules_act_on_the_arguments_and_spare_lookalikes() {
             f(e, "VIGIL_PID") == pids[0] || f(e, "VIGIL_PID") == spared_pid
         });
         assert!(others.is_empty(), "lookalikes alerted: {others:?}");
+    }
+}
+
+/// Signals another process sends vigil are alerted on the sender: a shell's `kill -STOP`, read
+/// once the shell's `kill -CONT` lets vigil run again (the SIGCONT itself is not reported). A
+/// vigil ended by SIGKILL cannot say so; the next one started on its state directory reports
+/// the gap as a loss incident naming the killed vigil.
+#[test]
+fn signals_sent_to_vigil_are_alerted_and_a_killed_vigil_is_reported_by_the_next() {
+    let test = "signals_sent_to_vigil_are_alerted_and_a_killed_vigil_is_reported_by_the_next";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let daemon = Daemon::start("signalled", &[]);
+    let vigil = daemon.pid();
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let out = Command::new("/bin/sh")
+        .args(["-c", &format!("kill -STOP {vigil}; sleep 0.3; kill -CONT {vigil}; echo $$")])
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sender = String::from_utf8(out.stdout).expect("pid").trim().to_owned();
+    wait_for_alerts(&daemon, alerts_before + 1);
+    let state = daemon.dir.join("state");
+    // Drop kills it with SIGKILL: no shutdown, its run marker stays.
+    drop(daemon);
+    let next = Daemon::start("signalled-next", &["--state-dir", &state.display().to_string()]);
+    next.stop();
+    let found = entries(&cursor, "the agent-signalled alert", |e| {
+        f(e, "VIGIL_REASON") == "agent-signalled" && f(e, "VIGIL_PID") == sender
+    });
+    if let Some(a) = found.first() {
+        assert_eq!(
+            f(a, "VIGIL_DETAIL"),
+            format!("SIGSTOP sent to vigil (thread {vigil}), which stops it: nothing is acted on until it is continued"),
+            "{a}"
+        );
+        assert_eq!(found.len(), 1, "SIGCONT is not reported: {found:?}");
+    }
+    let gap = entries(&cursor, "the killed vigil's gap", |e| {
+        f(e, "VIGIL_EVENT") == "loss" && f(e, "VIGIL_PREVIOUS_PID") == vigil.to_string()
+    });
+    if let Some(g) = gap.first() {
+        assert!(f(g, "MESSAGE").contains("ended during this boot without shutting down"), "{g}");
     }
 }

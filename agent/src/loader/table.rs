@@ -43,6 +43,8 @@ pub static ATTACH_TABLE: &[ProgramSpec] = &[
     ProgramSpec { program: names::PROG_FORK, hook: Hook::RawTp("sched_process_fork"), fallback: None },
     ProgramSpec { program: names::PROG_EXEC, hook: Hook::Tp("sched", "sched_process_exec"), fallback: None },
     ProgramSpec { program: names::PROG_EXIT, hook: Hook::Tp("sched", "sched_process_exit"), fallback: None },
+    // Signals sent to vigil itself, seen in the sender's context.
+    ProgramSpec { program: names::PROG_SIGNAL, hook: Hook::RawTp("signal_generate"), fallback: None },
     // The one per-syscall program: it batches every syscall and reports the watched ones.
     ProgramSpec {
         program: names::PROG_SYS_EXIT,

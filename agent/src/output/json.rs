@@ -156,12 +156,14 @@ pub enum Body {
         ret: i32,
     },
     /// A library written lately by another process, mapped as code by a process running with
-    /// `LD_PRELOAD` set.
+    /// `LD_PRELOAD` or `LD_AUDIT` set.
     PreloadLibrary {
         /// The library's file name.
         library: String,
-        /// The value of `LD_PRELOAD`.
+        /// The variable's value.
         preload: String,
+        /// `LD_PRELOAD` or `LD_AUDIT`.
+        variable: &'static str,
         dev: u32,
         ino: u64,
         /// The library's writer, and how long before the mapping it wrote it.
@@ -349,6 +351,7 @@ impl EventJson {
             Event::Preload(p) => Body::PreloadLibrary {
                 library: p.name(),
                 preload: p.preload(),
+                variable: p.variable(),
                 dev: p.dev,
                 ino: p.ino,
                 written_by_pid: p.created_by.tgid,

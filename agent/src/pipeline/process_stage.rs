@@ -223,6 +223,9 @@ impl ProcessStage {
                 Event::Ptrace(p) if p.header.kind == EventKind::MemoryRead as u16 => {
                     r.on_memory_read(table, seqs, key, p);
                 }
+                Event::Ptrace(p) if p.header.kind == EventKind::AgentSignalled as u16 => {
+                    r.on_agent_signalled(table, seqs, key, p);
+                }
                 // A refused chmod changed nothing; its call is still in the batch.
                 Event::SetuidChmod(c) if c.ret == 0 => {
                     let detail = setuid_chmod_detail(c, &self.proc_root, key.tgid);

@@ -97,6 +97,7 @@ fn default_settings() {
             "reverse-shell-relay",
             "mass-file-replacement",
             "mass-encryption",
+            "agent-signalled",
             "credential-read",
             "ssh-key-read",
             "cloud-credential-read",
@@ -430,6 +431,11 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
         assert!(p.event_rules(&ctx).is_empty(), "{reader} reads every environment it meets");
     }
     assert_eq!(hits(SecurityEvent::PreloadLibrary), hit("preload-injection", Action::Alert));
+    assert_eq!(hits(SecurityEvent::AgentSignalled), hit("agent-signalled", Action::Alert));
+    for manager in ["/usr/lib/systemd/systemd", "/usr/bin/containerd-shim-runc-v2"] {
+        let ctx = EventContext { event: SecurityEvent::AgentSignalled, exe: manager, parent: "" };
+        assert!(p.event_rules(&ctx).is_empty(), "{manager} stops its services");
+    }
     assert_eq!(hits(SecurityEvent::GainedRoot), hit("gained-root", Action::Alert));
     assert_eq!(hits(SecurityEvent::RootDenied), hit("root-denied", Action::Alert));
     assert_eq!(hits(SecurityEvent::PortScan), hit("port-scan", Action::Alert));
@@ -662,5 +668,5 @@ fn file_rules_number_after_every_other_kind() {
     let index = hits[0].index;
     assert_eq!(p.rule_name(index), Some("credential-read"));
     assert_eq!(p.rule_action(index), Some(Action::Alert));
-    assert_eq!(p.rule_name(index - 1), Some("mass-encryption"), "the last event rule comes just before");
+    assert_eq!(p.rule_name(index - 1), Some("agent-signalled"), "the last event rule comes just before");
 }

@@ -114,10 +114,13 @@ pub enum SecurityEvent {
     /// A library another process wrote lately, mapped as code by a process that runs with
     /// `LD_PRELOAD` set: code injected through the dynamic loader.
     PreloadLibrary,
+    /// A signal another process sent to vigil itself: a stop (`kill -STOP` freezes the sensor
+    /// without a trace), a termination or a kill. The sender is the actor.
+    AgentSignalled,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 23] = [
+    pub const ALL: [SecurityEvent; 24] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -141,6 +144,7 @@ impl SecurityEvent {
         SecurityEvent::ProcessMemoryRead,
         SecurityEvent::EnvironRead,
         SecurityEvent::PreloadLibrary,
+        SecurityEvent::AgentSignalled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -168,6 +172,7 @@ impl SecurityEvent {
             SecurityEvent::ProcessMemoryRead => "process_memory_read",
             SecurityEvent::EnvironRead => "environ_read",
             SecurityEvent::PreloadLibrary => "preload_library",
+            SecurityEvent::AgentSignalled => "agent_signalled",
         }
     }
 

@@ -21,6 +21,7 @@ use super::{
     actions_log::ActionLog,
     decision::{Act, Decision},
     kernel::KernelResponse,
+    run_marker,
 };
 use crate::{
     control::{Command, Request, Response},
@@ -80,6 +81,8 @@ pub struct Actor {
     pub stats: Arc<ActorStats>,
     /// Journaled once at start (e.g. "policy.d is invalid, running the last good policy").
     pub startup_note: Option<String>,
+    /// The previous vigil of this boot ended without shutting down (`run_marker`).
+    pub startup_gap: Option<run_marker::Gap>,
     /// Paths of the watched files, shared with the responder.
     pub files: super::file_watches::FileWatchIndex,
 }
@@ -128,6 +131,12 @@ impl Actor {
             .spawn(move || {
                 if let Some(note) = self.startup_note.take() {
                     let inc = Incident::new(IncidentKind::Policy, note.clone()).with_priority(2).with_outcome("fallback: last good policy");
+                    self.journal_send(&inc);
+                }
+                if let Some(gap) = self.startup_gap.take() {
+                    let inc = Incident::new(IncidentKind::Loss, gap.message())
+                        .with_extra("VIGIL_PREVIOUS_PID", gap.pid.to_string())
+                        .with_extra("VIGIL_UNWATCHED_SECONDS", gap.unwatched.as_secs().to_string());
                     self.journal_send(&inc);
                 }
                 if let Err(e) = self.apply_current("started") {

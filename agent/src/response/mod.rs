@@ -24,11 +24,12 @@ mod piped;
 mod port_scan;
 pub mod ratelimit;
 pub mod responder;
+pub mod run_marker;
 pub mod store;
 pub mod watch_dir;
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -117,6 +118,8 @@ pub struct ResponseStage {
     pub quarantine_available: bool,
     pub policy: watch::Receiver<Arc<crate::policy::Policy>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Removed at a clean shutdown ([`Self::join`]); left behind, it tells the next vigil.
+    run_marker: Option<run_marker::RunMarker>,
 }
 
 impl ResponseStage {
@@ -149,6 +152,13 @@ impl ResponseStage {
             },
         };
         info!(version = %policy.version, sources = policy.sources.len(), "policy loaded");
+        let (run_marker, gap) = run_marker::RunMarker::claim(&cfg.state_dir, Path::new("/proc"));
+        if let Some(gap) = &gap {
+            warn!("{}", gap.message());
+        }
+        if let Some(m) = &run_marker {
+            m.spawn_heartbeat();
+        }
         let (policy_tx, policy_rx) = watch::channel(Arc::new(policy));
         let (actions, vault) = actor::state_paths(&cfg.state_dir);
         let quarantine = match mounts::ensure_cgroup2() {
@@ -196,6 +206,7 @@ impl ResponseStage {
             log: actions_log::ActionLog::open(&actions),
             stats: stats.clone(),
             startup_note,
+            startup_gap: gap,
             files: files.clone(),
         };
         let thread = actor.spawn(actor_rx);
@@ -211,6 +222,7 @@ impl ResponseStage {
                 quarantine_available,
                 policy: policy_rx,
                 thread: Some(thread),
+                run_marker,
             },
             responder,
         ))
@@ -222,6 +234,9 @@ impl ResponseStage {
         let _ = self.actor_tx.blocking_send(ActorMsg::Shutdown);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        if let Some(m) = self.run_marker.take() {
+            m.release();
         }
     }
 }

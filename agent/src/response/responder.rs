@@ -685,8 +685,23 @@ impl Responder {
         self.on_security_event(table, seqs, key, event, detail);
     }
 
-    /// A library another process wrote lately, mapped as code under `LD_PRELOAD`: named with
-    /// the variable's value and the library's writer, while the table still knows it.
+    /// A signal another process sent to vigil. SIGCONT only undoes a stop, which was reported
+    /// itself.
+    pub fn on_agent_signalled(
+        &mut self,
+        table: &ProcessTable,
+        seqs: &BehaviourSequences,
+        key: ProcessKey,
+        ev: &PtraceEvent,
+    ) {
+        let Some(detail) = agent_signal_detail(ev) else {
+            return;
+        };
+        self.on_security_event(table, seqs, key, SecurityEvent::AgentSignalled, detail);
+    }
+
+    /// A library another process wrote lately, mapped as code under `LD_PRELOAD` or `LD_AUDIT`:
+    /// named with the variable's value and the library's writer, while the table still knows it.
     pub fn on_preload(
         &mut self,
         table: &ProcessTable,
@@ -701,8 +716,9 @@ impl Responder {
             .unwrap_or_else(|| format!("pid {writer}"));
         let age_ms = ev.header.ktime_ns.saturating_sub(ev.created_by.ns) / 1_000_000;
         let detail = format!(
-            "maps {} as code with LD_PRELOAD={}; the library was written {}.{:03} s before by {by}",
+            "maps {} as code with {}={}; the library was written {}.{:03} s before by {by}",
             ev.name(),
+            ev.variable(),
             ev.preload(),
             age_ms / 1000,
             age_ms % 1000
@@ -1273,6 +1289,41 @@ fn other_process(table: &ProcessTable, key: ProcessKey, ev: &PtraceEvent) -> Opt
         .filter(|e| e != " ()")
         .unwrap_or_default();
     Some((target, exe))
+}
+
+/// What an `agent_signalled` record says, or `None` for SIGCONT.
+pub(crate) fn agent_signal_detail(ev: &PtraceEvent) -> Option<String> {
+    use libc::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGSTOP, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU};
+    let sig = i32::try_from(ev.request).unwrap_or(0);
+    if sig == libc::SIGCONT {
+        return None;
+    }
+    let name = match sig {
+        SIGHUP => "SIGHUP".to_string(),
+        SIGINT => "SIGINT".to_string(),
+        SIGQUIT => "SIGQUIT".to_string(),
+        libc::SIGABRT => "SIGABRT".to_string(),
+        SIGKILL => "SIGKILL".to_string(),
+        libc::SIGUSR1 => "SIGUSR1".to_string(),
+        libc::SIGUSR2 => "SIGUSR2".to_string(),
+        SIGTERM => "SIGTERM".to_string(),
+        SIGSTOP => "SIGSTOP".to_string(),
+        SIGTSTP => "SIGTSTP".to_string(),
+        SIGTTIN => "SIGTTIN".to_string(),
+        SIGTTOU => "SIGTTOU".to_string(),
+        n => format!("signal {n}"),
+    };
+    let effect = match sig {
+        SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU => {
+            ", which stops it: nothing is acted on until it is continued"
+        }
+        // The two it shuts down cleanly on; the default of most others is to end it.
+        SIGINT | SIGTERM => ", which shuts it down",
+        libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH => "",
+        _ => ", which ends it at once (the next vigil reports the gap)",
+    };
+    let outcome = if ev.ret == 0 { "" } else { " (not delivered)" };
+    Some(format!("{name} sent to vigil (thread {}){outcome}{effect}", ev.target_pid))
 }
 
 /// Whether a program runs the command it is given as its child rather than by exec'ing it:

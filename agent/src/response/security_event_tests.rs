@@ -269,3 +269,32 @@ fn reads_of_another_process_are_events_named_by_how_and_not_of_itself() {
     assert_eq!(d[0].target.key.tgid, SHELL);
     assert_eq!(d[0].detail.as_deref(), Some(format!("open of /proc/{TOOL}/mem (/opt/site/tool) for reading (fd 5)").as_str()));
 }
+
+#[test]
+fn signals_sent_to_vigil_are_events_named_with_their_effect_but_sigcont_is_not() {
+    let (_fake, table) = host();
+    let seqs = BehaviourSequences::new(SequenceConfig::default());
+    let rules = "[[rule.event]]\nname = \"signalled\"\naction = \"alert\"\nevent = [\"agent_signalled\"]\n";
+    let (mut r, mut rx) = responder_with(&table, rules);
+    let tool = key(&table, TOOL);
+    let signal = |sig: i32, ret: i32| {
+        memory_record(EventKind::AgentSignalled, TOOL, 4242, i64::from(sig), ret)
+    };
+    r.on_agent_signalled(&table, &seqs, tool, &signal(libc::SIGSTOP, 0));
+    let d = decisions(&mut rx);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].target.key.tgid, TOOL, "the sender is the actor");
+    assert_eq!(
+        d[0].detail.as_deref(),
+        Some("SIGSTOP sent to vigil (thread 4242), which stops it: nothing is acted on until it is continued")
+    );
+    r.on_agent_signalled(&table, &seqs, tool, &signal(libc::SIGCONT, 0));
+    assert!(decisions(&mut rx).is_empty(), "SIGCONT only undoes the stop");
+    let detail = |sig, ret| agent_signal_detail(&signal(sig, ret)).expect("reported");
+    assert_eq!(
+        detail(libc::SIGKILL, 0),
+        "SIGKILL sent to vigil (thread 4242), which ends it at once (the next vigil reports the gap)"
+    );
+    assert_eq!(detail(libc::SIGTERM, 0), "SIGTERM sent to vigil (thread 4242), which shuts it down");
+    assert_eq!(detail(libc::SIGWINCH, 2), "signal 28 sent to vigil (thread 4242) (not delivered)");
+}
