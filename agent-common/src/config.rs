@@ -180,6 +180,8 @@ pub mod names {
     /// tid -> `Creds`: each thread's ids as last seen (fork, exec, setuid family; seeded from
     /// /proc at start), so a setuid-family call's exit can say what it changed.
     pub const MAP_CREDS: &str = "CREDS";
+    /// `FileKey` -> `CreatedBy` (LRU): the process that last created or truncated each file.
+    pub const MAP_CREATED: &str = "CREATED";
     pub const PROG_EXEC: &str = "vigil_sched_exec";
     pub const PROG_FORK: &str = "vigil_sched_fork";
     pub const PROG_EXIT: &str = "vigil_sched_exit";

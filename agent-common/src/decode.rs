@@ -14,6 +14,7 @@ unsafe impl aya::Pod for SyscallBatch {}
 unsafe impl aya::Pod for FileKey {}
 unsafe impl aya::Pod for FileWatch {}
 unsafe impl aya::Pod for Creds {}
+unsafe impl aya::Pod for CreatedBy {}
 
 /// One decoded record.
 #[derive(Clone, Debug)]

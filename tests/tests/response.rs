@@ -2001,6 +2001,80 @@ fn a_downloaded_program_is_alerted_with_its_downloader_and_a_copy_is_not() {
     }
 }
 
+/// Scripts a network client wrote and an interpreter runs are alerted by the shipped
+/// `downloaded-program-run`, naming the script and its downloader: `sh x.sh` from the script's
+/// directory, `python3 /abs/x.py`, and a script run through its `#!` line. Quiet: a copy `cp`
+/// made, run the same way; inline code given with the script's name as an argument; and a
+/// downloaded script run by its name from a `bin` directory (an installed command).
+#[test]
+fn a_downloaded_script_run_by_its_interpreter_is_alerted_and_a_copy_or_installed_command_is_not() {
+    let test = "a_downloaded_script_run_by_its_interpreter_is_alerted_and_a_copy_or_installed_command_is_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("script-download");
+    fs::create_dir_all(dir.join("bin")).expect("bin");
+    let sh_source = dir.join("served.sh");
+    let py_source = dir.join("served.py");
+    fs::write(&sh_source, "#!/bin/sh\nexit 0\n").expect("sh script");
+    fs::write(&py_source, "import sys\nsys.exit(0)\n").expect("py script");
+    let daemon = Daemon::start("script-download", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let (_sh_server, sh_port) = serve(&sh_source, 3);
+    let (_py_server, py_port) = serve(&py_source, 1);
+    let fetch = |port: &str, to: &Path| {
+        let mut c = Command::new("/usr/bin/python3")
+            .args(["-c", "import socket, sys\nc = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\nwith open(sys.argv[2], 'wb') as f:\n    while (b := c.recv(65536)):\n        f.write(b)\n"])
+            .arg(port)
+            .arg(to)
+            .spawn()
+            .expect("fetcher");
+        let pid = c.id();
+        assert!(c.wait().expect("wait").success());
+        fs::set_permissions(to, fs::Permissions::from_mode(0o755)).expect("chmod");
+        pid
+    };
+    let run = |program: &str, args: &[&str]| {
+        let mut child = Command::new(program).args(args).current_dir(&dir).spawn().expect(program);
+        let pid = child.id().to_string();
+        assert!(child.wait().expect(program).success(), "{program} {args:?}");
+        pid
+    };
+    let sh_fetcher = fetch(&sh_port, &dir.join("x.sh"));
+    let by_sh = run("sh", &["x.sh"]);
+    let inline = run("sh", &["-c", "exit 0", "x.sh"]);
+    let py_script = dir.join("x.py");
+    fetch(&py_port, &py_script);
+    let by_python = run("/usr/bin/python3", &[py_script.to_str().unwrap()]);
+    fetch(&sh_port, &dir.join("run.sh"));
+    let by_shebang = run("./run.sh", &[]);
+    let installed = dir.join("bin/tool");
+    fetch(&sh_port, &installed);
+    let by_name = run(installed.to_str().unwrap(), &[]);
+    fs::copy(&sh_source, dir.join("copy.sh")).expect("copy");
+    let copy = run("sh", &["copy.sh"]);
+
+    wait_for_alerts(&daemon, alerts_before + 3);
+    drop(daemon);
+    for (pid, script) in [(&by_sh, "x.sh".to_string()), (&by_python, py_script.display().to_string()), (&by_shebang, "./run.sh".to_string())] {
+        let found = entries(&cursor, &format!("the downloaded-program-run alert of {script}"), |e| {
+            f(e, "VIGIL_REASON") == "downloaded-program-run" && f(e, "VIGIL_PID") == *pid
+        });
+        if let Some(a) = found.first() {
+            assert!(f(a, "VIGIL_DETAIL").starts_with(&format!("script {script} written ")), "{a}");
+        }
+        if script == "x.sh" && let Some(a) = found.first() {
+            assert!(f(a, "VIGIL_DETAIL").contains(&format!("by /usr/bin/python3 (pid {sh_fetcher}), which made")), "{a}");
+        }
+    }
+    if let Some(c) = &cursor {
+        let quiet = incidents_on(c, "downloaded-program-run", &[&inline, &by_name, &copy]);
+        assert!(quiet.is_empty(), "{quiet:?}");
+    }
+}
+
 /// `curl URL | sh` live: a script fetched over TCP by a Python client and piped into `sh` is
 /// alerted at the shell as `download-piped-to-shell`, naming the fetcher, also when the shell
 /// runs under `timeout`; a local pipe into `sh`, and a fetch piped into `sh -c` (which runs its
@@ -2793,5 +2867,112 @@ fn signals_sent_to_vigil_are_alerted_and_a_killed_vigil_is_reported_by_the_next(
     });
     if let Some(g) = gap.first() {
         assert!(f(g, "MESSAGE").contains("ended during this boot without shutting down"), "{g}");
+    }
+}
+
+/// The shipped default's `system-program-write`: a program copied into /usr/sbin and a library
+/// moved into the multiarch library directory are alerted, naming the writer; reading a system
+/// program and writing under /usr/local are not. The test's own files are removed after.
+#[test]
+fn a_program_or_library_written_into_the_system_s_own_directories_is_alerted() {
+    let test = "a_program_or_library_written_into_the_system_s_own_directories_is_alerted";
+    if !require_root(test) {
+        return;
+    }
+    let libdir = Path::new("/usr/lib/x86_64-linux-gnu");
+    if !libdir.is_dir() || !Path::new("/usr/local/bin").is_dir() {
+        println!("{test}: skipped: no {} or /usr/local/bin", libdir.display());
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let tag = std::process::id();
+    let program = PathBuf::from(format!("/usr/sbin/vigil-test-trojan-{tag}"));
+    let library = libdir.join(format!("libvigil-test-{tag}.so"));
+    let local = PathBuf::from(format!("/usr/local/bin/vigil-test-local-{tag}"));
+    struct Remove(Vec<PathBuf>);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+    let _remove = Remove(vec![program.clone(), library.clone(), local.clone()]);
+    let staged = scratch("system-program").join("libx.so");
+    fs::copy("/usr/bin/true", &staged).expect("stage the library");
+    let daemon = Daemon::start("system-program", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let run = |program: &str, args: &[&str]| {
+        let mut child = Command::new(program).args(args).stdout(Stdio::null()).spawn().expect(program);
+        let pid = child.id().to_string();
+        assert!(child.wait().expect(program).success(), "{program} {args:?}");
+        pid
+    };
+    let copier = run("cp", &["/usr/bin/true", program.to_str().unwrap()]);
+    let mover = run("mv", &[staged.to_str().unwrap(), library.to_str().unwrap()]);
+    let reader = run("cat", &["/usr/bin/true"]);
+    let local_copier = run("cp", &["/usr/bin/true", local.to_str().unwrap()]);
+    wait_for_alerts(&daemon, alerts_before + 2);
+    drop(daemon);
+    for (pid, what) in [(&copier, program.display().to_string()), (&mover, library.display().to_string())] {
+        let found = entries(&cursor, &format!("the system-program-write alert of {pid}"), |e| {
+            f(e, "VIGIL_REASON") == "system-program-write" && f(e, "VIGIL_PID") == *pid
+        });
+        if let Some(a) = found.first() {
+            assert!(f(a, "VIGIL_DETAIL").contains(&what), "{a}");
+        }
+    }
+    if let Some(c) = &cursor {
+        let quiet = incidents_on(c, "system-program-write", &[&reader, &local_copier]);
+        assert!(quiet.is_empty(), "{quiet:?}");
+    }
+}
+
+/// The shipped default's `bpf-hook-load`: a process loading a kprobe program (what an eBPF
+/// rootkit does before it attaches) is alerted, naming the program; one loading a socket
+/// filter, as packet capture does, is not.
+#[test]
+fn a_bpf_program_hooking_the_kernel_is_alerted_and_a_socket_filter_is_not() {
+    let test = "a_bpf_program_hooking_the_kernel_is_alerted_and_a_socket_filter_is_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let daemon = Daemon::start("bpf-hook", &[]);
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    // bpf(BPF_PROG_LOAD) of `r0 = 0; exit` with the given type, through ctypes.
+    let load = |prog_type: u32, name: &str| {
+        let out = Command::new("/usr/bin/python3")
+            .args(["-c", "import ctypes, os, struct, sys\n\
+                libc = ctypes.CDLL(None, use_errno=True)\n\
+                insns = ctypes.create_string_buffer(struct.pack('<BBhiBBhi', 0xb7, 0, 0, 0, 0x95, 0, 0, 0))\n\
+                lic = ctypes.create_string_buffer(b'GPL')\n\
+                attr = ctypes.create_string_buffer(128)\n\
+                struct.pack_into('<IIQQIIQII16s', attr, 0, int(sys.argv[1]), 2, ctypes.addressof(insns), ctypes.addressof(lic), 0, 0, 0, 0, 0, sys.argv[2].encode())\n\
+                fd = libc.syscall(321, 5, attr, 128)\n\
+                assert fd >= 0, os.strerror(ctypes.get_errno())\n\
+                print(os.getpid())"])
+            .args([prog_type.to_string(), name.to_string()])
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("pid").trim().to_owned()
+    };
+    let kprobe = load(2, "vigil_test_kp");
+    let filter = load(1, "vigil_test_sf");
+    wait_for_alerts(&daemon, alerts_before + 1);
+    drop(daemon);
+    let found = entries(&cursor, "the bpf-hook-load alert", |e| {
+        f(e, "VIGIL_REASON") == "bpf-hook-load" && f(e, "VIGIL_PID") == kprobe
+    });
+    if let Some(a) = found.first() {
+        let detail = f(a, "VIGIL_DETAIL");
+        assert!(detail.starts_with("BPF_PROG_LOAD of `vigil_test_kp`, type 2, 2 instructions (result ") && detail.ends_with(": a kprobe program"), "{detail}");
+    }
+    if let Some(c) = &cursor {
+        let quiet = incidents_on(c, "bpf-hook-load", &[&filter]);
+        assert!(quiet.is_empty(), "{quiet:?}");
     }
 }

@@ -145,6 +145,17 @@ impl SensorFeed {
         ))
     }
 
+    /// The kernel's map of file writers (taken once); `None`, logged, when it is missing.
+    pub fn take_file_writers(&mut self) -> Option<crate::response::scripts::FileWriters> {
+        match self.sensors.as_mut()?.take_map(names::MAP_CREATED) {
+            Ok(map) => crate::response::scripts::FileWriters::new(map),
+            Err(e) => {
+                warn!("{e}: scripts run by interpreters are not checked for their writer");
+                None
+            }
+        }
+    }
+
     /// The kernel's counters, for whoever reports them (taken once).
     pub fn take_counters(&mut self) -> Option<KernelCounters> {
         self.counters.take()

@@ -212,7 +212,10 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         scorer,
     );
     let mut response_stage = None;
-    if let Some((rs, responder)) = response {
+    if let Some((rs, mut responder)) = response {
+        if let Some(writers) = feed.take_file_writers() {
+            responder.set_file_writers(writers);
+        }
         status.set_response(status::ResponseHandles {
             policy: rs.policy.clone(),
             decisions: responder.stats.clone(),

@@ -239,6 +239,12 @@ impl ProcessStage {
                 Event::Preload(p) => r.on_preload(table, seqs, key, p),
                 other => {
                     if let Some((event, detail)) = security_event(other) {
+                        if let Event::BpfProgLoad(b) = other
+                            && let Some(hook) = bpf_hook_type(b.prog_type)
+                        {
+                            let detail = format!("{detail}: a {hook} program");
+                            r.on_security_event(table, seqs, key, SecurityEvent::BpfHookLoad, detail);
+                        }
                         r.on_security_event(table, seqs, key, event, detail);
                     }
                 }
@@ -400,6 +406,26 @@ pub fn describe(stage: &ProcessStage) -> String {
 }
 
 /// The `rule.event` event a record is, with what an operator reads about it.
+/// What a BPF program of `prog_type` hooks, when it hooks the kernel's code or packets (the
+/// uapi's `enum bpf_prog_type`); `None` for socket filters, cgroup programs (systemd's, runc's),
+/// sched_ext's struct_ops and the rest.
+fn bpf_hook_type(prog_type: u32) -> Option<&'static str> {
+    Some(match prog_type {
+        2 => "kprobe",
+        3 => "tc classifier",
+        4 => "tc action",
+        5 => "tracepoint",
+        6 => "XDP",
+        7 => "perf event",
+        17 => "raw tracepoint",
+        24 => "writable raw tracepoint",
+        26 => "tracing (fentry/fexit)",
+        28 => "freplace",
+        29 => "LSM",
+        _ => return None,
+    })
+}
+
 fn security_event(ev: &Event) -> Option<(SecurityEvent, String)> {
     Some(match ev {
         Event::Ptrace(p)

@@ -203,3 +203,15 @@ fn a_setuid_chmod_names_its_file_as_far_as_proc_allows() {
     assert_eq!(detail(&by_fd, 4242), "fchmod 4755 of /tmp/.b (result 0)");
     assert_eq!(detail(&by_fd, 7), "fchmod 4755 of fd 3 (result 0)");
 }
+
+#[test]
+fn bpf_programs_that_hook_kernel_code_or_packets_are_named_and_cgroup_programs_are_not() {
+    assert_eq!(bpf_hook_type(2), Some("kprobe"));
+    assert_eq!(bpf_hook_type(26), Some("tracing (fentry/fexit)"));
+    assert_eq!(bpf_hook_type(29), Some("LSM"));
+    assert_eq!(bpf_hook_type(6), Some("XDP"));
+    // socket filter, cgroup skb, cgroup device (systemd, runc), struct_ops (sched_ext)
+    for not_a_hook in [1, 8, 15, 27] {
+        assert_eq!(bpf_hook_type(not_a_hook), None, "{not_a_hook}");
+    }
+}

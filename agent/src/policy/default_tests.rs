@@ -98,11 +98,13 @@ fn default_settings() {
             "mass-file-replacement",
             "mass-encryption",
             "agent-signalled",
+            "bpf-hook-load",
             "credential-read",
             "ssh-key-read",
             "cloud-credential-read",
             "tls-key-read",
             "persistence-write",
+            "system-program-write",
             "preload-write",
             "account-write",
             "log-tamper",
@@ -432,6 +434,11 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
     }
     assert_eq!(hits(SecurityEvent::PreloadLibrary), hit("preload-injection", Action::Alert));
     assert_eq!(hits(SecurityEvent::AgentSignalled), hit("agent-signalled", Action::Alert));
+    assert_eq!(hits(SecurityEvent::BpfHookLoad), hit("bpf-hook-load", Action::Alert));
+    for agent in ["/usr/lib/systemd/systemd", "/usr/bin/cilium-agent", "/usr/bin/tetragon"] {
+        let ctx = EventContext { event: SecurityEvent::BpfHookLoad, exe: agent, parent: "" };
+        assert!(p.event_rules(&ctx).is_empty(), "{agent} hooks the kernel by design");
+    }
     for manager in ["/usr/lib/systemd/systemd", "/usr/bin/containerd-shim-runc-v2"] {
         let ctx = EventContext { event: SecurityEvent::AgentSignalled, exe: manager, parent: "" };
         assert!(p.event_rules(&ctx).is_empty(), "{manager} stops its services");
@@ -483,6 +490,25 @@ fn file_hits(p: &Policy, path: &str, access: FileAccess, exe: &str) -> Vec<(Stri
 }
 
 #[test]
+fn system_programs_and_libraries_written_alert_except_from_package_installs() {
+    let p = default_policy();
+    let (r, w) = (FileAccess::READ, FileAccess::WRITE);
+    for path in [
+        "/usr/bin/sudo", "/usr/sbin/sshd", "/usr/bin/.x", "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libnss_files.so.2", "/usr/lib/openssh/sshd-session",
+    ] {
+        assert_eq!(file_hits(&p, path, w, "/usr/bin/cp"), hit("system-program-write", Action::Alert), "{path}");
+        for installer in ["/usr/bin/dpkg", "/usr/bin/update-alternatives", "/usr/sbin/ldconfig"] {
+            assert!(file_hits(&p, path, w, installer).is_empty(), "{installer}: {path}");
+        }
+        assert!(file_hits(&p, path, r, "/usr/bin/cat").is_empty(), "reading {path}");
+    }
+    for path in ["/usr/local/bin/kubectl", "/usr/lib/x86_64-linux-gnu/gio/modules/giomodule.cache", "/usr/share/doc/x"] {
+        assert!(file_hits(&p, path, w, "/usr/bin/cp").is_empty(), "{path}");
+    }
+}
+
+#[test]
 fn changes_to_vigil_s_own_files_alert_except_from_package_upgrades() {
     let p = default_policy();
     let (r, w, d) = (FileAccess::READ, FileAccess::WRITE, FileAccess::DELETE);
@@ -491,11 +517,16 @@ fn changes_to_vigil_s_own_files_alert_except_from_package_upgrades() {
         ("/etc/vigil/policy.d/10-site.toml", d),
         ("/usr/lib/vigil/policy.toml", w),
         ("/usr/lib/vigil/vigil.onnx", d),
-        ("/usr/sbin/vigil", w),
+        ("/usr/sbin/vigil", d),
     ] {
         assert_eq!(file_hits(&p, path, access, "/usr/bin/bash"), hit("agent-tampered", Action::Alert), "{path}");
         assert!(file_hits(&p, path, access, "/usr/bin/dpkg").is_empty(), "dpkg: {path}");
     }
+    // Written, vigil's binary is a system program as well.
+    let mut both = hit("system-program-write", Action::Alert);
+    both.extend(hit("agent-tampered", Action::Alert));
+    assert_eq!(file_hits(&p, "/usr/sbin/vigil", w, "/usr/bin/cp"), both);
+    assert!(file_hits(&p, "/usr/sbin/vigil", w, "/usr/bin/dpkg").is_empty());
     assert!(file_hits(&p, "/etc/vigil/policy.d/10-site.toml", r, "/usr/bin/cat").is_empty(), "reading it");
     assert!(file_hits(&p, "/var/lib/mysql/db/t.ibd", w, "/usr/sbin/mysqld").is_empty(), "its state is not watched");
 }
@@ -668,5 +699,5 @@ fn file_rules_number_after_every_other_kind() {
     let index = hits[0].index;
     assert_eq!(p.rule_name(index), Some("credential-read"));
     assert_eq!(p.rule_action(index), Some(Action::Alert));
-    assert_eq!(p.rule_name(index - 1), Some("agent-signalled"), "the last event rule comes just before");
+    assert_eq!(p.rule_name(index - 1), Some("bpf-hook-load"), "the last event rule comes just before");
 }

@@ -6,7 +6,8 @@
 //! - An existing path a glob names is watched itself; `**` watches the directory's subtree.
 //! - A wildcard component is expanded over the directory's entries as they are now. When it is
 //!   the glob's last component and the rule is about writing, the directory is watched one level
-//!   down as well: a new cron job or unit file is a write that creates a name.
+//!   down as well: a new cron job or unit file is a write that creates a name. A rule only about
+//!   changes then needs no entry watched by itself but symlinks, whose writes land elsewhere.
 //! - A literal path that does not exist yet is covered, for writing, by its nearest existing
 //!   directory down to its depth: writing `/etc/ld.so.preload` creates it. Reads of something
 //!   missing cannot happen; once it exists the next resolution (on policy change and every
@@ -102,11 +103,19 @@ impl Planner {
                 continue;
             };
             let matcher = glob.compile_matcher();
+            // A last wildcard of a rule only about changes: the directory's own watch, one
+            // level down (below), sees every write of a file in it, so the files are not
+            // watched one by one (`/usr/bin/*` would be a thousand inodes). A symlink still is:
+            // its target lies elsewhere, where a write through it lands.
+            let directory_covers = rest.len() == 1 && creations == access;
             if let Ok(entries) = fs::read_dir(&dir) {
                 for entry in entries.flatten() {
                     self.scanned += 1;
                     if self.scanned > MAX_ENTRIES_SCANNED {
                         break;
+                    }
+                    if directory_covers && !entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                        continue;
                     }
                     if entry
                         .file_name()
@@ -198,7 +207,7 @@ mod tests {
     }
 
     #[test]
-    fn wildcards_expand_over_what_exists_and_a_last_wildcard_watches_its_directory_for_writes() {
+    fn wildcards_expand_over_what_exists_and_a_last_wildcard_watches_its_directory_for_writes_and_links() {
         let d = tempfile::tempdir().unwrap();
         for user in ["alice", "bob"] {
             fs::create_dir_all(d.path().join(format!("home/{user}/.ssh"))).unwrap();
@@ -206,6 +215,8 @@ mod tests {
         fs::write(d.path().join("home/alice/.ssh/id_ed25519"), "").unwrap();
         fs::create_dir_all(d.path().join("cron.d")).unwrap();
         fs::write(d.path().join("cron.d/job"), "").unwrap();
+        fs::write(d.path().join("elsewhere"), "").unwrap();
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), d.path().join("cron.d/linked")).unwrap();
         let p = plan(
             d.path(),
             r#"
@@ -228,8 +239,10 @@ mod tests {
             vec![
                 // `logs` does not exist: for writes its parent is watched down to any depth.
                 w(d.path().to_path_buf(), wt, MAX_DEPTH),
+                // The directory sees writes of `job` in it; a write through `linked` lands on
+                // its target, watched through the link.
                 w(d.path().join("cron.d"), wt, 1),
-                w(d.path().join("cron.d/job"), wt, 0),
+                w(d.path().join("cron.d/linked"), wt, 0),
                 w(d.path().join("home/alice/.ssh/id_ed25519"), R, 0),
             ]
         );

@@ -56,6 +56,11 @@ pub enum SecurityEvent {
     PtraceAttach,
     /// bpf(BPF_PROG_LOAD), whatever its result.
     BpfProgLoad,
+    /// A BPF program of a type that hooks the kernel's own code or its packets (kprobe,
+    /// tracepoint, perf event, fentry/fexit, LSM, freplace, XDP, TC): what eBPF rootkits load
+    /// to read any process's memory, hide files and sockets or take packets first. Also a
+    /// `bpf_prog_load`.
+    BpfHookLoad,
     /// A process that held root in none of its user ids now runs as root.
     GainedRoot,
     /// memfd_create.
@@ -120,7 +125,7 @@ pub enum SecurityEvent {
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 24] = [
+    pub const ALL: [SecurityEvent; 25] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -145,6 +150,7 @@ impl SecurityEvent {
         SecurityEvent::EnvironRead,
         SecurityEvent::PreloadLibrary,
         SecurityEvent::AgentSignalled,
+        SecurityEvent::BpfHookLoad,
     ];
 
     pub fn name(self) -> &'static str {
@@ -173,6 +179,7 @@ impl SecurityEvent {
             SecurityEvent::EnvironRead => "environ_read",
             SecurityEvent::PreloadLibrary => "preload_library",
             SecurityEvent::AgentSignalled => "agent_signalled",
+            SecurityEvent::BpfHookLoad => "bpf_hook_load",
         }
     }
 

@@ -25,6 +25,8 @@ pub(super) struct Download {
     /// The process whose open created or truncated the image.
     pub writer_pid: u32,
     pub secs_before_exec: u64,
+    /// The script an interpreter ran, when that is what was downloaded rather than the image.
+    pub script: Option<Arc<str>>,
 }
 
 impl Download {
@@ -37,11 +39,15 @@ impl Download {
         } else {
             format!("{} (pid {})", self.downloader, self.downloader_pid)
         };
+        let what = match &self.script {
+            Some(path) => format!("script {path}"),
+            None => "image".to_string(),
+        };
         if self.writer_pid == self.downloader_pid {
-            format!("image written {n}s before the exec by {who}, which made or accepted an internet connection")
+            format!("{what} written {n}s before the exec by {who}, which made or accepted an internet connection")
         } else {
             format!(
-                "image written {n}s before the exec by pid {}, a child of {who}, which made or accepted an internet connection",
+                "{what} written {n}s before the exec by pid {}, a child of {who}, which made or accepted an internet connection",
                 self.writer_pid
             )
         }
@@ -130,6 +136,7 @@ impl NetPeers {
             downloader_pid: pid,
             writer_pid: written.tgid,
             secs_before_exec: exec_ktime_ns.saturating_sub(written.ns) / 1_000_000_000,
+            script: None,
         })
     }
 

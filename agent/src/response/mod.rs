@@ -25,6 +25,7 @@ mod port_scan;
 pub mod ratelimit;
 pub mod responder;
 pub mod run_marker;
+pub mod scripts;
 pub mod store;
 pub mod watch_dir;
 

@@ -39,6 +39,7 @@ use super::{
     deleted_image::{DeletedImages, deleted_image},
     port_scan::ScanWatch,
     ratelimit::{Admit, RateLimit},
+    scripts::{self, FileWriters},
 };
 use crate::{
     model::Verdict,
@@ -116,6 +117,8 @@ pub struct Responder {
     piped: PipedWatch,
     /// Processes found running a deleted program.
     deleted: DeletedImages,
+    /// The kernel's writer of each file lately created, for scripts interpreters run.
+    writers: Option<FileWriters>,
     pub stats: Arc<ResponseStats>,
 }
 
@@ -148,8 +151,40 @@ impl Responder {
             net_peers: NetPeers::default(),
             piped: PipedWatch::default(),
             deleted: DeletedImages::default(),
+            writers: None,
             stats: Arc::new(ResponseStats::default()),
         }
+    }
+
+    /// Gives the responder the kernel's map of file writers: without it, a script an
+    /// interpreter runs is never found downloaded.
+    pub fn set_file_writers(&mut self, writers: FileWriters) {
+        self.writers = Some(writers);
+    }
+
+    /// A script a network client wrote, run by `key`'s interpreter: the image is long
+    /// installed, the program is the script.
+    fn script_download(
+        &self,
+        key: ProcessKey,
+        filename: &str,
+        image: Option<&str>,
+        argv: &[String],
+        at_ns: u64,
+    ) -> Option<Download> {
+        let writers = self.writers.as_ref()?;
+        let script = scripts::script_operand(filename, image, argv)?;
+        // Through the process's own root and directory; the path as given once it has exited.
+        let by = writers
+            .writer_of(&scripts::in_process(key.tgid, script))
+            .or_else(|| {
+                script
+                    .starts_with('/')
+                    .then(|| writers.writer_of(Path::new(script)))?
+            })?;
+        let mut download = self.net_peers.download(&by, at_ns)?;
+        download.script = Some(script.into());
+        Some(download)
     }
 
     fn current(&mut self) -> Arc<Policy> {
@@ -260,6 +295,18 @@ impl Responder {
             .parent_key()
             .and_then(|k| table.get_key(&k))
             .map(|p| p.exe.to_string());
+        let download = self
+            .net_peers
+            .download(&ev.written_by, ev.header.ktime_ns)
+            .or_else(|| {
+                self.script_download(
+                    key,
+                    &filename,
+                    image.as_deref(),
+                    &info.cmdline,
+                    ev.header.ktime_ns,
+                )
+            });
         let seen = ExecSeen {
             filename,
             image,
@@ -269,7 +316,7 @@ impl Responder {
             image_changed_secs_ago: policy
                 .max_changed_within()
                 .and_then(|max| changed_secs_ago(&ev.image).filter(|age| *age <= max)),
-            download: self.net_peers.download(&ev.written_by, ev.header.ktime_ns),
+            download,
             served_by: self.server_of(table, key),
         };
         let kernel_rule = ev

@@ -274,7 +274,8 @@ fn reads_of_another_process_are_events_named_by_how_and_not_of_itself() {
 fn signals_sent_to_vigil_are_events_named_with_their_effect_but_sigcont_is_not() {
     let (_fake, table) = host();
     let seqs = BehaviourSequences::new(SequenceConfig::default());
-    let rules = "[[rule.event]]\nname = \"signalled\"\naction = \"alert\"\nevent = [\"agent_signalled\"]\n";
+    let rules =
+        "[[rule.event]]\nname = \"signalled\"\naction = \"alert\"\nevent = [\"agent_signalled\"]\n";
     let (mut r, mut rx) = responder_with(&table, rules);
     let tool = key(&table, TOOL);
     let signal = |sig: i32, ret: i32| {
