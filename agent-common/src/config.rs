@@ -188,6 +188,9 @@ pub mod names {
     pub const PROG_SYS_EXIT: &str = "vigil_sys_exit";
     pub const PROG_SCHED_SWITCH: &str = "vigil_sched_switch";
     pub const PROG_SIGNAL: &str = "vigil_signal_generate";
+    /// tgid -> u8: processes whose signals from others are reported like vigil's own (the
+    /// host's security services, kept by user space).
+    pub const MAP_SIGNAL_GUARDED: &str = "SIGNAL_GUARDED";
     /// raw_tp twin of `PROG_SYS_EXIT` for kernels that refuse tp_btf.
     pub const PROG_SYS_EXIT_RAW: &str = "vigil_sys_exit_raw";
     /// Counts sys_enter and does nothing else: the floor any per-syscall tracer pays, for benches.
@@ -241,6 +244,8 @@ pub const QUARANTINED_ENTRIES: u32 = 1024;
 pub const QUARANTINED_TGIDS_ENTRIES: u32 = 4096;
 pub const DENY_NET_ENTRIES: u32 = 4096;
 pub const WATCHED_FILES_ENTRIES: u32 = 8192;
+/// Entries of `SIGNAL_GUARDED`: a host runs a handful of security services.
+pub const SIGNAL_GUARDED_ENTRIES: u32 = 256;
 /// Entries of `FILE_WALK`: the gate, then one per `FILE_ACCESS_*` bit.
 pub const FILE_WALK_ENTRIES: u32 = 6;
 /// u64 words of `FILE_FILTER` (64 Ki bits: with the default policy's few hundred watched

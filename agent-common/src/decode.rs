@@ -157,7 +157,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::Ptrace
         | EventKind::MemoryWrite
         | EventKind::MemoryRead
-        | EventKind::AgentSignalled => {
+        | EventKind::GuardedSignal => {
             Event::Ptrace(read(kind, h, bytes)?)
         }
         EventKind::MemfdCreate => Event::Memfd(read(kind, h, bytes)?),

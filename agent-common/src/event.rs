@@ -73,11 +73,12 @@ pub enum EventKind {
     /// A thread that named itself (`prctl(PR_SET_NAME)`) like a kernel thread (a bracket, or
     /// the start of kworker, ksoftirqd, kswapd ...), in a [`PathCallEvent`].
     ThreadRenamed = 26,
-    /// A signal another process sent to vigil itself (kill, tgkill, pidfd_send_signal,
-    /// sigqueue), in a [`PtraceEvent`]: `request` is the signal, `target_pid` the thread it was
-    /// sent to, `ret` the kernel's `TRACE_SIGNAL_*` result. Signals the kernel raises on its own
-    /// (a child's exit, a broken pipe, the OOM killer, a terminal's Ctrl-C) are not this.
-    AgentSignalled = 27,
+    /// A signal another process sent to vigil itself or to a process user space guards (the
+    /// host's security services: `SIGNAL_GUARDED`), by kill, tgkill, pidfd_send_signal or
+    /// sigqueue, in a [`PtraceEvent`]: `request` is the signal, `target_pid` the process (tgid)
+    /// it was sent to, `ret` the kernel's `TRACE_SIGNAL_*` result. Signals the kernel raises on
+    /// its own (a child's exit, a broken pipe, the OOM killer, a terminal's Ctrl-C) are not this.
+    GuardedSignal = 27,
 }
 
 impl EventKind {
@@ -111,7 +112,7 @@ impl EventKind {
         EventKind::MemoryRead,
         EventKind::PreloadLibrary,
         EventKind::ThreadRenamed,
-        EventKind::AgentSignalled,
+        EventKind::GuardedSignal,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -142,7 +143,7 @@ impl EventKind {
             24 => Self::MemoryRead,
             25 => Self::PreloadLibrary,
             26 => Self::ThreadRenamed,
-            27 => Self::AgentSignalled,
+            27 => Self::GuardedSignal,
             _ => return None,
         })
     }
@@ -175,7 +176,7 @@ impl EventKind {
             Self::MemoryRead => "memory_read",
             Self::PreloadLibrary => "preload_library",
             Self::ThreadRenamed => "thread_renamed",
-            Self::AgentSignalled => "agent_signalled",
+            Self::GuardedSignal => "guarded_signal",
         }
     }
 }
@@ -434,8 +435,8 @@ pub struct CredChangeEvent {
 /// A ptrace call (kind `Ptrace`), or a write into or a read of another process's memory
 /// without it (kinds `MemoryWrite` and `MemoryRead`, `request` one of the `MEMORY_WRITE_*` or
 /// `MEMORY_READ_*`): the ways to reach into a process by its pid. Also a signal sent to vigil
-/// (kind `AgentSignalled`: `request` the signal number, `target_pid` the thread signalled, `ret`
-/// the kernel's `TRACE_SIGNAL_*` result, 0 when it was delivered).
+/// or a guarded process (kind `GuardedSignal`: `request` the signal number, `target_pid` the
+/// process signalled, `ret` the kernel's `TRACE_SIGNAL_*` result, 0 when it was delivered).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PtraceEvent {

@@ -2857,7 +2857,7 @@ fn signals_sent_to_vigil_are_alerted_and_a_killed_vigil_is_reported_by_the_next(
     if let Some(a) = found.first() {
         assert_eq!(
             f(a, "VIGIL_DETAIL"),
-            format!("SIGSTOP sent to vigil (thread {vigil}), which stops it: nothing is acted on until it is continued"),
+            format!("SIGSTOP sent to vigil (pid {vigil}), which stops it: nothing is acted on until it is continued"),
             "{a}"
         );
         assert_eq!(found.len(), 1, "SIGCONT is not reported: {found:?}");
@@ -2974,5 +2974,52 @@ fn a_bpf_program_hooking_the_kernel_is_alerted_and_a_socket_filter_is_not() {
     if let Some(c) = &cursor {
         let quiet = incidents_on(c, "bpf-hook-load", &[&filter]);
         assert!(quiet.is_empty(), "{quiet:?}");
+    }
+}
+
+/// `kill -9 $(pidof auditd)` names no service on its command line: the signal itself is
+/// reported. Two stand-in services (`sleep` copied as `auditd`), one running before vigil
+/// started and one started after, are each killed by a shell's `kill -9` and alerted on that
+/// shell; a SIGWINCH sent first, which neither stops nor ends a service, is not.
+#[test]
+fn a_security_service_killed_by_pid_is_alerted_and_other_signals_are_not() {
+    let test = "a_security_service_killed_by_pid_is_alerted_and_other_signals_are_not";
+    if !require_root(test) {
+        return;
+    }
+    let _serial = serial();
+    let cursor = journald(test);
+    let dir = scratch("service-signalled");
+    let service = dir.join("auditd");
+    fs::copy("/usr/bin/sleep", &service).expect("stand-in service");
+    let start = || Reap(Command::new(&service).arg("60").spawn().expect("stand-in"));
+    let before = start();
+    let daemon = Daemon::start("service-signalled", &[]);
+    let after = start();
+    std::thread::sleep(Duration::from_millis(300));
+    let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
+    let mut senders = Vec::new();
+    for target in [before.0.id(), after.0.id()] {
+        let out = Command::new("/bin/sh")
+            .args(["-c", &format!("kill -WINCH {target}; sleep 0.2; kill -9 {target}; echo $$")])
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        senders.push((String::from_utf8(out.stdout).expect("pid").trim().to_owned(), target));
+    }
+    wait_for_alerts(&daemon, alerts_before + 2);
+    drop(daemon);
+    for (sender, target) in &senders {
+        let found = entries(&cursor, &format!("the security-service-signalled alert of {sender}"), |e| {
+            f(e, "VIGIL_REASON") == "security-service-signalled" && f(e, "VIGIL_PID") == *sender
+        });
+        if let Some(a) = found.first() {
+            assert_eq!(
+                f(a, "VIGIL_DETAIL"),
+                format!("SIGKILL sent to the security service {} (pid {target})", service.display()),
+                "{a}"
+            );
+            assert_eq!(found.len(), 1, "SIGWINCH is not reported: {found:?}");
+        }
     }
 }

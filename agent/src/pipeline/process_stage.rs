@@ -223,8 +223,8 @@ impl ProcessStage {
                 Event::Ptrace(p) if p.header.kind == EventKind::MemoryRead as u16 => {
                     r.on_memory_read(table, seqs, key, p);
                 }
-                Event::Ptrace(p) if p.header.kind == EventKind::AgentSignalled as u16 => {
-                    r.on_agent_signalled(table, seqs, key, p);
+                Event::Ptrace(p) if p.header.kind == EventKind::GuardedSignal as u16 => {
+                    r.on_guarded_signal(table, seqs, key, p);
                 }
                 // A refused chmod changed nothing; its call is still in the batch.
                 Event::SetuidChmod(c) if c.ret == 0 => {

@@ -98,6 +98,7 @@ fn default_settings() {
             "mass-file-replacement",
             "mass-encryption",
             "agent-signalled",
+            "security-service-signalled",
             "bpf-hook-load",
             "credential-read",
             "ssh-key-read",
@@ -434,6 +435,9 @@ fn module_loads_ptrace_attaches_root_and_scans_alert_but_bpf_and_memfds_do_not()
     }
     assert_eq!(hits(SecurityEvent::PreloadLibrary), hit("preload-injection", Action::Alert));
     assert_eq!(hits(SecurityEvent::AgentSignalled), hit("agent-signalled", Action::Alert));
+    assert_eq!(hits(SecurityEvent::SecurityServiceSignalled), hit("security-service-signalled", Action::Alert));
+    let stop = EventContext { event: SecurityEvent::SecurityServiceSignalled, exe: "/usr/sbin/start-stop-daemon", parent: "" };
+    assert!(p.event_rules(&stop).is_empty(), "package upgrades restart their services");
     assert_eq!(hits(SecurityEvent::BpfHookLoad), hit("bpf-hook-load", Action::Alert));
     for agent in ["/usr/lib/systemd/systemd", "/usr/bin/cilium-agent", "/usr/bin/tetragon"] {
         let ctx = EventContext { event: SecurityEvent::BpfHookLoad, exe: agent, parent: "" };

@@ -321,13 +321,13 @@ fn event_rule_errors() {
     assert_eq!(
         error(&rule("event", "action = \"alert\"\nevent = [\"module_load\", \"kexec\"]")),
         format!(
-            "{FILE}:5:25: unknown event `kexec`: expected one of module_load, ptrace_attach, bpf_prog_load, gained_root, memfd_create, root_denied, port_scan, fake_kernel_thread, setuid_bit, raw_socket, mass_replace, mass_encryption, piped_download, piped_decode, relay_shell, process_memory_write, deleted_image, file_capability, proc_hidden, kernel_setting, process_memory_read, environ_read, preload_library, agent_signalled, bpf_hook_load"
+            "{FILE}:5:25: unknown event `kexec`: expected one of module_load, ptrace_attach, bpf_prog_load, gained_root, memfd_create, root_denied, port_scan, fake_kernel_thread, setuid_bit, raw_socket, mass_replace, mass_encryption, piped_download, piped_decode, relay_shell, process_memory_write, deleted_image, file_capability, proc_hidden, kernel_setting, process_memory_read, environ_read, preload_library, agent_signalled, security_service_signalled, bpf_hook_load"
         )
     );
     assert_eq!(
         error(&rule("event", "action = \"alert\"\nexe = [\"/usr/bin/gdb\"]")),
         format!(
-            "{FILE}:3:8: rule.event `r` has no `event`: expected a list of module_load, ptrace_attach, bpf_prog_load, gained_root, memfd_create, root_denied, port_scan, fake_kernel_thread, setuid_bit, raw_socket, mass_replace, mass_encryption, piped_download, piped_decode, relay_shell, process_memory_write, deleted_image, file_capability, proc_hidden, kernel_setting, process_memory_read, environ_read, preload_library, agent_signalled, bpf_hook_load"
+            "{FILE}:3:8: rule.event `r` has no `event`: expected a list of module_load, ptrace_attach, bpf_prog_load, gained_root, memfd_create, root_denied, port_scan, fake_kernel_thread, setuid_bit, raw_socket, mass_replace, mass_encryption, piped_download, piped_decode, relay_shell, process_memory_write, deleted_image, file_capability, proc_hidden, kernel_setting, process_memory_read, environ_read, preload_library, agent_signalled, security_service_signalled, bpf_hook_load"
         )
     );
     assert_eq!(

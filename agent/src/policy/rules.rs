@@ -122,10 +122,14 @@ pub enum SecurityEvent {
     /// A signal another process sent to vigil itself: a stop (`kill -STOP` freezes the sensor
     /// without a trace), a termination or a kill. The sender is the actor.
     AgentSignalled,
+    /// A signal that stops or ends one of the host's security services (auditd, the syslog
+    /// daemons, journald, other agents), sent by another process: `kill -9 $(pidof auditd)`
+    /// names no service on its command line. The sender is the actor.
+    SecurityServiceSignalled,
 }
 
 impl SecurityEvent {
-    pub const ALL: [SecurityEvent; 25] = [
+    pub const ALL: [SecurityEvent; 26] = [
         SecurityEvent::ModuleLoad,
         SecurityEvent::PtraceAttach,
         SecurityEvent::BpfProgLoad,
@@ -150,6 +154,7 @@ impl SecurityEvent {
         SecurityEvent::EnvironRead,
         SecurityEvent::PreloadLibrary,
         SecurityEvent::AgentSignalled,
+        SecurityEvent::SecurityServiceSignalled,
         SecurityEvent::BpfHookLoad,
     ];
 
@@ -179,6 +184,7 @@ impl SecurityEvent {
             SecurityEvent::EnvironRead => "environ_read",
             SecurityEvent::PreloadLibrary => "preload_library",
             SecurityEvent::AgentSignalled => "agent_signalled",
+            SecurityEvent::SecurityServiceSignalled => "security_service_signalled",
             SecurityEvent::BpfHookLoad => "bpf_hook_load",
         }
     }

@@ -41,6 +41,9 @@ pub enum ActorMsg {
     Act(Box<Decision>),
     Protect(u32),
     Unprotect(u32),
+    /// Report signals other processes send this tgid (a security service).
+    Guard(u32),
+    Unguard(u32),
     /// The first decision over the rate limit: one escalated alert for the storm.
     RateLimited {
         first: Box<Decision>,
@@ -178,6 +181,18 @@ impl Actor {
             ActorMsg::Unprotect(tgid) => {
                 if let Some(k) = self.kernel.as_mut() {
                     k.unprotect_tgid(tgid);
+                }
+            }
+            ActorMsg::Guard(tgid) => {
+                if let Some(k) = self.kernel.as_mut()
+                    && let Err(e) = k.guard_tgid(tgid)
+                {
+                    warn!(tgid, "cannot guard the process's signals in the kernel: {e}");
+                }
+            }
+            ActorMsg::Unguard(tgid) => {
+                if let Some(k) = self.kernel.as_mut() {
+                    k.unguard_tgid(tgid);
                 }
             }
             ActorMsg::RateLimited {

@@ -47,6 +47,7 @@ pub struct KernelResponse {
     file_walk: Array<MapData, u32>,
     file_filter: Array<MapData, u64>,
     watched_paths: LpmTrie<MapData, [u8; PATH_LEN], u32>,
+    signal_guarded: BpfHashMap<MapData, u32, u8>,
     /// Whether connect/sendmsg guards are attached (a quarantine can cut the network).
     pub network_guards: bool,
 }
@@ -83,6 +84,8 @@ impl KernelResponse {
                 .map_err(map_err(names::MAP_FILE_FILTER))?,
             watched_paths: LpmTrie::try_from(get(names::MAP_WATCHED_PATHS)?)
                 .map_err(map_err(names::MAP_WATCHED_PATHS))?,
+            signal_guarded: BpfHashMap::try_from(get(names::MAP_SIGNAL_GUARDED)?)
+                .map_err(map_err(names::MAP_SIGNAL_GUARDED))?,
             network_guards,
         })
     }
@@ -226,6 +229,17 @@ impl KernelResponse {
 
     pub fn unprotect_tgid(&mut self, tgid: u32) {
         let _ = self.protected.remove(&tgid);
+    }
+
+    /// Signals other processes send `tgid` are reported from now on.
+    pub fn guard_tgid(&mut self, tgid: u32) -> Result<(), KernelMapError> {
+        self.signal_guarded
+            .insert(tgid, 1, 0)
+            .map_err(map_err(names::MAP_SIGNAL_GUARDED))
+    }
+
+    pub fn unguard_tgid(&mut self, tgid: u32) {
+        let _ = self.signal_guarded.remove(&tgid);
     }
 
     /// Replaces the exec deny trie. Entries are inserted before stale ones are removed, so a

@@ -119,6 +119,8 @@ pub struct Responder {
     deleted: DeletedImages,
     /// The kernel's writer of each file lately created, for scripts interpreters run.
     writers: Option<FileWriters>,
+    /// Security services whose signals from others the kernel reports (`SIGNAL_GUARDED`).
+    guarded: HashSet<Id>,
     pub stats: Arc<ResponseStats>,
 }
 
@@ -152,6 +154,7 @@ impl Responder {
             piped: PipedWatch::default(),
             deleted: DeletedImages::default(),
             writers: None,
+            guarded: HashSet::new(),
             stats: Arc::new(ResponseStats::default()),
         }
     }
@@ -211,6 +214,18 @@ impl Responder {
             if self.is_protected(&policy, p.key, &p.exe, &p.comm, p.kernel_thread) {
                 self.protect(p.key, p.kernel_thread);
             }
+            self.guard_if_security_service(p.key, &p.exe);
+        }
+    }
+
+    /// Guards the signals of a security service (by its image's name), and stops guarding a
+    /// process that exec'd something else.
+    fn guard_if_security_service(&mut self, key: ProcessKey, image: &str) {
+        let service = is_security_service(image);
+        if service && self.guarded.insert(id(key)) {
+            self.send_protect(ActorMsg::Guard(key.tgid));
+        } else if !service && self.guarded.remove(&id(key)) {
+            self.send_protect(ActorMsg::Unguard(key.tgid));
         }
     }
 
@@ -284,6 +299,7 @@ impl Responder {
         ) {
             self.protect(key, info.kernel_thread);
         }
+        self.guard_if_security_service(key, running.as_deref().unwrap_or(&info.exe));
         let filename = ev.filename();
         let args = &ev.args[..(ev.args_len as usize).min(ev.args.len())];
         let disguise = kernel_thread_disguise(args, &filename);
@@ -732,19 +748,26 @@ impl Responder {
         self.on_security_event(table, seqs, key, event, detail);
     }
 
-    /// A signal another process sent to vigil. SIGCONT only undoes a stop, which was reported
-    /// itself.
-    pub fn on_agent_signalled(
+    /// A signal another process sent to vigil, or to a security service it guards. SIGCONT
+    /// only undoes a stop, which was reported itself; a service is reported only for signals
+    /// that stop or end it (its reloads and log rotations are signals too).
+    pub fn on_guarded_signal(
         &mut self,
         table: &ProcessTable,
         seqs: &BehaviourSequences,
         key: ProcessKey,
         ev: &PtraceEvent,
     ) {
-        let Some(detail) = agent_signal_detail(ev) else {
+        if ev.target_pid == self.self_tgid {
+            if let Some(detail) = agent_signal_detail(ev) {
+                self.on_security_event(table, seqs, key, SecurityEvent::AgentSignalled, detail);
+            }
             return;
-        };
-        self.on_security_event(table, seqs, key, SecurityEvent::AgentSignalled, detail);
+        }
+        let exe = table.get(ev.target_pid).map(|p| p.exe.to_string()).unwrap_or_default();
+        if let Some(detail) = service_signal_detail(ev, &exe) {
+            self.on_security_event(table, seqs, key, SecurityEvent::SecurityServiceSignalled, detail);
+        }
     }
 
     /// A library another process wrote lately, mapped as code under `LD_PRELOAD` or `LD_AUDIT`:
@@ -1019,6 +1042,9 @@ impl Responder {
         let k = id(key);
         if self.protected.remove(&k) {
             self.send_protect(ActorMsg::Unprotect(key.tgid));
+        }
+        if self.guarded.remove(&k) {
+            self.send_protect(ActorMsg::Unguard(key.tgid));
         }
         self.corroborated.remove(&k);
         self.scans.on_exit(&k);
@@ -1370,7 +1396,47 @@ pub(crate) fn agent_signal_detail(ev: &PtraceEvent) -> Option<String> {
         _ => ", which ends it at once (the next vigil reports the gap)",
     };
     let outcome = if ev.ret == 0 { "" } else { " (not delivered)" };
-    Some(format!("{name} sent to vigil (thread {}){outcome}{effect}", ev.target_pid))
+    Some(format!("{name} sent to vigil (pid {}){outcome}{effect}", ev.target_pid))
+}
+
+/// Security services by their image's name: audit, logging and detection daemons, whose
+/// signals from other processes the kernel reports. A process called so is guarded wherever
+/// it lies: guarding one too many costs only a report when it is killed.
+const SECURITY_SERVICES: &[&str] = &[
+    "auditd", "audispd", "rsyslogd", "syslog-ng", "systemd-journald", "falco", "osqueryd",
+    "wazuh-agentd", "wazuh-modulesd", "wazuh-logcollector", "wazuh-syscheckd", "ossec-agentd",
+    "ossec-syscheckd", "ossec-logcollector", "clamd", "fail2ban-server", "auditbeat",
+    "filebeat", "tetragon", "tracee", "sysmon", "falcon-sensor", "elastic-agent",
+    "elastic-endpoint", "crowdsec", "aide", "fluent-bit", "td-agent-bit", "vector",
+];
+
+fn is_security_service(image: &str) -> bool {
+    let name = image.rsplit('/').next().unwrap_or(image);
+    let name = name.strip_suffix(" (deleted)").unwrap_or(name);
+    SECURITY_SERVICES.contains(&name)
+}
+
+/// What a signal to a guarded security service says, or `None` for the ones that neither stop
+/// nor end it (reloads, log rotations, SIGCONT).
+pub(crate) fn service_signal_detail(ev: &PtraceEvent, exe: &str) -> Option<String> {
+    use libc::{SIGABRT, SIGINT, SIGKILL, SIGQUIT, SIGSTOP, SIGTERM, SIGTSTP};
+    let name = match i32::try_from(ev.request).unwrap_or(0) {
+        SIGKILL => "SIGKILL",
+        SIGTERM => "SIGTERM",
+        SIGSTOP => "SIGSTOP",
+        SIGTSTP => "SIGTSTP",
+        SIGINT => "SIGINT",
+        SIGQUIT => "SIGQUIT",
+        SIGABRT => "SIGABRT",
+        _ => return None,
+    };
+    let who = if exe.is_empty() {
+        format!("pid {}", ev.target_pid)
+    } else {
+        format!("{exe} (pid {})", ev.target_pid)
+    };
+    let outcome = if ev.ret == 0 { "" } else { " (not delivered)" };
+    Some(format!("{name} sent to the security service {who}{outcome}"))
 }
 
 /// Whether a program runs the command it is given as its child rather than by exec'ing it:

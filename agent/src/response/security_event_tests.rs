@@ -271,31 +271,55 @@ fn reads_of_another_process_are_events_named_by_how_and_not_of_itself() {
 }
 
 #[test]
-fn signals_sent_to_vigil_are_events_named_with_their_effect_but_sigcont_is_not() {
+fn signals_sent_to_vigil_or_a_guarded_service_are_events_named_with_their_effect() {
     let (_fake, table) = host();
     let seqs = BehaviourSequences::new(SequenceConfig::default());
-    let rules =
-        "[[rule.event]]\nname = \"signalled\"\naction = \"alert\"\nevent = [\"agent_signalled\"]\n";
+    let rules = "[[rule.event]]\nname = \"signalled\"\naction = \"alert\"\n\
+        event = [\"agent_signalled\", \"security_service_signalled\"]\n";
     let (mut r, mut rx) = responder_with(&table, rules);
     let tool = key(&table, TOOL);
-    let signal = |sig: i32, ret: i32| {
-        memory_record(EventKind::AgentSignalled, TOOL, 4242, i64::from(sig), ret)
+    let vigil = std::process::id();
+    let signal = |target: u32, sig: i32, ret: i32| {
+        memory_record(EventKind::GuardedSignal, TOOL, target, i64::from(sig), ret)
     };
-    r.on_agent_signalled(&table, &seqs, tool, &signal(libc::SIGSTOP, 0));
+    r.on_guarded_signal(&table, &seqs, tool, &signal(vigil, libc::SIGSTOP, 0));
     let d = decisions(&mut rx);
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].target.key.tgid, TOOL, "the sender is the actor");
     assert_eq!(
         d[0].detail.as_deref(),
-        Some("SIGSTOP sent to vigil (thread 4242), which stops it: nothing is acted on until it is continued")
+        Some(format!("SIGSTOP sent to vigil (pid {vigil}), which stops it: nothing is acted on until it is continued").as_str())
     );
-    r.on_agent_signalled(&table, &seqs, tool, &signal(libc::SIGCONT, 0));
+    r.on_guarded_signal(&table, &seqs, tool, &signal(vigil, libc::SIGCONT, 0));
     assert!(decisions(&mut rx).is_empty(), "SIGCONT only undoes the stop");
-    let detail = |sig, ret| agent_signal_detail(&signal(sig, ret)).expect("reported");
+    let detail = |sig, ret| agent_signal_detail(&signal(4242, sig, ret)).expect("reported");
     assert_eq!(
         detail(libc::SIGKILL, 0),
-        "SIGKILL sent to vigil (thread 4242), which ends it at once (the next vigil reports the gap)"
+        "SIGKILL sent to vigil (pid 4242), which ends it at once (the next vigil reports the gap)"
     );
-    assert_eq!(detail(libc::SIGTERM, 0), "SIGTERM sent to vigil (thread 4242), which shuts it down");
-    assert_eq!(detail(libc::SIGWINCH, 2), "signal 28 sent to vigil (thread 4242) (not delivered)");
+    assert_eq!(detail(libc::SIGTERM, 0), "SIGTERM sent to vigil (pid 4242), which shuts it down");
+    assert_eq!(detail(libc::SIGWINCH, 2), "signal 28 sent to vigil (pid 4242) (not delivered)");
+
+    // A guarded service: its reload is not reported, its kill is, by the sender.
+    let shell = key(&table, SHELL);
+    r.on_guarded_signal(&table, &seqs, shell, &signal(SIBLING, libc::SIGHUP, 0));
+    assert!(decisions(&mut rx).is_empty(), "a reload");
+    r.on_guarded_signal(&table, &seqs, shell, &signal(SIBLING, libc::SIGKILL, 0));
+    let d = decisions(&mut rx);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].target.key.tgid, SHELL);
+    assert_eq!(
+        d[0].detail.as_deref(),
+        Some(format!("SIGKILL sent to the security service /opt/site/rank (pid {SIBLING})").as_str())
+    );
+}
+
+#[test]
+fn security_services_are_known_by_their_image_s_name() {
+    for image in ["/usr/sbin/auditd", "/usr/sbin/rsyslogd", "/usr/lib/systemd/systemd-journald", "/usr/bin/falco (deleted)"] {
+        assert!(is_security_service(image), "{image}");
+    }
+    for image in ["/usr/bin/bash", "/usr/sbin/auditctl", "/opt/auditd-exporter", "/usr/sbin/sshd"] {
+        assert!(!is_security_service(image), "{image}");
+    }
 }
