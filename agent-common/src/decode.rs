@@ -288,7 +288,8 @@ impl PreloadEvent {
         c_str(&self.name, self.name.len())
     }
 
-    /// The value of `LD_PRELOAD` (without the `LD_PRELOAD=`), as much as the record holds.
+    /// The variable's value (without the `LD_PRELOAD=` or `LD_AUDIT=`), as much as the record
+    /// holds.
     pub fn preload(&self) -> std::string::String {
         let used = self.preload_used();
         let value = used

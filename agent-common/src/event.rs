@@ -665,8 +665,8 @@ pub struct CreatedBy {
 }
 
 /// `LD_PRELOAD=/tmp/x.so ls`: a library mapped executable (an `mmap` with `PROT_EXEC` of a
-/// file) by a process whose environment sets `LD_PRELOAD` or `LD_AUDIT`, when `CREATED` remembers the
-/// library's inode as written by another process. The dynamic loader maps the preloaded
+/// file) by a process whose environment sets `LD_PRELOAD` or `LD_AUDIT`, when `CREATED`
+/// remembers the library's inode as written by another process. The dynamic loader maps the preloaded
 /// library first, into whatever the variable was set for; a library the process wrote itself
 /// (a JVM unpacking its native code) is not reported, nor is any map of a process without the
 /// variable, whose environment is never read beyond it. Kind `PreloadLibrary`.

@@ -1,7 +1,8 @@
 //! `LD_PRELOAD=/tmp/x.so ls`: code injected into a program through the dynamic loader, which
 //! maps the libraries the variable names before the program's own and runs their constructors
-//! first. `LD_AUDIT` does the same with auditing libraries, loaded before even the preloads. The loader's `mmap` of the library with `PROT_EXEC` is what shows it; nothing before
-//! it does, since the variable lives in the environment, which the kernel never parses.
+//! first. `LD_AUDIT` does the same with auditing libraries, loaded before even the preloads.
+//! The loader's `mmap` of the library with `PROT_EXEC` is what shows it; nothing before it
+//! does, since the variable lives in the environment, which the kernel never parses.
 //!
 //! Every executable mapping of a file is looked at only as far as the file's inode: it is
 //! reported when `CREATED` remembers that inode as written lately by another process (a
@@ -81,7 +82,8 @@ pub fn mapped(file: u64) {
     };
     let ev = entry.as_mut_ptr();
     // Each string is read into the record's buffer: the one that starts with `LD_PRELOAD=` or
-    // `LD_AUDIT=` stays there. A string longer than the buffer is stepped through in buffer-sized pieces.
+    // `LD_AUDIT=` stays there. A string longer than the buffer is stepped through in
+    // buffer-sized pieces.
     let mut found = 0;
     for _ in 0..PRELOAD_ENV_STRINGS {
         if at >= end {

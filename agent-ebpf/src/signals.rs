@@ -2,9 +2,9 @@
 //! (`SIGNAL_GUARDED`: auditd, the syslog daemons, journald, other agents). An intruder with
 //! root blinds the sensors before the real work: `kill -STOP` freezes vigil without a trace in
 //! any log, `kill -9` ends it before it can write one, `kill -9 $(pidof auditd)` names no
-//! service on its command line. The kernel's `signal_generate` tracepoint fires in the sender's context, whatever the
-//! call (kill, tgkill, pidfd_send_signal, sigqueue), before the signal is delivered: a stopped
-//! vigil reads the record once it runs again. What a SIGKILL leaves unread is reported by the
+//! service on its command line. The kernel's `signal_generate` tracepoint fires in the
+//! sender's context, whatever the call (kill, tgkill, pidfd_send_signal, sigqueue), before the
+//! signal is delivered: a stopped vigil reads the record once it runs again. What a SIGKILL leaves unread is reported by the
 //! next vigil from its state directory (user space, `response::run_marker`).
 
 use agent_common::{EventKind, PtraceEvent, SIGNAL_GUARDED_ENTRIES};

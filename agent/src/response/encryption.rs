@@ -303,8 +303,8 @@ impl<Id: Hash + Eq + Copy> EncryptWatch<Id> {
     }
 
     /// The files of `look`, weighed: when they read as ciphertext, the actor the incident is
-    /// for (an index into `actors`) and its detail. The looked-at actor and its descendants on
-    /// this line are not looked at again.
+    /// for (an index into `actors`) and its detail. That actor and its descendants on this line
+    /// are not looked at again.
     pub fn weighed(
         &mut self,
         actors: &[Id],
@@ -334,7 +334,9 @@ impl<Id: Hash + Eq + Copy> EncryptWatch<Id> {
                 (own >= ENCRYPTED).then_some((i, r.count()))
             })
             .unwrap_or((look.actor, look.rewritten));
-        for actor in &actors[..=look.actor] {
+        // The locker and what it ran are not looked at again; its ancestors are, or a second
+        // locker the same shell starts (or a test harness, or a cron job) would go unseen.
+        for actor in &actors[..=owner] {
             self.actors.set(
                 *actor,
                 Rewrites {
@@ -378,17 +380,23 @@ pub fn weigh_files(files: &[PathBuf]) -> Vec<(PathBuf, Content)> {
         .collect()
 }
 
-/// `path` as a syscall passed it, made absolute against the working directory of the first
-/// of `tgids` still there (the process that passed it, then the parent it most likely shares
-/// it with); `None` when all are gone.
-pub fn absolute(path: &str, tgids: &[u32]) -> Option<PathBuf> {
+/// `path` as a syscall passed it by `tgid`, made absolute against its working directory (as
+/// it is now, or as it was at its exec: `at_exec`) or its parent's; `None` when none holds it.
+pub fn absolute(path: &str, tgid: u32, at_exec: Option<&Path>, parent: u32) -> Option<PathBuf> {
     if path.starts_with('/') {
         return Some(PathBuf::from(path));
     }
-    let cwd = tgids
-        .iter()
-        .find_map(|t| std::fs::read_link(format!("/proc/{t}/cwd")).ok())?;
-    Some(cwd.join(path))
+    if let Ok(cwd) = std::fs::read_link(format!("/proc/{tgid}/cwd")) {
+        return Some(cwd.join(path));
+    }
+    // Gone already (a locker done with 30 files in a blink): where it was at its exec, else
+    // where its parent is, whichever holds the file. Its parent's directory alone would name
+    // another file of the same name, or none.
+    [at_exec.map(Path::to_path_buf), std::fs::read_link(format!("/proc/{parent}/cwd")).ok()]
+        .into_iter()
+        .flatten()
+        .map(|cwd| cwd.join(path))
+        .find(|p| p.exists())
 }
 
 #[cfg(test)]

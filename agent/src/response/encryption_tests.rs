@@ -228,6 +228,19 @@ fn the_incident_is_for_the_nearest_on_the_line_that_wrote_the_ciphertext() {
         "the loop, not the shell that copied before it: {detail}"
     );
     assert!(detail.starts_with("8 files rewritten in place"), "{detail}");
+    // The loop is done; the shell, whose look found it, is not: a second loop it starts
+    // (4, children 200 + i) is looked at and reported in its turn.
+    assert_eq!(w.on_rewrite(&[107, 3, 1], &p(58), t0), None, "reported once");
+    let mut second = None;
+    for i in 0..REWRITTEN {
+        second = second.or(w.on_rewrite(&[200 + i as u32, 4, 1], &p(300 + i), t0));
+    }
+    let second = second.expect("the second loop is looked at");
+    let all_dense: Vec<_> = second.files.iter().map(|f| (f.clone(), dense)).collect();
+    let (actor, _) = w
+        .weighed(&[200 + REWRITTEN as u32 - 1, 4, 1], &second, &all_dense)
+        .expect("encrypted");
+    assert_eq!(actor, 1, "the second loop");
 }
 
 #[test]
@@ -245,14 +258,16 @@ fn files_are_read_back_without_following_links_or_waiting_on_fifos() {
     nix::unistd::mkfifo(&dir.join("q"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
     assert_eq!(sample(&dir.join("q")), None);
     assert_eq!(sample(&dir.join("missing")), None);
-    assert_eq!(absolute("/etc/x", &[]), Some(PathBuf::from("/etc/x")));
+    assert_eq!(absolute("/etc/x", u32::MAX, None, u32::MAX), Some(PathBuf::from("/etc/x")));
     let here = std::env::current_dir().expect("cwd");
-    assert_eq!(
-        absolute("a/b", &[u32::MAX, std::process::id()]),
-        Some(here.join("a/b")),
-        "the first still there"
-    );
-    assert_eq!(absolute("a/b", &[u32::MAX]), None);
+    let me = std::process::id();
+    assert_eq!(absolute("a/b", me, Some(&dir), me), Some(here.join("a/b")), "still there: its directory now");
+    // Gone: where it was at its exec, if the file is there, else its parent's directory, if
+    // the file is there; never a directory that does not hold it.
+    assert_eq!(absolute("f", u32::MAX, Some(&dir), me), Some(dir.join("f")));
+    assert_eq!(absolute("f", u32::MAX, Some(Path::new("/nonexistent")), me), None);
+    assert_eq!(absolute("f", u32::MAX, None, me), None, "the parent's directory has no f");
+    assert_eq!(absolute("a/b", u32::MAX, None, u32::MAX), None);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,7 +8,7 @@
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -121,6 +121,9 @@ pub struct Responder {
     writers: Option<FileWriters>,
     /// Security services whose signals from others the kernel reports (`SIGNAL_GUARDED`).
     guarded: HashSet<Id>,
+    /// Each process's working directory as its exec found it: a relative path it wrote is
+    /// still resolved once it has exited.
+    cwds: HashMap<Id, PathBuf>,
     pub stats: Arc<ResponseStats>,
 }
 
@@ -155,6 +158,7 @@ impl Responder {
             deleted: DeletedImages::default(),
             writers: None,
             guarded: HashSet::new(),
+            cwds: HashMap::new(),
             stats: Arc::new(ResponseStats::default()),
         }
     }
@@ -300,6 +304,9 @@ impl Responder {
             self.protect(key, info.kernel_thread);
         }
         self.guard_if_security_service(key, running.as_deref().unwrap_or(&info.exe));
+        if let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", key.tgid)) {
+            self.cwds.insert(id(key), cwd);
+        }
         let filename = ev.filename();
         let args = &ev.args[..(ev.args_len as usize).min(ev.args.len())];
         let disguise = kernel_thread_disguise(args, &filename);
@@ -839,12 +846,23 @@ impl Responder {
             self.on_security_event(table, seqs, who, SecurityEvent::MassReplace, r.detail);
         }
         if encrypt
-            && let Some(file) = encryption::absolute(&path, &[key.tgid, keys[1.min(n - 1)].tgid])
+            && let Some(file) = encryption::absolute(
+                &path,
+                key.tgid,
+                self.cwds.get(&id(key)).map(PathBuf::as_path),
+                keys[1.min(n - 1)].tgid,
+            )
             && let Some(look) = self.encryptions.on_rewrite(&ids[..n], &file, now)
         {
             // Eight reads of 4 KiB at most, from the page cache the writer just filled, after
             // every 12 new rewrites: cheap enough for this thread.
             let contents = encryption::weigh_files(&look.files);
+            debug!(
+                pid = keys[look.actor].tgid,
+                rewritten = look.rewritten,
+                contents = ?contents,
+                "mass-encryption look"
+            );
             if let Some((actor, detail)) = self.encryptions.weighed(&ids[..n], &look, &contents) {
                 let who = keys[actor];
                 self.on_security_event(table, seqs, who, SecurityEvent::MassEncryption, detail);
@@ -1046,6 +1064,7 @@ impl Responder {
         if self.guarded.remove(&k) {
             self.send_protect(ActorMsg::Unguard(key.tgid));
         }
+        self.cwds.remove(&k);
         self.corroborated.remove(&k);
         self.scans.on_exit(&k);
         self.replacements.on_exit(&k);
