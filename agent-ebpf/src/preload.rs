@@ -136,37 +136,25 @@ pub fn mapped(file: u64) {
     count_emitted(EventKind::PreloadLibrary);
 }
 
-/// Whether `s` starts with `LD_PRELOAD=`, byte by byte at constant indices (BPF has no
-/// memcmp).
-#[inline(always)]
-fn names_preload(s: &[u8; PATH_LEN]) -> bool {
-    const _: () = assert!(PRELOAD_VAR.len() == 11);
-    let p = PRELOAD_VAR;
-    s[0] == p[0]
-        && s[1] == p[1]
-        && s[2] == p[2]
-        && s[3] == p[3]
-        && s[4] == p[4]
-        && s[5] == p[5]
-        && s[6] == p[6]
-        && s[7] == p[7]
-        && s[8] == p[8]
-        && s[9] == p[9]
-        && s[10] == p[10]
+/// Whether `$s` starts with `$p`, byte by byte at the listed constant indices, which must
+/// cover `$p` exactly (checked at compile time): BPF has no memcmp, and a loop over the
+/// variable's length would not unroll into immediates.
+macro_rules! starts_with {
+    ($s:expr, $p:expr, $($i:literal)*) => {{
+        const _: () = assert!($p.len() == [$($i),*].len());
+        let (s, p) = ($s, $p);
+        true $(&& s[$i] == p[$i])*
+    }};
 }
 
-/// Whether `s` starts with `LD_AUDIT=`, as [`names_preload`].
+/// Whether `s` starts with `LD_PRELOAD=`.
+#[inline(always)]
+fn names_preload(s: &[u8; PATH_LEN]) -> bool {
+    starts_with!(s, PRELOAD_VAR, 0 1 2 3 4 5 6 7 8 9 10)
+}
+
+/// Whether `s` starts with `LD_AUDIT=`.
 #[inline(always)]
 fn names_audit(s: &[u8; PATH_LEN]) -> bool {
-    const _: () = assert!(AUDIT_VAR.len() == 9);
-    let p = AUDIT_VAR;
-    s[0] == p[0]
-        && s[1] == p[1]
-        && s[2] == p[2]
-        && s[3] == p[3]
-        && s[4] == p[4]
-        && s[5] == p[5]
-        && s[6] == p[6]
-        && s[7] == p[7]
-        && s[8] == p[8]
+    starts_with!(s, AUDIT_VAR, 0 1 2 3 4 5 6 7 8)
 }
