@@ -1383,28 +1383,38 @@ fn other_process(table: &ProcessTable, key: ProcessKey, ev: &PtraceEvent) -> Opt
     Some((target, exe))
 }
 
-/// What an `agent_signalled` record says, or `None` for SIGCONT.
+/// A signal's name, for the details below.
+fn signal_name(sig: i32) -> String {
+    use libc::{
+        SIGABRT, SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGSTOP, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU,
+        SIGUSR1, SIGUSR2,
+    };
+    let name = match sig {
+        SIGHUP => "SIGHUP",
+        SIGINT => "SIGINT",
+        SIGQUIT => "SIGQUIT",
+        SIGABRT => "SIGABRT",
+        SIGKILL => "SIGKILL",
+        SIGUSR1 => "SIGUSR1",
+        SIGUSR2 => "SIGUSR2",
+        SIGTERM => "SIGTERM",
+        SIGSTOP => "SIGSTOP",
+        SIGTSTP => "SIGTSTP",
+        SIGTTIN => "SIGTTIN",
+        SIGTTOU => "SIGTTOU",
+        n => return format!("signal {n}"),
+    };
+    name.to_owned()
+}
+
+/// What a signal to vigil itself says, or `None` for SIGCONT.
 pub(crate) fn agent_signal_detail(ev: &PtraceEvent) -> Option<String> {
-    use libc::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGSTOP, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU};
+    use libc::{SIGINT, SIGSTOP, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU};
     let sig = i32::try_from(ev.request).unwrap_or(0);
     if sig == libc::SIGCONT {
         return None;
     }
-    let name = match sig {
-        SIGHUP => "SIGHUP".to_string(),
-        SIGINT => "SIGINT".to_string(),
-        SIGQUIT => "SIGQUIT".to_string(),
-        libc::SIGABRT => "SIGABRT".to_string(),
-        SIGKILL => "SIGKILL".to_string(),
-        libc::SIGUSR1 => "SIGUSR1".to_string(),
-        libc::SIGUSR2 => "SIGUSR2".to_string(),
-        SIGTERM => "SIGTERM".to_string(),
-        SIGSTOP => "SIGSTOP".to_string(),
-        SIGTSTP => "SIGTSTP".to_string(),
-        SIGTTIN => "SIGTTIN".to_string(),
-        SIGTTOU => "SIGTTOU".to_string(),
-        n => format!("signal {n}"),
-    };
+    let name = signal_name(sig);
     let effect = match sig {
         SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU => {
             ", which stops it: nothing is acted on until it is continued"
@@ -1439,16 +1449,11 @@ fn is_security_service(image: &str) -> bool {
 /// nor end it (reloads, log rotations, SIGCONT).
 pub(crate) fn service_signal_detail(ev: &PtraceEvent, exe: &str) -> Option<String> {
     use libc::{SIGABRT, SIGINT, SIGKILL, SIGQUIT, SIGSTOP, SIGTERM, SIGTSTP};
-    let name = match i32::try_from(ev.request).unwrap_or(0) {
-        SIGKILL => "SIGKILL",
-        SIGTERM => "SIGTERM",
-        SIGSTOP => "SIGSTOP",
-        SIGTSTP => "SIGTSTP",
-        SIGINT => "SIGINT",
-        SIGQUIT => "SIGQUIT",
-        SIGABRT => "SIGABRT",
-        _ => return None,
-    };
+    let sig = i32::try_from(ev.request).unwrap_or(0);
+    if !matches!(sig, SIGKILL | SIGTERM | SIGSTOP | SIGTSTP | SIGINT | SIGQUIT | SIGABRT) {
+        return None;
+    }
+    let name = signal_name(sig);
     let who = if exe.is_empty() {
         format!("pid {}", ev.target_pid)
     } else {
