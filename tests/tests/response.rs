@@ -2018,8 +2018,10 @@ fn a_downloaded_script_run_by_its_interpreter_is_alerted_and_a_copy_or_installed
     fs::create_dir_all(dir.join("bin")).expect("bin");
     let sh_source = dir.join("served.sh");
     let py_source = dir.join("served.py");
-    fs::write(&sh_source, "#!/bin/sh\nexit 0\n").expect("sh script");
-    fs::write(&py_source, "import sys\nsys.exit(0)\n").expect("py script");
+    // The scripts do something for a moment, as real ones do: vigil looks a script up through
+    // its interpreter's /proc entry, and one over before vigil handles its exec is not found.
+    fs::write(&sh_source, "#!/bin/sh\nsleep 0.5\n").expect("sh script");
+    fs::write(&py_source, "import time\ntime.sleep(0.5)\n").expect("py script");
     let daemon = Daemon::start("script-download", &[]);
     let alerts_before = daemon.status()["response"]["alerts"].as_u64().unwrap_or(0);
     let (_sh_server, sh_port) = serve(&sh_source, 3);
