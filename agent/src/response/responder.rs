@@ -173,6 +173,7 @@ impl Responder {
     /// installed, the program is the script.
     fn script_download(
         &self,
+        table: &ProcessTable,
         key: ProcessKey,
         filename: &str,
         image: Option<&str>,
@@ -181,13 +182,18 @@ impl Responder {
     ) -> Option<Download> {
         let writers = self.writers.as_ref()?;
         let script = scripts::script_operand(filename, image, argv)?;
-        // Through the process's own root and directory; the path as given once it has exited.
+        // Through the process's own root and directory. Once it has exited (a short script),
+        // the path as given, or, relative, through its parent's directory, which the shell
+        // that typed `sh x.sh` shares with it.
+        let parent = table.get_key(&key).and_then(|p| p.parent_key()).map(|k| k.tgid);
         let by = writers
             .writer_of(&scripts::in_process(key.tgid, script))
             .or_else(|| {
-                script
-                    .starts_with('/')
-                    .then(|| writers.writer_of(Path::new(script)))?
+                if script.starts_with('/') {
+                    writers.writer_of(Path::new(script))
+                } else {
+                    writers.writer_of(&scripts::in_process(parent?, script))
+                }
             })?;
         let mut download = self.net_peers.download(&by, at_ns)?;
         download.script = Some(script.into());
@@ -323,6 +329,7 @@ impl Responder {
             .download(&ev.written_by, ev.header.ktime_ns)
             .or_else(|| {
                 self.script_download(
+                    table,
                     key,
                     &filename,
                     image.as_deref(),
